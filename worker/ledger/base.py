@@ -1,0 +1,72 @@
+"""The idempotency ledger contract. Every backend (memory, sqlite, redis, postgresql) implements it.
+
+The pipeline opens one `LedgerSession` per batch:
+
+    session = ledger.session()
+    states = session.claim(keys)          # one round trip for the whole batch
+    for each key whose state is NEW:
+        with session.savepoint():         # SQL: SAVEPOINT; a failed processor's writes roll back
+            processor(event, ctx)         # ctx.transaction is session.transaction
+        -> success: collect key           -> failure: session.release([key])
+    session.mark_done(done_keys)          # one round trip
+    session.commit()                      # SQL: effects and done marks commit together
+
+Claim states:
+- NEW:  this worker owns the key now and must run the effect.
+- DONE: the effect already happened (a duplicate): skip it.
+- BUSY: another worker holds an unexpired lease on it (its effect may be in flight). The
+        pipeline waits with backoff and claims again; a crashed holder's lease expires.
+
+On SQL ledgers the claim is a row written inside the batch transaction, so the claim, the
+processor's writes through `session.transaction` and the done mark commit or vanish together
+(kill -9 at any instant leaves both or neither). On Redis and memory the claim is a lease with
+an expiry (`SET NX PX`) and `mark_done` replaces it with a done mark kept for the retention age.
+
+Any backend error is raised as `worker.errors.LedgerUnavailable`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+
+class ClaimState(enum.IntEnum):
+    NEW = 0
+    DONE = 1
+    BUSY = 2
+
+
+class LedgerSession(Protocol):
+    @property
+    def transaction(self) -> Any | None:
+        """A DB-API connection inside the open transaction (SQL ledgers), else None."""
+
+    def claim(self, keys: Sequence[str]) -> list[ClaimState]: ...
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """Scope one processor call: its writes are rolled back if the block raises."""
+
+    def mark_done(self, keys: Sequence[str]) -> None: ...
+
+    def release(self, keys: Sequence[str]) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+
+class Ledger(Protocol):
+    url: str
+
+    def session(self) -> LedgerSession: ...
+
+    def ping(self) -> None:
+        """Raise LedgerUnavailable if the store cannot be reached."""
+
+    def prune(self) -> int:
+        """Delete keys older than the retention age; return how many. Cheap to call often."""
+
+    def close(self) -> None: ...

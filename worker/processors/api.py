@@ -1,0 +1,119 @@
+"""The processor API: the `@processor` decorator, `Processor` and the per-call `Context`.
+
+A processor is a function `(event, ctx) -> None` with a pattern over event types. It is its own
+unit of idempotency and failure: its key decides what counts as "the same effect", and its
+retry policy decides what happens when it raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import structlog
+
+from worker.events import Event
+
+ProcessorFunc = Callable[[Event, "Context"], None]
+KeyFunc = Callable[[Event], str]
+OncePer = Literal["event", "group"]
+OnFailure = Literal["dead_letter", "stop"]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff for a processor that raises: attempt n waits
+    min(initial * multiplier**(n-1), maximum) seconds before attempt n+1."""
+
+    max_attempts: int = 3
+    initial_backoff: float = 0.1
+    multiplier: float = 2.0
+    max_backoff: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.initial_backoff * self.multiplier ** (attempt - 1), self.max_backoff))
+
+
+@dataclass(frozen=True, slots=True)
+class Processor:
+    name: str
+    patterns: tuple[str, ...]
+    func: ProcessorFunc
+    once_per: OncePer = "event"
+    key: KeyFunc | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    on_failure: OnFailure = "dead_letter"
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    module: str = ""
+
+    def idempotency_key(self, event: Event) -> str:
+        """processor + group_id + event id by default: a redelivered event is a duplicate, while
+        the distinct events one request causes (same group_id) are not."""
+        if self.key is not None:
+            return f"{self.name}:{self.key(event)}"
+        if self.once_per == "group":
+            return f"{self.name}:{event.group_id}"
+        return f"{self.name}:{event.group_id}:{event.id}"
+
+    @property
+    def key_scope(self) -> str:
+        return "custom" if self.key is not None else self.once_per
+
+
+class Context:
+    """What a processor gets besides the event. Built per call, so kept small and lazy."""
+
+    __slots__ = ("_log", "attempt", "event", "offset", "partition", "processor", "topic",
+                 "transaction")
+
+    def __init__(self, processor: Processor, event: Event, topic: str, partition: int,
+                 offset: int, transaction: Any | None, attempt: int = 1) -> None:
+        self.processor = processor
+        self.event = event
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.transaction = transaction
+        self.attempt = attempt
+        self._log: Any = None
+
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        return self.processor.settings
+
+    @property
+    def log(self) -> Any:
+        """A structlog logger bound to this event (made on first use: binding costs µs)."""
+        if self._log is None:
+            self._log = structlog.get_logger("worker.processor").bind(
+                processor=self.processor.name, event_id=self.event.id,
+                event_type=self.event.type, group_id=self.event.group_id,
+                topic=self.topic, partition=self.partition, offset=self.offset)
+        return self._log
+
+
+_REGISTERED: list[Processor] = []
+
+
+def processor(*patterns: str, name: str | None = None, once_per: OncePer = "event",
+              key: KeyFunc | None = None, retry: RetryPolicy | None = None,
+              on_failure: OnFailure = "dead_letter",
+              settings: Mapping[str, Any] | None = None) -> Callable[[ProcessorFunc], ProcessorFunc]:
+    """Register `func` as a processor for events whose type matches any of `patterns`."""
+    if not patterns:
+        raise ValueError("@processor needs at least one pattern")
+
+    def register(func: ProcessorFunc) -> ProcessorFunc:
+        _REGISTERED.append(Processor(
+            name=name or func.__name__, patterns=tuple(patterns), func=func, once_per=once_per,
+            key=key, retry=retry or RetryPolicy(), on_failure=on_failure,
+            settings=dict(settings or {}), module=func.__module__))
+        return func
+
+    return register
+
+
+def registered() -> list[Processor]:
+    """Every processor registered so far by importing modules, in registration order."""
+    return list(_REGISTERED)

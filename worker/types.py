@@ -1,0 +1,88 @@
+"""Core value types shared by every layer, independent of any Kafka client.
+
+`Message` is the shape of one consumed record. It deliberately mirrors the method
+API of `confluent_kafka.Message` (`value()`, `topic()`, ...), so the engine hands
+the client's own objects to the pipeline without copying them (no per-event
+allocation on the hot path), while tests and the in-memory harness use
+`LocalMessage`. Nothing outside `worker.kafka` imports confluent_kafka.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+Headers = list[tuple[str, bytes]]
+
+
+class Message(Protocol):
+    """One record read from a topic partition (structural match of confluent_kafka.Message)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def headers(self) -> Headers | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+
+
+@dataclass(slots=True)
+class LocalMessage:
+    """A `Message` made in memory: for unit tests, the harness and replaying files."""
+
+    _value: bytes | None
+    _topic: str = "customer-activity"
+    _partition: int = 0
+    _offset: int = 0
+    _key: bytes | None = None
+    _headers: Headers | None = None
+    _timestamp_ms: int = 0
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def headers(self) -> Headers | None:
+        return self._headers
+
+    def timestamp(self) -> tuple[int, int]:
+        # (TIMESTAMP_CREATE_TIME, ms) like confluent-kafka; 0 type means "not available".
+        return (1 if self._timestamp_ms else 0, self._timestamp_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicPartition:
+    topic: str
+    partition: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]"
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    """A record to write to the dead-letter topic: the original bytes plus why.
+
+    Header names written for it are `worker.*` (see worker.kafka.dlq):
+    error class, reason (with the JSON path where there is one), processor,
+    source topic/partition/offset, attempt count and time.
+    """
+
+    source: Message
+    error_class: str
+    reason: str
+    processor: str | None = None
+    attempts: int = 1
+    extra_headers: Headers = field(default_factory=list)
