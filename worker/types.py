@@ -10,6 +10,7 @@ allocation on the hot path), while tests and the in-memory harness use
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 Headers = list[tuple[str, bytes]]
@@ -86,3 +87,29 @@ class DeadLetter:
     processor: str | None = None
     attempts: int = 1
     extra_headers: Headers = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What the pipeline hands back to the engine for one batch.
+
+    completed=True: every message's effects are done (ok, duplicate, skipped or to be
+    dead-lettered). The engine must produce `dead_letters` and confirm them, then store the
+    offsets of all messages of the batch.
+    completed=False: the batch was cancelled (revoke/shutdown) and rolled back: the engine must
+    store no offset of it; the events will be consumed again.
+    """
+
+    completed: bool
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+class BatchHandler(Protocol):
+    """The processing half of the worker (worker.pipeline.Pipeline); the engine is the Kafka half.
+
+    `cancelled()` is polled between processor calls and during retry backoff; once it returns
+    True the handler stops, rolls back, and returns BatchResult(completed=False).
+    Raises worker.errors.FatalProcessingError when processing must stop (on_failure="stop").
+    """
+
+    def handle(self, messages: Sequence[Message], cancelled: Callable[[], bool]) -> BatchResult: ...
