@@ -99,7 +99,8 @@ _REGISTERED: list[Processor] = []
 def processor(*patterns: str, name: str | None = None, once_per: OncePer = "event",
               key: KeyFunc | None = None, retry: RetryPolicy | None = None,
               on_failure: OnFailure = "dead_letter",
-              settings: Mapping[str, Any] | None = None) -> Callable[[ProcessorFunc], ProcessorFunc]:
+              settings: Mapping[str, Any] | None = None,
+              ) -> Callable[[ProcessorFunc], ProcessorFunc]:
     """Register `func` as a processor for events whose type matches any of `patterns`."""
     if not patterns:
         raise ValueError("@processor needs at least one pattern")
