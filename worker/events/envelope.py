@@ -25,9 +25,9 @@ data does not fit its type's shape (e.g. a string where points must be an int).
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar, overload
 
 import msgspec
 
@@ -39,6 +39,28 @@ NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 _NULL = msgspec.Raw(b"null")
+_T = TypeVar("_T")
+
+
+class _lazy(Generic[_T]):
+    """Like functools.cached_property without its per-access lock (Python 3.11): computes once,
+    stores the value in the instance `__dict__`, which then shadows this descriptor."""
+
+    def __init__(self, func: Callable[[Any], _T]) -> None:
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> _lazy[_T]: ...
+    @overload
+    def __get__(self, obj: object, owner: type[Any]) -> _T: ...
+    def __get__(self, obj: object | None, owner: type[Any]) -> _lazy[_T] | _T:
+        if obj is None:
+            return self
+        value = self.func(obj)
+        obj.__dict__[self.name] = value
+        return value
 
 
 class Event(msgspec.Struct, dict=True):
@@ -50,20 +72,29 @@ class Event(msgspec.Struct, dict=True):
     created_at: AwareDatetime
     raw_data: msgspec.Raw = msgspec.field(name="data", default=_NULL)
 
-    @functools.cached_property
-    def _decoded(self) -> tuple[Any, EventSource | None]:
-        return decode_data(self.type, self.raw_data)
-
-    @property
+    @_lazy
     def data(self) -> Any:
         """The typed `data` struct of this event's type (see `worker.events.models`), or a
         plain dict for an unknown type or one without a published shape. Decoded once."""
-        return self._decoded[0]
+        decoder = _DECODERS.get(self.type)
+        if decoder is None:
+            value, source = _decode_untyped(self.raw_data)
+            if source is not None:
+                self.__dict__["_event_source"] = source
+            return value
+        typed = _decode(decoder, self.raw_data, "$.data")
+        if typed.wrapped is None:
+            return typed
+        return _unwrap(typed)
 
     @property
     def event_source(self) -> EventSource | None:
         """Who caused the event, when `data` came in the wrapped shape; else None."""
-        return self._decoded[1]
+        data = self.data
+        if isinstance(data, EventData):
+            return data.event_source
+        source: EventSource | None = self.__dict__.get("_event_source")
+        return source
 
 
 _envelope_decoder = msgspec.json.Decoder(Event)
@@ -104,15 +135,9 @@ for _type, _cls in DATA_TYPES.items():
 _any_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
 
 
-def decode_data(type_: str, raw: msgspec.Raw | bytes) -> tuple[Any, EventSource | None]:
-    """Decode `data` for `type_`: (typed struct or dict, event_source). Accepts the flat shape
-    (`data.customer`) and the wrapped one (`data.data.customer` + `data.event_source`)."""
-    decoder = _DECODERS.get(type_)
-    if decoder is None:
-        return _decode_untyped(raw)
-    value: EventData = _decode(decoder, raw, "$.data")
-    if value.wrapped is None:
-        return value, value.event_source
+def _unwrap(value: EventData) -> EventData:
+    """The wrapped shape: `{"data": {...}, "event_source": {...}}` -> the inner typed value,
+    carrying `event_source`."""
     source = value.event_source
     try:
         inner: EventData = msgspec.convert(value.wrapped, type(value))
@@ -121,7 +146,7 @@ def decode_data(type_: str, raw: msgspec.Raw | bytes) -> tuple[Any, EventSource 
     inner.wrapped = None
     if inner.event_source is None:
         inner.event_source = source
-    return inner, inner.event_source
+    return inner
 
 
 def _decode_untyped(raw: msgspec.Raw | bytes) -> tuple[dict[str, Any], EventSource | None]:

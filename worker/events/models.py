@@ -25,7 +25,7 @@ import msgspec
 Metadata = dict[str, Any]
 
 
-class _Obj(msgspec.Struct, kw_only=True, omit_defaults=True):
+class _Obj(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """Base of every sub-object: keyword-only, defaults omitted when encoding."""
 
 
