@@ -11,6 +11,10 @@ from collections.abc import Sequence
 
 # name -> module; one line per subcommand.
 COMMANDS: dict[str, str] = {
+    "validate": "worker.commands.validate",
+    "types": "worker.commands.types",
+    "generate": "worker.commands.generate",
+    "schemas": "worker.commands.schemas",
 }
 
 

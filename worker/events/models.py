@@ -18,7 +18,7 @@ Every data struct derives from `EventData`, which also accepts the *wrapped* sha
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -500,7 +500,13 @@ class EventData(_Obj):
     """
 
     event_source: EventSource | None = None
-    wrapped: Any = msgspec.field(default=None, name="data")
+    wrapped: Annotated[
+        Any,
+        msgspec.Meta(
+            description="Wrapped shape only: the real data object, beside event_source. "
+            "Decoded into the same struct; always null on a decoded value."
+        ),
+    ] = msgspec.field(default=None, name="data")
 
 
 # customer family

@@ -64,11 +64,27 @@ class Processor:
 class Context:
     """What a processor gets besides the event. Built per call, so kept small and lazy."""
 
-    __slots__ = ("_log", "attempt", "event", "offset", "partition", "processor", "topic",
-                 "transaction")
+    __slots__ = (
+        "_log",
+        "attempt",
+        "event",
+        "offset",
+        "partition",
+        "processor",
+        "topic",
+        "transaction",
+    )
 
-    def __init__(self, processor: Processor, event: Event, topic: str, partition: int,
-                 offset: int, transaction: Any | None, attempt: int = 1) -> None:
+    def __init__(
+        self,
+        processor: Processor,
+        event: Event,
+        topic: str,
+        partition: int,
+        offset: int,
+        transaction: Any | None,
+        attempt: int = 1,
+    ) -> None:
         self.processor = processor
         self.event = event
         self.topic = topic
@@ -87,29 +103,47 @@ class Context:
         """A structlog logger bound to this event (made on first use: binding costs µs)."""
         if self._log is None:
             self._log = structlog.get_logger("worker.processor").bind(
-                processor=self.processor.name, event_id=self.event.id,
-                event_type=self.event.type, group_id=self.event.group_id,
-                topic=self.topic, partition=self.partition, offset=self.offset)
+                processor=self.processor.name,
+                event_id=self.event.id,
+                event_type=self.event.type,
+                group_id=self.event.group_id,
+                topic=self.topic,
+                partition=self.partition,
+                offset=self.offset,
+            )
         return self._log
 
 
 _REGISTERED: list[Processor] = []
 
 
-def processor(*patterns: str, name: str | None = None, once_per: OncePer = "event",
-              key: KeyFunc | None = None, retry: RetryPolicy | None = None,
-              on_failure: OnFailure = "dead_letter",
-              settings: Mapping[str, Any] | None = None,
-              ) -> Callable[[ProcessorFunc], ProcessorFunc]:
+def processor(
+    *patterns: str,
+    name: str | None = None,
+    once_per: OncePer = "event",
+    key: KeyFunc | None = None,
+    retry: RetryPolicy | None = None,
+    on_failure: OnFailure = "dead_letter",
+    settings: Mapping[str, Any] | None = None,
+) -> Callable[[ProcessorFunc], ProcessorFunc]:
     """Register `func` as a processor for events whose type matches any of `patterns`."""
     if not patterns:
         raise ValueError("@processor needs at least one pattern")
 
     def register(func: ProcessorFunc) -> ProcessorFunc:
-        _REGISTERED.append(Processor(
-            name=name or func.__name__, patterns=tuple(patterns), func=func, once_per=once_per,
-            key=key, retry=retry or RetryPolicy(), on_failure=on_failure,
-            settings=dict(settings or {}), module=func.__module__))
+        _REGISTERED.append(
+            Processor(
+                name=name or func.__name__,
+                patterns=tuple(patterns),
+                func=func,
+                once_per=once_per,
+                key=key,
+                retry=retry or RetryPolicy(),
+                on_failure=on_failure,
+                settings=dict(settings or {}),
+                module=func.__module__,
+            )
+        )
         return func
 
     return register
