@@ -200,6 +200,9 @@ def _validation_error(message: str, root: str) -> EventDecodeError:
 
 
 def _lower_first(text: str) -> str:
+    """Lower-case the first letter ("Expected" -> "expected") unless it starts an acronym."""
+    if text[1:2].isupper():
+        return text
     return text[:1].lower() + text[1:]
 
 

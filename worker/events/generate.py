@@ -250,7 +250,7 @@ class EventGenerator:
         return {
             "id": f"ltr_{self._hex()}",
             "name": name,
-            "campaign_id": "",
+            "campaign_id": self._campaigns["LOYALTY_PROGRAM"]["id"],
             "points": {"from": lo, "to": hi},
             "object": "loyalty_tier",
         }
