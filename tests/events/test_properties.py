@@ -29,8 +29,9 @@ json_values = st.recursive(
 no_null_scalars = st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=20)
 no_null_values = st.recursive(
     no_null_scalars,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 ids = st.text(min_size=1, max_size=40)
