@@ -46,7 +46,7 @@ BAD_KINDS: tuple[str, ...] = (
 )
 #: bad kind -> (error class, where the error is raised: "envelope" or "data").
 BAD_KINDS_EXPECTED: dict[str, tuple[str, str]] = {
-    "invalid_utf8": ("undecodable", "envelope"),
+    "invalid_utf8": ("undecodable", "data"),  # inside data.customer.name
     "truncated_json": ("invalid_json", "envelope"),
     "not_an_object": ("not_an_object", "envelope"),
     "missing_id": ("schema", "envelope"),
