@@ -100,6 +100,7 @@ class EventGenerator:
             raise ValueError("duplicate_share + bad_share must be below 1")
         self.rng = random.Random(seed)
         self._random = self.rng.random
+        self._card_ids: dict[str, tuple[str, str]] = {}
         self.duplicate_share = duplicate_share
         self.bad_share = bad_share
         self.counts = Counts()
@@ -276,11 +277,20 @@ class EventGenerator:
         short: dict[str, Any] = self._shorts[c["id"]]
         return short
 
-    def _loyalty_card(self, camp: dict[str, Any]) -> dict[str, Any]:
+    def _loyalty_card(
+        self, camp: dict[str, Any], customer: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A loyalty card; a customer's own card keeps its id and code across events."""
         pts = self._rand(0, 400)
+        if customer is None:
+            ident, code = _ident(self.rng, 24), _ident(self.rng, 8).upper()
+        else:
+            ident, code = self._card_ids.setdefault(
+                customer["id"], (_ident(self.rng, 24), _ident(self.rng, 8).upper())
+            )
         return {
-            "id": f"v_{_ident(self.rng, 24)}",
-            "code": f"LC-{_ident(self.rng, 8).upper()}",
+            "id": f"v_{ident}",
+            "code": f"LC-{code}",
             "type": "LOYALTY_CARD",
             "campaign": camp["name"],
             "campaign_id": camp["id"],
@@ -401,7 +411,7 @@ class EventGenerator:
         camp = self._campaigns["LOYALTY_PROGRAM"]
         short = self._short_customer(customer)
         order = self._order(customer, "PAID")
-        card = self._loyalty_card(camp)
+        card = self._loyalty_card(camp, customer)
         pts = max(1, order["amount"] // 1000)
         total = card["loyalty_card"]["points"] + pts
         self._emit(T.ORDER_PAID, {"customer": customer, "order": order})
@@ -534,7 +544,7 @@ class EventGenerator:
             return data
         if t == T.REWARDED:
             camp = self._campaigns["REFERRAL_PROGRAM"]
-            voucher = self._loyalty_card(loyalty)
+            voucher = self._loyalty_card(loyalty, customer)
             return {
                 "customer": short,
                 "holder": self._short_customer(customer),
@@ -551,7 +561,7 @@ class EventGenerator:
                 "balance": {"amount": 0, "points": 100},
             }
         if t == T.REWARDED_LOYALTY_POINTS:
-            card = self._loyalty_card(loyalty)
+            card = self._loyalty_card(loyalty, customer)
             return {
                 "customer": short,
                 "voucher": card,
@@ -583,7 +593,7 @@ class EventGenerator:
                 "transaction": self._transaction("CREDITS_ADDITION", "top-up"),
             }
         if ".pending_points." in t:
-            card = self._loyalty_card(loyalty)
+            card = self._loyalty_card(loyalty, customer)
             order = self._order(customer, "PAID")
             pts = self._rand(10, 200)
             data = {
@@ -610,7 +620,7 @@ class EventGenerator:
                 data["transaction"] = self._transaction("POINTS_ACCRUAL")
             return data
         if t in (T.VOUCHER_LOYALTY_CARD_POINTS_ADDED, T.VOUCHER_LOYALTY_CARD_POINTS_ACTIVATED):
-            card = self._loyalty_card(loyalty)
+            card = self._loyalty_card(loyalty, customer)
             pts = self._rand(10, 200)
             return {
                 "customer": short,
@@ -620,7 +630,7 @@ class EventGenerator:
                 "transaction": self._transaction("POINTS_ADDITION", "manual bonus"),
             }
         if t == T.VOUCHER_LOYALTY_CARD_POINTS_TRANSFERRED:
-            src, dst = self._loyalty_card(loyalty), self._loyalty_card(loyalty)
+            src, dst = self._loyalty_card(loyalty), self._loyalty_card(loyalty, customer)
             pts = self._rand(10, 100)
             return {
                 "customer": short,
@@ -632,7 +642,7 @@ class EventGenerator:
                 "destination_voucher": dst,
             }
         if t == T.VOUCHER_LOYALTY_CARD_POINTS_EXPIRED:
-            card = self._loyalty_card(loyalty)
+            card = self._loyalty_card(loyalty, customer)
             pts = self._rand(1, 100)
             return {
                 "customer": short,
@@ -733,7 +743,7 @@ class EventGenerator:
             }[parts[2]]
             return {"customer": short, "order": self._order(customer, status)}
         if parts[1] == "reward_redemptions":
-            card = self._loyalty_card(loyalty)
+            card = self._loyalty_card(loyalty, customer)
             state = {
                 "created": "PENDING",
                 "pending": "PENDING",
