@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import msgspec
 import orjson
 
-from worker.events import decode_event
+from worker.events import decode_event, family_of
 from worker.events.generate import EventGenerator
 
 
@@ -74,11 +74,30 @@ def best_us(fn: Callable[[list[bytes]], None], values: list[bytes], repeat: int)
     return min(times) / len(values) * 1e6
 
 
+def _by_family(values: list[bytes], repeat: int) -> None:
+    """Ratios per family: larger, more nested data favours the typed decode."""
+    groups: dict[str, list[bytes]] = {}
+    for v in values:
+        groups.setdefault(family_of(decode_event(v).type) or "?", []).append(v)
+    print("\n| family | mean B | orjson µs | envelope | envelope + typed data |")
+    print("|---|---:|---:|---:|---:|")
+    for family, vals in sorted(groups.items()):
+        loop = best_us(_empty, vals, repeat)
+        base = best_us(_orjson, vals, repeat) - loop
+        env = best_us(_envelope, vals, repeat) - loop
+        typed = best_us(_envelope_and_data, vals, repeat) - loop
+        size = statistics.mean(len(v) for v in vals)
+        print(f"| {family} | {size:.0f} | {base:.2f} | {base / env:.2f}x | {base / typed:.2f}x |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--by-family", action="store_true", help="also one row per family (ratios vs orjson)"
+    )
     args = parser.parse_args()
 
     values = [r.value for r in EventGenerator(args.seed).records(args.events)]
@@ -103,6 +122,8 @@ def main() -> int:
         print(f"| {name} | {us:.2f} | {base / us:.2f}x |")
     env = base / rows["decode_event (envelope, data raw)"]
     typed = base / rows["decode_event + event.data (typed)"]
+    if args.by_family:
+        _by_family(values, args.repeat)
     env_goal = "met" if env >= 3 else "NOT met"
     typed_goal = "met" if typed >= 1.3 else "NOT met"
     print(
