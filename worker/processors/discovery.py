@@ -14,6 +14,7 @@ once; two different processors with one name stop the worker with ConfigError.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.metadata
 import os
@@ -163,3 +164,25 @@ def apply_settings(processors: Iterable[Processor],
     return [replace(p, settings={**p.settings, **overrides[p.name]}) if p.name in overrides
             else p for p in procs]
 
+
+
+def add_discovery_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--processors MODULE` (repeatable) and `--no-builtin-processors`, for every command
+    that loads processors."""
+    parser.add_argument(
+        "--processors", action="append", default=[], metavar="MODULE",
+        help="import processors from this Python module (repeatable); added to the modules in "
+        f"${ENV_MODULES} (comma-separated) and the '{ENTRY_POINT_GROUP}' entry points")
+    parser.add_argument(
+        "--no-builtin-processors", dest="builtin_processors", action="store_false",
+        default=None,
+        help=f"do not load the built-in processors (also ${ENV_BUILTINS}=false)")
+
+
+def load_from_args(args: argparse.Namespace) -> list[Processor]:
+    """load_processors() for the modules and switches of add_discovery_arguments + env."""
+    modules = modules_from_env() + [m for m in args.processors if m not in modules_from_env()]
+    builtins = args.builtin_processors
+    if builtins is None:
+        builtins = builtins_from_env()
+    return load_processors(modules, entry_points=True, builtins=builtins)
