@@ -24,7 +24,7 @@ from typing import Any
 
 from worker.events import Event
 from worker.processors.api import Context, processor
-from worker.processors.builtin._data import get, integer, payload, text
+from worker.processors.data import get, integer, payload, text
 from worker.processors.sql import Sql, transaction_sql
 
 TABLES = (

@@ -12,7 +12,7 @@ from typing import Any
 
 from worker.events import Event
 from worker.processors.api import Context, processor
-from worker.processors.builtin._data import payload, text
+from worker.processors.data import payload, text
 from worker.processors.sql import Sql, transaction_sql
 
 CHANNELS = ("sms", "email", "activecampaign", "braze", "mailchimp", "intercom", "shopify",

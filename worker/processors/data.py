@@ -1,4 +1,5 @@
-"""Reading `event.data` defensively: the one place that knows its shape.
+"""Reading `event.data` defensively: the one place that knows its shape (public: use it in
+your processors too).
 
 Today `event.data` is a dict; soon it is a typed msgspec struct per type family. `get` walks a
 path through either (mapping keys or attributes, `from` also as `from_`), returning None for
