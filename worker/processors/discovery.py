@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from worker.errors import ConfigError
+from worker.ledger.base import Ledger
 from worker.processors import api
 from worker.processors.api import Processor
 
@@ -186,3 +187,34 @@ def load_from_args(args: argparse.Namespace) -> list[Processor]:
     if builtins is None:
         builtins = builtins_from_env()
     return load_processors(modules, entry_points=True, builtins=builtins)
+
+
+def run_setup(processors: Sequence[Processor], ledger: Ledger) -> None:
+    """Create the processors' read-model tables: each `setup` hook runs once, in order, in one
+    ledger transaction that is then committed. On a ledger without SQL (Redis, memory), a
+    processor that `requires_transaction` is a ConfigError; other setup hooks are skipped."""
+    session = ledger.session()
+    try:
+        conn = session.transaction
+        if conn is None:
+            needy = [p.name for p in processors if p.requires_transaction]
+            if needy:
+                raise ConfigError(
+                    f"processor(s) {', '.join(needy)} write read models and need a SQL ledger, "
+                    f"but the ledger is {ledger.url.split(':', 1)[0]}://; use sqlite:///path.db "
+                    "or postgresql://..., or turn the built-ins off with "
+                    f"{ENV_BUILTINS}=false.")
+            session.rollback()
+            return
+        for proc in processors:
+            if proc.setup is not None:
+                try:
+                    proc.setup(conn)
+                except Exception as exc:
+                    raise ConfigError(f"processor {proc.name!r}: its setup failed: "
+                                      f"{type(exc).__name__}: {exc}; fix the setup hook or "
+                                      "the database.") from exc
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
