@@ -182,3 +182,35 @@ def test_commands_run_as_a_program() -> None:
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0
     assert "--ledger URL" in result.stdout
+
+
+@pytest.mark.postgres
+def test_report_reads_a_postgresql_ledger(capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    url = os.environ.get("ACTIVITY_WORKER_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("ACTIVITY_WORKER_TEST_POSTGRES_URL is not set: no PostgreSQL server")
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        with psycopg.connect(url, options=f"-c search_path={schema}") as conn:
+            proc = builtin("messaging_delivery")
+            assert proc.setup is not None
+            proc.setup(conn)
+            for type_ in ("customer.sms.sent", "customer.sms.failed"):
+                event = make_event(type_, {})
+                proc.func(event, Context(proc, event, "t", 0, 0, conn))
+            conn.commit()
+        sep = "&" if "?" in url else "?"
+        scoped = f"{url}{sep}options=-csearch_path%3D{schema}"
+        assert main(["report", "--ledger", scoped]) == 0
+        out = capsys.readouterr().out
+        assert "  sms: 1 / 1 / 0, 50.0% failed\n" in out
+        assert "Loyalty tiers (customers per current tier)\n  (none)\n" in out
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")

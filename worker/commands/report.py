@@ -59,10 +59,10 @@ class _Unavailable(Exception):
 
 def _table_exists(sql: Sql, table: str) -> bool:
     if sql.dialect == "sqlite":
-        q = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
-    else:
-        q = "SELECT 1 FROM information_schema.tables WHERE table_name = ?"
-    return sql.fetchone(q, (table,)) is not None
+        return sql.fetchone("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                            (table,)) is not None
+    row = sql.fetchone("SELECT to_regclass(?) IS NOT NULL", (table,))  # follows search_path
+    return bool(row and row[0])
 
 
 def run(args: argparse.Namespace) -> int:
