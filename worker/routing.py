@@ -29,6 +29,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import structlog
+
 from worker.errors import ConfigError
 from worker.processors.api import Processor
 from worker.processors.known_types import KNOWN_TYPES
@@ -194,7 +196,10 @@ class Router:
     """Resolves an event type to the processors that receive it, in a fixed order."""
 
     def __init__(self, processors: Sequence[Processor],
-                 known_types: Iterable[str] = KNOWN_TYPES) -> None:
+                 known_types: Iterable[str] = KNOWN_TYPES, *, warn_unused: bool = True) -> None:
+        """Compile every pattern (ConfigError naming processor and pattern if one is invalid).
+        With `warn_unused`, log a warning per pattern that matches no known type: at startup
+        that is probably a typo."""
         self.processors: tuple[Processor, ...] = tuple(processors)
         self.known_types: tuple[str, ...] = tuple(known_types)
         self._root = _Node()
@@ -211,6 +216,14 @@ class Router:
             for cp in compiled:
                 self._insert(cp, index)
         self._cache: dict[str, tuple[Processor, ...]] = {}
+        if warn_unused:
+            self.log_unused_patterns()
+
+    def log_unused_patterns(self) -> None:
+        log = structlog.get_logger("worker.routing")
+        for proc, pattern in self.unused_patterns():
+            log.warning("pattern matches no known event type (a typo?)", processor=proc.name,
+                        pattern=pattern, module=proc.module, known_types=len(self.known_types))
 
     def _insert(self, cp: CompiledPattern, index: int) -> None:
         nodes = [self._root]

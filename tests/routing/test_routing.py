@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from structlog.testing import capture_logs
 
 from worker.errors import ConfigError
 from worker.events import Event
@@ -153,6 +154,17 @@ def test_unused_patterns_reports_probable_typos() -> None:
     fine = proc("fine", "customer.{sms,email}.sent")
     router = Router([typo, fine])
     assert router.unused_patterns() == [(typo, "customer.loyalty.teir.*")]
+
+
+def test_unused_patterns_are_logged_as_a_warning_at_construction() -> None:
+    with capture_logs() as logs:
+        Router([proc("typo", "customer.loyalty.teir.*"), proc("ok", "customer.created")])
+    assert logs == [{"event": "pattern matches no known event type (a typo?)",
+                     "log_level": "warning", "processor": "typo",
+                     "pattern": "customer.loyalty.teir.*", "module": "", "known_types": 74}]
+    with capture_logs() as logs:
+        Router([proc("typo", "customer.loyalty.teir.*")], warn_unused=False)
+    assert logs == []
 
 
 def test_matching_types_lists_known_types_in_seed_order() -> None:

@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
         procs = load_from_args(args)
         from worker.routing import Router
 
-        Router(procs)  # validates patterns and names exactly as the worker does
+        Router(procs, warn_unused=False)  # validates patterns and names exactly as the worker does
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

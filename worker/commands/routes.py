@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        router = Router(load_from_args(args))
+        router = Router(load_from_args(args), warn_unused=False)  # printed below
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
