@@ -11,6 +11,9 @@ from collections.abc import Sequence
 
 # name -> module; one line per subcommand.
 COMMANDS: dict[str, str] = {
+    "routes": "worker.commands.routes",
+    "processors": "worker.commands.processors",
+    "report": "worker.commands.report",
 }
 
 
