@@ -42,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args._run(args))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `activity-worker routes | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

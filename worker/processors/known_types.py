@@ -1,86 +1,10 @@
-"""The 74 CustomerActivity `type` values of the seed, in seed order.
+"""The 74 known CustomerActivity `type` values in seed order, for display and the typo warning.
 
-Kept here only until `worker.events.KNOWN_TYPES` lands: everything in the router and the commands
-imports the list from this module, so the swap is this one file. Not used for validation: an
-unknown type is normal (new ones appear over time); the list feeds the startup typo warning and
-`activity-worker routes`.
+Not used for validation: an unknown type is normal (new ones appear over time).
 """
 
 from __future__ import annotations
 
-KNOWN_TYPES: tuple[str, ...] = (
-    "customer.confirmed",
-    "customer.created",
-    "customer.updated",
-    "customer.deleted",
-    "customer.referred",
-    "customer.custom_event",
-    "customer.segment.entered",
-    "customer.segment.left",
-    "customer.sms.sent",
-    "customer.sms.recovered",
-    "customer.sms.failed",
-    "customer.email.sent",
-    "customer.email.recovered",
-    "customer.email.failed",
-    "customer.activecampaign.sent",
-    "customer.activecampaign.recovered",
-    "customer.activecampaign.failed",
-    "customer.braze.sent",
-    "customer.braze.recovered",
-    "customer.braze.failed",
-    "customer.mailchimp.sent",
-    "customer.mailchimp.recovered",
-    "customer.mailchimp.failed",
-    "customer.intercom.sent",
-    "customer.intercom.recovered",
-    "customer.intercom.failed",
-    "customer.shopify.sent",
-    "customer.shopify.recovered",
-    "customer.shopify.failed",
-    "customer.klaviyo.sent",
-    "customer.klaviyo.recovered",
-    "customer.klaviyo.failed",
-    "customer.batch.sent",
-    "customer.batch.recovered",
-    "customer.batch.failed",
-    "customer.rewarded",
-    "customer.rewarded.loyalty_points",
-    "customer.voucher.gift.balance_added",
-    "customer.voucher.loyalty_card.pending_points.activated",
-    "customer.voucher.loyalty_card.pending_points.added",
-    "customer.voucher.loyalty_card.pending_points.canceled",
-    "customer.voucher.loyalty_card.pending_points.updated",
-    "customer.voucher.loyalty_card.points_activated",
-    "customer.voucher.loyalty_card.points_added",
-    "customer.voucher.loyalty_card.points_transferred",
-    "customer.voucher.loyalty_card.points_expired",
-    "customer.voucher.deleted",
-    "customer.publication.succeeded",
-    "customer.publication.failed",
-    "customer.validation.succeeded",
-    "customer.validation.failed",
-    "customer.redemption.failed",
-    "customer.redemption.succeeded",
-    "customer.redemption.rollback.failed",
-    "customer.redemption.rollback.succeeded",
-    "customer.order.canceled",
-    "customer.order.created",
-    "customer.order.fulfilled",
-    "customer.order.paid",
-    "customer.order.processing",
-    "customer.order.updated",
-    "customer.reward_redemptions.created",
-    "customer.reward_redemptions.pending",
-    "customer.reward_redemptions.completed",
-    "customer.reward_redemptions.rolledback",
-    "customer.loyalty.updated",
-    "customer.loyalty.tier.upgraded",
-    "customer.loyalty.tier.downgraded",
-    "customer.loyalty.tier.prolonged",
-    "customer.loyalty.tier.expiration.changed",
-    "customer.loyalty.tier.joined",
-    "customer.loyalty.tier.left",
-    "customer.holder.assignment.created",
-    "customer.holder.assignment.deleted",
-)
+from worker.events import EventType
+
+KNOWN_TYPES: tuple[str, ...] = tuple(t.value for t in EventType)
