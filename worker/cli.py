@@ -14,6 +14,10 @@ COMMANDS: dict[str, str] = {
     "routes": "worker.commands.routes",
     "processors": "worker.commands.processors",
     "report": "worker.commands.report",
+    "validate": "worker.commands.validate",
+    "types": "worker.commands.types",
+    "generate": "worker.commands.generate",
+    "schemas": "worker.commands.schemas",
 }
 
 
