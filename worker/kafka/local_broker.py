@@ -263,14 +263,15 @@ def choose_runtime(settings: BrokerSettings) -> str:
     try:
         find_java()
         return "jvm"
-    except LauncherError as java_error:
+    except LauncherError:
         if docker_answers():
             return "docker"
+        if os.environ.get("JAVA_HOME") or shutil.which("java"):
+            raise  # a Java that is there but unusable: its own message says what to do
         raise LauncherError(
-            "Neither Java 17+ nor a Docker engine is available: install Java 17 or newer (e.g. `"
+            "Neither Java nor a Docker engine was found: install Java 17 or newer (e.g. `"
             + INSTALL_JAVA
-            + "`, plus `maven` to fetch the Kafka jars) or start Docker."
-            + f" ({java_error})"
+            + "`, plus `maven` to fetch the Kafka jars), or start Docker."
         ) from None
 
 
