@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "types": "worker.commands.types",
     "generate": "worker.commands.generate",
     "schemas": "worker.commands.schemas",
+    "kafka": "worker.commands.kafka",
 }
 
 
