@@ -15,7 +15,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 
 from worker.errors import ConfigError
 from worker.observability.health import HealthState
@@ -63,8 +63,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _respond(self, head: bool) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
-            self._send(200, CONTENT_TYPE_LATEST, generate_latest(self.server.metrics.registry),
-                       head)
+            # Content negotiation: Prometheus text format, or OpenMetrics when asked for.
+            encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
+            self._send(200, ctype, encoder(self.server.metrics.registry), head)
         elif path in ("/healthz", "/readyz"):
             check = (self.server.health.liveness if path == "/healthz"
                      else self.server.health.readiness)
