@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 # name -> module; one line per subcommand.
 COMMANDS: dict[str, str] = {
+    "run": "worker.commands.run",
 }
 
 

@@ -99,7 +99,6 @@ def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -
 
 def event_json(i: int, etype: str = "customer.order.paid") -> bytes:
     return (
-        '{"id":"evcus_%020d","type":"%s","group_id":"v-%018d",'
-        '"created_at":"2024-03-11T12:06:34.423Z","data":{"customer":{"id":"cust_%d"}}}'
-        % (i, etype, i, i)
+        f'{{"id":"evcus_{i:020d}","type":"{etype}","group_id":"v-{i:018d}",'
+        f'"created_at":"2024-03-11T12:06:34.423Z","data":{{"customer":{{"id":"cust_{i}"}}}}}}'
     ).encode()

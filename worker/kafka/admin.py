@@ -82,3 +82,10 @@ def committed_offsets(consumer: Any, partitions: Iterable[tuple[str, int]],
         return {}
     return {(tp.topic, tp.partition): int(tp.offset)
             for tp in consumer.committed(tps, timeout=timeout)}
+
+
+def missing_topics(config: Mapping[str, Any], topics: Iterable[str],
+                   timeout: float = 10.0) -> list[str]:
+    """The names among `topics` that the cluster does not have (asks without creating)."""
+    md = _admin(config).list_topics(timeout=timeout)
+    return [t for t in topics if t not in md.topics]
