@@ -62,8 +62,8 @@ def run(settings: Settings) -> int:
         raise ConfigError(f"dead-letter topic(s) {', '.join(missing)} do not exist; create them "
                           "(e.g. `activity-worker kafka create-topics`) or set --dlq-topic.")
 
-    # getattr: works before and after the ledger backends land on main.
-    open_ledger = getattr(importlib.import_module("worker.ledger"), "open_ledger")
+    # import_module: works before and after the ledger backends land on main.
+    open_ledger = importlib.import_module("worker.ledger").open_ledger
     from worker.pipeline import Pipeline
     from worker.processors.discovery import load_processors
 
