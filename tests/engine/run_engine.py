@@ -20,10 +20,13 @@ from worker.types import BatchResult, Message
 class FileHandler:
     def __init__(self, path: str, delay: float, ignore_cancel: bool) -> None:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        # One line per batch started, so tests can wait for "a batch is in flight".
+        self.started = os.open(path + ".started", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self.delay = delay
         self.ignore_cancel = ignore_cancel
 
     def handle(self, messages: Sequence[Message], cancelled: Callable[[], bool]) -> BatchResult:
+        os.write(self.started, f"{len(messages)}\n".encode())
         deadline = time.monotonic() + self.delay
         while time.monotonic() < deadline:
             if cancelled() and not self.ignore_cancel:
@@ -46,8 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--delay", type=float, default=0.0, help="seconds per batch")
     p.add_argument("--ignore-cancel", action="store_true")
     p.add_argument("--shutdown-timeout", type=float, default=30.0)
+    p.add_argument("--instance-id", default=None, help="group.instance.id (static membership)")
+    p.add_argument("--protocol", default=None)
     a = p.parse_args(argv)
-    config = build_consumer_config(a.bootstrap, a.group)
+    config = build_consumer_config(a.bootstrap, a.group, {"session.timeout.ms": "6000"}
+                                   if a.protocol != "consumer" else None,
+                                   group_instance_id=a.instance_id, group_protocol=a.protocol)
     engine = Engine(config, FileHandler(a.out, a.delay, a.ignore_cancel), EngineConfig(
         topics=[a.topic], batch_size=a.batch_size, poll_timeout=0.1,
         commit_interval=a.commit_interval, commit_every=a.commit_every,
