@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "generate": "worker.commands.generate",
     "schemas": "worker.commands.schemas",
     "kafka": "worker.commands.kafka",
+    "run": "worker.commands.run",
 }
 
 
