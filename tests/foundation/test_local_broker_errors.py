@@ -139,3 +139,35 @@ def test_cluster_ids_look_like_kafka_uuids() -> None:
     ids = {local_broker._new_cluster_id() for _ in range(200)}
     assert len(ids) == 200
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+
+
+needs_java = pytest.mark.skipif(not shutil.which("java"), reason="needs java on PATH")
+
+
+@pytest.mark.kafka
+@needs_java
+def test_not_ready_in_time_stops_the_jvm_and_points_at_the_log(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    port = free_port()
+    r = run_launcher(
+        "up", "--port", str(port), "--data-dir", str(data), "--heap", "256M", "--timeout", "0.5"
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert "was not ready within 0.5s" in r.stderr
+    assert f"see {data / 'logs' / 'broker.log'}" in r.stderr
+    assert not (data / "broker.pid").exists()
+    assert local_broker.port_free(port)
+    st = run_launcher("status", "--port", str(port), "--data-dir", str(data))
+    assert st.returncode == 3
+
+
+@pytest.mark.kafka
+@needs_java
+def test_a_jvm_that_cannot_start_gives_the_log_path(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    r = run_launcher("up", "--port", str(free_port()), "--data-dir", str(data), "--heap", "100000G")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert f"see {data / 'logs' / 'broker.log'}" in r.stderr
+    assert "Could not reserve enough space" in r.stderr or "Invalid maximum heap" in r.stderr

@@ -545,7 +545,7 @@ def wait_ready(
             last = str(exc)
             time.sleep(0.2)
     raise LauncherError(
-        f"Kafka at {settings.bootstrap} was not ready within {settings.timeout_s:.0f}s ({last}): "
+        f"Kafka at {settings.bootstrap} was not ready within {settings.timeout_s:g}s ({last}): "
         f"see {settings.log_file}, or raise --timeout."
     )
 
@@ -898,7 +898,8 @@ def status(settings: BrokerSettings, out: Out = _print) -> int:
     try:
         probe(settings.bootstrap, min(settings.timeout_s, 15.0))
     except ProbeFailed as exc:
-        out(f"not ready: the broker runs (pid {pid}) but failed a readiness check: {exc}")
+        who = f"pid {pid}" if pid else f"container {settings.container_name}"
+        out(f"not ready: the broker runs ({who}) but failed a readiness check: {exc}")
         _report(settings, out, docker)
         return EXIT_NOT_RUNNING
     out(f"running: Kafka (pid {pid}) is ready" if pid else "running: docker container is ready")
