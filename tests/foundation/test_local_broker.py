@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,16 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT, run_launcher
-from tests.kafka_helpers import KafkaHelper
+from tests.kafka_helpers import KafkaHelper, free_port
 from worker.kafka.local_broker import port_free
 
 pytestmark = pytest.mark.kafka
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def broker_jvms(properties: Path) -> list[int]:
@@ -153,6 +146,16 @@ def test_up_twice_leaves_one_broker(launched: Launched) -> None:
     assert "already running" in again.stdout
     assert "starting:" not in again.stdout
     assert launched.pid == pid
+    assert launched.jvms() == [pid]
+
+
+def test_a_lost_pid_file_does_not_start_a_second_broker(launched: Launched) -> None:
+    pid = launched.pid
+    (launched.data_dir / "broker.pid").unlink()
+    again = launched.run("up")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"already running (pid {pid})" in again.stdout
+    assert launched.pid == pid  # pid file written back
     assert launched.jvms() == [pid]
 
 

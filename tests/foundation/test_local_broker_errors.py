@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_launcher
+from tests.kafka_helpers import free_port
 from worker.kafka import local_broker
 from worker.kafka.local_broker import LauncherError, settings_from
 
@@ -32,12 +33,6 @@ def env_with_path(bin_dir: Path) -> dict[str, str]:
     env["PATH"] = str(bin_dir)
     env["PYTHON"] = sys.executable
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def assert_one_sentence_error(result: object, starts: str) -> None:
