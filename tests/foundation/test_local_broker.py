@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +53,14 @@ class Launched:
     port: int
     controller_port: int
     data_dir: Path
-    first_up: subprocess.CompletedProcess[str]
+    ups: list[subprocess.CompletedProcess[str]]
+
+    @property
+    def first_up(self) -> subprocess.CompletedProcess[str]:
+        """The `up` (of the two started together) that started the JVM."""
+        starters = [u for u in self.ups if "starting:" in u.stdout]
+        assert len(starters) == 1, [u.stdout + u.stderr for u in self.ups]
+        return starters[0]
 
     @property
     def args(self) -> list[str]:
@@ -82,8 +90,10 @@ class Launched:
 def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
     port, cport = free_port(), free_port()
     data_dir = tmp_path_factory.mktemp("kafka-launcher")
-    launched = Launched(port, cport, data_dir, subprocess.CompletedProcess([], 0))
-    launched.first_up = launched.run("up")
+    launched = Launched(port, cport, data_dir, [])
+    # Two `up`s at once on a fresh data dir: the lock must let only one of them start a JVM.
+    with ThreadPoolExecutor(2) as pool:
+        launched.ups = list(pool.map(lambda _: launched.run("up"), range(2)))
     try:
         yield launched
     finally:
@@ -102,6 +112,9 @@ def test_up_starts_a_ready_broker_and_says_where(launched: Launched) -> None:
     log = launched.data_dir / "logs" / "broker.log"
     assert f"log: {log}\n" in out
     assert launched.jvms() == [launched.pid]
+    other = next(u for u in launched.ups if u is not up)
+    assert other.returncode == 0, other.stdout + other.stderr
+    assert f"already running (pid {launched.pid})" in other.stdout
     # The SLF4J binding works: the broker's own log lines reach the printed log file.
     text = log.read_text()
     assert "Kafka Server started" in text
