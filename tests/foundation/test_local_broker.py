@@ -162,6 +162,21 @@ def test_up_twice_leaves_one_broker(launched: Launched) -> None:
     assert launched.jvms() == [pid]
 
 
+def test_another_data_dir_on_the_same_port_is_refused_with_a_hint(
+    launched: Launched, tmp_path: Path
+) -> None:
+    other = run_launcher(
+        "up", "--port", str(launched.port), "--data-dir", str(tmp_path), timeout=60
+    )
+    assert other.returncode == 1, other.stdout + other.stderr
+    assert other.stderr.strip() == (
+        f"error: Port {launched.port} is used by a Kafka broker this launcher did not start "
+        f"(not the broker of {tmp_path.resolve()}): use it with "
+        f"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{launched.port}, stop it, or pick another --port."
+    )
+    assert launched.jvms() == [launched.pid]
+
+
 def test_a_lost_pid_file_does_not_start_a_second_broker(launched: Launched) -> None:
     pid = launched.pid
     (launched.data_dir / "broker.pid").unlink()

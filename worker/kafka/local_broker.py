@@ -546,6 +546,20 @@ def probe(bootstrap: str, timeout_s: float = 15.0) -> None:
         admin.delete_consumer_groups([group], request_timeout=2)[group].result(timeout=3)
 
 
+def _speaks_kafka(bootstrap: str, timeout_s: float) -> bool:
+    """Whether something at `bootstrap` answers a Kafka metadata request."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        md = AdminClient({"bootstrap.servers": bootstrap}, logger=_QUIET).list_topics(
+            timeout=timeout_s
+        )
+    except KafkaException:
+        return False
+    return bool(md.brokers)
+
+
 def wait_ready(
     settings: BrokerSettings, alive: Callable[[], bool], deadline: float, what: str
 ) -> None:
@@ -711,17 +725,12 @@ def _start_jvm(settings: BrokerSettings, out: Out) -> None:
 
 def _port_busy_message(settings: BrokerSettings, port: int) -> str:
     owner = f"not the broker of {settings.data_dir}"
-    if port == settings.port:
-        try:
-            probe(f"{HOST}:{port}", 5.0)
-        except Exception:
-            pass
-        else:
-            return (
-                f"Port {port} is used by a Kafka broker this launcher did not start ({owner}): "
-                f"use it with KAFKA_BOOTSTRAP_SERVERS={HOST}:{port}, stop it, or pick another "
-                "--port."
-            )
+    if port == settings.port and _speaks_kafka(f"{HOST}:{port}", 2.0):
+        return (
+            f"Port {port} is used by a Kafka broker this launcher did not start ({owner}): "
+            f"use it with KAFKA_BOOTSTRAP_SERVERS={HOST}:{port}, stop it, or pick another "
+            "--port."
+        )
     return (
         f"Port {port} on {HOST} is already in use by another process ({owner}): stop it, or "
         "choose other ports with --port / --controller-port."
