@@ -11,6 +11,15 @@ from collections.abc import Sequence
 
 # name -> module; one line per subcommand.
 COMMANDS: dict[str, str] = {
+    "routes": "worker.commands.routes",
+    "processors": "worker.commands.processors",
+    "report": "worker.commands.report",
+    "validate": "worker.commands.validate",
+    "types": "worker.commands.types",
+    "generate": "worker.commands.generate",
+    "schemas": "worker.commands.schemas",
+    "kafka": "worker.commands.kafka",
+    "run": "worker.commands.run",
 }
 
 
@@ -39,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args._run(args))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `activity-worker routes | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,114 @@
+"""The composition root: builds the consumer config, DLQ producer, ledger, processors, pipeline,
+metrics and health server from Settings, then runs the engine. The only place that picks
+concrete adapters; tests build an Engine directly with their own handler instead."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from worker.errors import ConfigError, LedgerUnavailable
+from worker.kafka.admin import missing_topics
+from worker.kafka.consumer import producer_config
+from worker.kafka.dlq import DeadLetterProducer, default_dlq_topic
+from worker.kafka.engine import EXIT_ERROR, Engine, EngineConfig
+from worker.processors.api import Processor, RetryPolicy
+from worker.settings import Settings
+
+log = structlog.get_logger("worker.app")
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    return EngineConfig(
+        topics=list(settings.topics), batch_size=settings.batch_size,
+        commit_interval=settings.commit_interval, commit_every=settings.commit_every,
+        shutdown_timeout=settings.shutdown_timeout, revoke_timeout=settings.revoke_timeout,
+        drain=settings.drain, max_events=settings.max_events,
+        guardrail_share=settings.dlq_max_share, guardrail_window=settings.dlq_window)
+
+
+def apply_overrides(processors: Sequence[Processor], settings: Settings) -> list[Processor]:
+    """--retry-* apply to processors that kept the default RetryPolicy; --on-failure to all."""
+    default = RetryPolicy()
+    out: list[Processor] = []
+    for proc in processors:
+        if proc.retry == default and (settings.retry_attempts or settings.retry_backoff
+                                      is not None or settings.retry_max_backoff is not None):
+            proc = dataclasses.replace(proc, retry=RetryPolicy(
+                max_attempts=settings.retry_attempts or default.max_attempts,
+                initial_backoff=(settings.retry_backoff if settings.retry_backoff is not None
+                                 else default.initial_backoff),
+                max_backoff=(settings.retry_max_backoff if settings.retry_max_backoff
+                             is not None else default.max_backoff)))
+        if settings.on_failure is not None:
+            proc = dataclasses.replace(proc, on_failure=settings.on_failure)  # type: ignore[arg-type]
+        out.append(proc)
+    return out
+
+
+def run(settings: Settings) -> int:
+    """Build everything and run the engine; returns the process exit code."""
+    consumer_config = settings.consumer_config()
+    _configure_logging()
+
+    dlq_topics = ([settings.dlq_topic] if settings.dlq_topic
+                  else [default_dlq_topic(t) for t in settings.topics])
+    missing = missing_topics(consumer_config, dlq_topics)
+    if missing:
+        raise ConfigError(f"dead-letter topic(s) {', '.join(missing)} do not exist; create them "
+                          "(e.g. `activity-worker kafka create-topics`) or set --dlq-topic.")
+
+    # import_module: works before and after the ledger backends land on main.
+    open_ledger = importlib.import_module("worker.ledger").open_ledger
+    from worker.pipeline import Pipeline
+    from worker.processors.discovery import load_processors
+
+    ledger = open_ledger(settings.ledger)
+    try:
+        ledger.ping()
+    except LedgerUnavailable as exc:
+        raise ConfigError(f"the ledger at {settings.ledger} cannot be reached ({exc}); start it "
+                          "or point --ledger at a running one.") from None
+    processors = apply_overrides(load_processors(settings.processors), settings)
+
+    metrics: Any = None
+    health: Any = None
+    server: Any = None
+    if settings.metrics_address:
+        from worker.observability.health import HealthState
+        from worker.observability.http import serve_http
+        from worker.observability.metrics import WorkerMetrics
+
+        metrics = WorkerMetrics()
+        health = HealthState()
+        server = serve_http(settings.metrics_address, metrics, health)
+
+    pipeline = Pipeline(processors, ledger, metrics,
+                        unmatched="dead_letter" if settings.unmatched == "dead_letter"
+                        else "skip")
+    dlq = DeadLetterProducer(producer_config(consumer_config), settings.dlq_topic)
+    engine = Engine(consumer_config, pipeline, engine_config(settings), dlq=dlq,
+                    metrics=metrics, health=health)
+    try:
+        return engine.run()
+    except Exception:
+        log.exception("worker failed")
+        return EXIT_ERROR
+    finally:
+        if server is not None:
+            server.close()
+        ledger.close()
+
+
+def _configure_logging() -> None:
+    try:
+        from worker.observability.logging import (
+            configure_logging,
+        )
+    except ImportError:  # the observability package is not merged yet
+        return
+    configure_logging()
