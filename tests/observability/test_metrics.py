@@ -131,7 +131,7 @@ def test_single_observe_matches_reference_on_bucket_bounds() -> None:
         assert (wm.registry.get_sample_value("activity_worker_ledger_operation_seconds_bucket",
                                              {"op": "claim", "le": le})
                 == ref.get_sample_value("ref_bucket", {"le": le})), le
-    assert value(wm, "activity_worker_ledger_operation_errors_total", op="claim") is None
+    assert value(wm, "activity_worker_ledger_operation_errors_total", op="claim") == 0
     wm.record_ledger_op("claim", 0.2, error=True)
     assert value(wm, "activity_worker_ledger_operation_errors_total", op="claim") == 1
 
@@ -243,6 +243,12 @@ def test_guardrail_and_ledger_up() -> None:
     assert value(wm, "activity_worker_ledger_up") == 1
     wm.set_ledger_up(False)
     assert value(wm, "activity_worker_ledger_up") == 0
+
+
+def test_known_dead_letter_reasons_start_at_zero() -> None:
+    wm = WorkerMetrics()
+    for reason in m.KNOWN_DLQ_REASONS:
+        assert value(wm, "activity_worker_dead_letters_total", reason=reason) == 0
 
 
 def test_registries_are_independent() -> None:
