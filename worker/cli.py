@@ -11,15 +11,16 @@ from collections.abc import Sequence
 
 # name -> module; one line per subcommand.
 COMMANDS: dict[str, str] = {
+    "run": "worker.commands.run",
+    "validate": "worker.commands.validate",
+    "generate": "worker.commands.generate",
+    "types": "worker.commands.types",
     "routes": "worker.commands.routes",
     "processors": "worker.commands.processors",
     "report": "worker.commands.report",
-    "validate": "worker.commands.validate",
-    "types": "worker.commands.types",
-    "generate": "worker.commands.generate",
+    "topics": "worker.commands.topics",
     "schemas": "worker.commands.schemas",
     "kafka": "worker.commands.kafka",
-    "run": "worker.commands.run",
 }
 
 
