@@ -6,10 +6,12 @@ Every wait here is bounded by a deadline and fails with what was seen so far."""
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient
@@ -24,10 +26,21 @@ def unique_name(prefix: str = "test") -> str:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing uses now, picked below the kernel's ephemeral range
+    so that client connections (which take ephemeral ports) cannot grab it before a server
+    binds it."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randint(min(10000, low - 1000), low - 1)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free TCP port found below the ephemeral range")
 
 
 class KafkaHelper:
