@@ -45,7 +45,7 @@ def run_launcher(
 def docker_answers() -> bool:
     """Quick, quiet check that a Docker engine answers (what testcontainers needs)."""
     try:
-        import docker  # type: ignore[import-untyped]
+        import docker
 
         client = docker.from_env(timeout=3)
         try:

@@ -6,9 +6,12 @@ Every wait here is bounded by a deadline and fails with what was seen so far."""
 from __future__ import annotations
 
 import contextlib
+import random
+import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient
@@ -20,6 +23,24 @@ Value = bytes | str | None
 def unique_name(prefix: str = "test") -> str:
     """A topic/group name no other test (or earlier run on the same broker) uses."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing uses now, picked below the kernel's ephemeral range
+    so that client connections (which take ephemeral ports) cannot grab it before a server
+    binds it."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randint(min(10000, low - 1000), low - 1)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free TCP port found below the ephemeral range")
 
 
 class KafkaHelper:
@@ -68,7 +89,7 @@ class KafkaHelper:
         values: Iterable[Value],
         key: Value = None,
         partition: int | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
         timeout: float = 30.0,
     ) -> list[tuple[int, int]]:
         """Produce every value (all with the same key), flush, and check each was delivered.
@@ -79,7 +100,7 @@ class KafkaHelper:
         results: dict[int, tuple[int, int]] = {}
         errors: list[str] = []
 
-        def on_delivery(i: int) -> object:
+        def on_delivery(i: int) -> Callable[[KafkaError | None, Message], None]:
             def cb(err: KafkaError | None, msg: Message) -> None:
                 if err is not None:
                     errors.append(f"record {i}: {err}")

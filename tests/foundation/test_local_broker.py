@@ -6,27 +6,21 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO_ROOT, run_launcher
-from tests.kafka_helpers import KafkaHelper
+from tests.kafka_helpers import KafkaHelper, free_port
 from worker.kafka.local_broker import port_free
 
 pytestmark = pytest.mark.kafka
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def broker_jvms(properties: Path) -> list[int]:
@@ -59,7 +53,14 @@ class Launched:
     port: int
     controller_port: int
     data_dir: Path
-    first_up: subprocess.CompletedProcess[str]
+    ups: list[subprocess.CompletedProcess[str]]
+
+    @property
+    def first_up(self) -> subprocess.CompletedProcess[str]:
+        """The `up` (of the two started together) that started the JVM."""
+        starters = [u for u in self.ups if "starting:" in u.stdout]
+        assert len(starters) == 1, [u.stdout + u.stderr for u in self.ups]
+        return starters[0]
 
     @property
     def args(self) -> list[str]:
@@ -89,8 +90,10 @@ class Launched:
 def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
     port, cport = free_port(), free_port()
     data_dir = tmp_path_factory.mktemp("kafka-launcher")
-    launched = Launched(port, cport, data_dir, subprocess.CompletedProcess([], 0))
-    launched.first_up = launched.run("up")
+    launched = Launched(port, cport, data_dir, [])
+    # Two `up`s at once on a fresh data dir: the lock must let only one of them start a JVM.
+    with ThreadPoolExecutor(2) as pool:
+        launched.ups = list(pool.map(lambda _: launched.run("up"), range(2)))
     try:
         yield launched
     finally:
@@ -109,6 +112,9 @@ def test_up_starts_a_ready_broker_and_says_where(launched: Launched) -> None:
     log = launched.data_dir / "logs" / "broker.log"
     assert f"log: {log}\n" in out
     assert launched.jvms() == [launched.pid]
+    other = next(u for u in launched.ups if u is not up)
+    assert other.returncode == 0, other.stdout + other.stderr
+    assert f"already running (pid {launched.pid})" in other.stdout
     # The SLF4J binding works: the broker's own log lines reach the printed log file.
     text = log.read_text()
     assert "Kafka Server started" in text
@@ -153,6 +159,31 @@ def test_up_twice_leaves_one_broker(launched: Launched) -> None:
     assert "already running" in again.stdout
     assert "starting:" not in again.stdout
     assert launched.pid == pid
+    assert launched.jvms() == [pid]
+
+
+def test_another_data_dir_on_the_same_port_is_refused_with_a_hint(
+    launched: Launched, tmp_path: Path
+) -> None:
+    other = run_launcher(
+        "up", "--port", str(launched.port), "--data-dir", str(tmp_path), timeout=60
+    )
+    assert other.returncode == 1, other.stdout + other.stderr
+    assert other.stderr.strip() == (
+        f"error: Port {launched.port} is used by a Kafka broker this launcher did not start "
+        f"(not the broker of {tmp_path.resolve()}): use it with "
+        f"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{launched.port}, stop it, or pick another --port."
+    )
+    assert launched.jvms() == [launched.pid]
+
+
+def test_a_lost_pid_file_does_not_start_a_second_broker(launched: Launched) -> None:
+    pid = launched.pid
+    (launched.data_dir / "broker.pid").unlink()
+    again = launched.run("up")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"already running (pid {pid})" in again.stdout
+    assert launched.pid == pid  # pid file written back
     assert launched.jvms() == [pid]
 
 

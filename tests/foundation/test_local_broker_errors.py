@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_launcher
+from tests.kafka_helpers import free_port
 from worker.kafka import local_broker
 from worker.kafka.local_broker import LauncherError, settings_from
 
@@ -34,10 +35,9 @@ def env_with_path(bin_dir: Path) -> dict[str, str]:
     return env
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def ports() -> list[str]:
+    """Both ports explicit and free: the default controller port (port + 1) may be taken."""
+    return ["--port", str(free_port()), "--controller-port", str(free_port())]
 
 
 def assert_one_sentence_error(result: object, starts: str) -> None:
@@ -51,7 +51,7 @@ def assert_one_sentence_error(result: object, starts: str) -> None:
 
 def test_missing_java_and_docker_says_what_to_install(tmp_path: Path) -> None:
     env = env_with_path(bin_dir_with(tmp_path))
-    args = ["--port", str(free_port()), "--data-dir", str(tmp_path / "data")]
+    args = [*ports(), "--data-dir", str(tmp_path / "data")]
     r = run_launcher("up", *args, env=env, timeout=60)
     assert_one_sentence_error(r, "Neither Java nor a Docker engine was found: install Java 17")
     r = run_launcher("up", *args, "--runtime", "jvm", env=env, timeout=60)
@@ -66,7 +66,7 @@ def test_missing_maven_when_jars_are_not_cached(tmp_path: Path) -> None:
     env = env_with_path(bin_dir_with(tmp_path, "java"))
     r = run_launcher(
         "up",
-        "--port", str(free_port()),
+        *ports(),
         "--data-dir", str(tmp_path / "data"),
         "--libs-dir", str(tmp_path / "no-jars-yet"),
         env=env,
@@ -85,7 +85,7 @@ def test_port_in_use_by_someone_else(tmp_path: Path) -> None:
 
 
 def test_status_is_3_when_nothing_runs(tmp_path: Path) -> None:
-    r = run_launcher("status", "--port", str(free_port()), "--data-dir", str(tmp_path))
+    r = run_launcher("status", *ports(), "--data-dir", str(tmp_path))
     assert r.returncode == 3
     assert r.stdout.startswith("not running:")
 
@@ -139,3 +139,35 @@ def test_cluster_ids_look_like_kafka_uuids() -> None:
     ids = {local_broker._new_cluster_id() for _ in range(200)}
     assert len(ids) == 200
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+
+
+needs_java = pytest.mark.skipif(not shutil.which("java"), reason="needs java on PATH")
+
+
+@pytest.mark.kafka
+@needs_java
+def test_not_ready_in_time_stops_the_jvm_and_points_at_the_log(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    port, cport = free_port(), free_port()
+    args = ["--port", str(port), "--controller-port", str(cport), "--data-dir", str(data)]
+    r = run_launcher("up", *args, "--heap", "256M", "--timeout", "0.5")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert "was not ready within 0.5s" in r.stderr
+    assert f"see {data / 'logs' / 'broker.log'}" in r.stderr
+    assert not (data / "broker.pid").exists()
+    assert local_broker.port_free(port)
+    assert local_broker.port_free(cport)
+    st = run_launcher("status", *args)
+    assert st.returncode == 3
+
+
+@pytest.mark.kafka
+@needs_java
+def test_a_jvm_that_cannot_start_gives_the_log_path(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    r = run_launcher("up", *ports(), "--data-dir", str(data), "--heap", "100000G")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert f"see {data / 'logs' / 'broker.log'}" in r.stderr
+    assert "Could not reserve enough space" in r.stderr or "Invalid maximum heap" in r.stderr

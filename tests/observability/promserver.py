@@ -36,7 +36,8 @@ ALERTS = REPO / "deploy" / "prometheus" / "alerts.yml"
 PROM_CONFIG = REPO / "deploy" / "prometheus" / "prometheus.yml"
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "activity-worker.json"
 JOB = "activity-worker"
-INSTALL_HINT = "install it with: apt-get update && apt-get install -y prometheus"
+INSTALL_HINT = ("install it with: apt-get update && "
+                "apt-get install -y --no-install-recommends prometheus")
 
 
 def find_binary(name: str) -> str | None:

@@ -19,7 +19,6 @@ from worker.observability.metrics import (
     METRIC_NAMES,
     NULL_METRICS,
     OUTCOMES,
-    PREFIX,
     PROCESSING_BUCKETS,
     NullMetrics,
     WorkerMetrics,
@@ -132,7 +131,7 @@ def test_single_observe_matches_reference_on_bucket_bounds() -> None:
         assert (wm.registry.get_sample_value("activity_worker_ledger_operation_seconds_bucket",
                                              {"op": "claim", "le": le})
                 == ref.get_sample_value("ref_bucket", {"le": le})), le
-    assert value(wm, "activity_worker_ledger_operation_errors_total", op="claim") is None
+    assert value(wm, "activity_worker_ledger_operation_errors_total", op="claim") == 0
     wm.record_ledger_op("claim", 0.2, error=True)
     assert value(wm, "activity_worker_ledger_operation_errors_total", op="claim") == 1
 
@@ -246,6 +245,12 @@ def test_guardrail_and_ledger_up() -> None:
     assert value(wm, "activity_worker_ledger_up") == 0
 
 
+def test_known_dead_letter_reasons_start_at_zero() -> None:
+    wm = WorkerMetrics()
+    for reason in m.KNOWN_DLQ_REASONS:
+        assert value(wm, "activity_worker_dead_letters_total", reason=reason) == 0
+
+
 def test_registries_are_independent() -> None:
     a, b = WorkerMetrics(), WorkerMetrics()
     a.guardrail_tripped()
@@ -290,15 +295,25 @@ def test_every_exposed_sample_is_declared() -> None:
     assert bases == set(METRIC_NAMES)  # all declared names are exposed, and nothing else
 
 
-def test_metric_names_are_spelled_only_in_metrics_module() -> None:
-    """A metric name string literal anywhere else in worker/ would be a second declaration."""
+def test_metrics_are_declared_only_in_metrics_module() -> None:
+    """No other module in worker/ builds a metric (imports a prometheus_client metric class)
+    or spells a declared metric name: either would be a second declaration."""
     root = Path(m.__file__).resolve().parents[1]
+    metric_classes = {"Counter", "Gauge", "Histogram", "Summary", "Info", "Enum",
+                      "CounterMetricFamily", "GaugeMetricFamily", "HistogramMetricFamily",
+                      "SummaryMetricFamily", "InfoMetricFamily", "Metric"}
+    names = set(METRIC_NAMES)
     offenders = []
     for path in root.rglob("*.py"):
         if path.name == "metrics.py" and path.parent.name == "observability":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                    and PREFIX in node.value:
-                offenders.append(f"{path}:{node.lineno}")
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "prometheus_client"):
+                bad = [a.name for a in node.names if a.name in metric_classes]
+                if bad:
+                    offenders.append(f"{path}:{node.lineno} imports {bad}")
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and any(
+                    node.value == n or node.value.startswith(n + "_") for n in names):
+                offenders.append(f"{path}:{node.lineno} spells {node.value!r}")
     assert not offenders

@@ -111,8 +111,11 @@ def test_every_dashboard_expression_returns_data(prometheus: PrometheusServer) -
 
 def test_dashboard_variables_find_the_job(prometheus: PrometheusServer) -> None:
     for name, selector, label in dashboard_variable_selectors(DASHBOARD):
-        series = prometheus.api("series", **{"match[]": grafana_to_promql(selector)})
-        assert any(label in s for s in series), f"variable {name}: no {label} in {series}"
+        def found(selector: str = selector, label: str = label) -> bool:
+            series = prometheus.api("series", **{"match[]": grafana_to_promql(selector)})
+            return any(label in s for s in series)
+
+        _wait_for(found, f"variable {name}: a series of {selector} with label {label}")
 
 
 def test_alert_that_should_fire_does(prometheus: PrometheusServer) -> None:

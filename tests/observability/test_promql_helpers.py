@@ -37,3 +37,25 @@ def test_dashboard_has_the_panels_the_issue_asks_for() -> None:
         assert f"activity_worker_{metric}" in text, metric
     assert "$" not in grafana_to_promql(text)  # every variable used is one we know
     assert {v for v, _s, _l in dashboard_variable_selectors()} == {"job", "instance"}
+
+
+def test_dashboard_json_is_importable_shape() -> None:
+    """What Grafana needs to import it without asking: unique ids, layout, datasource variable."""
+    import json
+
+    from tests.observability.promserver import DASHBOARD
+
+    doc = json.loads(DASHBOARD.read_text())
+    assert doc["uid"] == "activity-worker" and doc["title"]
+    panels = doc["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids))
+    for p in panels:
+        g = p["gridPos"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24 and g["h"] > 0, p["title"]
+        for t in p.get("targets", []):
+            assert t["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
+            assert t["refId"]
+    ds = [v for v in doc["templating"]["list"] if v["type"] == "datasource"]
+    assert ds and ds[0]["name"] == "datasource" and ds[0]["query"] == "prometheus"
+    assert "__inputs" not in doc  # provisioning cannot fill import-time inputs

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from worker.errors import EventDecodeError
+
 from .conftest import make_event
 
 CUSTOMER = {"id": "cust_1", "object": "customer"}
@@ -119,9 +123,12 @@ def test_a_redelivered_event_is_not_counted_twice(run_with, query) -> None:
     assert balances(query) == [("v_card1", 100, 100)]
 
 
-def test_lenient_numbers_and_balance_from_the_card(run_with, query) -> None:
+def test_a_number_sent_as_a_string_is_a_schema_error_naming_its_path(run_with, query) -> None:
+    """The typed model is strict on numbers: "70" for points is dead-lettered with its path
+    (the pipeline turns EventDecodeError into a dead letter without retries)."""
     run = run_with("loyalty_points")
     voucher = {**card(), "loyalty_card": {"points": 300, "balance": 70}}
     data = {"customer": CUSTOMER, "voucher": voucher, "balance": {"points": "70"}}
-    run(make_event(PREFIX + "points_added", data))
-    assert balances(query) == [("v_card1", 70, 70)]
+    with pytest.raises(EventDecodeError, match=r"\$\.data\.balance\.points"):
+        run(make_event(PREFIX + "points_added", data))
+    assert balances(query) == []

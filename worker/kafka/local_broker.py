@@ -64,6 +64,10 @@ INSTALL_MAVEN = "apt-get install maven"
 
 Out = Callable[[str], None]
 
+# Brokers started from this process: polled so an exited one is reaped, and kept so Python
+# does not warn about them while we run (the broker outlives the launcher on purpose).
+_CHILDREN: list[subprocess.Popen[bytes]] = []
+
 
 class LauncherError(WorkerError):
     """The launcher cannot do what was asked; the message says what the operator should do."""
@@ -349,15 +353,14 @@ def _read_pid(settings: BrokerSettings) -> int | None:
         return None
 
 
-def _reap(pid: int) -> None:
-    """Collect the exit status if the broker is our child (when started in this process)."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+def _reap_children() -> None:
+    """Collect brokers started from this process that have exited (else they stay zombies)."""
+    for child in _CHILDREN:
+        child.poll()
 
 
 def _is_our_broker(pid: int, settings: BrokerSettings) -> bool:
     """Alive (not a zombie) and really the broker of this data dir (guards against pid reuse)."""
-    _reap(pid)
     proc = Path("/proc") / str(pid)
     if not Path("/proc/self").exists():  # not Linux: best effort
         try:
@@ -376,10 +379,29 @@ def _is_our_broker(pid: int, settings: BrokerSettings) -> bool:
     return "kafka.Kafka" in args and str(settings.properties_file) in args
 
 
+def _scan_for_broker(settings: BrokerSettings) -> int | None:
+    """A live broker JVM of this data dir found in /proc (when its pid file was lost)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    for entry in proc.iterdir():
+        if entry.name.isdigit() and _is_our_broker(int(entry.name), settings):
+            return int(entry.name)
+    return None
+
+
 def running_pid(settings: BrokerSettings) -> int | None:
-    """Pid of this data dir's running broker JVM, or None."""
+    """Pid of this data dir's running broker JVM, or None. Trusts the pid file only after
+    checking the process, and finds a JVM whose pid file was deleted."""
+    _reap_children()
     pid = _read_pid(settings)
-    return pid if pid is not None and _is_our_broker(pid, settings) else None
+    if pid is not None and _is_our_broker(pid, settings):
+        return pid
+    found = _scan_for_broker(settings)
+    if found is not None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.pid_file.write_text(f"{found}\n")
+    return found
 
 
 def port_free(port: int) -> bool:
@@ -524,6 +546,20 @@ def probe(bootstrap: str, timeout_s: float = 15.0) -> None:
         admin.delete_consumer_groups([group], request_timeout=2)[group].result(timeout=3)
 
 
+def _speaks_kafka(bootstrap: str, timeout_s: float) -> bool:
+    """Whether something at `bootstrap` answers a Kafka metadata request."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        md = AdminClient({"bootstrap.servers": bootstrap}, logger=_QUIET).list_topics(
+            timeout=timeout_s
+        )
+    except KafkaException:
+        return False
+    return bool(md.brokers)
+
+
 def wait_ready(
     settings: BrokerSettings, alive: Callable[[], bool], deadline: float, what: str
 ) -> None:
@@ -545,7 +581,7 @@ def wait_ready(
             last = str(exc)
             time.sleep(0.2)
     raise LauncherError(
-        f"Kafka at {settings.bootstrap} was not ready within {settings.timeout_s:.0f}s ({last}): "
+        f"Kafka at {settings.bootstrap} was not ready within {settings.timeout_s:g}s ({last}): "
         f"see {settings.log_file}, or raise --timeout."
     )
 
@@ -687,24 +723,14 @@ def _start_jvm(settings: BrokerSettings, out: Out) -> None:
         raise
 
 
-# Popen objects of brokers started from this process, kept so they are not reported as
-# leaked while we still run (the broker outlives us on purpose).
-_CHILDREN: list[subprocess.Popen[bytes]] = []
-
-
 def _port_busy_message(settings: BrokerSettings, port: int) -> str:
     owner = f"not the broker of {settings.data_dir}"
-    if port == settings.port:
-        try:
-            probe(f"{HOST}:{port}", 5.0)
-        except Exception:
-            pass
-        else:
-            return (
-                f"Port {port} is used by a Kafka broker this launcher did not start ({owner}): "
-                f"use it with KAFKA_BOOTSTRAP_SERVERS={HOST}:{port}, stop it, or pick another "
-                "--port."
-            )
+    if port == settings.port and _speaks_kafka(f"{HOST}:{port}", 2.0):
+        return (
+            f"Port {port} is used by a Kafka broker this launcher did not start ({owner}): "
+            f"use it with KAFKA_BOOTSTRAP_SERVERS={HOST}:{port}, stop it, or pick another "
+            "--port."
+        )
     return (
         f"Port {port} on {HOST} is already in use by another process ({owner}): stop it, or "
         "choose other ports with --port / --controller-port."
@@ -714,6 +740,7 @@ def _port_busy_message(settings: BrokerSettings, port: int) -> str:
 def _wait_gone(pid: int, settings: BrokerSettings, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        _reap_children()
         if not _is_our_broker(pid, settings):
             return True
         time.sleep(0.1)
@@ -898,7 +925,8 @@ def status(settings: BrokerSettings, out: Out = _print) -> int:
     try:
         probe(settings.bootstrap, min(settings.timeout_s, 15.0))
     except ProbeFailed as exc:
-        out(f"not ready: the broker runs (pid {pid}) but failed a readiness check: {exc}")
+        who = f"pid {pid}" if pid else f"container {settings.container_name}"
+        out(f"not ready: the broker runs ({who}) but failed a readiness check: {exc}")
         _report(settings, out, docker)
         return EXIT_NOT_RUNNING
     out(f"running: Kafka (pid {pid}) is ready" if pid else "running: docker container is ready")

@@ -93,6 +93,10 @@ METRIC_NAMES: tuple[str, ...] = tuple(
 )
 
 OUTCOMES = ("ok", "duplicate", "retried", "dead_lettered", "skipped")
+# Error classes of worker.errors / the pipeline, exported at 0 from the start so dashboards and
+# rate() see a series before the first dead letter (other reasons appear when they happen).
+KNOWN_DLQ_REASONS = ("undecodable", "invalid_json", "not_an_object", "schema",
+                     "processor_failed", "unmatched")
 REBALANCE_KINDS = ("assigned", "revoked", "lost")
 
 PROCESSING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -375,6 +379,8 @@ class WorkerMetrics:
         self._unmatched_types: set[str] = set()
         for kind in REBALANCE_KINDS:
             self._rebalances.labels(kind)  # export zeros so rate()/increase() work from start
+        for reason in KNOWN_DLQ_REASONS:
+            self._child(self._dead_letters, (reason,))
 
     def _child(self, counter: Counter, labelvalues: tuple[str, ...]) -> Counter:
         key = (id(counter), labelvalues)
@@ -464,8 +470,9 @@ class WorkerMetrics:
 
     def record_ledger_op(self, op: str, seconds: float, error: bool) -> None:
         self._ledger_seconds.observe((op,), seconds)
+        errors = self._child(self._ledger_errors, (op,))  # exported at 0 once the op is seen
         if error:
-            self._child(self._ledger_errors, (op,)).inc()
+            errors.inc()
 
     def guardrail_tripped(self) -> None:
         self._guardrail.inc()
