@@ -69,6 +69,11 @@ CORPUS: dict[str, tuple[bytes | None, str, str | None, str | None]] = {
     "lone_surrogate_escape": (
         GOOD_BYTES.replace(b"evcus_", b"evcus\\ud800"), "envelope", "invalid_json", None,
     ),
+    "binary_junk": (b"\xff\xfe\x00junk", "envelope", "undecodable", "$: invalid UTF-8 at byte 0"),
+    "latin1_and_truncated": (
+        GOOD_BYTES.replace(b"Alex", "Aléx".encode("latin-1"))[:-5], "envelope", "undecodable",
+        None,
+    ),
     "truncated_json": (GOOD_BYTES[:-7], "envelope", "invalid_json", "$: input data was truncated"),
     "empty_bytes": (b"", "envelope", "invalid_json", "$: input data was truncated"),
     "trailing_garbage": (GOOD_BYTES + b" x", "envelope", "invalid_json", "$: JSON is malformed"),

@@ -120,6 +120,9 @@ def decode_event(value: bytes | None) -> Event:
     except msgspec.ValidationError as exc:
         raise _validation_error(str(exc), "$") from None
     except msgspec.DecodeError as exc:
+        # Bytes that are not even UTF-8 (binary junk, another encoding) say more about the
+        # producer than "malformed JSON": classify them as undecodable (error path only).
+        check_utf8(value)
         raise EventDecodeError("invalid_json", f"$: {_lower_first(str(exc))}") from None
     except UnicodeDecodeError as exc:
         raise EventDecodeError("undecodable", f"$: invalid UTF-8: {exc.reason}") from None
