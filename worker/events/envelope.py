@@ -101,8 +101,8 @@ def check_utf8(value: bytes) -> None:
     The hot path does not call this: msgspec checks the text it decodes (the envelope fields in
     `decode_event`, the known fields of `data` in `event.data`), and bytes inside ignored fields
     are never read. `activity-worker validate` calls it to be strict about whole lines."""
-    if value.isascii():
-        return
+    if not isinstance(value, bytes | bytearray) or value.isascii():
+        return  # (a str or other buffer given to decode_event: nothing to check here)
     try:
         value.decode("utf-8")
     except UnicodeDecodeError as exc:
