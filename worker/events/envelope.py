@@ -8,7 +8,8 @@ What is fatal (`decode_event` raises `EventDecodeError`; the engine dead-letters
 - "undecodable": no value (a tombstone), or invalid UTF-8 in a field the worker reads (the
   envelope fields here; the known fields of `data` on `event.data`). Bytes inside fields the
   worker ignores are never decoded, so they are not checked on the hot path (that would cost a
-  scan of every event); `activity-worker validate` checks whole lines;
+  scan of every event); `activity-worker validate` checks whole lines. Bytes that are neither
+  JSON nor UTF-8 (binary junk, Latin-1) are "undecodable" too;
 - "invalid_json": malformed or truncated JSON, trailing bytes, nesting deeper than the
   interpreter's recursion limit (~1,000 levels);
 - "not_an_object": the top level is an array, a string, a number, true/false or null;
@@ -23,7 +24,11 @@ unknown fields anywhere, a missing `data` (fatal only if a processor reads it), 
 (the last one wins, as in `json.loads`), and ids without the usual prefixes (`evcus_`, `v-`).
 
 Accessing `event.data` raises `EventDecodeError("schema", "$.data.<path>: <reason>")` when the
-data does not fit its type's shape (e.g. a string where points must be an int).
+data does not fit its type's shape (e.g. a string where points must be an int), and
+"undecodable" / "invalid_json" for bad text or nesting met there.
+
+`created_at` is a timezone-aware `datetime`. Typed data's own timestamps (`data.created_at`,
+`sent_at`, ...) stay strings: the spec is loose there and a junk value should not cost the event.
 """
 
 from __future__ import annotations
