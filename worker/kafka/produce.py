@@ -66,6 +66,7 @@ def produce_records(
             except BufferError:
                 producer.poll(0.05)  # local queue full: serve delivery reports, then retry
             except KafkaException as exc:
+                producer.purge()
                 raise ProduceError(f"cannot produce to {topic!r}: {exc}") from None
         sent += 1
         if sent % 1000 == 0:
@@ -73,6 +74,10 @@ def produce_records(
             if errors:
                 break
     remaining = producer.flush(flush_timeout)
+    if errors or remaining:
+        # Drop what is left so the client's threads stop retrying once this returns.
+        producer.purge()
+        producer.flush(0)
     if errors:
         raise ProduceError(
             f"{len(errors)}+ records to {topic!r} failed, first: {errors[0].str()}; "
