@@ -12,44 +12,24 @@ from worker.errors import WorkerError
 def _admin(config: Mapping[str, Any]) -> Any:
     from confluent_kafka.admin import AdminClient
 
-    keep = {
-        k: v
-        for k, v in config.items()
-        if not k.startswith(
-            (
-                "group.",
-                "enable.auto.",
-                "auto.offset.reset",
-                "partition.assignment",
-                "enable.partition.eof",
-                "session.timeout",
-                "heartbeat.",
-                "max.poll",
-            )
-        )
-        and not callable(v)
-    }
+    keep = {k: v for k, v in config.items()
+            if not k.startswith(("group.", "enable.auto.", "auto.offset.reset",
+                                 "partition.assignment", "enable.partition.eof",
+                                 "session.timeout", "heartbeat.", "max.poll"))
+            and not callable(v)}
     return AdminClient(keep)
 
 
-def ensure_topics(
-    config: Mapping[str, Any],
-    topics: Mapping[str, int],
-    *,
-    replication_factor: int = 1,
-    timeout: float = 30.0,
-) -> None:
+def ensure_topics(config: Mapping[str, Any], topics: Mapping[str, int], *,
+                  replication_factor: int = 1, timeout: float = 30.0) -> None:
     """Create each topic with the given partition count unless it exists already."""
     from confluent_kafka import KafkaError
     from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
     admin = _admin(config)
     existing = set(admin.list_topics(timeout=timeout).topics)
-    wanted = [
-        NewTopic(name, num_partitions=n, replication_factor=replication_factor)
-        for name, n in topics.items()
-        if name not in existing
-    ]
+    wanted = [NewTopic(name, num_partitions=n, replication_factor=replication_factor)
+              for name, n in topics.items() if name not in existing]
     if not wanted:
         return
     futures = admin.create_topics(wanted, request_timeout=timeout)
@@ -63,29 +43,21 @@ def ensure_topics(
             raise WorkerError(f"could not create topic {name!r}: {exc}") from None
 
 
-def topic_partitions(
-    consumer: Any, topics: Iterable[str], timeout: float = 10.0
-) -> list[tuple[str, int]]:
+def topic_partitions(consumer: Any, topics: Iterable[str], timeout: float = 10.0
+                     ) -> list[tuple[str, int]]:
     """Every (topic, partition) of `topics`, from the consumer's metadata."""
     out: list[tuple[str, int]] = []
     for topic in topics:
         md = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
         if md is None or md.error is not None:
-            raise WorkerError(
-                f"topic {topic!r} does not exist or cannot be described "
-                f"({getattr(md, 'error', None)}); create it first"
-            )
+            raise WorkerError(f"topic {topic!r} does not exist or cannot be described "
+                              f"({getattr(md, 'error', None)}); create it first")
         out.extend((topic, p) for p in sorted(md.partitions))
     return out
 
 
-def watermarks(
-    consumer: Any,
-    partitions: Iterable[tuple[str, int]],
-    *,
-    cached: bool = False,
-    timeout: float = 10.0,
-) -> dict[tuple[str, int], tuple[int, int]]:
+def watermarks(consumer: Any, partitions: Iterable[tuple[str, int]], *, cached: bool = False,
+               timeout: float = 10.0) -> dict[tuple[str, int], tuple[int, int]]:
     """(low, high) per partition. `cached=True` asks no broker (values from recent fetches)."""
     from confluent_kafka import TopicPartition
 
@@ -94,28 +66,26 @@ def watermarks(
         if cached:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, part), cached=True)
         else:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, part), timeout=timeout)
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, part),
+                                                       timeout=timeout)
         out[(topic, part)] = (int(low), int(high))
     return out
 
 
-def committed_offsets(
-    consumer: Any, partitions: Iterable[tuple[str, int]], timeout: float = 10.0
-) -> dict[tuple[str, int], int]:
+def committed_offsets(consumer: Any, partitions: Iterable[tuple[str, int]],
+                      timeout: float = 10.0) -> dict[tuple[str, int], int]:
     """The group's committed offset per partition (negative: none committed)."""
     from confluent_kafka import TopicPartition
 
     tps = [TopicPartition(t, p) for t, p in partitions]
     if not tps:
         return {}
-    return {
-        (tp.topic, tp.partition): int(tp.offset) for tp in consumer.committed(tps, timeout=timeout)
-    }
+    return {(tp.topic, tp.partition): int(tp.offset)
+            for tp in consumer.committed(tps, timeout=timeout)}
 
 
-def missing_topics(
-    config: Mapping[str, Any], topics: Iterable[str], timeout: float = 10.0
-) -> list[str]:
+def missing_topics(config: Mapping[str, Any], topics: Iterable[str],
+                   timeout: float = 10.0) -> list[str]:
     """The names among `topics` that the cluster does not have (asks without creating)."""
     md = _admin(config).list_topics(timeout=timeout)
     return [t for t in topics if t not in md.topics]

@@ -15,46 +15,21 @@ from typing import Any
 from worker.errors import ConfigError
 
 # Properties whose value is a secret (matched on the full key or as a substring).
-_SECRET_MARKERS = (
-    "password",
-    "secret",
-    "sasl.oauthbearer.config",
-    "ssl.key.pem",
-    "sasl.jaas.config",
-    "ssl_key",
-    "token",
-    "credentials",
-)
+_SECRET_MARKERS = ("password", "secret", "sasl.oauthbearer.config", "ssl.key.pem",
+                   "sasl.jaas.config", "ssl_key", "token", "credentials")
 
 # Properties the KIP-848 protocol takes from the broker; librdkafka refuses them with
 # group.protocol=consumer.
-_CLASSIC_ONLY = (
-    "partition.assignment.strategy",
-    "session.timeout.ms",
-    "heartbeat.interval.ms",
-    "group.protocol.type",
-)
+_CLASSIC_ONLY = ("partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms",
+                 "group.protocol.type")
 
 # Properties that only make sense on a consumer; they are left out of the DLQ producer's config.
-_CONSUMER_ONLY_PREFIXES = (
-    "group.",
-    "enable.auto.",
-    "auto.offset.reset",
-    "auto.commit.",
-    "partition.assignment.strategy",
-    "session.timeout.ms",
-    "heartbeat.interval.ms",
-    "max.poll.interval.ms",
-    "fetch.",
-    "isolation.level",
-    "enable.partition.eof",
-    "check.crcs",
-    "queued.",
-    "coordinator.query.interval.ms",
-    "consume.callback",
-    "offset.store.",
-    "client.rack",
-)
+_CONSUMER_ONLY_PREFIXES = ("group.", "enable.auto.", "auto.offset.reset", "auto.commit.",
+                           "partition.assignment.strategy", "session.timeout.ms",
+                           "heartbeat.interval.ms", "max.poll.interval.ms", "fetch.",
+                           "isolation.level", "enable.partition.eof", "check.crcs",
+                           "queued.", "coordinator.query.interval.ms", "consume.callback",
+                           "offset.store.", "client.rack")
 
 _TRUE = {"true", "1", "yes", "on"}
 
@@ -96,31 +71,25 @@ def build_consumer_config(
     props = dict(overrides or {})
     protocol = (group_protocol or props.get("group.protocol") or "classic").strip().lower()
     if protocol not in ("classic", "consumer"):
-        raise ConfigError(
-            f"group.protocol={protocol!r} is not supported: use 'classic' "
-            "(cooperative-sticky rebalancing) or 'consumer' (KIP-848)."
-        )
+        raise ConfigError(f"group.protocol={protocol!r} is not supported: use 'classic' "
+                          "(cooperative-sticky rebalancing) or 'consumer' (KIP-848).")
     for key in ("enable.auto.offset.store", "enable.auto.commit"):
         if key in props and _truthy(props[key]):
             raise ConfigError(
                 f"{key}=true would let offsets be committed before their events are processed "
                 f"(events could be lost on a crash); remove {key} — the worker stores and commits "
-                "offsets itself (see --commit-interval / --commit-every)."
-            )
+                "offsets itself (see --commit-interval / --commit-every).")
     if protocol == "consumer":
         bad = [k for k in _CLASSIC_ONLY if k in props]
         if bad:
             raise ConfigError(
                 f"{', '.join(bad)} cannot be set with group.protocol=consumer (KIP-848 takes "
                 "them from the broker's group config); remove them or use "
-                "group.protocol=classic."
-            )
+                "group.protocol=classic.")
     strategy = props.get("partition.assignment.strategy")
     if strategy is not None and "cooperative-sticky" in strategy and "," in strategy:
-        raise ConfigError(
-            "partition.assignment.strategy cannot mix cooperative-sticky with "
-            "eager assignors; set exactly one."
-        )
+        raise ConfigError("partition.assignment.strategy cannot mix cooperative-sticky with "
+                          "eager assignors; set exactly one.")
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap_servers,
         "group.id": group_id,
@@ -146,8 +115,7 @@ def producer_config(consumer_config: Mapping[str, Any]) -> dict[str, Any]:
     """The DLQ producer's properties: the consumer's connection and security settings (so SASL,
     OAUTHBEARER and mTLS carry over) without consumer-only ones, plus idempotence."""
     config = {
-        k: v
-        for k, v in consumer_config.items()
+        k: v for k, v in consumer_config.items()
         if not k.startswith(_CONSUMER_ONLY_PREFIXES) and not callable(v)
     }
     config["enable.idempotence"] = True
@@ -157,21 +125,10 @@ def producer_config(consumer_config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # Environment variables named KAFKA_* that belong to Kafka's own scripts, not to librdkafka.
-_NOT_LIBRDKAFKA = {
-    "KAFKA_HEAP_OPTS",
-    "KAFKA_OPTS",
-    "KAFKA_HOME",
-    "KAFKA_JVM_PERFORMANCE_OPTS",
-    "KAFKA_LOG4J_OPTS",
-    "KAFKA_JMX_OPTS",
-    "KAFKA_DEBUG",
-    "KAFKA_GC_LOG_OPTS",
-    "KAFKA_CLUSTER_ID",
-    "KAFKA_LOG_DIR",
-    "KAFKA_VERSION",
-    "KAFKA_LIBS",
-    "KAFKA_CLASSPATH",
-}
+_NOT_LIBRDKAFKA = {"KAFKA_HEAP_OPTS", "KAFKA_OPTS", "KAFKA_HOME", "KAFKA_JVM_PERFORMANCE_OPTS",
+                   "KAFKA_LOG4J_OPTS", "KAFKA_JMX_OPTS", "KAFKA_DEBUG", "KAFKA_GC_LOG_OPTS",
+                   "KAFKA_CLUSTER_ID", "KAFKA_LOG_DIR", "KAFKA_VERSION", "KAFKA_LIBS",
+                   "KAFKA_CLASSPATH"}
 
 
 def config_from_env(environ: Mapping[str, str]) -> dict[str, str]:
@@ -180,7 +137,7 @@ def config_from_env(environ: Mapping[str, str]) -> dict[str, str]:
     for name, value in environ.items():
         if not name.startswith("KAFKA_") or name in _NOT_LIBRDKAFKA or value == "":
             continue
-        out[name[len("KAFKA_") :].lower().replace("_", ".")] = value
+        out[name[len("KAFKA_"):].lower().replace("_", ".")] = value
     return out
 
 
@@ -193,10 +150,8 @@ def parse_pairs(pairs: list[str], source: str) -> dict[str, str]:
             continue
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(
-                f"{source}: {pair!r} is not key=value; write e.g. "
-                "--kafka-config security.protocol=SASL_SSL."
-            )
+            raise ConfigError(f"{source}: {pair!r} is not key=value; write e.g. "
+                              "--kafka-config security.protocol=SASL_SSL.")
         out[key.strip()] = value.strip()
     return out
 
@@ -208,7 +163,5 @@ def make_consumer(config: Mapping[str, Any]) -> Any:
     try:
         return Consumer(dict(config))
     except (KafkaException, ValueError, TypeError) as exc:
-        raise ConfigError(
-            f"Kafka consumer settings were refused by librdkafka: {exc}; fix the "
-            "named property (--kafka-config / KAFKA_* env)."
-        ) from None
+        raise ConfigError(f"Kafka consumer settings were refused by librdkafka: {exc}; fix the "
+                          "named property (--kafka-config / KAFKA_* env).") from None

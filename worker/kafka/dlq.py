@@ -45,13 +45,8 @@ class DeadLetterProducer:
     """`send(letters)` produces every letter and blocks until all are acknowledged, raising
     DeadLetterError if any failed or the timeout passed. Idempotent producer, acks=all."""
 
-    def __init__(
-        self,
-        config: Mapping[str, Any],
-        topic: str | Callable[[str], str] | None = None,
-        *,
-        timeout: float = 30.0,
-    ) -> None:
+    def __init__(self, config: Mapping[str, Any], topic: str | Callable[[str], str] | None = None,
+                 *, timeout: float = 30.0) -> None:
         from confluent_kafka import Producer
 
         self._producer = Producer(dict(config))
@@ -88,32 +83,25 @@ class DeadLetterProducer:
             while True:
                 try:
                     self._producer.produce(
-                        self._topic_for(src.topic() or ""),
-                        value=src.value(),
-                        key=src.key(),
-                        headers=dlq_headers(letter, failed_at),
-                        on_delivery=on_delivery,
-                    )
+                        self._topic_for(src.topic() or ""), value=src.value(), key=src.key(),
+                        headers=dlq_headers(letter, failed_at), on_delivery=on_delivery)
                     break
                 except BufferError:
                     # Local queue full: serve delivery reports, then try again.
                     if time.monotonic() > deadline:
-                        raise DeadLetterError(
-                            "the DLQ producer queue stayed full; check that the broker is reachable"
-                        ) from None
+                        raise DeadLetterError("the DLQ producer queue stayed full; check that "
+                                              "the broker is reachable") from None
                     self._producer.poll(0.1)
         left = max(0.0, deadline - time.monotonic())
         remaining = self._producer.flush(left)
         if failures:
             raise DeadLetterError(
                 f"{len(failures)} dead letter(s) were not written ({failures[0]}); create the "
-                "DLQ topic or fix the producer settings, then restart"
-            )
+                "DLQ topic or fix the producer settings, then restart")
         if remaining or acked != len(letters):
             raise DeadLetterError(
                 f"{len(letters) - acked} dead letter(s) were not acknowledged within "
-                f"{self._timeout:.0f}s; check the broker, then restart"
-            )
+                f"{self._timeout:.0f}s; check the broker, then restart")
         self.sent += acked
 
     def close(self, timeout: float = 5.0) -> None:

@@ -90,17 +90,8 @@ class EngineConfig:
 
 
 class _Batch:
-    __slots__ = (
-        "cancel",
-        "done",
-        "error",
-        "finalized",
-        "first",
-        "last",
-        "last_ts",
-        "messages",
-        "result",
-    )
+    __slots__ = ("cancel", "done", "error", "finalized", "first", "last", "last_ts",
+                 "messages", "result")
 
     def __init__(self, messages: list[Any]) -> None:
         self.messages = messages
@@ -163,25 +154,18 @@ class Guardrail:
 class Engine:
     """Runs the consume → handle → dead-letter → store → commit loop until stopped."""
 
-    def __init__(
-        self,
-        consumer_config: Mapping[str, Any],
-        handler: BatchHandler,
-        config: EngineConfig,
-        *,
-        dlq: DeadLetterProducer | None = None,
-        metrics: EngineMetrics | None = None,
-        health: EngineHealth | None = None,
-    ) -> None:
+    def __init__(self, consumer_config: Mapping[str, Any], handler: BatchHandler,
+                 config: EngineConfig, *, dlq: DeadLetterProducer | None = None,
+                 metrics: EngineMetrics | None = None, health: EngineHealth | None = None
+                 ) -> None:
         self.config = config
         self._handler = handler
         self._dlq = dlq
         self._metrics = metrics
         self._health = health
         cfg = dict(consumer_config)
-        self._incremental = cfg.get("group.protocol") == "consumer" or "cooperative-sticky" in str(
-            cfg.get("partition.assignment.strategy", "")
-        )
+        self._incremental = (cfg.get("group.protocol") == "consumer" or "cooperative-sticky"
+                             in str(cfg.get("partition.assignment.strategy", "")))
         cfg["on_commit"] = self._on_commit
         cfg["error_cb"] = self._on_error
         if metrics is not None:
@@ -209,9 +193,8 @@ class Engine:
         self._exit_code = EXIT_OK
         self._fatal_message: str | None = None
         self._connected = True
-        self._guardrail = Guardrail(
-            config.guardrail_share, config.guardrail_window, config.guardrail_min_events
-        )
+        self._guardrail = Guardrail(config.guardrail_share, config.guardrail_window,
+                                    config.guardrail_min_events)
         self._drain_targets: dict[TP, tuple[int, int]] = {}
         self._next_drain_check = 0.0
         self._next_lag = 0.0
@@ -236,30 +219,21 @@ class Engine:
         started = time.monotonic()
         old_handlers = self._install_signals() if self.config.install_signals else {}
         self._consumer = make_consumer(self._consumer_config)
-        log.info(
-            "consumer starting",
-            topics=self.config.topics,
-            config=redact({k: v for k, v in self._consumer_config.items() if not callable(v)}),
-        )
-        self._thread = threading.Thread(
-            target=self._handler_loop, name="batch-handler", daemon=True
-        )
+        log.info("consumer starting", topics=self.config.topics,
+                 config=redact({k: v for k, v in self._consumer_config.items()
+                                if not callable(v)}))
+        self._thread = threading.Thread(target=self._handler_loop, name="batch-handler",
+                                        daemon=True)
         self._thread.start()
         try:
             if self.config.drain:
                 parts = topic_partitions(self._consumer, self.config.topics)
                 self._drain_targets = watermarks(self._consumer, parts)
-                log.info(
-                    "drain mode: consuming up to the current end offsets",
-                    partitions=len(parts),
-                    events=sum(h - lo for lo, h in self._drain_targets.values()),
-                )
-            self._consumer.subscribe(
-                self.config.topics,
-                on_assign=self._on_assign,
-                on_revoke=self._on_revoke,
-                on_lost=self._on_lost,
-            )
+                log.info("drain mode: consuming up to the current end offsets",
+                         partitions=len(parts),
+                         events=sum(h - lo for lo, h in self._drain_targets.values()))
+            self._consumer.subscribe(self.config.topics, on_assign=self._on_assign,
+                                     on_revoke=self._on_revoke, on_lost=self._on_lost)
             self._loop()
         except WorkerError as exc:
             self._fail(EXIT_ERROR, str(exc))
@@ -359,10 +333,8 @@ class Engine:
             # Leave a reserve of the shutdown bound for commit and close.
             reserve = min(5.0, self.config.shutdown_timeout / 3)
             if time.monotonic() >= self._stop_deadline - reserve:
-                log.warning(
-                    "shutdown bound reached; cancelling the in-flight batch",
-                    batch_size=len(batch.messages),
-                )
+                log.warning("shutdown bound reached; cancelling the in-flight batch",
+                            batch_size=len(batch.messages))
                 batch.cancel.set()
 
     def _handler_loop(self) -> None:
@@ -396,33 +368,25 @@ class Engine:
                 if tp in self._assigned:
                     self._seek_back[tp] = off
             if self._seek_back:
-                self._pending = [
-                    m for m in self._pending if (m.topic(), m.partition()) not in self._seek_back
-                ]
+                self._pending = [m for m in self._pending
+                                 if (m.topic(), m.partition()) not in self._seek_back]
             return
         letters = result.dead_letters
         dead_events = len({id(d.source) for d in letters}) if letters else 0
         if self._guardrail.add(len(batch.messages), dead_events):
             if self._metrics is not None:
                 self._metrics.guardrail_tripped()
-            self._fail(
-                EXIT_GUARDRAIL,
-                (
-                    f"DLQ guardrail tripped: {self._guardrail.current_share:.0%} of the last "
-                    f"{self._guardrail._events} events were dead-lettered (limit "
-                    f"{self._guardrail.share:.0%}); this batch was not dead-lettered or committed. "
-                    "Check the latest deploy or the producer, then restart (or raise "
-                    "--dlq-max-share)"
-                ),
-            )
+            self._fail(EXIT_GUARDRAIL, (
+                f"DLQ guardrail tripped: {self._guardrail.current_share:.0%} of the last "
+                f"{self._guardrail._events} events were dead-lettered (limit "
+                f"{self._guardrail.share:.0%}); this batch was not dead-lettered or committed. "
+                "Check the latest deploy or the producer, then restart (or raise "
+                "--dlq-max-share)"))
             return
         if letters:
             if self._dlq is None:
-                self._fail(
-                    EXIT_ERROR,
-                    "events must be dead-lettered but no DLQ producer is "
-                    "configured; set --dlq-topic",
-                )
+                self._fail(EXIT_ERROR, "events must be dead-lettered but no DLQ producer is "
+                                       "configured; set --dlq-topic")
                 return
             try:
                 self._dlq.send(letters)
@@ -479,20 +443,15 @@ class Engine:
             except KafkaException as exc:
                 # Without the seek the events of the cancelled batch would be skipped: stop, so
                 # the restart resumes from the last commit instead.
-                self._fail(
-                    EXIT_ERROR,
-                    f"could not rewind {t}[{p}] to {off} after a cancelled "
-                    f"batch ({exc}); restart the worker",
-                )
+                self._fail(EXIT_ERROR, f"could not rewind {t}[{p}] to {off} after a cancelled "
+                                       f"batch ({exc}); restart the worker")
 
     # -- commits -----------------------------------------------------------------------------
     def _maybe_commit(self) -> None:
         if not self._uncommitted:
             return
-        if (
-            self._uncommitted >= self.config.commit_every
-            or time.monotonic() - self._last_commit >= self.config.commit_interval
-        ):
+        if (self._uncommitted >= self.config.commit_every
+                or time.monotonic() - self._last_commit >= self.config.commit_interval):
             self._commit(asynchronous=True)
 
     def _commit(self, *, asynchronous: bool, partitions: Sequence[TP] | None = None) -> None:
@@ -506,12 +465,9 @@ class Engine:
                 result = self._consumer.commit(asynchronous=asynchronous)
                 self._uncommitted = 0
             else:
-                offsets = [
-                    KTP(t, p, self._stored[(t, p)])
-                    for t, p in partitions
-                    if (t, p) in self._stored
-                    and self._stored[(t, p)] != self._committed.get((t, p))
-                ]
+                offsets = [KTP(t, p, self._stored[(t, p)]) for t, p in partitions
+                           if (t, p) in self._stored
+                           and self._stored[(t, p)] != self._committed.get((t, p))]
                 if not offsets:
                     return
                 result = self._consumer.commit(offsets=offsets, asynchronous=False)
@@ -541,7 +497,8 @@ class Engine:
                 self._committed[key] = tp.offset
                 advanced = True
                 if self._metrics is not None:
-                    self._metrics.record_commit(TopicPartition(tp.topic, tp.partition), tp.offset)
+                    self._metrics.record_commit(TopicPartition(tp.topic, tp.partition),
+                                                tp.offset)
         if advanced and self._health is not None:
             self._health.record_commit_advance()
 
@@ -575,10 +532,8 @@ class Engine:
             if not batch.done.wait(max(5.0, self.config.revoke_timeout)):
                 # The handler ignores cancellation: letting go now could process an event of a
                 # partition another worker owns. Exit at once; the restart resumes from commits.
-                log.critical(
-                    "the batch handler did not stop after cancellation during a "
-                    "rebalance; exiting at once"
-                )
+                log.critical("the batch handler did not stop after cancellation during a "
+                             "rebalance; exiting at once")
                 _hard_exit(EXIT_ERROR)
         if lost:
             # Nothing of a lost partition may be stored; drop them before finishing.
@@ -593,10 +548,8 @@ class Engine:
         try:
             self._commit(asynchronous=False, partitions=sorted(gone & self._assigned))
         except Exception as exc:
-            log.error(
-                "commit on revoke failed; the next owner re-processes from the last commit",
-                error=str(exc),
-            )
+            log.error("commit on revoke failed; the next owner re-processes from the last "
+                      "commit", error=str(exc))
         self._drop(gone)
         log.info("partitions revoked", partitions=[f"{t}[{p}]" for t, p in sorted(gone)])
         if self._metrics is not None:
@@ -607,10 +560,8 @@ class Engine:
         self._settle_inflight(gone, lost=True)
         self._pending = [m for m in self._pending if (m.topic(), m.partition()) not in gone]
         self._drop(gone)
-        log.warning(
-            "partitions lost; nothing committed for them",
-            partitions=[f"{t}[{p}]" for t, p in sorted(gone)],
-        )
+        log.warning("partitions lost; nothing committed for them",
+                    partitions=[f"{t}[{p}]" for t, p in sorted(gone)])
         if self._metrics is not None:
             self._metrics.partitions_lost([TopicPartition(t, p) for t, p in sorted(gone)])
 
@@ -635,9 +586,8 @@ class Engine:
         if self._uncommitted:
             self._commit(asynchronous=False)
         committed = committed_offsets(self._consumer, list(targets))
-        return all(
-            low >= high or committed.get(tp, -1) >= high for tp, (low, high) in targets.items()
-        )
+        return all(low >= high or committed.get(tp, -1) >= high
+                   for tp, (low, high) in targets.items())
 
     def _record_lag(self) -> None:
         if self._metrics is None or not self._assigned:
@@ -691,25 +641,20 @@ class Engine:
         self._signals += 1
         name = signal.Signals(signum).name
         if self._signals > 1:
-            sys.stderr.write(
-                f"activity-worker: second {name}; exiting at once without committing\n"
-            )
+            sys.stderr.write(f"activity-worker: second {name}; exiting at once without "
+                             "committing\n")
             _hard_exit(128 + signum)
-        sys.stderr.write(
-            f"activity-worker: {name} received; finishing the in-flight batch, "
-            f"committing and exiting (within {self.config.shutdown_timeout:.0f}s; "
-            "send it again to exit at once)\n"
-        )
+        sys.stderr.write(f"activity-worker: {name} received; finishing the in-flight batch, "
+                         f"committing and exiting (within {self.config.shutdown_timeout:.0f}s; "
+                         "send it again to exit at once)\n")
         self.stop(name)
         self._timer = threading.Timer(self.config.shutdown_timeout, self._shutdown_overdue)
         self._timer.daemon = True
         self._timer.start()
 
     def _shutdown_overdue(self) -> None:
-        sys.stderr.write(
-            "activity-worker: graceful shutdown exceeded --shutdown-timeout; "
-            "exiting without a final commit\n"
-        )
+        sys.stderr.write("activity-worker: graceful shutdown exceeded --shutdown-timeout; "
+                         "exiting without a final commit\n")
         _hard_exit(EXIT_SHUTDOWN_TIMEOUT)
 
     def _shutdown(self) -> None:
@@ -770,14 +715,5 @@ def default_exit_message(code: int) -> str:
 
 
 HandlerFactory = Callable[[], BatchHandler]
-__all__ = [
-    "EXIT_ERROR",
-    "EXIT_FATAL_PROCESSING",
-    "EXIT_GUARDRAIL",
-    "EXIT_OK",
-    "EXIT_SHUTDOWN_TIMEOUT",
-    "Engine",
-    "EngineConfig",
-    "Guardrail",
-    "Message",
-]
+__all__ = ["EXIT_ERROR", "EXIT_FATAL_PROCESSING", "EXIT_GUARDRAIL", "EXIT_OK",
+           "EXIT_SHUTDOWN_TIMEOUT", "Engine", "EngineConfig", "Guardrail", "Message"]
