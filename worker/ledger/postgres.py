@@ -91,17 +91,29 @@ class PostgresLedger:
             conn = psycopg.connect(self._conninfo, autocommit=False,
                                    connect_timeout=self.connect_timeout, keepalives=1,
                                    keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                t = sql.Identifier(self.table)
-                conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {t} (key text PRIMARY KEY,"
-                                     " created_ms bigint NOT NULL)").format(t=t))
-                conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (created_ms)")
-                             .format(i=sql.Identifier(self.table + "_created"), t=t))
+            self._create_table(conn)
         except psycopg.Error as exc:
             raise self._unavailable(exc, "connecting") from exc
         self._conn = conn
         return conn
+
+    def _create_table(self, conn: psycopg.Connection[Any]) -> None:
+        # Look before creating: CREATE ... IF NOT EXISTS still takes table locks, which would
+        # wait for every open batch transaction of the other workers.
+        exists = "SELECT to_regclass(%s) IS NOT NULL"
+        found = conn.execute(exists, (self.table,)).fetchone() == (True,)
+        conn.rollback()  # so that the block below is a transaction of its own, not a savepoint
+        if found:
+            return
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            if conn.execute(exists, (self.table,)).fetchone() == (True,):
+                return
+            t = sql.Identifier(self.table)
+            conn.execute(sql.SQL("CREATE TABLE {t} (key text PRIMARY KEY,"
+                                 " created_ms bigint NOT NULL)").format(t=t))
+            conn.execute(sql.SQL("CREATE INDEX {i} ON {t} (created_ms)")
+                         .format(i=sql.Identifier(self.table + "_created"), t=t))
 
     def _drop_connection(self) -> None:
         if self._conn is not None:
