@@ -105,15 +105,16 @@ class PostgresLedger:
         conn.rollback()  # so that the block below is a transaction of its own, not a savepoint
         if found:
             return
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            if conn.execute(exists, (self.table,)).fetchone() == (True,):
-                return
-            t = sql.Identifier(self.table)
-            conn.execute(sql.SQL("CREATE TABLE {t} (key text PRIMARY KEY,"
-                                 " created_ms bigint NOT NULL)").format(t=t))
-            conn.execute(sql.SQL("CREATE INDEX {i} ON {t} (created_ms)")
-                         .format(i=sql.Identifier(self.table + "_created"), t=t))
+        t = sql.Identifier(self.table)
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {t} (key text PRIMARY KEY,"
+                                     " created_ms bigint NOT NULL)").format(t=t))
+                conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (created_ms)")
+                             .format(i=sql.Identifier(self.table + "_created"), t=t))
+        except (psycopg.errors.DuplicateTable, psycopg.errors.UniqueViolation):
+            pass  # another worker created it in the meantime (name lookups may be stale)
 
     def _drop_connection(self) -> None:
         if self._conn is not None:
