@@ -14,8 +14,8 @@ import uuid
 
 import pytest
 
-from tests.ledger.conftest import Store
 from tests.ledger._procs import race
+from tests.ledger.conftest import Store
 
 
 @pytest.mark.parametrize("rounds", [3])
