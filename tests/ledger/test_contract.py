@@ -121,11 +121,10 @@ def test_savepoint_scopes_a_failed_call(store: Store, keys: Keys) -> None:
     s.commit()
 
 
+@pytest.mark.parametrize("store", ['memory', 'redis', 'postgres'], indirect=True)
 def test_unfinished_claim_of_another_session(store: Store, keys: Keys) -> None:
-    """A key claimed by a session that has not finished: BUSY for everyone else (SQLite has a
-    single writer, so a second session waits for the write lock instead: see test_sqlite)."""
-    if store.backend == "sqlite":
-        pytest.skip("SQLite serialises sessions; covered in test_sqlite")
+    """A key claimed by a session that has not finished: BUSY for everyone else. (SQLite has a
+    single writer: a second session waits for the write lock instead, see test_sqlite.py.)"""
     a, b = keys(2)
     first = store.open().session()
     assert first.claim([a, b]) == [NEW, NEW]
@@ -141,7 +140,9 @@ def test_unfinished_claim_of_another_session(store: Store, keys: Keys) -> None:
     third.rollback()
 
 
+@pytest.mark.parametrize("store", ['memory', 'sqlite', 'postgres'], indirect=True)
 def test_prune_deletes_only_expired_done_marks(store: Store, keys: Keys) -> None:
+    """(Redis expires done marks itself: see test_expiry.test_redis_done_marks_expire.)"""
     now = [1_000_000.0]
     ledger = store.open(retention_seconds=100, lease_seconds=10, prune_interval_seconds=0,
                         clock=lambda: now[0])
@@ -153,17 +154,14 @@ def test_prune_deletes_only_expired_done_marks(store: Store, keys: Keys) -> None
         s.commit()
         now[0] += 60
     now[0] += 1  # old is 121 s old, young 61 s
-    if store.backend == "redis":
-        pytest.skip("Redis expires keys itself; covered in test_redis_done_marks_expire")
     assert ledger.prune() == 3
     s = ledger.session()
     assert s.claim(old + young) == [NEW] * 3 + [DONE] * 2
     s.rollback()
 
 
+@pytest.mark.parametrize("store", ['memory', 'sqlite', 'postgres'], indirect=True)
 def test_prune_is_rate_limited_and_chunked(store: Store, keys: Keys) -> None:
-    if store.backend == "redis":
-        pytest.skip("Redis expires keys itself")
     now = [1_000_000.0]
     ledger = store.open(retention_seconds=100, lease_seconds=10, prune_interval_seconds=30,
                         clock=lambda: now[0])
@@ -187,9 +185,8 @@ def test_prune_is_rate_limited_and_chunked(store: Store, keys: Keys) -> None:
     assert ledger.prune() == 2
 
 
+@pytest.mark.parametrize("store", ['sqlite', 'postgres'], indirect=True)
 def test_prune_skips_while_a_session_is_open(store: Store, keys: Keys) -> None:
-    if not store.transactional:
-        pytest.skip("only SQL ledgers share their connection with the session")
     now = [1_000_000.0]
     ledger = store.open(retention_seconds=100, lease_seconds=10, prune_interval_seconds=0,
                         clock=lambda: now[0])
