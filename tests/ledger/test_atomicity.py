@@ -146,3 +146,56 @@ def test_sigkill_leaves_both_or_neither(store: Store, sql: SqlView, keys: Keys,
             break
     state = ClaimState.DONE if commit_first else ClaimState.NEW
     assert states == [state] * 20
+
+
+def test_savepoints_across_a_mixed_batch(store: Store, sql: SqlView, keys: Keys) -> None:
+    """Processors that write, that do not touch the database, and that fail after writing or
+    without writing, in one batch: exactly the successful writes commit (PostgreSQL creates
+    savepoints lazily, so this checks that laziness never loses or leaks a write)."""
+    ks = keys(7)
+    session = store.open().session()
+    assert session.claim(ks) == [ClaimState.NEW] * 7
+    tx = session.transaction
+    done: list[str] = []
+
+    def run(key: str, body: Callable[[], None]) -> None:
+        try:
+            with session.savepoint():
+                body()
+            done.append(key)
+        except RuntimeError:
+            session.release([key])
+
+    def fail() -> None:
+        raise RuntimeError("processor failed")
+
+    def write_then_fail(key: str) -> None:
+        tx.execute(sql.insert, (key,))
+        fail()
+
+    def write_with_cursor(key: str) -> None:
+        cur = tx.cursor()
+        cur.execute(sql.insert, (key,))
+        cur.close()
+
+    def write_in_nested_transaction(key: str) -> None:
+        if store.backend == "postgres":
+            with tx.transaction():
+                tx.execute(sql.insert, (key,))
+        else:
+            tx.execute(sql.insert, (key,))
+
+    run(ks[0], lambda: tx.execute(sql.insert, (ks[0],)))
+    run(ks[1], lambda: None)
+    run(ks[2], lambda: write_then_fail(ks[2]))
+    run(ks[3], fail)
+    run(ks[4], lambda: write_with_cursor(ks[4]))
+    run(ks[5], lambda: None)
+    run(ks[6], lambda: write_in_nested_transaction(ks[6]))
+    session.mark_done(done)
+    session.commit()
+    assert done == [ks[0], ks[1], ks[4], ks[5], ks[6]]
+    written = {k for k in ks if sql.counts([k])[0]}
+    assert written == {ks[0], ks[4], ks[6]}
+    marked = {k for k in ks if sql.counts([k])[1]}
+    assert marked == set(done)
