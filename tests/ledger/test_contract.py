@@ -232,4 +232,4 @@ def test_ledger_options_are_split_off_the_url() -> None:
     parts, ours = split_options("postgresql://u@h/db?table=t1&sslmode=require&application_name="
                                 "a%20b", ("table",))
     assert ours == {"table": "t1"}
-    assert parts.geturl() == "postgresql://u@h/db?sslmode=require&application_name=a+b"
+    assert parts.geturl() == "postgresql://u@h/db?sslmode=require&application_name=a%20b"

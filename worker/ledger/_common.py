@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
-from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from worker.ledger.base import ClaimState
 
@@ -52,7 +52,7 @@ def split_options(url: str, known: Sequence[str]) -> tuple[SplitResult, dict[str
             ours[name] = value
         else:
             rest.append((name, value))
-    return parts._replace(query=urlencode(rest)), ours
+    return parts._replace(query=urlencode(rest, quote_via=quote)), ours  # libpq: no "+"
 
 
 def check_identifier(name: str, what: str) -> str:
