@@ -4,9 +4,11 @@
     python bench/bench_ledger.py [--batches 40] [--batch-size 500] [--backends memory,sqlite,...]
 
 Each batch is what the pipeline does: open a session, claim 500 new keys in one call, mark them
-all done, commit. A second pass claims the same keys again (all duplicates: DONE). Redis and
-PostgreSQL URLs come from ACTIVITY_WORKER_TEST_REDIS_URL / ACTIVITY_WORKER_TEST_POSTGRES_URL, or
-the private servers of deploy/local are started (and stopped again if this script started them).
+all done, commit. A second pass claims the same keys again (all duplicates: DONE). A third adds
+the pipeline's savepoint around each processor call (a processor that does not touch the DB).
+Redis and PostgreSQL URLs come from ACTIVITY_WORKER_TEST_REDIS_URL and
+ACTIVITY_WORKER_TEST_POSTGRES_URL, or the private servers of deploy/local are started (and
+stopped again if this script started them).
 Everything it writes goes to a throwaway SQLite file, Redis key prefix or PostgreSQL table.
 """
 
@@ -39,7 +41,7 @@ def local_server(kind: str) -> tuple[str, bool]:
     return up.stdout.strip().splitlines()[-1], not was_running
 
 
-def run(url: str, batches: int, size: int) -> tuple[float, float]:
+def run(url: str, batches: int, size: int) -> tuple[float, float, float]:
     ledger = open_ledger(url)
     ledger.ping()
     tag = uuid.uuid4().hex[:8]
@@ -65,9 +67,23 @@ def run(url: str, batches: int, size: int) -> tuple[float, float]:
         session.commit()
     dup_s = time.perf_counter() - start
     assert all(s == ClaimState.DONE for s in states)
+
+    # The pipeline's shape: a savepoint around each processor call (here one that does not
+    # touch the database, like an HTTP call).
+    start = time.perf_counter()
+    for keys in all_batches:
+        fresh = [k + ":sp" for k in keys]
+        session = ledger.session()
+        session.claim(fresh)
+        for _ in fresh:
+            with session.savepoint():
+                pass
+        session.mark_done(fresh)
+        session.commit()
+    sp_s = time.perf_counter() - start
     ledger.close()
     total = batches * size
-    return total / new_s, total / dup_s
+    return total / new_s, total / dup_s, total / sp_s
 
 
 def main() -> int:
@@ -86,7 +102,7 @@ def main() -> int:
     tag = uuid.uuid4().hex[:8]
     started: list[str] = []
     cleanup: list[tuple[str, str]] = []
-    urls: dict[str, str] = {"memory": f"memory://?max_keys={2 * args.batches * args.batch_size}",
+    urls: dict[str, str] = {"memory": f"memory://?max_keys={3 * args.batches * args.batch_size}",
                             "sqlite": f"sqlite:///{tmp}/ledger.db"}
     if "redis" in chosen:
         base = os.environ.get("ACTIVITY_WORKER_TEST_REDIS_URL")
@@ -135,6 +151,8 @@ def main() -> int:
           + "".join(f"{r[0]:>{width},.0f}" for r in results.values()))
     print(f"{'duplicates (claim -> DONE)':<34}"
           + "".join(f"{r[1]:>{width},.0f}" for r in results.values()))
+    print(f"{'new keys + a savepoint per event':<34}"
+          + "".join(f"{r[2]:>{width},.0f}" for r in results.values()))
     return 0
 
 

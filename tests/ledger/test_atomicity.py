@@ -199,3 +199,25 @@ def test_savepoints_across_a_mixed_batch(store: Store, sql: SqlView, keys: Keys)
     assert written == {ks[0], ks[4], ks[6]}
     marked = {k for k in ks if sql.counts([k])[1]}
     assert marked == set(done)
+
+
+def test_a_processor_cannot_end_the_batch_transaction(store: Store, sql: SqlView,
+                                                      keys: Keys) -> None:
+    """commit()/rollback() on ctx.transaction would split effects from done marks: refused."""
+    ks = keys(1)
+    session = store.open().session()
+    session.claim(ks)
+    tx = session.transaction
+    with pytest.raises(RuntimeError, match="must not commit"), session.savepoint():
+        tx.execute(sql.insert, (ks[0],))
+        tx.commit()
+    with pytest.raises(RuntimeError, match="must not roll back"), session.savepoint():
+        tx.rollback()
+    if store.backend == "sqlite":
+        with pytest.raises(RuntimeError, match="executescript"), session.savepoint():
+            tx.executescript("SELECT 1;")
+    session.release(ks)
+    session.commit()
+    assert sql.counts(ks) == (0, 0)
+    # Outside a batch the connection is an ordinary one again (e.g. for the ledger's pruning).
+    assert store.open().prune() >= 0

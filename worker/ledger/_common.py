@@ -14,11 +14,12 @@ store-specific work to four hooks. Its rules, the same on every backend:
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from worker.errors import LedgerUnavailable
 from worker.ledger.base import ClaimState
 
 NEW = ClaimState.NEW
@@ -154,3 +155,68 @@ class SessionBase:
             return
         self._finished = True
         self._store_rollback(list(self._claimed))
+
+
+class LazySavepoints:
+    """Mixed into a SQL ledger's connection class: per-processor savepoints made lazily.
+
+    `SAVEPOINT` is sent just before the first statement a processor runs, and a successful
+    processor's `RELEASE` goes with the next `SAVEPOINT` (or is left to COMMIT). A processor that
+    does not touch the database costs nothing; one that does costs one extra statement instead
+    of two (on PostgreSQL each is a network round trip, ~0.15 ms here). The connection's
+    statement methods call `_aw_flush()` first; the ledger's own statements do not.
+    """
+
+    _aw_pending: str | None = None   # savepoint to create before the next statement
+    _aw_created: str | None = None   # the running processor's savepoint, once created
+    _aw_release: str | None = None   # a finished processor's savepoint, not yet released
+    _aw_in_batch: bool = False       # refuse commit()/rollback() from processors
+
+    def _aw_exec(self, statements: list[str]) -> None:
+        raise NotImplementedError
+
+    def _aw_flush(self) -> None:
+        if self._aw_pending is None:
+            return
+        statements = []
+        if self._aw_release is not None:
+            statements.append(f"RELEASE SAVEPOINT {self._aw_release}")
+            self._aw_release = None
+        statements.append(f"SAVEPOINT {self._aw_pending}")
+        self._aw_created, self._aw_pending = self._aw_pending, None
+        self._aw_exec(statements)
+
+    def _aw_reset(self) -> None:
+        self._aw_pending = self._aw_created = self._aw_release = None
+
+    def _aw_refuse(self, what: str) -> None:
+        if self._aw_in_batch:
+            raise RuntimeError(f"a processor must not {what} the ledger's transaction: the "
+                               "ledger commits the batch, effects and done marks together")
+
+
+@contextmanager
+def lazy_savepoint(conn: LazySavepoints, name: str,
+                   unavailable: Callable[[BaseException, str], LedgerUnavailable],
+                   broken: Callable[[], bool]) -> Iterator[None]:
+    """`LedgerSession.savepoint()` for SQL ledgers (see LazySavepoints)."""
+    if conn._aw_pending is not None or conn._aw_created is not None:
+        raise RuntimeError("ledger savepoints do not nest")
+    conn._aw_pending = name
+    try:
+        yield
+    except BaseException as exc:
+        created, conn._aw_pending, conn._aw_created = conn._aw_created, None, None
+        if broken():
+            # The processor's failure is the connection's: not the event's fault.
+            raise unavailable(exc, "running a processor") from exc
+        if created is not None:
+            try:
+                conn._aw_exec([f"ROLLBACK TO SAVEPOINT {created}", f"RELEASE SAVEPOINT {created}"])
+            except Exception as exc2:
+                raise unavailable(exc2, "rolling back a processor's writes") from exc2
+        raise
+    else:
+        created, conn._aw_pending, conn._aw_created = conn._aw_created, None, None
+        if created is not None:
+            conn._aw_release = created

@@ -30,8 +30,10 @@ from worker.ledger._common import (
     BUSY,
     DONE,
     NEW,
+    LazySavepoints,
     SessionBase,
     check_identifier,
+    lazy_savepoint,
     redacted_url,
     split_options,
 )
@@ -41,31 +43,12 @@ _SCHEMA_LOCK = 0x61775F6C6564  # advisory lock id serialising CREATE TABLE acros
 _HASH_SEED = 0x6177  # hashtextextended seed for the per-key advisory locks
 
 
-class _LazySavepointConnection(psycopg.Connection[Any]):
-    """The ledger's connection: a plain `psycopg.Connection` whose per-processor savepoints are
-    lazy. `SAVEPOINT` is sent just before the first statement a processor runs, and a
-    successful processor's `RELEASE` rides along with the next `SAVEPOINT`, so a processor that
-    does not touch the database costs no round trip and one that does costs one more (instead
-    of two round trips per event, ~0.3 ms here)."""
+class _LazySavepointConnection(psycopg.Connection[Any], LazySavepoints):
+    """A plain `psycopg.Connection` with lazy savepoints and no commit/rollback for processors."""
 
-    _aw_pending: str | None = None   # savepoint to create before the next statement
-    _aw_created: str | None = None   # savepoint of the running processor, once created
-    _aw_release: str | None = None   # savepoint of a finished processor, to release
-
-    def _aw_flush(self) -> None:
-        parts: list[str] = []
-        if self._aw_pending is not None and self._aw_release is not None:
-            parts.append(f"RELEASE SAVEPOINT {self._aw_release}")
-            self._aw_release = None
-        if self._aw_pending is not None:
-            parts.append(f"SAVEPOINT {self._aw_pending}")
-            self._aw_created, self._aw_pending = self._aw_pending, None
-        if parts:
-            self._exec_plain("; ".join(parts))
-
-    def _exec_plain(self, statement: str) -> None:
+    def _aw_exec(self, statements: list[str]) -> None:
         with psycopg.Cursor(self) as cur:  # a plain cursor: no flush, no recursion
-            cur.execute(statement.encode())
+            cur.execute("; ".join(statements).encode())  # one round trip
 
     @contextmanager
     def transaction(self, savepoint_name: str | None = None,
@@ -73,6 +56,14 @@ class _LazySavepointConnection(psycopg.Connection[Any]):
         self._aw_flush()  # psycopg's own savepoints must nest inside ours
         with super().transaction(savepoint_name, force_rollback) as tx:
             yield tx
+
+    def commit(self) -> None:
+        self._aw_refuse("commit")
+        super().commit()
+
+    def rollback(self) -> None:
+        self._aw_refuse("roll back")
+        super().rollback()
 
 
 class _FlushingCursor(psycopg.Cursor[Any]):
@@ -245,6 +236,7 @@ class PostgresSession(SessionBase):
         self._check_open()
         if self._conn is None:
             self._conn = self._ledger._connect()
+            self._conn._aw_in_batch = True
         elif self._conn.closed or self._conn.broken:
             raise LedgerUnavailable(f"PostgreSQL ledger at {self._ledger._safe_url} lost its "
                                     "connection during the batch: roll back and retry the batch.")
@@ -254,35 +246,11 @@ class PostgresSession(SessionBase):
     def transaction(self) -> Any | None:
         return self._c()
 
-    @contextmanager
-    def _savepoint(self) -> Iterator[None]:
-        conn = self._c()
-        if conn._aw_pending is not None or conn._aw_created is not None:
-            raise RuntimeError("ledger savepoints do not nest")
-        self._sp += 1
-        conn._aw_pending = f"aw_sp{self._sp}"
-        try:
-            yield
-        except BaseException as exc:
-            created, conn._aw_pending, conn._aw_created = conn._aw_created, None, None
-            if conn.closed or conn.broken:
-                # The processor's failure is the connection's: not the event's fault.
-                raise self._ledger._unavailable(exc, "running a processor") from exc
-            if created is not None:
-                try:
-                    conn._exec_plain(f"ROLLBACK TO SAVEPOINT {created}; "
-                                     f"RELEASE SAVEPOINT {created}")
-                except psycopg.Error as exc2:
-                    raise self._ledger._unavailable(exc2, "rolling back a processor's writes") \
-                        from exc2
-            raise
-        else:
-            created, conn._aw_pending, conn._aw_created = conn._aw_created, None, None
-            if created is not None:
-                conn._aw_release = created  # sent with the next SAVEPOINT; COMMIT covers it
-
     def savepoint(self) -> AbstractContextManager[None]:
-        return self._savepoint()
+        conn = self._c()
+        self._sp += 1
+        return lazy_savepoint(conn, f"aw_sp{self._sp}", self._ledger._unavailable,
+                              lambda: conn.closed or conn.broken)
 
     def _store_claim(self, keys: list[str]) -> list[ClaimState]:
         conn = self._c()
@@ -317,7 +285,8 @@ class PostgresSession(SessionBase):
         if leftover:
             self._delete(leftover, "releasing unfinished keys")
         conn = self._c()
-        conn._aw_pending = conn._aw_created = conn._aw_release = None
+        conn._aw_reset()
+        conn._aw_in_batch = False
         try:
             conn.commit()
         except psycopg.Error as exc:
@@ -327,7 +296,8 @@ class PostgresSession(SessionBase):
         conn = self._conn
         if conn is None:
             return
-        conn._aw_pending = conn._aw_created = conn._aw_release = None
+        conn._aw_reset()
+        conn._aw_in_batch = False
         try:
             conn.rollback()
         except psycopg.Error:

@@ -18,12 +18,20 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
-from typing import Any
+from collections.abc import Callable
+from contextlib import AbstractContextManager, suppress
+from typing import Any, Self
 
 from worker.errors import ConfigError, LedgerUnavailable
-from worker.ledger._common import DONE, NEW, SessionBase, check_identifier, split_options
+from worker.ledger._common import (
+    DONE,
+    NEW,
+    LazySavepoints,
+    SessionBase,
+    check_identifier,
+    lazy_savepoint,
+    split_options,
+)
 from worker.ledger.base import ClaimState
 
 _CHUNK = 500  # keys per IN (...) query, below SQLite's bound-parameter limit
@@ -35,6 +43,58 @@ def _path_from_url(url: str) -> str:
         raise ConfigError(f"SQLite ledger URL {url!r} has no file path: use "
                           "sqlite:///relative/path.db or sqlite:////absolute/path.db.")
     return parts.path[1:]
+
+
+class _LedgerConnection(sqlite3.Connection, LazySavepoints):
+    """A `sqlite3.Connection` with lazy savepoints (see LazySavepoints) that refuses what would
+    end the batch's transaction from inside a processor."""
+
+    def _aw_exec(self, statements: list[str]) -> None:
+        for statement in statements:
+            sqlite3.Connection.execute(self, statement)
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        self._aw_flush()
+        return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        self._aw_flush()
+        return super().executemany(sql, parameters)
+
+    def executescript(self, script: str, /) -> sqlite3.Cursor:
+        raise RuntimeError("executescript() would commit the ledger's open transaction first: "
+                           "run the statements one by one with execute()")
+
+    def cursor(self, factory: Any = None) -> Any:
+        return super().cursor(factory or _FlushingCursor)
+
+    def commit(self) -> None:
+        self._aw_refuse("commit")
+        super().commit()
+
+    def rollback(self) -> None:
+        self._aw_refuse("roll back")
+        super().rollback()
+
+
+class _FlushingCursor(sqlite3.Cursor):
+    """A cursor of the ledger's connection: creates the pending savepoint before running."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Self:
+        conn = self.connection
+        if isinstance(conn, _LedgerConnection):
+            conn._aw_flush()
+        return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> Self:
+        conn = self.connection
+        if isinstance(conn, _LedgerConnection):
+            conn._aw_flush()
+        return super().executemany(sql, parameters)
+
+    def executescript(self, script: str, /) -> sqlite3.Cursor:
+        raise RuntimeError("executescript() would commit the ledger's open transaction first: "
+                           "run the statements one by one with execute()")
 
 
 class SqliteLedger:
@@ -57,7 +117,7 @@ class SqliteLedger:
         self._clock = clock
         self._last_prune = float("-inf")
         self._active: SqliteSession | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._conn: _LedgerConnection | None = None
 
     # -- connection ---------------------------------------------------------------------------
     def _unavailable(self, exc: BaseException, doing: str) -> LedgerUnavailable:
@@ -71,7 +131,7 @@ class SqliteLedger:
             f"SQLite ledger {self.path} failed while {doing} ({type(exc).__name__}: {text}): "
             "check that the file's directory exists, is writable and is on a local disk.")
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> _LedgerConnection:
         if self._conn is not None:
             return self._conn
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -85,7 +145,8 @@ class SqliteLedger:
         while True:
             try:
                 conn = sqlite3.connect(self.path, timeout=self.busy_timeout,
-                                       isolation_level=None, check_same_thread=False)
+                                       isolation_level=None, check_same_thread=False,
+                                       factory=_LedgerConnection)
             except sqlite3.Error as exc:
                 raise self._unavailable(exc, "opening the file") from exc
             try:
@@ -187,7 +248,7 @@ class SqliteSession(SessionBase):
         self._began = False
         self._sp = 0
 
-    def _begin(self) -> sqlite3.Connection:
+    def _begin(self) -> _LedgerConnection:
         self._check_open()
         conn = self._ledger._connect()
         if not self._began:
@@ -196,32 +257,18 @@ class SqliteSession(SessionBase):
             except sqlite3.Error as exc:
                 raise self._ledger._unavailable(exc, "starting a batch transaction") from exc
             self._began = True
+            conn._aw_in_batch = True
         return conn
 
     @property
     def transaction(self) -> Any | None:
         return self._begin()
 
-    @contextmanager
-    def _savepoint(self) -> Iterator[None]:
+    def savepoint(self) -> AbstractContextManager[None]:
         conn = self._begin()
         self._sp += 1
-        name = f"aw_sp{self._sp}"
-        conn.execute(f"SAVEPOINT {name}")
-        try:
-            yield
-        except BaseException:
-            try:
-                conn.execute(f"ROLLBACK TO {name}")
-                conn.execute(f"RELEASE {name}")
-            except sqlite3.Error as exc:
-                raise self._ledger._unavailable(exc, "rolling back a processor's writes") from exc
-            raise
-        else:
-            conn.execute(f"RELEASE {name}")
-
-    def savepoint(self) -> AbstractContextManager[None]:
-        return self._savepoint()
+        return lazy_savepoint(conn, f"aw_sp{self._sp}", self._ledger._unavailable,
+                              lambda: False)
 
     def _store_claim(self, keys: list[str]) -> list[ClaimState]:
         conn = self._begin()
@@ -263,8 +310,11 @@ class SqliteSession(SessionBase):
             return
         if leftover:
             self._delete(leftover)
+        conn = self._ledger._connect()
+        conn._aw_reset()
+        conn._aw_in_batch = False
         try:
-            self._ledger._connect().execute("COMMIT")
+            conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise self._ledger._unavailable(exc, "committing a batch") from exc
 
@@ -274,6 +324,8 @@ class SqliteSession(SessionBase):
         conn = self._ledger._conn
         if conn is None:
             return
+        conn._aw_reset()
+        conn._aw_in_batch = False
         try:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
