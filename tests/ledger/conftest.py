@@ -29,6 +29,13 @@ DEPLOY = REPO / "deploy" / "local"
 BACKENDS = ["memory", "sqlite", "redis", "postgres"]
 
 
+def backends(*names: str) -> list[Any]:
+    """Parameters for the `store` fixture, marked `redis`/`postgres` where they need a server
+    (so `-m "not postgres"` deselects them)."""
+    marks = {"redis": [pytest.mark.redis], "postgres": [pytest.mark.postgres]}
+    return [pytest.param(n, id=n, marks=marks.get(n, [])) for n in names or BACKENDS]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -114,7 +121,7 @@ class Store:
         return self.backend in ("sqlite", "postgres")
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=backends())
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """A fresh, isolated ledger store per test: its own SQLite file, Redis key prefix or
     PostgreSQL table."""

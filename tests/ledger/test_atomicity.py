@@ -17,11 +17,11 @@ import psycopg
 import pytest
 
 from tests.ledger._procs import hold_then_wait
-from tests.ledger.conftest import Store
+from tests.ledger.conftest import Store, backends
 from worker.ledger import ClaimState
 
 Keys = Callable[[int], list[str]]
-pytestmark = pytest.mark.parametrize("store", ["sqlite", "postgres"], indirect=True)
+pytestmark = pytest.mark.parametrize("store", backends("sqlite", "postgres"), indirect=True)
 
 
 class SqlView:

@@ -15,10 +15,10 @@ import uuid
 import pytest
 
 from tests.ledger._procs import race
-from tests.ledger.conftest import Store
+from tests.ledger.conftest import Store, backends
 
 
-@pytest.mark.parametrize("store", ["sqlite", "redis", "postgres"], indirect=True)
+@pytest.mark.parametrize("store", backends("sqlite", "redis", "postgres"), indirect=True)
 def test_two_processes_claim_each_key_exactly_once(store: Store) -> None:
     """(The memory ledger lives inside one process: nothing to race across processes.)"""
     rounds = 3

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.ledger.conftest import Store
+from tests.ledger.conftest import Store, backends
 from worker.errors import ConfigError
 from worker.ledger import ClaimState, open_ledger, redacted_url
 
@@ -121,7 +121,7 @@ def test_savepoint_scopes_a_failed_call(store: Store, keys: Keys) -> None:
     s.commit()
 
 
-@pytest.mark.parametrize("store", ['memory', 'redis', 'postgres'], indirect=True)
+@pytest.mark.parametrize("store", backends("memory", "redis", "postgres"), indirect=True)
 def test_unfinished_claim_of_another_session(store: Store, keys: Keys) -> None:
     """A key claimed by a session that has not finished: BUSY for everyone else. (SQLite has a
     single writer: a second session waits for the write lock instead, see test_sqlite.py.)"""
@@ -140,7 +140,7 @@ def test_unfinished_claim_of_another_session(store: Store, keys: Keys) -> None:
     third.rollback()
 
 
-@pytest.mark.parametrize("store", ['memory', 'sqlite', 'postgres'], indirect=True)
+@pytest.mark.parametrize("store", backends("memory", "sqlite", "postgres"), indirect=True)
 def test_prune_deletes_only_expired_done_marks(store: Store, keys: Keys) -> None:
     """(Redis expires done marks itself: see test_expiry.test_redis_done_marks_expire.)"""
     now = [1_000_000.0]
@@ -160,7 +160,7 @@ def test_prune_deletes_only_expired_done_marks(store: Store, keys: Keys) -> None
     s.rollback()
 
 
-@pytest.mark.parametrize("store", ['memory', 'sqlite', 'postgres'], indirect=True)
+@pytest.mark.parametrize("store", backends("memory", "sqlite", "postgres"), indirect=True)
 def test_prune_is_rate_limited_and_chunked(store: Store, keys: Keys) -> None:
     now = [1_000_000.0]
     ledger = store.open(retention_seconds=100, lease_seconds=10, prune_interval_seconds=30,
@@ -185,7 +185,7 @@ def test_prune_is_rate_limited_and_chunked(store: Store, keys: Keys) -> None:
     assert ledger.prune() == 2
 
 
-@pytest.mark.parametrize("store", ['sqlite', 'postgres'], indirect=True)
+@pytest.mark.parametrize("store", backends("sqlite", "postgres"), indirect=True)
 def test_prune_skips_while_a_session_is_open(store: Store, keys: Keys) -> None:
     now = [1_000_000.0]
     ledger = store.open(retention_seconds=100, lease_seconds=10, prune_interval_seconds=0,

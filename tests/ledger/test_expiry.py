@@ -74,6 +74,7 @@ def redis_prefixed(redis_url: str, keys: Keys) -> Iterator[tuple[str, str]]:
     client.close()
 
 
+@pytest.mark.redis
 def test_redis_lease_of_a_crashed_worker_expires(redis_prefixed: tuple[str, str],
                                                  keys: Keys) -> None:
     url, _ = redis_prefixed
@@ -93,6 +94,7 @@ def test_redis_lease_of_a_crashed_worker_expires(redis_prefixed: tuple[str, str]
     assert time.monotonic() - started > 0.1
 
 
+@pytest.mark.redis
 def test_redis_release_never_deletes_another_workers_lease(redis_prefixed: tuple[str, str],
                                                           keys: Keys) -> None:
     url, _ = redis_prefixed
@@ -115,6 +117,7 @@ def test_redis_release_never_deletes_another_workers_lease(redis_prefixed: tuple
     fast_session.commit()
 
 
+@pytest.mark.redis
 def test_redis_done_marks_expire(redis_prefixed: tuple[str, str], redis_url: str,
                                  keys: Keys) -> None:
     url, prefix = redis_prefixed

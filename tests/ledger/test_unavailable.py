@@ -17,9 +17,9 @@ Throwaway = Callable[[str], LocalServer]
 
 
 @pytest.mark.parametrize("url", [
-    "redis://:s3cret@127.0.0.1:{port}/0",
-    "postgresql://worker:s3cret@127.0.0.1:{port}/activity_worker",
-], ids=["redis", "postgres"])
+    pytest.param("redis://:s3cret@127.0.0.1:{port}/0", id="redis"),
+    pytest.param("postgresql://worker:s3cret@127.0.0.1:{port}/activity_worker", id="postgres"),
+])
 def test_closed_port_raises_ledger_unavailable(url: str, keys: Keys) -> None:
     ledger = open_ledger(url.format(port=free_port()))   # opening does not connect
     with pytest.raises(LedgerUnavailable) as ping_error:
@@ -35,7 +35,8 @@ def test_closed_port_raises_ledger_unavailable(url: str, keys: Keys) -> None:
     ledger.close()
 
 
-@pytest.mark.parametrize("kind", ["redis", "postgres"])
+@pytest.mark.parametrize("kind", [pytest.param("redis", marks=pytest.mark.redis),
+                                  pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_server_down_then_back(kind: str, throwaway: Throwaway, keys: Keys) -> None:
     server = throwaway(kind)
     ledger = open_ledger(server.up())
@@ -62,6 +63,7 @@ def test_server_down_then_back(kind: str, throwaway: Throwaway, keys: Keys) -> N
     ledger.close()
 
 
+@pytest.mark.postgres
 def test_postgres_connection_lost_mid_batch(throwaway: Throwaway, keys: Keys) -> None:
     """A batch whose connection dies: the processor's error becomes LedgerUnavailable (not the
     event's fault, so it must not be dead-lettered), rollback is safe, nothing was committed."""
