@@ -515,6 +515,9 @@ class Engine:
             # A batch is running: new partitions wait too, so nothing piles up in memory.
             consumer.pause(partitions)
             self._paused.update(tps)
+        elif tps:
+            # librdkafka keeps a partition's pause flag across unassign/assign: clear it.
+            consumer.resume(partitions)
         log.info("partitions assigned", partitions=[f"{t}[{p}]" for t, p in tps])
         if self._metrics is not None:
             self._metrics.partitions_assigned([TopicPartition(t, p) for t, p in tps])
@@ -566,6 +569,12 @@ class Engine:
             self._metrics.partitions_lost([TopicPartition(t, p) for t, p in sorted(gone)])
 
     def _drop(self, gone: set[TP]) -> None:
+        from confluent_kafka import TopicPartition as KTP
+
+        paused = [KTP(t, p) for t, p in gone & self._paused]
+        if paused:
+            # The pause flag would outlive the assignment (see _on_assign).
+            self._consumer.resume(paused)
         for tp in gone:
             self._assigned.discard(tp)
             self._paused.discard(tp)
