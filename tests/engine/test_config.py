@@ -48,7 +48,7 @@ def test_kip848_protocol_drops_classic_settings_and_refuses_them() -> None:
     assert c["group.protocol"] == "consumer"
     assert "partition.assignment.strategy" not in c
     for key in ("session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy"):
-        with pytest.raises(ConfigError, match="group.protocol=consumer"):
+        with pytest.raises(ConfigError, match=r"group\.protocol=consumer"):
             build_consumer_config("b", "g", {key: "1"}, group_protocol="consumer")
     with pytest.raises(ConfigError, match="not supported"):
         build_consumer_config("b", "g", group_protocol="share")
