@@ -325,7 +325,8 @@ def test_join_and_leave_while_events_flow(engine_bootstrap: str, unique_name: An
 
     rec_a, rec_b = Recorder("a", 0.001), Recorder("b", 0.001)
     met_a, met_b = RecordingMetrics(), RecordingMetrics()
-    kw: dict[str, Any] = {"protocol": protocol, "batch_size": 50, "revoke_timeout": 2.0}
+    kw: dict[str, Any] = {"protocol": protocol, "batch_size": 50, "revoke_timeout": 2.0,
+                          "pause_after": 0.02}
     a = Running(engine_for(b, topic, group, rec_a, metrics=met_a, **kw))
     wait_for(lambda: len(rec_a.completed) >= 300, 30, "A processing")
     bw = Running(engine_for(b, topic, group, rec_b, metrics=met_b, **kw))
@@ -380,7 +381,7 @@ def test_revoke_during_inflight_batch(engine_bootstrap: str, unique_name: Any,
     produce(b, topic, [(i % 2, None, event_json(i)) for i in range(160)])
     rec_a, rec_b = Recorder("a", 0.05), Recorder("b", 0.0)  # A: 1 s per batch
     met_a, met_b = RecordingMetrics(), RecordingMetrics()
-    kw: dict[str, Any] = {"batch_size": 20, "revoke_timeout": revoke_timeout,
+    kw: dict[str, Any] = {"batch_size": 20, "revoke_timeout": revoke_timeout, "pause_after": 0.02,
                           "overrides": {"partition.assignment.strategy": "range",
                                         "heartbeat.interval.ms": "500"}}
     a = Running(engine_for(b, topic, group, rec_a, metrics=met_a, **kw))

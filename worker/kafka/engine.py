@@ -7,8 +7,9 @@ One loop on the main thread owns the confluent_kafka Consumer; a single handler 
   dead letter of the batch was acknowledged by the broker; then `last + 1` per partition.
 - Commits: asynchronously every `commit_interval` seconds or `commit_every` events; synchronously
   for revoked partitions inside the revoke callback, and at shutdown. Never for lost partitions.
-- While a batch runs longer than a few ms, every assigned partition is paused and the main thread
-  keeps polling (rebalance callbacks are served, `max.poll.interval.ms` cannot expire).
+- While a batch runs longer than `pause_after` (0.5 s), every assigned partition is paused and
+  the main thread keeps polling (rebalance callbacks are served, `max.poll.interval.ms` cannot
+  expire).
 - On revoke of a partition held by the in-flight batch: wait up to `revoke_timeout` for it, else
   cancel it (the handler rolls back), then store + commit what finished, then let go. No event of
   a revoked partition is handed to the handler after the revoke callback returns.
@@ -85,6 +86,10 @@ class EngineConfig:
     guardrail_window: int = 1000
     guardrail_min_events: int = 100
     lag_interval: float = 5.0
+    # A batch running longer than this pauses the assigned partitions and polls while it runs.
+    # Not shorter: librdkafka drops prefetched data on pause, so pausing every batch would
+    # cost a fetch round trip per batch.
+    pause_after: float = 0.5
     stats_interval_ms: int = 15_000
     install_signals: bool = True
 
@@ -98,20 +103,24 @@ class _Batch:
         self.first: dict[TP, int] = {}
         self.last: dict[TP, int] = {}
         self.last_ts: dict[TP, int] = {}
-        first = self.first
-        last = self.last
+        # One pass; a partition's messages come in runs, so the dicts are touched per run.
+        first, last, last_ts = self.first, self.last, self.last_ts
+        prev: Any = None
+        prev_t: str | None = None
+        prev_p = -1
         for m in messages:
-            tp = (m.topic(), m.partition())
-            off = m.offset()
-            if tp not in first:
-                first[tp] = off
-            last[tp] = off
-        for m in reversed(messages):
-            tp = (m.topic(), m.partition())
-            if tp not in self.last_ts:
-                self.last_ts[tp] = m.timestamp()[1]
-                if len(self.last_ts) == len(last):
-                    break
+            t = m.topic()
+            p = m.partition()
+            if p != prev_p or t != prev_t:
+                if prev is not None:
+                    last[(prev_t, prev_p)] = prev.offset()  # type: ignore[index]
+                    last_ts[(prev_t, prev_p)] = prev.timestamp()[1]  # type: ignore[index]
+                first.setdefault((t, p), m.offset())
+                prev_t, prev_p = t, p
+            prev = m
+        if prev is not None:
+            last[(prev_t, prev_p)] = prev.offset()  # type: ignore[index]
+            last_ts[(prev_t, prev_p)] = prev.timestamp()[1]  # type: ignore[index]
         self.done = threading.Event()
         self.cancel = threading.Event()
         self.result: BatchResult | None = None
@@ -283,10 +292,17 @@ class Engine:
     def _filter(self, msgs: list[Any]) -> list[Any]:
         """Drop error events (handled) and messages of partitions no longer ours."""
         assigned = self._assigned
+        prev_t: str | None = None
+        prev_p = -1
         for m in msgs:
-            if m.error() is not None or (m.topic(), m.partition()) not in assigned:
-                msgs = [x for x in msgs if self._keep(x)]
-                break
+            if m.error() is not None:
+                return [x for x in msgs if self._keep(x)]
+            t = m.topic()
+            p = m.partition()
+            if p != prev_p or t != prev_t:
+                if (t, p) not in assigned:
+                    return [x for x in msgs if self._keep(x)]
+                prev_t, prev_p = t, p
         if self._health is not None and not self._connected:
             self._connected = True
             self._health.set_connected(True)
@@ -306,7 +322,7 @@ class Engine:
         batch = _Batch(msgs)
         self._inflight = batch
         self._queue.put(batch)
-        if not batch.done.wait(0.02):
+        if not batch.done.wait(self.config.pause_after):
             self._pause_assigned()
             while not batch.done.wait(0.02):
                 self._serve_while_busy(batch)
