@@ -165,7 +165,8 @@ def _pipeline() -> tuple[Any, Any]:
     return Pipeline(procs, ledger, metrics), metrics
 
 
-def run_engine(bootstrap: str, topic: str, batch: int, mode: str) -> dict[str, Any]:
+def run_engine(bootstrap: str, topic: str, batch: int, mode: str,
+               overrides: dict[str, str]) -> dict[str, Any]:
     import structlog
 
     from worker.kafka.consumer import build_consumer_config, producer_config
@@ -173,7 +174,7 @@ def run_engine(bootstrap: str, topic: str, batch: int, mode: str) -> dict[str, A
     from worker.kafka.engine import Engine, EngineConfig
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
-    config = build_consumer_config(bootstrap, f"bench-{mode}-{uuid.uuid4()}")
+    config = build_consumer_config(bootstrap, f"bench-{mode}-{uuid.uuid4()}", overrides)
     metrics = None
     if mode == "engine":
         handler: Any = Counting()
@@ -195,7 +196,8 @@ def child(args: argparse.Namespace) -> None:
     if args.child == "plain":
         out = run_plain(args.bootstrap, args.topic, args.events, args.batch_size)
     else:
-        out = run_engine(args.bootstrap, args.topic, args.batch_size, args.child)
+        overrides = dict(kv.split("=", 1) for kv in args.kafka_config)
+        out = run_engine(args.bootstrap, args.topic, args.batch_size, args.child, overrides)
     out["peak_rss_mb"] = _peak_rss_mb()
     print("RESULT " + json.dumps(out))
 
@@ -208,6 +210,8 @@ def main() -> None:
     p.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS",
                                                          "127.0.0.1:9092"))
     p.add_argument("--modes", default="plain,engine,pipeline")
+    p.add_argument("--kafka-config", action="append", default=[],
+                   help="librdkafka key=value for the worker's consumer (repeatable)")
     p.add_argument("--topic", help=argparse.SUPPRESS)
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -224,7 +228,8 @@ def main() -> None:
         proc = subprocess.run(
             [sys.executable, __file__, "--child", mode, "--topic", topic, "--events",
              str(args.events), "--batch-size", str(args.batch_size), "--bootstrap",
-             args.bootstrap], capture_output=True, text=True, cwd=ROOT)
+             args.bootstrap, *[x for kv in args.kafka_config for x in ("--kafka-config", kv)]],
+            capture_output=True, text=True, cwd=ROOT)
         line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
         if line is None:
             print(f"{mode:9s} failed: {(proc.stderr or proc.stdout).strip()[-400:]}")

@@ -95,6 +95,12 @@ def build_consumer_config(
         "group.id": group_id,
         "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
+        # Prefetch buffer: 16 MB (librdkafka's default is 64 MB) holds well over a second of
+        # events at the worker's speed and keeps the process small (peak RSS goal < 250 MB).
+        # With a smaller buffer the default 1 s fetch.queue.backoff.ms after the buffer fills
+        # would starve the loop (measured: 7x slower), so back off 20 ms instead.
+        "queued.max.messages.kbytes": 16384,
+        "fetch.queue.backoff.ms": 20,
     }
     if protocol == "classic":
         config["partition.assignment.strategy"] = "cooperative-sticky"
