@@ -65,7 +65,7 @@ def run(settings: Settings) -> int:
     # import_module: works before and after the ledger backends land on main.
     open_ledger = importlib.import_module("worker.ledger").open_ledger
     from worker.pipeline import Pipeline
-    from worker.processors.discovery import load_processors
+    from worker.processors.discovery import load_processors, run_setup
 
     ledger = open_ledger(settings.ledger)
     try:
@@ -74,6 +74,7 @@ def run(settings: Settings) -> int:
         raise ConfigError(f"the ledger at {settings.ledger} cannot be reached ({exc}); start it "
                           "or point --ledger at a running one.") from None
     processors = apply_overrides(load_processors(settings.processors), settings)
+    run_setup(processors, ledger)
 
     metrics: Any = None
     health: Any = None

@@ -1,0 +1,156 @@
+"""What every backend shares: URL handling, error wrapping and the per-session bookkeeping.
+
+`SessionBase` keeps the batch's own key sets in plain Python (no round trip) and leaves the
+store-specific work to four hooks. Its rules, the same on every backend:
+- a key repeated within one session (in the same `claim` call or a later one) is DONE from
+  its second occurrence on: the first occurrence owns the effect;
+- `mark_done` and `release` accept only keys this session claimed as NEW;
+- `commit` releases claimed keys that were neither marked done nor released;
+- `rollback` releases every key not marked done. On SQL ledgers it also drops the done marks
+  (they roll back with the transaction); on Redis and memory done marks stay, because the
+  effects they stand for have already happened outside any transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
+
+from worker.ledger.base import ClaimState
+
+NEW = ClaimState.NEW
+DONE = ClaimState.DONE
+BUSY = ClaimState.BUSY
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def redacted_url(url: str) -> str:
+    """`url` with any password replaced by `***`, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable ledger URL>"
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def split_options(url: str, known: Sequence[str]) -> tuple[SplitResult, dict[str, str]]:
+    """Split the ledger's own query options (e.g. `table`) off `url`; other query parameters
+    stay in the returned URL (for PostgreSQL they are libpq connection parameters)."""
+    parts = urlsplit(url)
+    ours: dict[str, str] = {}
+    rest: list[str] = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in known:
+            ours[name] = value
+        else:
+            rest.append(f"{name}={value}")
+    return parts._replace(query="&".join(rest)), ours
+
+
+def check_identifier(name: str, what: str) -> str:
+    if not _IDENT.match(name):
+        from worker.errors import ConfigError
+
+        raise ConfigError(f"ledger {what} {name!r} is not a plain SQL identifier: use letters, "
+                          "digits and underscores only.")
+    return name
+
+
+class SessionBase:
+    """Bookkeeping shared by all backends; subclasses implement the `_store_*` hooks."""
+
+    def __init__(self) -> None:
+        self._claimed: set[str] = set()   # NEW for us, not yet done or released
+        self._done: set[str] = set()
+        self._finished = False
+
+    # -- hooks -------------------------------------------------------------------------------
+    def _store_claim(self, keys: list[str]) -> list[ClaimState]:
+        raise NotImplementedError
+
+    def _store_mark_done(self, keys: list[str]) -> None:
+        raise NotImplementedError
+
+    def _store_release(self, keys: list[str]) -> None:
+        raise NotImplementedError
+
+    def _store_commit(self, leftover: list[str]) -> None:
+        raise NotImplementedError
+
+    def _store_rollback(self, claimed: list[str]) -> None:
+        raise NotImplementedError
+
+    # -- LedgerSession ---------------------------------------------------------------------------
+    @property
+    def transaction(self) -> Any | None:
+        return None
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def _check_open(self) -> None:
+        if self._finished:
+            raise RuntimeError("this ledger session is already committed or rolled back; "
+                               "open a new one with ledger.session()")
+
+    def claim(self, keys: Sequence[str]) -> list[ClaimState]:
+        self._check_open()
+        fresh: list[str] = []
+        seen: set[str] = set()
+        claimed, done = self._claimed, self._done
+        for key in keys:
+            if key not in seen and key not in claimed and key not in done:
+                fresh.append(key)
+            seen.add(key)
+        states = dict(zip(fresh, self._store_claim(fresh), strict=True)) if fresh else {}
+        out: list[ClaimState] = []
+        for key in keys:
+            state = states.pop(key, None)
+            if state is None:        # a repeat: the first occurrence owns the effect
+                out.append(DONE)
+            else:
+                if state == NEW:
+                    claimed.add(key)
+                out.append(state)
+        return out
+
+    def _owned(self, keys: Sequence[str], op: str) -> list[str]:
+        self._check_open()
+        unique = list(dict.fromkeys(keys))
+        stray = [k for k in unique if k not in self._claimed]
+        if stray:
+            raise ValueError(f"{op}: {len(stray)} key(s) were not claimed as NEW in this session "
+                             f"or are already done/released, e.g. {stray[0]!r}")
+        return unique
+
+    def mark_done(self, keys: Sequence[str]) -> None:
+        unique = self._owned(keys, "mark_done")
+        if unique:
+            self._store_mark_done(unique)
+            self._claimed.difference_update(unique)
+            self._done.update(unique)
+
+    def release(self, keys: Sequence[str]) -> None:
+        unique = self._owned(keys, "release")
+        if unique:
+            self._store_release(unique)
+            self._claimed.difference_update(unique)
+
+    def commit(self) -> None:
+        self._check_open()
+        self._store_commit(list(self._claimed))
+        self._finished = True
+
+    def rollback(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._store_rollback(list(self._claimed))

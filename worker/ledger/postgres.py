@@ -1,0 +1,255 @@
+"""`postgresql://user@host:port/db` — a shared, transactional ledger (psycopg 3).
+
+A session is one transaction on the ledger's connection: the claim rows, the processors' writes
+through `session.transaction` (this `psycopg.Connection`) and the done marks commit together or
+not at all. Committed rows are always done marks.
+
+Claims never block. Each key is first locked with `pg_try_advisory_xact_lock` (held until the
+claiming transaction ends); a key locked by another transaction is BUSY, its effect may be in
+flight. A locked key is then inserted with `ON CONFLICT DO NOTHING`: inserted means NEW, an
+existing row means DONE. Because every claimer takes the advisory lock before touching a row,
+the insert never waits on another transaction's uncommitted row. A crashed worker's transaction
+is aborted by the server when its connection drops, which frees its keys: that is the lease.
+
+URL options (removed before connecting; other query parameters go to libpq):
+`?table=activity_worker_ledger`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from worker.errors import LedgerUnavailable
+from worker.ledger._common import (
+    BUSY,
+    DONE,
+    NEW,
+    SessionBase,
+    check_identifier,
+    redacted_url,
+    split_options,
+)
+from worker.ledger.base import ClaimState
+
+_SCHEMA_LOCK = 0x61775F6C6564  # advisory lock id serialising CREATE TABLE across workers
+_HASH_SEED = 0x6177  # hashtextextended seed for the per-key advisory locks
+
+
+class PostgresLedger:
+    def __init__(self, url: str, *, retention_seconds: float = 7 * 86400,
+                 lease_seconds: float = 120.0, prune_interval_seconds: float = 60.0,
+                 prune_chunk: int = 1000, connect_timeout: int = 5,
+                 clock: Callable[[], float] = time.time) -> None:
+        parts, opts = split_options(url, ("table",))
+        self.url = url
+        self._conninfo = parts.geturl()
+        self._safe_url = redacted_url(url)
+        self.table = check_identifier(opts.get("table", "activity_worker_ledger"), "table")
+        self.retention_seconds = float(retention_seconds)
+        self.lease_seconds = float(lease_seconds)
+        self.prune_interval_seconds = float(prune_interval_seconds)
+        self.prune_chunk = int(prune_chunk)
+        self.connect_timeout = connect_timeout
+        self._clock = clock
+        self._last_prune = float("-inf")
+        self._active: PostgresSession | None = None
+        self._conn: psycopg.Connection[Any] | None = None
+        t = sql.Identifier(self.table)
+        self._claim_sql = sql.SQL(
+            "WITH k AS MATERIALIZED ("
+            " SELECT key, pg_try_advisory_xact_lock(hashtextextended(key, {seed})) AS got"
+            " FROM unnest(%(keys)s::text[]) AS u(key)),"
+            " ins AS (INSERT INTO {t} (key, created_ms) SELECT key, %(now)s FROM k WHERE got"
+            " ON CONFLICT (key) DO NOTHING RETURNING key)"
+            " SELECT k.key, k.got, ins.key IS NOT NULL FROM k LEFT JOIN ins USING (key)"
+        ).format(t=t, seed=sql.Literal(_HASH_SEED))
+        self._delete_sql = sql.SQL("DELETE FROM {t} WHERE key = ANY(%(keys)s::text[])").format(t=t)
+        self._prune_sql = sql.SQL(
+            "DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE created_ms < %(cutoff)s"
+            " LIMIT %(n)s FOR UPDATE SKIP LOCKED)").format(t=t)
+
+    # -- connection ---------------------------------------------------------------------------
+    def _unavailable(self, exc: BaseException, doing: str) -> LedgerUnavailable:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return LedgerUnavailable(
+            f"PostgreSQL ledger at {self._safe_url} failed while {doing} "
+            f"({type(exc).__name__}: {first}): check that the server is running and reachable "
+            "and that the URL's user may create and write the ledger table.")
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        self._conn = None
+        try:
+            conn = psycopg.connect(self._conninfo, autocommit=False,
+                                   connect_timeout=self.connect_timeout, keepalives=1,
+                                   keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                t = sql.Identifier(self.table)
+                conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {t} (key text PRIMARY KEY,"
+                                     " created_ms bigint NOT NULL)").format(t=t))
+                conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (created_ms)")
+                             .format(i=sql.Identifier(self.table + "_created"), t=t))
+        except psycopg.Error as exc:
+            raise self._unavailable(exc, "connecting") from exc
+        self._conn = conn
+        return conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with suppress(psycopg.Error):
+                self._conn.close()
+            self._conn = None
+
+    def _session_open(self) -> bool:
+        return self._active is not None and not self._active._finished
+
+    # -- Ledger -------------------------------------------------------------------------------
+    def session(self) -> PostgresSession:
+        if self._session_open():
+            raise RuntimeError("a PostgreSQL ledger runs one session at a time: commit or roll "
+                               "back the open session first")
+        self._active = PostgresSession(self)
+        return self._active
+
+    def ping(self) -> None:
+        try:
+            conn = self._connect()
+            conn.execute("SELECT 1").fetchone()
+            if not self._session_open():
+                conn.rollback()
+        except psycopg.Error as exc:
+            raise self._unavailable(exc, "pinging") from exc
+
+    def prune(self) -> int:
+        """Delete done marks older than the retention age in short transactions of
+        `prune_chunk` rows (`FOR UPDATE SKIP LOCKED`: it never waits on a claimer), at most once
+        per `prune_interval_seconds`, and never while a session is open."""
+        now = self._clock()
+        if self._session_open() or now - self._last_prune < self.prune_interval_seconds:
+            return 0
+        self._last_prune = now
+        cutoff = int((now - self.retention_seconds) * 1000)
+        total = 0
+        try:
+            conn = self._connect()
+            for _ in range(100):
+                n = conn.execute(self._prune_sql, {"cutoff": cutoff, "n": self.prune_chunk}
+                                 ).rowcount
+                conn.commit()
+                total += n
+                if n < self.prune_chunk:
+                    break
+        except psycopg.Error as exc:
+            self._drop_connection()
+            raise self._unavailable(exc, "pruning") from exc
+        return total
+
+    def close(self) -> None:
+        if self._session_open():
+            assert self._active is not None
+            self._active.rollback()
+        self._drop_connection()
+
+
+class PostgresSession(SessionBase):
+    def __init__(self, ledger: PostgresLedger) -> None:
+        super().__init__()
+        self._ledger = ledger
+        self._conn: psycopg.Connection[Any] | None = None
+        self._sp = 0
+
+    def _c(self) -> psycopg.Connection[Any]:
+        """The session's connection, fixed at first use: if it breaks, the session is over."""
+        self._check_open()
+        if self._conn is None:
+            self._conn = self._ledger._connect()
+        elif self._conn.closed or self._conn.broken:
+            raise LedgerUnavailable(f"PostgreSQL ledger at {self._ledger._safe_url} lost its "
+                                    "connection during the batch: roll back and retry the batch.")
+        return self._conn
+
+    @property
+    def transaction(self) -> Any | None:
+        return self._c()
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        conn = self._c()
+        self._sp += 1
+        name = sql.Identifier(f"aw_sp{self._sp}")
+        try:
+            conn.execute(sql.SQL("SAVEPOINT {}").format(name))
+        except psycopg.Error as exc:
+            raise self._ledger._unavailable(exc, "opening a savepoint") from exc
+        try:
+            yield
+        except BaseException as exc:
+            if conn.closed or conn.broken:
+                # The processor's failure is the connection's: not the event's fault.
+                raise self._ledger._unavailable(exc, "running a processor") from exc
+            try:
+                conn.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(name))
+            except psycopg.Error as exc2:
+                raise self._ledger._unavailable(exc2, "rolling back a processor's writes") \
+                    from exc2
+            raise
+        else:
+            try:
+                conn.execute(sql.SQL("RELEASE SAVEPOINT {}").format(name))
+            except psycopg.Error as exc:
+                raise self._ledger._unavailable(exc, "releasing a savepoint") from exc
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        return self._savepoint()
+
+    def _store_claim(self, keys: list[str]) -> list[ClaimState]:
+        conn = self._c()
+        now_ms = int(self._ledger._clock() * 1000)
+        try:
+            rows = conn.execute(self._ledger._claim_sql, {"keys": keys, "now": now_ms}).fetchall()
+        except psycopg.Error as exc:
+            raise self._ledger._unavailable(exc, "claiming keys") from exc
+        states = {key: (NEW if inserted else DONE) if got else BUSY
+                  for key, got, inserted in rows}
+        return [states[k] for k in keys]
+
+    def _store_mark_done(self, keys: list[str]) -> None:
+        # The claim row is the done mark once the transaction commits: nothing to write.
+        return None
+
+    def _delete(self, keys: list[str], doing: str) -> None:
+        try:
+            self._c().execute(self._ledger._delete_sql, {"keys": keys})
+        except psycopg.Error as exc:
+            raise self._ledger._unavailable(exc, doing) from exc
+
+    def _store_release(self, keys: list[str]) -> None:
+        self._delete(keys, "releasing keys")
+
+    def _store_commit(self, leftover: list[str]) -> None:
+        if self._conn is None:
+            return
+        if leftover:
+            self._delete(leftover, "releasing unfinished keys")
+        try:
+            self._c().commit()
+        except psycopg.Error as exc:
+            raise self._ledger._unavailable(exc, "committing a batch") from exc
+
+    def _store_rollback(self, claimed: list[str]) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.rollback()
+        except psycopg.Error:
+            self._ledger._drop_connection()  # the server aborts the transaction with it

@@ -1,0 +1,260 @@
+"""`sqlite:///relative/path.db` or `sqlite:////absolute/path.db` — the default, embedded ledger.
+
+The file is in WAL mode with `synchronous=FULL`. A session is one `BEGIN IMMEDIATE` transaction:
+the claim rows, the processors' writes through `session.transaction` (this `sqlite3.Connection`)
+and the done marks commit together or not at all. Committed rows are always done marks, so a
+claim on SQLite never answers BUSY.
+
+Several worker processes may share one file: `BEGIN IMMEDIATE` takes the database's write lock,
+so their batches run one after another (a waiting process blocks up to `busy_timeout` seconds,
+then gets LedgerUnavailable and the pipeline retries). This is safe but serial; the file must be
+on a local disk (WAL does not work over network filesystems).
+
+URL options: `?busy_timeout=30` (seconds), `?table=activity_worker_ledger`.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
+from typing import Any
+
+from worker.errors import ConfigError, LedgerUnavailable
+from worker.ledger._common import DONE, NEW, SessionBase, check_identifier, split_options
+from worker.ledger.base import ClaimState
+
+_CHUNK = 500  # keys per IN (...) query, below SQLite's bound-parameter limit
+
+
+def _path_from_url(url: str) -> str:
+    parts, _ = split_options(url, ("busy_timeout", "table"))
+    if parts.netloc or not parts.path or parts.path == "/":
+        raise ConfigError(f"SQLite ledger URL {url!r} has no file path: use "
+                          "sqlite:///relative/path.db or sqlite:////absolute/path.db.")
+    return parts.path[1:]
+
+
+class SqliteLedger:
+    def __init__(self, url: str, *, retention_seconds: float = 7 * 86400,
+                 lease_seconds: float = 120.0, prune_interval_seconds: float = 60.0,
+                 prune_chunk: int = 1000, clock: Callable[[], float] = time.time) -> None:
+        _, opts = split_options(url, ("busy_timeout", "table"))
+        self.url = url
+        self.path = _path_from_url(url)
+        try:
+            self.busy_timeout = float(opts.get("busy_timeout", "30"))
+        except ValueError:
+            raise ConfigError(f"SQLite ledger: busy_timeout={opts['busy_timeout']!r} is not a "
+                              "number of seconds; use e.g. ?busy_timeout=30.") from None
+        self.table = check_identifier(opts.get("table", "activity_worker_ledger"), "table")
+        self.retention_seconds = float(retention_seconds)
+        self.lease_seconds = float(lease_seconds)  # unused: SQL claims are transaction locks
+        self.prune_interval_seconds = float(prune_interval_seconds)
+        self.prune_chunk = int(prune_chunk)
+        self._clock = clock
+        self._last_prune = float("-inf")
+        self._active: SqliteSession | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    # -- connection ---------------------------------------------------------------------------
+    def _unavailable(self, exc: BaseException, doing: str) -> LedgerUnavailable:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return LedgerUnavailable(
+                f"SQLite ledger {self.path} stayed locked by another process for more than "
+                f"{self.busy_timeout:g} s while {doing}: check for a stuck worker sharing the "
+                "file or raise ?busy_timeout=")
+        return LedgerUnavailable(
+            f"SQLite ledger {self.path} failed while {doing} ({type(exc).__name__}: {text}): "
+            "check that the file's directory exists, is writable and is on a local disk.")
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is not None:
+            return self._conn
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise LedgerUnavailable(f"SQLite ledger directory {directory} does not exist: "
+                                    "create it or point the ledger URL elsewhere.")
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                conn.close()
+                raise ConfigError(f"SQLite ledger {self.path} cannot use WAL mode (got {mode!r}): "
+                                  "put the file on a local filesystem.")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table} "
+                         "(key TEXT PRIMARY KEY, created_ms INTEGER NOT NULL) WITHOUT ROWID")
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_created "
+                         f"ON {self.table} (created_ms)")
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc, "opening the file") from exc
+        self._conn = conn
+        return conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+
+    # -- Ledger -------------------------------------------------------------------------------
+    def session(self) -> SqliteSession:
+        if self._active is not None and not self._active._finished:
+            raise RuntimeError("a SQLite ledger runs one session at a time: commit or roll back "
+                               "the open session first")
+        self._active = SqliteSession(self)
+        return self._active
+
+    def ping(self) -> None:
+        try:
+            self._connect().execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc, "pinging") from exc
+
+    def prune(self) -> int:
+        """Delete done marks older than the retention age, in short transactions of
+        `prune_chunk` rows, at most once per `prune_interval_seconds`. Skipped while a session
+        is open or when another process holds the write lock (it never waits for it)."""
+        now = self._clock()
+        if self._active is not None and not self._active._finished:
+            return 0
+        if now - self._last_prune < self.prune_interval_seconds:
+            return 0
+        self._last_prune = now
+        cutoff = int((now - self.retention_seconds) * 1000)
+        conn = self._connect()
+        total = 0
+        sql = (f"DELETE FROM {self.table} WHERE key IN (SELECT key FROM {self.table} "
+               "WHERE created_ms < ? LIMIT ?)")
+        try:
+            conn.execute("PRAGMA busy_timeout=0")
+            for _ in range(100):
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    if "locked" in str(exc) or "busy" in str(exc):
+                        break  # another process is busy: try again next time
+                    raise
+                n = conn.execute(sql, (cutoff, self.prune_chunk)).rowcount
+                conn.execute("COMMIT")
+                total += n
+                if n < self.prune_chunk:
+                    break
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise self._unavailable(exc, "pruning") from exc
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+        return total
+
+    def close(self) -> None:
+        if self._active is not None and not self._active._finished:
+            self._active.rollback()
+        self._drop_connection()
+
+
+class SqliteSession(SessionBase):
+    def __init__(self, ledger: SqliteLedger) -> None:
+        super().__init__()
+        self._ledger = ledger
+        self._began = False
+        self._sp = 0
+
+    def _begin(self) -> sqlite3.Connection:
+        self._check_open()
+        conn = self._ledger._connect()
+        if not self._began:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise self._ledger._unavailable(exc, "starting a batch transaction") from exc
+            self._began = True
+        return conn
+
+    @property
+    def transaction(self) -> Any | None:
+        return self._begin()
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        conn = self._begin()
+        self._sp += 1
+        name = f"aw_sp{self._sp}"
+        conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            try:
+                conn.execute(f"ROLLBACK TO {name}")
+                conn.execute(f"RELEASE {name}")
+            except sqlite3.Error as exc:
+                raise self._ledger._unavailable(exc, "rolling back a processor's writes") from exc
+            raise
+        else:
+            conn.execute(f"RELEASE {name}")
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        return self._savepoint()
+
+    def _store_claim(self, keys: list[str]) -> list[ClaimState]:
+        conn = self._begin()
+        table = self._ledger.table
+        now_ms = int(self._ledger._clock() * 1000)
+        try:
+            existing: set[str] = set()
+            for i in range(0, len(keys), _CHUNK):
+                chunk = keys[i:i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                existing.update(r[0] for r in conn.execute(
+                    f"SELECT key FROM {table} WHERE key IN ({marks})", chunk))
+            conn.executemany(f"INSERT INTO {table} (key, created_ms) VALUES (?, ?)",
+                             [(k, now_ms) for k in keys if k not in existing])
+        except sqlite3.Error as exc:
+            raise self._ledger._unavailable(exc, "claiming keys") from exc
+        return [DONE if k in existing else NEW for k in keys]
+
+    def _store_mark_done(self, keys: list[str]) -> None:
+        # The claim row is the done mark once the transaction commits: nothing to write.
+        return None
+
+    def _delete(self, keys: list[str]) -> None:
+        conn = self._begin()
+        table = self._ledger.table
+        try:
+            for i in range(0, len(keys), _CHUNK):
+                chunk = keys[i:i + _CHUNK]
+                conn.execute(f"DELETE FROM {table} WHERE key IN ({','.join('?' * len(chunk))})",
+                             chunk)
+        except sqlite3.Error as exc:
+            raise self._ledger._unavailable(exc, "releasing keys") from exc
+
+    def _store_release(self, keys: list[str]) -> None:
+        self._delete(keys)
+
+    def _store_commit(self, leftover: list[str]) -> None:
+        if not self._began:
+            return
+        if leftover:
+            self._delete(leftover)
+        try:
+            self._ledger._connect().execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._ledger._unavailable(exc, "committing a batch") from exc
+
+    def _store_rollback(self, claimed: list[str]) -> None:
+        if not self._began:
+            return
+        conn = self._ledger._conn
+        if conn is None:
+            return
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            self._ledger._drop_connection()  # the transaction dies with the connection
