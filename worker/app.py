@@ -67,15 +67,6 @@ def run(settings: Settings) -> int:
     from worker.pipeline import Pipeline
     from worker.processors.discovery import load_processors, run_setup
 
-    ledger = open_ledger(settings.ledger)
-    try:
-        ledger.ping()
-    except LedgerUnavailable as exc:
-        raise ConfigError(f"the ledger at {settings.ledger} cannot be reached ({exc}); start it "
-                          "or point --ledger at a running one.") from None
-    processors = apply_overrides(load_processors(settings.processors), settings)
-    run_setup(processors, ledger)
-
     metrics: Any = None
     health: Any = None
     server: Any = None
@@ -84,9 +75,26 @@ def run(settings: Settings) -> int:
         from worker.observability.http import serve_http
         from worker.observability.metrics import WorkerMetrics
 
-        metrics = WorkerMetrics()
         health = HealthState()
-        server = serve_http(settings.metrics_address, metrics, health)
+        metrics = _LedgerStatusToHealth(WorkerMetrics(), health)
+        server = serve_http(settings.metrics_address, metrics.inner, health)
+
+    ledger = open_ledger(settings.ledger)
+    try:
+        try:
+            ledger.ping()
+        except LedgerUnavailable as exc:
+            raise ConfigError(f"the ledger at {settings.ledger} cannot be reached ({exc}); "
+                              "start it or point --ledger at a running one.") from None
+        if metrics is not None:
+            metrics.set_ledger_up(True)
+        processors = apply_overrides(load_processors(settings.processors), settings)
+        run_setup(processors, ledger)
+    except BaseException:
+        if server is not None:
+            server.close()
+        ledger.close()
+        raise
 
     pipeline = Pipeline(processors, ledger, metrics,
                         unmatched="dead_letter" if settings.unmatched == "dead_letter"
@@ -103,6 +111,22 @@ def run(settings: Settings) -> int:
         if server is not None:
             server.close()
         ledger.close()
+
+
+class _LedgerStatusToHealth:
+    """WorkerMetrics as the pipeline sees it, with ledger up/down also sent to HealthState
+    (/readyz), so the pipeline reports the ledger once and both endpoints agree."""
+
+    def __init__(self, inner: Any, health: Any) -> None:
+        self.inner = inner
+        self._health = health
+
+    def set_ledger_up(self, up: bool) -> None:
+        self.inner.set_ledger_up(up)
+        self._health.set_ledger_ok(up)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 def _configure_logging() -> None:

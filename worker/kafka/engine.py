@@ -201,7 +201,7 @@ class Engine:
         self._timer: threading.Timer | None = None
         self._exit_code = EXIT_OK
         self._fatal_message: str | None = None
-        self._connected = True
+        self._connected = False  # until an assignment or a message proves it
         self._guardrail = Guardrail(config.guardrail_share, config.guardrail_window,
                                     config.guardrail_min_events)
         self._drain_targets: dict[TP, tuple[int, int]] = {}
@@ -534,6 +534,9 @@ class Engine:
         elif tps:
             # librdkafka keeps a partition's pause flag across unassign/assign: clear it.
             consumer.resume(partitions)
+        if self._health is not None and not self._connected:
+            self._connected = True
+            self._health.set_connected(True)
         log.info("partitions assigned", partitions=[f"{t}[{p}]" for t, p in tps])
         if self._metrics is not None:
             self._metrics.partitions_assigned([TopicPartition(t, p) for t, p in tps])
