@@ -591,6 +591,19 @@ def test_drain_with_kip848_consumer_protocol(engine_bootstrap: str, unique_name:
     assert total_committed(b, group, topic, 3) == 300
 
 
+def test_drain_again_with_nothing_left_exits_at_once(engine_bootstrap: str,
+                                                    unique_name: Any) -> None:
+    b, topic, group = engine_bootstrap, unique_name("topic"), unique_name("group")
+    create_topic(b, topic, 2)
+    produce(b, topic, [(i % 2, None, event_json(i)) for i in range(50)])
+    first = Recorder("first")
+    assert Running(engine_for(b, topic, group, first, drain=True)).join(60) == EXIT_OK
+    assert len(first.completed) == 50
+    again = Recorder("again")
+    assert Running(engine_for(b, topic, group, again, drain=True)).join(30) == EXIT_OK
+    assert again.completed == []
+
+
 def test_max_events_stops_after_n(engine_bootstrap: str, unique_name: Any) -> None:
     b, topic, group = engine_bootstrap, unique_name("topic"), unique_name("group")
     create_topic(b, topic, 1)

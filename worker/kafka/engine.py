@@ -608,9 +608,9 @@ class Engine:
         """True once the group's committed offsets reach the end offsets taken at start."""
         self._next_drain_check = now + 0.5
         targets = self._drain_targets
-        for tp, (_low, high) in targets.items():
-            if tp in self._assigned and self._stored.get(tp, -1) < high and _low < high:
-                return False  # ours and not there yet: no need to ask the broker
+        for tp, (low, high) in targets.items():
+            if tp in self._stored and self._stored[tp] < high and low < high:
+                return False  # ours, consuming, not there yet: no need to ask the broker
         if self._uncommitted:
             self._commit(asynchronous=False)
         committed = committed_offsets(self._consumer, list(targets))
