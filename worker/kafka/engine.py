@@ -226,8 +226,8 @@ class Engine:
         """Consume until stopped, drained, --max-events reached or a fatal error; return the
         process exit code."""
         started = time.monotonic()
+        self._consumer = make_consumer(self._consumer_config)  # ConfigError: bad settings
         old_handlers = self._install_signals() if self.config.install_signals else {}
-        self._consumer = make_consumer(self._consumer_config)
         log.info("consumer starting", topics=self.config.topics,
                  config=redact({k: v for k, v in self._consumer_config.items()
                                 if not callable(v)}))
