@@ -94,9 +94,10 @@ def _peak_rss_mb() -> float:
 def run_plain(bootstrap: str, topic: str, n: int, batch: int) -> dict[str, Any]:
     from confluent_kafka import Consumer
 
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-plain-{uuid.uuid4()}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                  "enable.auto.offset.store": False})
+    from worker.kafka.consumer import build_consumer_config
+
+    # The worker's own fetch settings, so the ratio measures the engine, not librdkafka tuning.
+    c = Consumer(build_consumer_config(bootstrap, f"bench-plain-{uuid.uuid4()}"))
     c.subscribe([topic])
     seen = 0
     first = 0.0
