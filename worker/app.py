@@ -60,7 +60,7 @@ def run(settings: Settings) -> int:
     missing = missing_topics(consumer_config, dlq_topics)
     if missing:
         raise ConfigError(f"dead-letter topic(s) {', '.join(missing)} do not exist; create them "
-                          "(e.g. `activity-worker kafka create-topics`) or set --dlq-topic.")
+                          "(`activity-worker topics create --with-dlq TOPIC`) or set --dlq-topic.")
 
     # import_module: works before and after the ledger backends land on main.
     open_ledger = importlib.import_module("worker.ledger").open_ledger
