@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from worker.kafka.admin import missing_topics
 from worker.kafka.consumer import producer_config
 from worker.kafka.dlq import DeadLetterProducer, default_dlq_topic
 from worker.kafka.engine import EXIT_ERROR, Engine, EngineConfig
+from worker.observability.stats import BatchStats
 from worker.processors.api import Processor, RetryPolicy
 from worker.settings import Settings
 
@@ -76,8 +78,9 @@ def run(settings: Settings) -> int:
         from worker.observability.metrics import WorkerMetrics
 
         health = HealthState()
-        metrics = _LedgerStatusToHealth(WorkerMetrics(), health)
-        server = serve_http(settings.metrics_address, metrics.inner, health)
+        metrics = WorkerMetrics()
+        server = serve_http(settings.metrics_address, metrics, health)
+    sink = _PipelineSink(metrics, health)
 
     ledger = open_ledger(settings.ledger)
     try:
@@ -86,8 +89,7 @@ def run(settings: Settings) -> int:
         except LedgerUnavailable as exc:
             raise ConfigError(f"the ledger at {settings.ledger} cannot be reached ({exc}); "
                               "start it or point --ledger at a running one.") from None
-        if metrics is not None:
-            metrics.set_ledger_up(True)
+        sink.set_ledger_up(True)
         processors = apply_overrides(load_processors(settings.processors), settings)
         run_setup(processors, ledger)
     except BaseException:
@@ -96,12 +98,12 @@ def run(settings: Settings) -> int:
         ledger.close()
         raise
 
-    pipeline = Pipeline(processors, ledger, metrics,
+    pipeline = Pipeline(processors, ledger, sink,
                         unmatched="dead_letter" if settings.unmatched == "dead_letter"
                         else "skip")
     dlq = DeadLetterProducer(producer_config(consumer_config), settings.dlq_topic)
     engine = Engine(consumer_config, pipeline, engine_config(settings), dlq=dlq,
-                    metrics=metrics, health=health)
+                    metrics=metrics, health=health, summary=sink.summary)
     try:
         return engine.run()
     except Exception:
@@ -113,20 +115,36 @@ def run(settings: Settings) -> int:
         ledger.close()
 
 
-class _LedgerStatusToHealth:
-    """WorkerMetrics as the pipeline sees it, with ledger up/down also sent to HealthState
-    (/readyz), so the pipeline reports the ledger once and both endpoints agree."""
+class _PipelineSink:
+    """What the pipeline reports to: WorkerMetrics (when on), ledger up/down also sent to
+    HealthState (/readyz) so both endpoints agree, and outcome totals for the exit summary
+    (one Counter update per batch)."""
 
-    def __init__(self, inner: Any, health: Any) -> None:
-        self.inner = inner
+    def __init__(self, metrics: Any | None, health: Any | None) -> None:
+        self._metrics = metrics
         self._health = health
+        self.outcomes: Counter[str] = Counter()
+        self.dead_letters: Counter[str] = Counter()
+
+    def record_batch(self, stats: BatchStats) -> None:
+        for (_proc, outcome), n in stats.outcomes.items():
+            self.outcomes[outcome] += n
+        self.dead_letters.update(stats.dead_letters)
+        if self._metrics is not None:
+            self._metrics.record_batch(stats)
+
+    def record_ledger_op(self, op: str, seconds: float, error: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.record_ledger_op(op, seconds, error)
 
     def set_ledger_up(self, up: bool) -> None:
-        self.inner.set_ledger_up(up)
-        self._health.set_ledger_ok(up)
+        if self._metrics is not None:
+            self._metrics.set_ledger_up(up)
+        if self._health is not None:
+            self._health.set_ledger_ok(up)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+    def summary(self) -> dict[str, Any]:
+        return {"outcomes": dict(self.outcomes), "dead_letter_reasons": dict(self.dead_letters)}
 
 
 def _configure_logging() -> None:

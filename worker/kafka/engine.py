@@ -165,9 +165,12 @@ class Engine:
 
     def __init__(self, consumer_config: Mapping[str, Any], handler: BatchHandler,
                  config: EngineConfig, *, dlq: DeadLetterProducer | None = None,
-                 metrics: EngineMetrics | None = None, health: EngineHealth | None = None
-                 ) -> None:
+                 metrics: EngineMetrics | None = None, health: EngineHealth | None = None,
+                 summary: Callable[[], dict[str, Any]] | None = None) -> None:
+        """`summary` adds fields to the exit summary line (e.g. the pipeline's outcome
+        totals)."""
         self.config = config
+        self._summary_extra = summary
         self._handler = handler
         self._dlq = dlq
         self._metrics = metrics
@@ -719,6 +722,11 @@ class Engine:
             "reason": self._stop_reason or "stopped",
             "exit_code": self._exit_code,
         }
+        if self._summary_extra is not None:
+            try:
+                fields.update(self._summary_extra())
+            except Exception as exc:  # the summary must not turn an exit into a crash
+                fields["summary_error"] = str(exc)
         if self._fatal_message:
             fields["error"] = self._fatal_message
         log.info("worker summary", **fields)
