@@ -169,3 +169,22 @@ def test_run_help_documents_every_flag() -> None:
                  "--dlq-topic", "--metrics-address", "--drain", "--max-events",
                  "--kafka-config", "WORKER_GROUP", "KAFKA_"):
         assert flag in out
+
+
+def test_retry_and_on_failure_flags_apply_to_processors() -> None:
+    from worker.app import apply_overrides
+    from worker.processors.api import Processor, RetryPolicy
+
+    def f(event: object, ctx: object) -> None:
+        pass
+
+    own = RetryPolicy(max_attempts=7)
+    procs = [Processor(name="default", patterns=("a",), func=f),
+             Processor(name="own", patterns=("a",), func=f, retry=own)]
+    out = apply_overrides(procs, _settings(["--retry-attempts", "5", "--retry-backoff", "0.5",
+                                            "--on-failure", "stop"], {}))
+    assert out[0].retry == RetryPolicy(max_attempts=5, initial_backoff=0.5)
+    assert out[1].retry == own  # a processor's own policy wins over the flags
+    assert [p.on_failure for p in out] == ["stop", "stop"]
+    unchanged = apply_overrides(procs, _settings([], {}))
+    assert unchanged == procs
