@@ -1,5 +1,9 @@
 """A corpus of bad inputs, each with its documented outcome.
 
+Invalid UTF-8 is fatal where the worker reads text: the envelope fields in decode_event, the known
+fields of `data` on `event.data`; bytes inside ignored fields are never decoded (the validate
+command is strict about whole lines).
+
 Outcome: ("ok", None) decodes (and `event.data` too); ("envelope", class) makes `decode_event`
 raise EventDecodeError(class); ("data", class) decodes the envelope but `event.data` raises.
 """
@@ -13,6 +17,7 @@ import pytest
 
 from worker.errors import EventDecodeError
 from worker.events import decode_event
+from worker.events.envelope import check_utf8
 
 GOOD: dict[str, Any] = {
     "id": "evcus_0e2905d4db185a04ad",
@@ -48,15 +53,26 @@ NEST = 1000
 CORPUS: dict[str, tuple[bytes | None, str, str | None, str | None]] = {
     "tombstone": (None, "envelope", "undecodable", "$: message has no value (tombstone)"),
     "invalid_utf8_in_envelope": (
-        GOOD_BYTES.replace(b"Alex", b"Al\xffx").replace(b"evcus_", b"evcus\xc3_"),
-        "envelope", "undecodable", "$: invalid UTF-8 at byte",
+        GOOD_BYTES.replace(b"evcus_", b"evcus\xc3_"), "envelope", "undecodable",
+        "$: invalid UTF-8",
     ),
     "invalid_utf8_inside_data": (
-        GOOD_BYTES.replace(b"Alex", b"Al\xc3\x28x"), "envelope", "undecodable", "$: invalid UTF-8",
+        GOOD_BYTES.replace(b"Alex", b"Al\xc3\x28x"), "data", "undecodable",
+        "$.data: invalid UTF-8",
     ),
-    "overlong_utf8": (GOOD_BYTES.replace(b"Alex", b"Al\xc0\xafx"), "envelope", "undecodable", None),
+    "overlong_utf8_inside_data": (
+        GOOD_BYTES.replace(b"Alex", b"Al\xc0\xafx"), "data", "undecodable", None,
+    ),
+    "invalid_utf8_in_an_ignored_field_is_never_read": (
+        with_(extra="x").replace(b'"extra":"x"', b'"extra":"\xff"'), "ok", None, None,
+    ),
     "lone_surrogate_escape": (
         GOOD_BYTES.replace(b"evcus_", b"evcus\\ud800"), "envelope", "invalid_json", None,
+    ),
+    "binary_junk": (b"\xff\xfe\x00junk", "envelope", "undecodable", "$: invalid UTF-8 at byte 0"),
+    "latin1_and_truncated": (
+        GOOD_BYTES.replace(b"Alex", "Aléx".encode("latin-1"))[:-5], "envelope", "undecodable",
+        None,
     ),
     "truncated_json": (GOOD_BYTES[:-7], "envelope", "invalid_json", "$: input data was truncated"),
     "empty_bytes": (b"", "envelope", "invalid_json", "$: input data was truncated"),
@@ -145,6 +161,16 @@ def test_duplicate_keys_keep_the_last_value() -> None:
 def test_one_megabyte_string_is_kept_whole() -> None:
     event = decode_event(with_data(["customer", "name"], "x" * 1_000_000))
     assert len(event.data.customer.name) == 1_000_000
+
+
+def test_check_utf8_is_strict_about_the_whole_value() -> None:
+    value = with_(extra="x").replace(b'"extra":"x"', b'"extra":"\xff"')
+    with pytest.raises(EventDecodeError) as info:
+        check_utf8(value)
+    assert info.value.error_class == "undecodable"
+    assert info.value.reason.startswith("$: invalid UTF-8 at byte ")
+    check_utf8(GOOD_BYTES)
+    check_utf8("Zoë".encode())
 
 
 def test_event_decode_error_is_non_retriable() -> None:

@@ -29,8 +29,9 @@ json_values = st.recursive(
 no_null_scalars = st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=20)
 no_null_values = st.recursive(
     no_null_scalars,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 ids = st.text(min_size=1, max_size=40)
@@ -59,7 +60,7 @@ def valid_events(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_events())
 def test_valid_events_round_trip(doc: dict[str, Any]) -> None:
     value = msgspec.json.encode(doc)
@@ -89,7 +90,7 @@ def _check_only_documented_errors(value: bytes) -> None:
         assert exc.reason.startswith("$")
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_raise_only_event_decode_error(value: bytes) -> None:
     _check_only_documented_errors(value)
@@ -116,13 +117,13 @@ def mutated_events(draw: st.DrawFn) -> bytes:
     return bytes(base)
 
 
-@settings(max_examples=1000)
+@settings(max_examples=1000, deadline=None)
 @given(mutated_events())
 def test_mutated_events_raise_only_event_decode_error(value: bytes) -> None:
     _check_only_documented_errors(value)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.sampled_from(sorted(FIXTURES)), json_values)
 def test_any_json_in_place_of_data_raises_only_event_decode_error(type_: str, data: Any) -> None:
     doc = {**FIXTURES[type_], "data": data}

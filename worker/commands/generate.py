@@ -73,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
     if args.count < 0:
         print("error: --count must be 0 or more", file=sys.stderr)
         return 2
+    if args.customers < 1:
+        print("error: --customers must be at least 1", file=sys.stderr)
+        return 2
     if args.duplicate_share + args.bad_share >= 1.0:
         print("error: --duplicate-share + --bad-share must be below 1", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ import msgspec
 
 from worker.errors import EventDecodeError
 from worker.events import decode_event
+from worker.events.envelope import check_utf8
 from worker.events.types import KNOWN_TYPES
 
 HELP = "Validate a JSON Lines file of events (or - for stdin); exit 1 if any line is invalid."
@@ -70,6 +71,7 @@ def check_stream(
         lines += 1
         type_ = None
         try:
+            check_utf8(line)  # strict here: the hot path checks only the text it reads
             event = decode_event(line)
             type_ = event.type
             event.data  # noqa: B018 - decoding the typed data is the check

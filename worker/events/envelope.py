@@ -5,7 +5,11 @@ bytes (`msgspec.Raw`, a zero-copy view): routing cost does not grow with payload
 `data` is decoded on first access to `event.data` and cached.
 
 What is fatal (`decode_event` raises `EventDecodeError`; the engine dead-letters the event):
-- "undecodable": no value (a tombstone), or bytes that are not valid UTF-8 anywhere in the event;
+- "undecodable": no value (a tombstone), or invalid UTF-8 in a field the worker reads (the
+  envelope fields here; the known fields of `data` on `event.data`). Bytes inside fields the
+  worker ignores are never decoded, so they are not checked on the hot path (that would cost a
+  scan of every event); `activity-worker validate` checks whole lines. Bytes that are neither
+  JSON nor UTF-8 (binary junk, Latin-1) are "undecodable" too;
 - "invalid_json": malformed or truncated JSON, trailing bytes, nesting deeper than the
   interpreter's recursion limit (~1,000 levels);
 - "not_an_object": the top level is an array, a string, a number, true/false or null;
@@ -20,14 +24,17 @@ unknown fields anywhere, a missing `data` (fatal only if a processor reads it), 
 (the last one wins, as in `json.loads`), and ids without the usual prefixes (`evcus_`, `v-`).
 
 Accessing `event.data` raises `EventDecodeError("schema", "$.data.<path>: <reason>")` when the
-data does not fit its type's shape (e.g. a string where points must be an int).
+data does not fit its type's shape (e.g. a string where points must be an int), and
+"undecodable" / "invalid_json" for bad text or nesting met there.
+
+`created_at` is a timezone-aware `datetime`. Typed data's own timestamps (`data.created_at`,
+`sent_at`, ...) stay strings: the spec is loose there and a junk value should not cost the event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar, overload
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 
@@ -39,27 +46,31 @@ NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 _NULL = msgspec.Raw(b"null")
-_T = TypeVar("_T")
 
 
-class _lazy(Generic[_T]):
-    """Like functools.cached_property without its per-access lock (Python 3.11): computes once,
-    stores the value in the instance `__dict__`, which then shadows this descriptor."""
+class _LazyData:
+    """`Event.data`: decodes `raw_data` on first access and stores the value in the instance
+    `__dict__`, which then shadows this (non-data) descriptor: later reads are plain attribute
+    reads. (functools.cached_property takes a lock per access on Python 3.11, and a generic
+    wrapper costs an extra call: this is on the per-event path.)"""
 
-    def __init__(self, func: Callable[[Any], _T]) -> None:
-        self.func = func
-        self.name = func.__name__
-        self.__doc__ = func.__doc__
-
-    @overload
-    def __get__(self, obj: None, owner: type[Any]) -> _lazy[_T]: ...
-    @overload
-    def __get__(self, obj: object, owner: type[Any]) -> _T: ...
-    def __get__(self, obj: object | None, owner: type[Any]) -> _lazy[_T] | _T:
+    def __get__(self, obj: Event | None, owner: type[Any]) -> Any:
         if obj is None:
             return self
-        value = self.func(obj)
-        obj.__dict__[self.name] = value
+        value: Any
+        decoder = _DECODERS.get(obj.type)
+        if decoder is None:
+            value, source = _decode_untyped(obj.raw_data)
+            if source is not None:
+                obj.__dict__["_event_source"] = source
+        else:
+            try:
+                value = decoder.decode(obj.raw_data)
+            except Exception as exc:  # only msgspec/Unicode/Recursion errors can occur
+                raise _data_error(exc, "$.data") from None
+            if value.wrapped is not None:
+                value = _unwrap(value)
+        obj.__dict__["data"] = value
         return value
 
 
@@ -72,20 +83,9 @@ class Event(msgspec.Struct, dict=True):
     created_at: AwareDatetime
     raw_data: msgspec.Raw = msgspec.field(name="data", default=_NULL)
 
-    @_lazy
-    def data(self) -> Any:
-        """The typed `data` struct of this event's type (see `worker.events.models`), or a
-        plain dict for an unknown type or one without a published shape. Decoded once."""
-        decoder = _DECODERS.get(self.type)
-        if decoder is None:
-            value, source = _decode_untyped(self.raw_data)
-            if source is not None:
-                self.__dict__["_event_source"] = source
-            return value
-        typed = _decode(decoder, self.raw_data, "$.data")
-        if typed.wrapped is None:
-            return typed
-        return _unwrap(typed)
+    #: The typed `data` struct of this event's type (see `worker.events.models`), or a plain
+    #: dict for an unknown type or one without a published shape. Decoded once, on first access.
+    data: ClassVar[_LazyData] = _LazyData()
 
     @property
     def event_source(self) -> EventSource | None:
@@ -100,27 +100,40 @@ class Event(msgspec.Struct, dict=True):
 _envelope_decoder = msgspec.json.Decoder(Event)
 
 
+def check_utf8(value: bytes) -> None:
+    """Raise EventDecodeError("undecodable") if any byte of `value` is not valid UTF-8.
+
+    The hot path does not call this: msgspec checks the text it decodes (the envelope fields in
+    `decode_event`, the known fields of `data` in `event.data`), and bytes inside ignored fields
+    are never read. `activity-worker validate` calls it to be strict about whole lines."""
+    if not isinstance(value, bytes | bytearray) or value.isascii():
+        return  # (a str or other buffer given to decode_event: nothing to check here)
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EventDecodeError(
+            "undecodable", f"$: invalid UTF-8 at byte {exc.start}: {exc.reason}"
+        ) from None
+
+
 def decode_event(value: bytes | None) -> Event:
     """Decode one Kafka record value into an `Event`. Raises only `EventDecodeError`."""
     if value is None:
         raise EventDecodeError("undecodable", "$: message has no value (tombstone)")
     try:
-        # msgspec checks UTF-8 only in the strings it decodes, not inside the raw `data`, so
-        # non-ASCII events (rare) are checked whole; isascii() is a fast scan for the rest.
-        if not value.isascii():
-            value.decode("utf-8")
         return _envelope_decoder.decode(value)
     except msgspec.ValidationError as exc:
         raise _validation_error(str(exc), "$") from None
     except msgspec.DecodeError as exc:
+        # Bytes that are not even UTF-8 (binary junk, another encoding) say more about the
+        # producer than "malformed JSON": classify them as undecodable (error path only).
+        check_utf8(value)
         raise EventDecodeError("invalid_json", f"$: {_lower_first(str(exc))}") from None
     except UnicodeDecodeError as exc:
-        raise EventDecodeError(
-            "undecodable", f"$: invalid UTF-8 at byte {exc.start}: {exc.reason}"
-        ) from None
+        raise EventDecodeError("undecodable", f"$: invalid UTF-8: {exc.reason}") from None
     except RecursionError:
         raise EventDecodeError("invalid_json", "$: JSON nested too deeply") from None
-    except (TypeError, AttributeError):
+    except TypeError:
         raise EventDecodeError("undecodable", "$: value is not bytes") from None
 
 
@@ -166,14 +179,20 @@ def _decode_untyped(raw: msgspec.Raw | bytes) -> tuple[dict[str, Any], EventSour
 def _decode(decoder: msgspec.json.Decoder[Any], raw: msgspec.Raw | bytes, path: str) -> Any:
     try:
         return decoder.decode(raw)
-    except msgspec.ValidationError as exc:
-        raise _validation_error(str(exc), path) from None
-    except msgspec.DecodeError as exc:
-        raise EventDecodeError("invalid_json", f"{path}: {_lower_first(str(exc))}") from None
-    except UnicodeDecodeError as exc:
-        raise EventDecodeError("undecodable", f"{path}: invalid UTF-8: {exc.reason}") from None
-    except RecursionError:
-        raise EventDecodeError("invalid_json", f"{path}: JSON nested too deeply") from None
+    except Exception as exc:
+        raise _data_error(exc, path) from None
+
+
+def _data_error(exc: Exception, path: str) -> EventDecodeError:
+    if isinstance(exc, msgspec.ValidationError):
+        return _validation_error(str(exc), path)
+    if isinstance(exc, msgspec.DecodeError):
+        return EventDecodeError("invalid_json", f"{path}: {_lower_first(str(exc))}")
+    if isinstance(exc, UnicodeDecodeError):
+        return EventDecodeError("undecodable", f"{path}: invalid UTF-8: {exc.reason}")
+    if isinstance(exc, RecursionError):
+        return EventDecodeError("invalid_json", f"{path}: JSON nested too deeply")
+    raise exc
 
 
 # --- error messages -----------------------------------------------------------------------------

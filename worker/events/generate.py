@@ -46,7 +46,7 @@ BAD_KINDS: tuple[str, ...] = (
 )
 #: bad kind -> (error class, where the error is raised: "envelope" or "data").
 BAD_KINDS_EXPECTED: dict[str, tuple[str, str]] = {
-    "invalid_utf8": ("undecodable", "envelope"),
+    "invalid_utf8": ("undecodable", "data"),  # inside data.customer.name
     "truncated_json": ("invalid_json", "envelope"),
     "not_an_object": ("not_an_object", "envelope"),
     "missing_id": ("schema", "envelope"),
@@ -99,6 +99,8 @@ class EventGenerator:
         if duplicate_share + bad_share >= 1.0:
             raise ValueError("duplicate_share + bad_share must be below 1")
         self.rng = random.Random(seed)
+        self._random = self.rng.random
+        self._card_ids: dict[str, tuple[str, str]] = {}
         self.duplicate_share = duplicate_share
         self.bad_share = bad_share
         self.counts = Counts()
@@ -141,7 +143,7 @@ class EventGenerator:
         for _ in range(count):
             roll = rng.random()
             if roll < dup and self._recent:
-                original = self._recent[rng.randrange(len(self._recent))]
+                original = self._recent[self._rand(len(self._recent))]
                 rec = Record(original.key, original.value, "duplicate", original.type)
                 counts.duplicates += 1
             elif dup <= roll < bad:
@@ -155,7 +157,7 @@ class EventGenerator:
                 if len(self._recent) < 1000:
                     self._recent.append(rec)
                 else:
-                    self._recent[rng.randrange(1000)] = rec
+                    self._recent[self._rand(1000)] = rec
             counts.total += 1
             yield rec
 
@@ -170,6 +172,12 @@ class EventGenerator:
 
     # --- ids and time ---
 
+    def _rand(self, lo: int, hi: int | None = None) -> int:
+        """Like randrange(lo, hi) for small ranges, several times faster."""
+        if hi is None:
+            lo, hi = 0, lo
+        return lo + int(self._random() * (hi - lo))
+
     def _hex(self) -> str:
         return f"{self.rng.getrandbits(72):018x}"
 
@@ -178,7 +186,7 @@ class EventGenerator:
 
     def _ts(self) -> str:
         """Advance the clock by 1-400 ms and return the new time (ISO 8601, ms, Z)."""
-        self._ms += self.rng.randrange(1, 400)
+        self._ms += self._rand(1, 400)
         return self._ts_peek()
 
     def _ts_peek(self) -> str:
@@ -219,19 +227,19 @@ class EventGenerator:
             "source_id": f"{first.lower()}-{last.lower()}-{i}",
             "name": f"{first} {last}",
             "email": f"{first.lower()}.{last.lower()}{i}@example.com",
-            "phone": f"+48{rng.randrange(500000000, 899999999)}",
+            "phone": f"+48{self._rand(500000000, 899999999)}",
             "address": {
                 "city": city,
                 "country": country,
-                "postal_code": f"{rng.randrange(10000, 99999)}",
+                "postal_code": f"{self._rand(10000, 99999)}",
             },
             "metadata": {
                 "tier_hint": rng.choice(["new", "regular", "vip"]),
                 "newsletter": rng.random() < 0.5,
             },
             "summary": {
-                "redemptions": {"total_redeemed": rng.randrange(0, 40)},
-                "orders": {"total_amount": rng.randrange(0, 500000)},
+                "redemptions": {"total_redeemed": self._rand(0, 40)},
+                "orders": {"total_amount": self._rand(0, 500000)},
             },
             "created_at": "2023-11-02T09:14:21.337Z",
             "object": "customer",
@@ -269,11 +277,20 @@ class EventGenerator:
         short: dict[str, Any] = self._shorts[c["id"]]
         return short
 
-    def _loyalty_card(self, camp: dict[str, Any]) -> dict[str, Any]:
-        pts = self.rng.randrange(0, 400)
+    def _loyalty_card(
+        self, camp: dict[str, Any], customer: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A loyalty card; a customer's own card keeps its id and code across events."""
+        pts = self._rand(0, 400)
+        if customer is None:
+            ident, code = _ident(self.rng, 24), _ident(self.rng, 8).upper()
+        else:
+            ident, code = self._card_ids.setdefault(
+                customer["id"], (_ident(self.rng, 24), _ident(self.rng, 8).upper())
+            )
         return {
-            "id": f"v_{_ident(self.rng, 24)}",
-            "code": f"LC-{_ident(self.rng, 8).upper()}",
+            "id": f"v_{ident}",
+            "code": f"LC-{code}",
             "type": "LOYALTY_CARD",
             "campaign": camp["name"],
             "campaign_id": camp["id"],
@@ -283,7 +300,7 @@ class EventGenerator:
 
     def _gift_card(self) -> dict[str, Any]:
         camp = self._campaigns["GIFT_VOUCHERS"]
-        amount = self.rng.randrange(1000, 20000)
+        amount = self._rand(1000, 20000)
         return {
             "id": f"v_{_ident(self.rng, 24)}",
             "code": f"GIFT-{_ident(self.rng, 8).upper()}",
@@ -309,8 +326,8 @@ class EventGenerator:
     def _order(self, customer: dict[str, Any], status: str) -> dict[str, Any]:
         rng = self.rng
         items: list[dict[str, Any]] = []
-        for _ in range(rng.randrange(1, 4)):
-            qty, price = rng.randrange(1, 4), rng.randrange(500, 9000)
+        for _ in range(self._rand(1, 4)):
+            qty, price = self._rand(1, 4), self._rand(500, 9000)
             items.append(
                 {
                     "sku_id": f"sku_{_ident(rng, 16)}",
@@ -324,7 +341,7 @@ class EventGenerator:
         amount = sum(i["amount"] for i in items)
         return {
             "id": f"ord_{_ident(rng, 24)}",
-            "source_id": f"order-{rng.randrange(10**6, 10**7)}",
+            "source_id": f"order-{self._rand(10**6, 10**7)}",
             "status": status,
             "amount": amount,
             "total_amount": amount,
@@ -351,7 +368,7 @@ class EventGenerator:
             "source_id": None,
             "reason": reason,
             "type": type_,
-            "details": {"balance": {"type": "loyalty_card", "points": self.rng.randrange(1, 100)}},
+            "details": {"balance": {"type": "loyalty_card", "points": self._rand(1, 100)}},
             "created_at": self._ts_peek(),
         }
 
@@ -361,7 +378,7 @@ class EventGenerator:
             "object": "redemption",
             "date": self._ts_peek(),
             "customer_id": customer["id"],
-            "amount": self.rng.randrange(100, 5000),
+            "amount": self._rand(100, 5000),
             "result": "SUCCESS" if ok else "FAILURE",
             "status": "SUCCEEDED" if ok else "FAILED",
             "failure_code": None if ok else "voucher_expired",
@@ -394,7 +411,7 @@ class EventGenerator:
         camp = self._campaigns["LOYALTY_PROGRAM"]
         short = self._short_customer(customer)
         order = self._order(customer, "PAID")
-        card = self._loyalty_card(camp)
+        card = self._loyalty_card(camp, customer)
         pts = max(1, order["amount"] // 1000)
         total = card["loyalty_card"]["points"] + pts
         self._emit(T.ORDER_PAID, {"customer": customer, "order": order})
@@ -527,7 +544,7 @@ class EventGenerator:
             return data
         if t == T.REWARDED:
             camp = self._campaigns["REFERRAL_PROGRAM"]
-            voucher = self._loyalty_card(loyalty)
+            voucher = self._loyalty_card(loyalty, customer)
             return {
                 "customer": short,
                 "holder": self._short_customer(customer),
@@ -544,7 +561,7 @@ class EventGenerator:
                 "balance": {"amount": 0, "points": 100},
             }
         if t == T.REWARDED_LOYALTY_POINTS:
-            card = self._loyalty_card(loyalty)
+            card = self._loyalty_card(loyalty, customer)
             return {
                 "customer": short,
                 "voucher": card,
@@ -561,7 +578,7 @@ class EventGenerator:
             }
         if t == T.VOUCHER_GIFT_BALANCE_ADDED:
             gift = self._gift_card()
-            added = rng.randrange(500, 5000)
+            added = self._rand(500, 5000)
             return {
                 "customer": short,
                 "campaign": self._campaigns["GIFT_VOUCHERS"],
@@ -576,9 +593,9 @@ class EventGenerator:
                 "transaction": self._transaction("CREDITS_ADDITION", "top-up"),
             }
         if ".pending_points." in t:
-            card = self._loyalty_card(loyalty)
+            card = self._loyalty_card(loyalty, customer)
             order = self._order(customer, "PAID")
-            pts = rng.randrange(10, 200)
+            pts = self._rand(10, 200)
             data = {
                 "customer": short,
                 "campaign": loyalty,
@@ -603,8 +620,8 @@ class EventGenerator:
                 data["transaction"] = self._transaction("POINTS_ACCRUAL")
             return data
         if t in (T.VOUCHER_LOYALTY_CARD_POINTS_ADDED, T.VOUCHER_LOYALTY_CARD_POINTS_ACTIVATED):
-            card = self._loyalty_card(loyalty)
-            pts = rng.randrange(10, 200)
+            card = self._loyalty_card(loyalty, customer)
+            pts = self._rand(10, 200)
             return {
                 "customer": short,
                 "campaign": loyalty,
@@ -613,8 +630,8 @@ class EventGenerator:
                 "transaction": self._transaction("POINTS_ADDITION", "manual bonus"),
             }
         if t == T.VOUCHER_LOYALTY_CARD_POINTS_TRANSFERRED:
-            src, dst = self._loyalty_card(loyalty), self._loyalty_card(loyalty)
-            pts = rng.randrange(10, 100)
+            src, dst = self._loyalty_card(loyalty), self._loyalty_card(loyalty, customer)
+            pts = self._rand(10, 100)
             return {
                 "customer": short,
                 "campaign": loyalty,
@@ -625,8 +642,8 @@ class EventGenerator:
                 "destination_voucher": dst,
             }
         if t == T.VOUCHER_LOYALTY_CARD_POINTS_EXPIRED:
-            card = self._loyalty_card(loyalty)
-            pts = rng.randrange(1, 100)
+            card = self._loyalty_card(loyalty, customer)
+            pts = self._rand(1, 100)
             return {
                 "customer": short,
                 "campaign": loyalty,
@@ -726,7 +743,7 @@ class EventGenerator:
             }[parts[2]]
             return {"customer": short, "order": self._order(customer, status)}
         if parts[1] == "reward_redemptions":
-            card = self._loyalty_card(loyalty)
+            card = self._loyalty_card(loyalty, customer)
             state = {
                 "created": "PENDING",
                 "pending": "PENDING",
@@ -767,11 +784,11 @@ class EventGenerator:
             return {
                 "customer": short,
                 "campaign": loyalty,
-                "loyalty": {"points": rng.randrange(0, 400), "referred_customers": 0},
+                "loyalty": {"points": self._rand(0, 400), "referred_customers": 0},
                 "created_at": self._ts_peek(),
             }
         if t in (T.LOYALTY_TIER_UPGRADED, T.LOYALTY_TIER_DOWNGRADED):
-            a, b = self._tiers[0], self._tiers[rng.randrange(1, 3)]
+            a, b = self._tiers[0], self._tiers[self._rand(1, 3)]
             lo, hi = (a, b) if t == T.LOYALTY_TIER_UPGRADED else (b, a)
             return {
                 "customer": short,

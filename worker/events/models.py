@@ -41,6 +41,53 @@ class Address(_Obj):
     postal_code: str | None = None
 
 
+class GiftSummary(_Obj):
+    redeemed_amount: int | None = None
+    amount_to_go: int | None = None
+
+
+class LoyaltyCardSummary(_Obj):
+    redeemed_points: int | None = None
+    points_to_go: int | None = None
+
+
+class RedemptionsSummary(_Obj):
+    total_redeemed: int | None = None
+    total_failed: int | None = None
+    total_succeeded: int | None = None
+    total_rolled_back: int | None = None
+    total_rollback_failed: int | None = None
+    total_rollback_succeeded: int | None = None
+    gift: GiftSummary | None = None
+    loyalty_card: LoyaltyCardSummary | None = None
+
+
+class OrdersSummary(_Obj):
+    total_amount: int | None = None
+    total_count: int | None = None
+    average_amount: float | None = None
+    last_order_amount: int | None = None
+    last_order_date: str | None = None
+
+
+class CustomerSummary(_Obj):
+    redemptions: RedemptionsSummary | None = None
+    orders: OrdersSummary | None = None
+
+
+class CustomerLoyalty(_Obj):
+    """A customer's loyalty totals; `campaigns` maps a campaign id to its points (free-form)."""
+
+    points: int | None = None
+    referred_customers: int | None = None
+    campaigns: dict[str, Any] | None = None
+
+
+class CustomerReferrals(_Obj):
+    total: int | None = None
+    campaigns: list[dict[str, Any]] | None = None
+
+
 class Customer(_Obj):
     """A customer (`cust_…`). Events carry a full or a trimmed copy; all fields optional."""
 
@@ -54,9 +101,9 @@ class Customer(_Obj):
     birthdate: str | None = None
     birthday: str | None = None
     metadata: Metadata | None = None
-    summary: dict[str, Any] | None = None
-    loyalty: dict[str, Any] | None = None
-    referrals: dict[str, Any] | None = None
+    summary: CustomerSummary | None = None
+    loyalty: CustomerLoyalty | None = None
+    referrals: CustomerReferrals | None = None
     system_metadata: Metadata | None = None
     created_at: str | None = None
     updated_at: str | None = None
@@ -119,6 +166,19 @@ class Gift(_Obj):
     effect: str | None = None
 
 
+class Discount(_Obj):
+    """A voucher's discount. type: AMOUNT / PERCENT / UNIT / FIXED (open)."""
+
+    type: str | None = None
+    amount_off: int | None = None
+    percent_off: float | None = None
+    unit_off: float | None = None
+    unit_type: str | None = None
+    fixed_amount: int | None = None
+    amount_limit: int | None = None
+    effect: str | None = None
+
+
 class Voucher(_Obj):
     """A voucher (`v_…`). type: DISCOUNT_VOUCHER / LOYALTY_CARD / GIFT_VOUCHER (open)."""
 
@@ -130,7 +190,7 @@ class Voucher(_Obj):
     category: str | None = None
     category_id: str | None = None
     holder_id: str | None = None
-    discount: dict[str, Any] | None = None
+    discount: Discount | None = None
     gift: Gift | None = None
     loyalty_card: LoyaltyCard | None = None
     start_date: str | None = None
