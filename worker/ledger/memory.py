@@ -24,6 +24,7 @@ _DONE: None = None  # owner of a done mark
 class MemoryLedger:
     def __init__(self, url: str = "memory://", *, retention_seconds: float = 7 * 86400,
                  lease_seconds: float = 120.0, max_keys: int | None = None,
+                 prune_interval_seconds: float = 60.0,
                  clock: Callable[[], float] = time.time) -> None:
         _, opts = split_options(url, ("max_keys",))
         if max_keys is None:
@@ -38,6 +39,8 @@ class MemoryLedger:
         self.retention_seconds = float(retention_seconds)
         self.lease_seconds = float(lease_seconds)
         self.max_keys = max_keys
+        self.prune_interval_seconds = float(prune_interval_seconds)
+        self._last_prune = float("-inf")
         self._clock = clock
         # key -> (expires_at, owner token or None for a done mark); order = least recently used
         self._entries: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
@@ -53,7 +56,11 @@ class MemoryLedger:
         return None
 
     def prune(self) -> int:
+        """Drop expired entries (a scan of all keys), at most once per prune interval."""
         now = self._clock()
+        if now - self._last_prune < self.prune_interval_seconds:
+            return 0
+        self._last_prune = now
         with self._lock:
             expired = [k for k, (exp, _) in self._entries.items() if exp <= now]
             for k in expired:

@@ -41,6 +41,65 @@ _SCHEMA_LOCK = 0x61775F6C6564  # advisory lock id serialising CREATE TABLE acros
 _HASH_SEED = 0x6177  # hashtextextended seed for the per-key advisory locks
 
 
+class _LazySavepointConnection(psycopg.Connection[Any]):
+    """The ledger's connection: a plain `psycopg.Connection` whose per-processor savepoints are
+    lazy. `SAVEPOINT` is sent just before the first statement a processor runs, and a
+    successful processor's `RELEASE` rides along with the next `SAVEPOINT`, so a processor that
+    does not touch the database costs no round trip and one that does costs one more (instead
+    of two round trips per event, ~0.3 ms here)."""
+
+    _aw_pending: str | None = None   # savepoint to create before the next statement
+    _aw_created: str | None = None   # savepoint of the running processor, once created
+    _aw_release: str | None = None   # savepoint of a finished processor, to release
+
+    def _aw_flush(self) -> None:
+        parts: list[str] = []
+        if self._aw_pending is not None and self._aw_release is not None:
+            parts.append(f"RELEASE SAVEPOINT {self._aw_release}")
+            self._aw_release = None
+        if self._aw_pending is not None:
+            parts.append(f"SAVEPOINT {self._aw_pending}")
+            self._aw_created, self._aw_pending = self._aw_pending, None
+        if parts:
+            self._exec_plain("; ".join(parts))
+
+    def _exec_plain(self, statement: str) -> None:
+        with psycopg.Cursor(self) as cur:  # a plain cursor: no flush, no recursion
+            cur.execute(statement.encode())
+
+    @contextmanager
+    def transaction(self, savepoint_name: str | None = None,
+                    force_rollback: bool = False) -> Iterator[psycopg.Transaction]:
+        self._aw_flush()  # psycopg's own savepoints must nest inside ours
+        with super().transaction(savepoint_name, force_rollback) as tx:
+            yield tx
+
+
+class _FlushingCursor(psycopg.Cursor[Any]):
+    """Creates the connection's pending savepoint before running anything."""
+
+    def _aw_flush(self) -> None:
+        conn = self.connection
+        if isinstance(conn, _LazySavepointConnection):
+            conn._aw_flush()
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        self._aw_flush()
+        return super().execute(*args, **kwargs)
+
+    def executemany(self, *args: Any, **kwargs: Any) -> None:
+        self._aw_flush()
+        super().executemany(*args, **kwargs)
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        self._aw_flush()
+        return super().stream(*args, **kwargs)
+
+    def copy(self, *args: Any, **kwargs: Any) -> Any:
+        self._aw_flush()
+        return super().copy(*args, **kwargs)
+
+
 class PostgresLedger:
     def __init__(self, url: str, *, retention_seconds: float = 7 * 86400,
                  lease_seconds: float = 120.0, prune_interval_seconds: float = 60.0,
@@ -59,7 +118,7 @@ class PostgresLedger:
         self._clock = clock
         self._last_prune = float("-inf")
         self._active: PostgresSession | None = None
-        self._conn: psycopg.Connection[Any] | None = None
+        self._conn: _LazySavepointConnection | None = None
         t = sql.Identifier(self.table)
         self._claim_sql = sql.SQL(
             "WITH k AS MATERIALIZED ("
@@ -82,26 +141,40 @@ class PostgresLedger:
             f"({type(exc).__name__}: {first}): check that the server is running and reachable "
             "and that the URL's user may create and write the ledger table.")
 
-    def _connect(self) -> psycopg.Connection[Any]:
+    def _connect(self) -> _LazySavepointConnection:
         conn = self._conn
         if conn is not None and not conn.closed and not conn.broken:
             return conn
         self._conn = None
         try:
-            conn = psycopg.connect(self._conninfo, autocommit=False,
-                                   connect_timeout=self.connect_timeout, keepalives=1,
-                                   keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                t = sql.Identifier(self.table)
-                conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {t} (key text PRIMARY KEY,"
-                                     " created_ms bigint NOT NULL)").format(t=t))
-                conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (created_ms)")
-                             .format(i=sql.Identifier(self.table + "_created"), t=t))
+            conn = _LazySavepointConnection.connect(
+                self._conninfo, autocommit=False, cursor_factory=_FlushingCursor,
+                connect_timeout=self.connect_timeout, keepalives=1, keepalives_idle=10,
+                keepalives_interval=5, keepalives_count=3)
+            self._create_table(conn)
         except psycopg.Error as exc:
             raise self._unavailable(exc, "connecting") from exc
         self._conn = conn
         return conn
+
+    def _create_table(self, conn: psycopg.Connection[Any]) -> None:
+        # Look before creating: CREATE ... IF NOT EXISTS still takes table locks, which would
+        # wait for every open batch transaction of the other workers.
+        exists = "SELECT to_regclass(%s) IS NOT NULL"
+        found = conn.execute(exists, (self.table,)).fetchone() == (True,)
+        conn.rollback()  # so that the block below is a transaction of its own, not a savepoint
+        if found:
+            return
+        t = sql.Identifier(self.table)
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {t} (key text PRIMARY KEY,"
+                                     " created_ms bigint NOT NULL)").format(t=t))
+                conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (created_ms)")
+                             .format(i=sql.Identifier(self.table + "_created"), t=t))
+        except (psycopg.errors.DuplicateTable, psycopg.errors.UniqueViolation):
+            pass  # another worker created it in the meantime (name lookups may be stale)
 
     def _drop_connection(self) -> None:
         if self._conn is not None:
@@ -164,10 +237,10 @@ class PostgresSession(SessionBase):
     def __init__(self, ledger: PostgresLedger) -> None:
         super().__init__()
         self._ledger = ledger
-        self._conn: psycopg.Connection[Any] | None = None
+        self._conn: _LazySavepointConnection | None = None
         self._sp = 0
 
-    def _c(self) -> psycopg.Connection[Any]:
+    def _c(self) -> _LazySavepointConnection:
         """The session's connection, fixed at first use: if it breaks, the session is over."""
         self._check_open()
         if self._conn is None:
@@ -184,29 +257,29 @@ class PostgresSession(SessionBase):
     @contextmanager
     def _savepoint(self) -> Iterator[None]:
         conn = self._c()
+        if conn._aw_pending is not None or conn._aw_created is not None:
+            raise RuntimeError("ledger savepoints do not nest")
         self._sp += 1
-        name = sql.Identifier(f"aw_sp{self._sp}")
-        try:
-            conn.execute(sql.SQL("SAVEPOINT {}").format(name))
-        except psycopg.Error as exc:
-            raise self._ledger._unavailable(exc, "opening a savepoint") from exc
+        conn._aw_pending = f"aw_sp{self._sp}"
         try:
             yield
         except BaseException as exc:
+            created, conn._aw_pending, conn._aw_created = conn._aw_created, None, None
             if conn.closed or conn.broken:
                 # The processor's failure is the connection's: not the event's fault.
                 raise self._ledger._unavailable(exc, "running a processor") from exc
-            try:
-                conn.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(name))
-            except psycopg.Error as exc2:
-                raise self._ledger._unavailable(exc2, "rolling back a processor's writes") \
-                    from exc2
+            if created is not None:
+                try:
+                    conn._exec_plain(f"ROLLBACK TO SAVEPOINT {created}; "
+                                     f"RELEASE SAVEPOINT {created}")
+                except psycopg.Error as exc2:
+                    raise self._ledger._unavailable(exc2, "rolling back a processor's writes") \
+                        from exc2
             raise
         else:
-            try:
-                conn.execute(sql.SQL("RELEASE SAVEPOINT {}").format(name))
-            except psycopg.Error as exc:
-                raise self._ledger._unavailable(exc, "releasing a savepoint") from exc
+            created, conn._aw_pending, conn._aw_created = conn._aw_created, None, None
+            if created is not None:
+                conn._aw_release = created  # sent with the next SAVEPOINT; COMMIT covers it
 
     def savepoint(self) -> AbstractContextManager[None]:
         return self._savepoint()
@@ -215,7 +288,9 @@ class PostgresSession(SessionBase):
         conn = self._c()
         now_ms = int(self._ledger._clock() * 1000)
         try:
-            rows = conn.execute(self._ledger._claim_sql, {"keys": keys, "now": now_ms}).fetchall()
+            with psycopg.Cursor(conn) as cur:  # the ledger's own statements never flush
+                rows = cur.execute(self._ledger._claim_sql, {"keys": keys, "now": now_ms}
+                                   ).fetchall()
         except psycopg.Error as exc:
             raise self._ledger._unavailable(exc, "claiming keys") from exc
         states = {key: (NEW if inserted else DONE) if got else BUSY
@@ -228,7 +303,8 @@ class PostgresSession(SessionBase):
 
     def _delete(self, keys: list[str], doing: str) -> None:
         try:
-            self._c().execute(self._ledger._delete_sql, {"keys": keys})
+            with psycopg.Cursor(self._c()) as cur:
+                cur.execute(self._ledger._delete_sql, {"keys": keys})
         except psycopg.Error as exc:
             raise self._ledger._unavailable(exc, doing) from exc
 
@@ -240,8 +316,10 @@ class PostgresSession(SessionBase):
             return
         if leftover:
             self._delete(leftover, "releasing unfinished keys")
+        conn = self._c()
+        conn._aw_pending = conn._aw_created = conn._aw_release = None
         try:
-            self._c().commit()
+            conn.commit()
         except psycopg.Error as exc:
             raise self._ledger._unavailable(exc, "committing a batch") from exc
 
@@ -249,6 +327,7 @@ class PostgresSession(SessionBase):
         conn = self._conn
         if conn is None:
             return
+        conn._aw_pending = conn._aw_created = conn._aw_release = None
         try:
             conn.rollback()
         except psycopg.Error:

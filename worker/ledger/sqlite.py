@@ -78,23 +78,44 @@ class SqliteLedger:
         if not os.path.isdir(directory):
             raise LedgerUnavailable(f"SQLite ledger directory {directory} does not exist: "
                                     "create it or point the ledger URL elsewhere.")
-        try:
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
-                                   check_same_thread=False)
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
+        # Switching a new file to WAL answers "locked" at once (without waiting busy_timeout)
+        # while another process does the same, so retry that part until the deadline.
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                conn = sqlite3.connect(self.path, timeout=self.busy_timeout,
+                                       isolation_level=None, check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise self._unavailable(exc, "opening the file") from exc
+            try:
+                self._setup(conn)
+                break
+            except sqlite3.OperationalError as exc:
                 conn.close()
-                raise ConfigError(f"SQLite ledger {self.path} cannot use WAL mode (got {mode!r}): "
-                                  "put the file on a local filesystem.")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table} "
-                         "(key TEXT PRIMARY KEY, created_ms INTEGER NOT NULL) WITHOUT ROWID")
-            conn.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_created "
-                         f"ON {self.table} (created_ms)")
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc, "opening the file") from exc
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise self._unavailable(exc, "opening the file") from exc
+            except (sqlite3.Error, ConfigError) as exc:
+                conn.close()
+                if isinstance(exc, ConfigError):
+                    raise
+                raise self._unavailable(exc, "opening the file") from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
         self._conn = conn
         return conn
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise ConfigError(f"SQLite ledger {self.path} cannot use WAL mode (got {mode!r}): "
+                                  "put the file on a local filesystem.")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table} "
+                     "(key TEXT PRIMARY KEY, created_ms INTEGER NOT NULL) WITHOUT ROWID")
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_created "
+                     f"ON {self.table} (created_ms)")
 
     def _drop_connection(self) -> None:
         if self._conn is not None:
