@@ -67,7 +67,7 @@ def run(settings: Settings) -> int:
     # import_module: works before and after the ledger backends land on main.
     open_ledger = importlib.import_module("worker.ledger").open_ledger
     from worker.pipeline import Pipeline
-    from worker.processors.discovery import load_processors, run_setup
+    from worker.processors.discovery import builtins_from_env, load_processors, run_setup
 
     metrics: Any = None
     health: Any = None
@@ -90,7 +90,9 @@ def run(settings: Settings) -> int:
             raise ConfigError(f"the ledger at {settings.ledger} cannot be reached ({exc}); "
                               "start it or point --ledger at a running one.") from None
         sink.set_ledger_up(True)
-        processors = apply_overrides(load_processors(settings.processors), settings)
+        builtins = not settings.no_builtin_processors and builtins_from_env()
+        processors = apply_overrides(load_processors(settings.processors, builtins=builtins),
+                                     settings)
         run_setup(processors, ledger)
     except BaseException:
         if server is not None:

@@ -32,6 +32,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 import structlog
+from confluent_kafka import KafkaException
 
 from worker.errors import FatalProcessingError, WorkerError
 from worker.kafka.admin import committed_offsets, topic_partitions, watermarks
@@ -616,7 +617,13 @@ class Engine:
                 return False  # ours, consuming, not there yet: no need to ask the broker
         if self._uncommitted:
             self._commit(asynchronous=False)
-        committed = committed_offsets(self._consumer, list(targets))
+        try:
+            committed = committed_offsets(self._consumer, list(targets), timeout=2.0)
+        except KafkaException as exc:
+            # e.g. the coordinator is still waiting out a killed member's session: ask again
+            # on the next check instead of failing the run (or blocking the loop for long).
+            log.debug("drain check: committed offsets not available yet", error=str(exc))
+            return False
         return all(low >= high or committed.get(tp, -1) >= high
                    for tp, (low, high) in targets.items())
 
