@@ -186,15 +186,15 @@ def test_savepoints_across_a_mixed_batch(store: Store, sql: SqlView, keys: Keys)
             tx.execute(sql.insert, (key,))
 
     run(ks[0], lambda: tx.execute(sql.insert, (ks[0],)))
+    run(ks[6], lambda: write_in_nested_transaction(ks[6]))
     run(ks[1], lambda: None)
     run(ks[2], lambda: write_then_fail(ks[2]))
     run(ks[3], fail)
     run(ks[4], lambda: write_with_cursor(ks[4]))
     run(ks[5], lambda: None)
-    run(ks[6], lambda: write_in_nested_transaction(ks[6]))
     session.mark_done(done)
     session.commit()
-    assert done == [ks[0], ks[1], ks[4], ks[5], ks[6]]
+    assert done == [ks[0], ks[6], ks[1], ks[4], ks[5]]
     written = {k for k in ks if sql.counts([k])[0]}
     assert written == {ks[0], ks[4], ks[6]}
     marked = {k for k in ks if sql.counts([k])[1]}

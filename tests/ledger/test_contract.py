@@ -224,3 +224,12 @@ def test_redacted_url() -> None:
     assert redacted_url("redis://:pw@h:1/0") == "redis://:***@h:1/0"
     assert redacted_url("postgresql://u:pw@h:5/db?x=1") == "postgresql://u:***@h:5/db?x=1"
     assert redacted_url("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+def test_ledger_options_are_split_off_the_url() -> None:
+    from worker.ledger._common import split_options
+
+    parts, ours = split_options("postgresql://u@h/db?table=t1&sslmode=require&application_name="
+                                "a%20b", ("table",))
+    assert ours == {"table": "t1"}
+    assert parts.geturl() == "postgresql://u@h/db?sslmode=require&application_name=a%20b"

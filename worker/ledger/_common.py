@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
-from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from worker.ledger.base import ClaimState
 
@@ -46,13 +46,13 @@ def split_options(url: str, known: Sequence[str]) -> tuple[SplitResult, dict[str
     stay in the returned URL (for PostgreSQL they are libpq connection parameters)."""
     parts = urlsplit(url)
     ours: dict[str, str] = {}
-    rest: list[str] = []
+    rest: list[tuple[str, str]] = []
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         if name in known:
             ours[name] = value
         else:
-            rest.append(f"{name}={value}")
-    return parts._replace(query="&".join(rest)), ours
+            rest.append((name, value))
+    return parts._replace(query=urlencode(rest, quote_via=quote)), ours  # libpq: no "+"
 
 
 def check_identifier(name: str, what: str) -> str:
