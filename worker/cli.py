@@ -11,6 +11,16 @@ from collections.abc import Sequence
 
 # name -> module; one line per subcommand.
 COMMANDS: dict[str, str] = {
+    "run": "worker.commands.run",
+    "validate": "worker.commands.validate",
+    "generate": "worker.commands.generate",
+    "types": "worker.commands.types",
+    "routes": "worker.commands.routes",
+    "processors": "worker.commands.processors",
+    "report": "worker.commands.report",
+    "topics": "worker.commands.topics",
+    "schemas": "worker.commands.schemas",
+    "kafka": "worker.commands.kafka",
 }
 
 
@@ -39,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args._run(args))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `activity-worker routes | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,40 +1,235 @@
-"""The CustomerActivity envelope. (Minimal first version; the event-model issue completes it.)
+"""The CustomerActivity envelope and its decoding rules.
 
-`data` stays raw (`msgspec.Raw`) until a processor reads `event.data`, so routing cost does not
-grow with payload size.
+Decoding the envelope reads `id`, `type`, `group_id` and `created_at` and keeps `data` as raw
+bytes (`msgspec.Raw`, a zero-copy view): routing cost does not grow with payload size. The typed
+`data` is decoded on first access to `event.data` and cached.
+
+What is fatal (`decode_event` raises `EventDecodeError`; the engine dead-letters the event):
+- "undecodable": no value (a tombstone), or invalid UTF-8 in a field the worker reads (the
+  envelope fields here; the known fields of `data` on `event.data`). Bytes inside fields the
+  worker ignores are never decoded, so they are not checked on the hot path (that would cost a
+  scan of every event); `activity-worker validate` checks whole lines. Bytes that are neither
+  JSON nor UTF-8 (binary junk, Latin-1) are "undecodable" too;
+- "invalid_json": malformed or truncated JSON, trailing bytes, nesting deeper than the
+  interpreter's recursion limit (~1,000 levels);
+- "not_an_object": the top level is an array, a string, a number, true/false or null;
+- "schema": `id`, `type` or `group_id` missing, null, empty or not a string; `created_at` missing
+  or not an RFC 3339 timestamp with a time zone (e.g. the published junk value
+  "2024-05-13T12: 26: 06.250Z"). The time is what orders a customer's history and measures lag;
+  the worker does not guess a repair, and the dead-letter topic keeps the original bytes for a
+  replay once the producer is fixed.
+
+What is tolerated: unknown `type` values (a normal event; `event.data` is then a plain dict),
+unknown fields anywhere, a missing `data` (fatal only if a processor reads it), duplicate keys
+(the last one wins, as in `json.loads`), and ids without the usual prefixes (`evcus_`, `v-`).
+
+Accessing `event.data` raises `EventDecodeError("schema", "$.data.<path>: <reason>")` when the
+data does not fit its type's shape (e.g. a string where points must be an int), and
+"undecodable" / "invalid_json" for bad text or nesting met there.
+
+`created_at` is a timezone-aware `datetime`. Typed data's own timestamps (`data.created_at`,
+`sent_at`, ...) stay strings: the spec is loose there and a junk value should not cost the event.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 
 from worker.errors import EventDecodeError
+from worker.events.models import EventData, EventSource
+from worker.events.registry import DATA_TYPES
+
+NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+_NULL = msgspec.Raw(b"null")
+
+
+class _LazyData:
+    """`Event.data`: decodes `raw_data` on first access and stores the value in the instance
+    `__dict__`, which then shadows this (non-data) descriptor: later reads are plain attribute
+    reads. (functools.cached_property takes a lock per access on Python 3.11, and a generic
+    wrapper costs an extra call: this is on the per-event path.)"""
+
+    def __get__(self, obj: Event | None, owner: type[Any]) -> Any:
+        if obj is None:
+            return self
+        value: Any
+        decoder = _DECODERS.get(obj.type)
+        if decoder is None:
+            value, source = _decode_untyped(obj.raw_data)
+            if source is not None:
+                obj.__dict__["_event_source"] = source
+        else:
+            try:
+                value = decoder.decode(obj.raw_data)
+            except Exception as exc:  # only msgspec/Unicode/Recursion errors can occur
+                raise _data_error(exc, "$.data") from None
+            if value.wrapped is not None:
+                value = _unwrap(value)
+        obj.__dict__["data"] = value
+        return value
 
 
 class Event(msgspec.Struct, dict=True):
-    id: str
-    type: str
-    group_id: str
-    created_at: str
-    raw_data: msgspec.Raw = msgspec.field(name="data", default=msgspec.Raw(b"null"))
+    """One CustomerActivity event. `raw_data` is the undecoded `data` (wire name `data`)."""
 
-    @functools.cached_property
-    def data(self) -> Any:
-        return msgspec.json.decode(self.raw_data)
+    id: NonEmptyStr
+    type: NonEmptyStr
+    group_id: NonEmptyStr
+    created_at: AwareDatetime
+    raw_data: msgspec.Raw = msgspec.field(name="data", default=_NULL)
+
+    #: The typed `data` struct of this event's type (see `worker.events.models`), or a plain
+    #: dict for an unknown type or one without a published shape. Decoded once, on first access.
+    data: ClassVar[_LazyData] = _LazyData()
+
+    @property
+    def event_source(self) -> EventSource | None:
+        """Who caused the event, when `data` came in the wrapped shape; else None."""
+        data = self.data
+        if isinstance(data, EventData):
+            return data.event_source
+        source: EventSource | None = self.__dict__.get("_event_source")
+        return source
 
 
-_decoder = msgspec.json.Decoder(Event)
+_envelope_decoder = msgspec.json.Decoder(Event)
+
+
+def check_utf8(value: bytes) -> None:
+    """Raise EventDecodeError("undecodable") if any byte of `value` is not valid UTF-8.
+
+    The hot path does not call this: msgspec checks the text it decodes (the envelope fields in
+    `decode_event`, the known fields of `data` in `event.data`), and bytes inside ignored fields
+    are never read. `activity-worker validate` calls it to be strict about whole lines."""
+    if not isinstance(value, bytes | bytearray) or value.isascii():
+        return  # (a str or other buffer given to decode_event: nothing to check here)
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EventDecodeError(
+            "undecodable", f"$: invalid UTF-8 at byte {exc.start}: {exc.reason}"
+        ) from None
 
 
 def decode_event(value: bytes | None) -> Event:
+    """Decode one Kafka record value into an `Event`. Raises only `EventDecodeError`."""
     if value is None:
         raise EventDecodeError("undecodable", "$: message has no value (tombstone)")
     try:
-        return _decoder.decode(value)
+        return _envelope_decoder.decode(value)
     except msgspec.ValidationError as exc:
-        raise EventDecodeError("schema", str(exc)) from None
+        raise _validation_error(str(exc), "$") from None
     except msgspec.DecodeError as exc:
-        raise EventDecodeError("invalid_json", str(exc)) from None
+        # Bytes that are not even UTF-8 (binary junk, another encoding) say more about the
+        # producer than "malformed JSON": classify them as undecodable (error path only).
+        check_utf8(value)
+        raise EventDecodeError("invalid_json", f"$: {_lower_first(str(exc))}") from None
+    except UnicodeDecodeError as exc:
+        raise EventDecodeError("undecodable", f"$: invalid UTF-8: {exc.reason}") from None
+    except RecursionError:
+        raise EventDecodeError("invalid_json", "$: JSON nested too deeply") from None
+    except TypeError:
+        raise EventDecodeError("undecodable", "$: value is not bytes") from None
+
+
+# --- typed data ---------------------------------------------------------------------------------
+
+_data_decoders: dict[type[EventData], msgspec.json.Decoder[Any]] = {}
+_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {}
+for _type, _cls in DATA_TYPES.items():
+    if _cls not in _data_decoders:
+        _data_decoders[_cls] = msgspec.json.Decoder(_cls)
+    _DECODERS[_type] = _data_decoders[_cls]
+_any_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
+
+
+def _unwrap(value: EventData) -> EventData:
+    """The wrapped shape: `{"data": {...}, "event_source": {...}}` -> the inner typed value,
+    carrying `event_source`."""
+    source = value.event_source
+    try:
+        inner: EventData = msgspec.convert(value.wrapped, type(value))
+    except msgspec.ValidationError as exc:
+        raise _validation_error(str(exc), "$.data.data") from None
+    inner.wrapped = None
+    if inner.event_source is None:
+        inner.event_source = source
+    return inner
+
+
+def _decode_untyped(raw: msgspec.Raw | bytes) -> tuple[dict[str, Any], EventSource | None]:
+    value = _decode(_any_decoder, raw, "$.data")
+    if not isinstance(value, dict):
+        raise EventDecodeError("schema", f"$.data: expected object, got {_json_kind(value)}")
+    inner = value.get("data")
+    if "event_source" in value and isinstance(inner, dict):
+        try:
+            source = msgspec.convert(value["event_source"], EventSource)
+        except msgspec.ValidationError as exc:
+            raise _validation_error(str(exc), "$.data.event_source") from None
+        return inner, source
+    return value, None
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], raw: msgspec.Raw | bytes, path: str) -> Any:
+    try:
+        return decoder.decode(raw)
+    except Exception as exc:
+        raise _data_error(exc, path) from None
+
+
+def _data_error(exc: Exception, path: str) -> EventDecodeError:
+    if isinstance(exc, msgspec.ValidationError):
+        return _validation_error(str(exc), path)
+    if isinstance(exc, msgspec.DecodeError):
+        return EventDecodeError("invalid_json", f"{path}: {_lower_first(str(exc))}")
+    if isinstance(exc, UnicodeDecodeError):
+        return EventDecodeError("undecodable", f"{path}: invalid UTF-8: {exc.reason}")
+    if isinstance(exc, RecursionError):
+        return EventDecodeError("invalid_json", f"{path}: JSON nested too deeply")
+    raise exc
+
+
+# --- error messages -----------------------------------------------------------------------------
+
+_MISSING = "Object missing required field `"
+
+
+def _validation_error(message: str, root: str) -> EventDecodeError:
+    """Turn msgspec's "Expected `int`, got `str` - at `$.a.b`" into
+    EventDecodeError("schema", "<root>.a.b: expected int, got str")."""
+    reason, sep, at = message.rpartition(" - at `")
+    if sep:
+        path = root + at.rstrip("`")[1:]
+    else:
+        reason, path = message, root
+    if reason.startswith(_MISSING):
+        path = f"{path}.{reason[len(_MISSING) :].rstrip('`')}"
+        reason = "missing required field"
+    if root == "$" and path == "$" and reason.startswith("Expected `object`"):
+        return EventDecodeError("not_an_object", f"$: {_lower_first(reason.replace('`', ''))}")
+    # Every field is nullable, so "expected int | null" says no more than "expected int".
+    reason = reason.replace("`", "").replace(" | null", "")
+    return EventDecodeError("schema", f"{path}: {_lower_first(reason)}")
+
+
+def _lower_first(text: str) -> str:
+    """Lower-case the first letter ("Expected" -> "expected") unless it starts an acronym."""
+    if text[1:2].isupper():
+        return text
+    return text[:1].lower() + text[1:]
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, list):
+        return "array"
+    return type(value).__name__

@@ -104,9 +104,14 @@ class SessionBase:
 
     def claim(self, keys: Sequence[str]) -> list[ClaimState]:
         self._check_open()
+        claimed, done = self._claimed, self._done
+        if not claimed and not done and len(set(keys)) == len(keys):
+            # The hot path (the pipeline's one claim per batch, keys already unique).
+            first = self._store_claim(list(keys))
+            claimed.update([k for k, s in zip(keys, first, strict=True) if s is NEW])
+            return first
         fresh: list[str] = []
         seen: set[str] = set()
-        claimed, done = self._claimed, self._done
         for key in keys:
             if key not in seen and key not in claimed and key not in done:
                 fresh.append(key)
@@ -125,6 +130,8 @@ class SessionBase:
 
     def _owned(self, keys: Sequence[str], op: str) -> list[str]:
         self._check_open()
+        if self._claimed.issuperset(keys) and len(set(keys)) == len(keys):
+            return list(keys)  # the hot path: unique keys, all claimed by this session
         unique = list(dict.fromkeys(keys))
         stray = [k for k in unique if k not in self._claimed]
         if stray:

@@ -78,15 +78,20 @@ class MemoryLedger:
         entries = self._entries
         out: list[ClaimState] = []
         with self._lock:
+            lease = (lease_until, token)
+            add = out.append
             for key in keys:
                 entry = entries.get(key)
-                if entry is not None and entry[0] > now:
+                if entry is None:
+                    entries[key] = lease  # a new key goes to the most recently used end
+                    add(NEW)
+                elif entry[0] > now:
                     entries.move_to_end(key)
-                    out.append(DONE if entry[1] is _DONE else BUSY)
+                    add(DONE if entry[1] is _DONE else BUSY)
                 else:
-                    entries[key] = (lease_until, token)
+                    entries[key] = lease
                     entries.move_to_end(key)
-                    out.append(NEW)
+                    add(NEW)
             while len(entries) > self.max_keys:
                 entries.popitem(last=False)
         return out
@@ -94,10 +99,11 @@ class MemoryLedger:
     def _mark_done(self, keys: list[str]) -> None:
         until = self._clock() + self.retention_seconds
         entries = self._entries
+        mark = (until, _DONE)
         with self._lock:
             for key in keys:
-                entries[key] = (until, _DONE)
-                entries.move_to_end(key)
+                # claimed moments ago, so already near the most recently used end: no move
+                entries[key] = mark
             while len(entries) > self.max_keys:
                 entries.popitem(last=False)
 

@@ -17,6 +17,9 @@ from worker.events import Event
 
 ProcessorFunc = Callable[[Event, "Context"], None]
 KeyFunc = Callable[[Event], str]
+# Creates the processor's read-model tables. The app runs it once at startup, on the SQL
+# ledger's DB-API connection (sqlite3 or psycopg), inside a transaction it then commits.
+SetupFunc = Callable[[Any], None]
 OncePer = Literal["event", "group"]
 OnFailure = Literal["dead_letter", "stop"]
 
@@ -46,6 +49,11 @@ class Processor:
     on_failure: OnFailure = "dead_letter"
     settings: Mapping[str, Any] = field(default_factory=dict)
     module: str = ""
+    setup: SetupFunc | None = None
+    # True when the processor writes through ctx.transaction, so it can only run with a SQL
+    # ledger (sqlite, postgresql); the app refuses to start it on another ledger.
+    requires_transaction: bool = False
+    description: str = ""
 
     def idempotency_key(self, event: Event) -> str:
         """processor + group_id + event id by default: a redelivered event is a duplicate, while
@@ -100,8 +108,12 @@ def processor(*patterns: str, name: str | None = None, once_per: OncePer = "even
               key: KeyFunc | None = None, retry: RetryPolicy | None = None,
               on_failure: OnFailure = "dead_letter",
               settings: Mapping[str, Any] | None = None,
+              setup: SetupFunc | None = None, requires_transaction: bool = False,
               ) -> Callable[[ProcessorFunc], ProcessorFunc]:
-    """Register `func` as a processor for events whose type matches any of `patterns`."""
+    """Register `func` as a processor for events whose type matches any of `patterns`.
+
+    The first line of `func`'s docstring is its description in `activity-worker processors`.
+    """
     if not patterns:
         raise ValueError("@processor needs at least one pattern")
 
@@ -109,7 +121,9 @@ def processor(*patterns: str, name: str | None = None, once_per: OncePer = "even
         _REGISTERED.append(Processor(
             name=name or func.__name__, patterns=tuple(patterns), func=func, once_per=once_per,
             key=key, retry=retry or RetryPolicy(), on_failure=on_failure,
-            settings=dict(settings or {}), module=func.__module__))
+            settings=dict(settings or {}), module=func.__module__, setup=setup,
+            requires_transaction=requires_transaction,
+            description=(func.__doc__ or "").strip().split("\n")[0]))
         return func
 
     return register

@@ -1,0 +1,104 @@
+"""Real-broker helpers for the engine tests (producing, reading topics and committed offsets,
+waiting on conditions with deadlines)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from worker.kafka.admin import ensure_topics
+
+
+def broker_reachable(bootstrap: str) -> bool:
+    try:
+        AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=5)
+        return True
+    except Exception:
+        return False
+
+
+def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    ensure_topics({"bootstrap.servers": bootstrap}, {name: partitions})
+    wait_for(lambda: _has_leaders(bootstrap, name, partitions), 20, f"topic {name} ready")
+
+
+def _has_leaders(bootstrap: str, name: str, partitions: int) -> bool:
+    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(name, timeout=5)
+    t = md.topics.get(name)
+    return bool(t and t.error is None and len(t.partitions) == partitions
+                and all(p.leader >= 0 for p in t.partitions.values()))
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def produce(bootstrap: str, topic: str, records: Iterable[tuple[int, bytes | None, bytes | None]],
+            headers: list[tuple[str, str | bytes | None]] | None = None) -> int:
+    """Produce (partition, key, value) records and wait for every ack. Returns the count."""
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
+    errors: list[str] = []
+    n = 0
+
+    def cb(err: Any, _msg: Any) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    for part, key, value in records:
+        p.produce(topic, value=value, key=key, partition=part, headers=headers, on_delivery=cb)
+        n += 1
+        if n % 10000 == 0:
+            p.poll(0)
+    left = p.flush(30)
+    assert not errors and left == 0, f"produce failed: {errors[:3]} ({left} unflushed)"
+    return n
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The group's committed offset per partition (-1001 when none)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                  "enable.auto.commit": False})
+    try:
+        tps = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return {tp.partition: tp.offset for tp in tps}
+    finally:
+        c.close()
+
+
+def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -> list[Any]:
+    """Read `expected` records from every partition of `topic` (no group commits)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.time_ns()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    out: list[Any] = []
+    try:
+        c.subscribe([topic])
+        deadline = time.monotonic() + timeout
+        while len(out) < expected and time.monotonic() < deadline:
+            for m in c.consume(500, 0.5):
+                if m.error() is None:
+                    out.append(m)
+        # A moment more to catch records beyond what was expected.
+        for m in c.consume(500, 0.5):
+            if m.error() is None:
+                out.append(m)
+    finally:
+        c.close()
+    return out
+
+
+def event_json(i: int, etype: str = "customer.order.paid") -> bytes:
+    return (
+        f'{{"id":"evcus_{i:020d}","type":"{etype}","group_id":"v-{i:018d}",'
+        f'"created_at":"2024-03-11T12:06:34.423Z","data":{{"customer":{{"id":"cust_{i}"}}}}}}'
+    ).encode()

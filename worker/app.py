@@ -1,0 +1,159 @@
+"""The composition root: builds the consumer config, DLQ producer, ledger, processors, pipeline,
+metrics and health server from Settings, then runs the engine. The only place that picks
+concrete adapters; tests build an Engine directly with their own handler instead."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from worker.errors import ConfigError, LedgerUnavailable
+from worker.kafka.admin import missing_topics
+from worker.kafka.consumer import producer_config
+from worker.kafka.dlq import DeadLetterProducer, default_dlq_topic
+from worker.kafka.engine import EXIT_ERROR, Engine, EngineConfig
+from worker.observability.stats import BatchStats
+from worker.processors.api import Processor, RetryPolicy
+from worker.settings import Settings
+
+log = structlog.get_logger("worker.app")
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    return EngineConfig(
+        topics=list(settings.topics), batch_size=settings.batch_size,
+        commit_interval=settings.commit_interval, commit_every=settings.commit_every,
+        shutdown_timeout=settings.shutdown_timeout, revoke_timeout=settings.revoke_timeout,
+        drain=settings.drain, max_events=settings.max_events,
+        guardrail_share=settings.dlq_max_share, guardrail_window=settings.dlq_window)
+
+
+def apply_overrides(processors: Sequence[Processor], settings: Settings) -> list[Processor]:
+    """--retry-* apply to processors that kept the default RetryPolicy; --on-failure to all."""
+    default = RetryPolicy()
+    out: list[Processor] = []
+    for proc in processors:
+        if proc.retry == default and (settings.retry_attempts or settings.retry_backoff
+                                      is not None or settings.retry_max_backoff is not None):
+            proc = dataclasses.replace(proc, retry=RetryPolicy(
+                max_attempts=settings.retry_attempts or default.max_attempts,
+                initial_backoff=(settings.retry_backoff if settings.retry_backoff is not None
+                                 else default.initial_backoff),
+                max_backoff=(settings.retry_max_backoff if settings.retry_max_backoff
+                             is not None else default.max_backoff)))
+        if settings.on_failure is not None:
+            proc = dataclasses.replace(proc, on_failure=settings.on_failure)  # type: ignore[arg-type]
+        out.append(proc)
+    return out
+
+
+def run(settings: Settings) -> int:
+    """Build everything and run the engine; returns the process exit code."""
+    consumer_config = settings.consumer_config()
+    _configure_logging()
+
+    dlq_topics = ([settings.dlq_topic] if settings.dlq_topic
+                  else [default_dlq_topic(t) for t in settings.topics])
+    missing = missing_topics(consumer_config, dlq_topics)
+    if missing:
+        raise ConfigError(f"dead-letter topic(s) {', '.join(missing)} do not exist; create them "
+                          "(`activity-worker topics create --with-dlq TOPIC`) or set --dlq-topic.")
+
+    # import_module: works before and after the ledger backends land on main.
+    open_ledger = importlib.import_module("worker.ledger").open_ledger
+    from worker.pipeline import Pipeline
+    from worker.processors.discovery import builtins_from_env, load_processors, run_setup
+
+    metrics: Any = None
+    health: Any = None
+    server: Any = None
+    if settings.metrics_address:
+        from worker.observability.health import HealthState
+        from worker.observability.http import serve_http
+        from worker.observability.metrics import WorkerMetrics
+
+        health = HealthState()
+        metrics = WorkerMetrics()
+        server = serve_http(settings.metrics_address, metrics, health)
+    sink = _PipelineSink(metrics, health)
+
+    ledger = open_ledger(settings.ledger)
+    try:
+        try:
+            ledger.ping()
+        except LedgerUnavailable as exc:
+            raise ConfigError(f"the ledger at {settings.ledger} cannot be reached ({exc}); "
+                              "start it or point --ledger at a running one.") from None
+        sink.set_ledger_up(True)
+        builtins = not settings.no_builtin_processors and builtins_from_env()
+        processors = apply_overrides(load_processors(settings.processors, builtins=builtins),
+                                     settings)
+        run_setup(processors, ledger)
+    except BaseException:
+        if server is not None:
+            server.close()
+        ledger.close()
+        raise
+
+    pipeline = Pipeline(processors, ledger, sink,
+                        unmatched="dead_letter" if settings.unmatched == "dead_letter"
+                        else "skip")
+    dlq = DeadLetterProducer(producer_config(consumer_config), settings.dlq_topic)
+    engine = Engine(consumer_config, pipeline, engine_config(settings), dlq=dlq,
+                    metrics=metrics, health=health, summary=sink.summary)
+    try:
+        return engine.run()
+    except Exception:
+        log.exception("worker failed")
+        return EXIT_ERROR
+    finally:
+        if server is not None:
+            server.close()
+        ledger.close()
+
+
+class _PipelineSink:
+    """What the pipeline reports to: WorkerMetrics (when on), ledger up/down also sent to
+    HealthState (/readyz) so both endpoints agree, and outcome totals for the exit summary
+    (one Counter update per batch)."""
+
+    def __init__(self, metrics: Any | None, health: Any | None) -> None:
+        self._metrics = metrics
+        self._health = health
+        self.outcomes: Counter[str] = Counter()
+        self.dead_letters: Counter[str] = Counter()
+
+    def record_batch(self, stats: BatchStats) -> None:
+        for (_proc, outcome), n in stats.outcomes.items():
+            self.outcomes[outcome] += n
+        self.dead_letters.update(stats.dead_letters)
+        if self._metrics is not None:
+            self._metrics.record_batch(stats)
+
+    def record_ledger_op(self, op: str, seconds: float, error: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.record_ledger_op(op, seconds, error)
+
+    def set_ledger_up(self, up: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.set_ledger_up(up)
+        if self._health is not None:
+            self._health.set_ledger_ok(up)
+
+    def summary(self) -> dict[str, Any]:
+        return {"outcomes": dict(self.outcomes), "dead_letter_reasons": dict(self.dead_letters)}
+
+
+def _configure_logging() -> None:
+    try:
+        from worker.observability.logging import (
+            configure_logging,
+        )
+    except ImportError:  # the observability package is not merged yet
+        return
+    configure_logging()

@@ -1,0 +1,125 @@
+"""`activity-worker generate`: realistic events as JSON Lines on stdout, or to a Kafka topic."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Iterator
+
+from worker.events.generate import EventGenerator, Record
+
+HELP = "Generate realistic CustomerActivity events (all 74 types) to stdout or a Kafka topic."
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError("must be a fraction in [0, 1), e.g. 0.05")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--count", "-n", type=int, default=1000, help="events to generate (default 1000)"
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="events per second; 0 = as fast as possible (default)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed: same seed, same events")
+    parser.add_argument(
+        "--duplicate-share",
+        type=_share,
+        default=0.0,
+        metavar="F",
+        help="fraction of redelivered byte-identical duplicates (e.g. 0.05)",
+    )
+    parser.add_argument(
+        "--bad-share",
+        type=_share,
+        default=0.0,
+        metavar="F",
+        help="fraction of bad events: invalid UTF-8/JSON, missing fields, ...",
+    )
+    parser.add_argument("--customers", type=int, default=500, help="size of the customer pool")
+    parser.add_argument(
+        "--topic", help="produce to this Kafka topic instead of writing stdout (key = customer id)"
+    )
+    parser.add_argument(
+        "--bootstrap-servers",
+        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="no summary on stderr")
+
+
+def _paced(records: Iterator[Record], rate: float) -> Iterator[Record]:
+    """Hold back records so that no more than `rate` per second go out."""
+    start = time.monotonic()
+    for i, rec in enumerate(records):
+        due = start + i / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield rec
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.count < 0:
+        print("error: --count must be 0 or more", file=sys.stderr)
+        return 2
+    if args.customers < 1:
+        print("error: --customers must be at least 1", file=sys.stderr)
+        return 2
+    if args.duplicate_share + args.bad_share >= 1.0:
+        print("error: --duplicate-share + --bad-share must be below 1", file=sys.stderr)
+        return 2
+    gen = EventGenerator(args.seed, args.duplicate_share, args.bad_share, customers=args.customers)
+    records = gen.records(args.count)
+    if args.rate > 0:
+        records = _paced(records, args.rate)
+    started = time.monotonic()
+    if args.topic:
+        from worker.kafka.produce import ProduceError, produce_records
+
+        try:
+            produce_records(((r.key, r.value) for r in records), args.topic, args.bootstrap_servers)
+        except ProduceError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        where = f"topic {args.topic!r} at {args.bootstrap_servers}"
+    else:
+        out = sys.stdout.buffer
+        chunk: list[bytes] = []
+        try:
+            for rec in records:
+                chunk.append(rec.value)
+                if len(chunk) >= 1000 or args.rate > 0:
+                    chunk.append(b"")
+                    out.write(b"\n".join(chunk))
+                    chunk.clear()
+                    if args.rate > 0:
+                        out.flush()
+            if chunk:
+                chunk.append(b"")
+                out.write(b"\n".join(chunk))
+            out.flush()
+        except BrokenPipeError:  # e.g. `| head`: the reader is gone, that is fine
+            sys.stderr.close()
+            return 0
+        where = "stdout"
+    elapsed = time.monotonic() - started
+    c = gen.counts
+    if not args.quiet:
+        print(
+            f"generated {c.total} events to {where} in {elapsed:.2f} s "
+            f"({c.total / elapsed if elapsed else 0:,.0f}/s): {c.ok} ok, "
+            f"{c.duplicates} duplicates, {c.bad} bad",
+            file=sys.stderr,
+        )
+    return 0

@@ -1,0 +1,89 @@
+"""Small admin helpers: create topics (demo, tests, benchmarks) and read end offsets (drain
+mode, lag)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from worker.errors import WorkerError
+
+
+def _admin(config: Mapping[str, Any]) -> Any:
+    from confluent_kafka.admin import AdminClient
+
+    from worker.kafka.consumer import CONSUMER_ONLY_PREFIXES
+
+    return AdminClient({k: v for k, v in config.items()
+                        if not k.startswith(CONSUMER_ONLY_PREFIXES) and not callable(v)})
+
+
+def ensure_topics(config: Mapping[str, Any], topics: Mapping[str, int], *,
+                  replication_factor: int = 1, timeout: float = 30.0) -> None:
+    """Create each topic with the given partition count unless it exists already."""
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+
+    admin = _admin(config)
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    wanted = [NewTopic(name, num_partitions=n, replication_factor=replication_factor)
+              for name, n in topics.items() if name not in existing]
+    if not wanted:
+        return
+    futures = admin.create_topics(wanted, request_timeout=timeout)
+    for name, fut in futures.items():
+        try:
+            fut.result(timeout)
+        except Exception as exc:
+            err = exc.args[0] if exc.args else None
+            if getattr(err, "code", lambda: None)() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            raise WorkerError(f"could not create topic {name!r}: {exc}") from None
+
+
+def topic_partitions(consumer: Any, topics: Iterable[str], timeout: float = 10.0
+                     ) -> list[tuple[str, int]]:
+    """Every (topic, partition) of `topics`, from the consumer's metadata."""
+    out: list[tuple[str, int]] = []
+    for topic in topics:
+        md = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if md is None or md.error is not None:
+            raise WorkerError(f"topic {topic!r} does not exist or cannot be described "
+                              f"({getattr(md, 'error', None)}); create it first")
+        out.extend((topic, p) for p in sorted(md.partitions))
+    return out
+
+
+def watermarks(consumer: Any, partitions: Iterable[tuple[str, int]], *, cached: bool = False,
+               timeout: float = 10.0) -> dict[tuple[str, int], tuple[int, int]]:
+    """(low, high) per partition. `cached=True` asks no broker (values from recent fetches)."""
+    from confluent_kafka import TopicPartition
+
+    out: dict[tuple[str, int], tuple[int, int]] = {}
+    for topic, part in partitions:
+        if cached:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, part), cached=True)
+        else:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, part),
+                                                       timeout=timeout)
+        out[(topic, part)] = (int(low), int(high))
+    return out
+
+
+def committed_offsets(consumer: Any, partitions: Iterable[tuple[str, int]],
+                      timeout: float = 10.0) -> dict[tuple[str, int], int]:
+    """The group's committed offset per partition (negative: none committed)."""
+    from confluent_kafka import TopicPartition
+
+    tps = [TopicPartition(t, p) for t, p in partitions]
+    if not tps:
+        return {}
+    return {(tp.topic, tp.partition): int(tp.offset)
+            for tp in consumer.committed(tps, timeout=timeout)}
+
+
+def missing_topics(config: Mapping[str, Any], topics: Iterable[str],
+                   timeout: float = 10.0) -> list[str]:
+    """The names among `topics` that the cluster does not have (asks without creating)."""
+    md = _admin(config).list_topics(timeout=timeout)
+    return [t for t in topics if t not in md.topics]

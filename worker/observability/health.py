@@ -1,0 +1,87 @@
+"""Liveness and readiness of the worker, as the HTTP endpoints `/healthz` and `/readyz` report them.
+
+The poll loop calls `heartbeat()` on every iteration and `record_traffic()` when a poll returned
+messages; the commit path calls `record_commit_advance()` when a committed offset moved forward.
+Each of these is one clock read and an attribute store, cheap enough for every iteration.
+
+- live: the poll loop ran within `poll_stale_after` seconds, and, if messages arrived since the
+  last commit advance, a commit advanced within `commit_stall_after` seconds of the first of them.
+  An idle worker (no traffic) stays live however old its last commit is.
+- ready: connected to Kafka, at least one partition assigned, and the ledger reachable.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+__all__ = ["HealthState"]
+
+
+class HealthState:
+    def __init__(self, poll_stale_after: float = 30.0, commit_stall_after: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if poll_stale_after <= 0 or commit_stall_after <= 0:
+            raise ValueError("health bounds must be positive numbers of seconds")
+        self.poll_stale_after = poll_stale_after
+        self.commit_stall_after = commit_stall_after
+        self._clock = clock
+        self._lock = threading.Lock()
+        now = clock()
+        # The start counts as a heartbeat, so a worker that is still connecting is live.
+        self._last_heartbeat = now
+        self._last_commit_advance: float | None = None
+        self._pending_since: float | None = None  # first traffic not yet covered by a commit
+        self._connected = False
+        self._assigned = 0
+        self._ledger_ok = False
+
+    # -- called by the worker ----------------------------------------------------------------
+    def heartbeat(self) -> None:
+        self._last_heartbeat = self._clock()
+
+    def record_traffic(self) -> None:
+        if self._pending_since is None:
+            with self._lock:
+                if self._pending_since is None:
+                    self._pending_since = self._clock()
+
+    def record_commit_advance(self) -> None:
+        with self._lock:
+            self._last_commit_advance = self._clock()
+            self._pending_since = None
+
+    def set_connected(self, connected: bool) -> None:
+        self._connected = connected
+
+    def set_assigned(self, count: int) -> None:
+        self._assigned = count
+
+    def set_ledger_ok(self, ok: bool) -> None:
+        self._ledger_ok = ok
+
+    # -- read by the HTTP endpoints ------------------------------------------------------------
+    def liveness(self) -> tuple[bool, list[str]]:
+        now = self._clock()
+        reasons: list[str] = []
+        idle = now - self._last_heartbeat
+        if idle > self.poll_stale_after:
+            reasons.append(f"poll loop has not run for {idle:.1f}s "
+                           f"(bound {self.poll_stale_after:g}s)")
+        with self._lock:
+            pending = self._pending_since
+        if pending is not None and now - pending > self.commit_stall_after:
+            reasons.append(f"messages consumed {now - pending:.1f}s ago and no commit has "
+                           f"advanced since (bound {self.commit_stall_after:g}s)")
+        return (not reasons, reasons)
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        reasons: list[str] = []
+        if not self._connected:
+            reasons.append("not connected to Kafka")
+        if self._assigned <= 0:
+            reasons.append("no partitions assigned")
+        if not self._ledger_ok:
+            reasons.append("ledger unreachable")
+        return (not reasons, reasons)

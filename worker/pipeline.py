@@ -1,0 +1,380 @@
+"""The processing half of the worker: decode → route → claim in the ledger → run processors
+(with retries) → mark done. The Kafka half (worker.kafka.engine) hands it batches and stores
+offsets only when it returns `BatchResult(completed=True)`.
+
+One batch is one ledger session: a single claim round trip for every (event, processor) key, the
+processors' effects, a single mark-done round trip, one commit. On SQL ledgers all of it is one
+transaction, so a crash anywhere leaves either every effect of the batch with its done marks, or
+none of them (and the events come back from Kafka).
+
+Outcomes per (event, processor): ok, duplicate (the ledger says it already happened), retried (one
+count per failed attempt that was retried), dead_lettered, skipped (no processor matched).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol
+
+import structlog
+
+from worker.errors import (
+    EventDecodeError,
+    FatalProcessingError,
+    LedgerUnavailable,
+    NonRetriableError,
+)
+from worker.events import Event, decode_event
+from worker.ledger.base import ClaimState, Ledger, LedgerSession
+from worker.observability.stats import BatchStats
+from worker.processors.api import Context, Processor
+from worker.types import BatchResult, DeadLetter, Message
+
+log = structlog.get_logger("worker.pipeline")
+
+Unmatched = Literal["skip", "dead_letter"]
+
+
+class Resolver(Protocol):
+    def resolve(self, event_type: str) -> tuple[Processor, ...]: ...
+
+
+class MetricsSink(Protocol):
+    def record_batch(self, stats: BatchStats) -> None: ...
+    def record_ledger_op(self, op: str, seconds: float, error: bool) -> None: ...
+    def set_ledger_up(self, up: bool) -> None: ...
+
+
+class _Cancelled(Exception):
+    """Internal: the engine asked us to stop this batch (revoke or shutdown)."""
+
+
+# One (event, processor) pair of a batch: (message, event, processor, key, processor index).
+# A plain tuple: it is made once per event and processor on the hot path.
+_Work = tuple[Message, Event, Processor, str, int]
+
+_KEY_EVENT, _KEY_GROUP, _KEY_CUSTOM = 0, 1, 2
+
+
+class Pipeline:
+    """Implements worker.types.BatchHandler."""
+
+    def __init__(
+        self,
+        processors: Sequence[Processor],
+        ledger: Ledger,
+        metrics: MetricsSink | None = None,
+        *,
+        unmatched: Unmatched = "skip",
+        router: Resolver | None = None,
+        ledger_backoff: tuple[float, float] = (0.2, 10.0),
+        busy_backoff: tuple[float, float] = (0.05, 2.0),
+        sleep: Callable[[float, Callable[[], bool]], None] | None = None,
+    ) -> None:
+        if router is None:
+            from worker.routing import Router
+
+            router = Router(list(processors))
+        self.processors = list(processors)
+        self.router = router
+        self.ledger = ledger
+        self.metrics = metrics
+        self.unmatched = unmatched
+        self._ledger_backoff = ledger_backoff
+        self._busy_backoff = busy_backoff
+        self._sleep = sleep or _interruptible_sleep
+        self._names = [p.name for p in self.processors]
+        self._index = {name: i for i, name in enumerate(self._names)}
+        self._route_cache: dict[str, tuple[tuple[Processor, int, int], ...]] = {}
+
+    # -- the BatchHandler entry point -------------------------------------------------------
+    def handle(self, messages: Sequence[Message], cancelled: Callable[[], bool]) -> BatchResult:
+        stats = BatchStats(batch_size=len(messages))
+        dead: list[DeadLetter] = []
+        work = self._decode_and_route(messages, stats, dead)
+        delay, max_delay = self._ledger_backoff
+        while True:
+            if cancelled():
+                return BatchResult(completed=False)
+            run_stats = _fresh_run_stats(stats)
+            run_dead = list(dead)
+            try:
+                self._run(work, run_stats, run_dead, cancelled)
+            except _Cancelled:
+                return BatchResult(completed=False)
+            except LedgerUnavailable as exc:
+                if self.metrics is not None:
+                    self.metrics.set_ledger_up(False)
+                log.warning("ledger unavailable; retrying the batch", error=str(exc),
+                            retry_in_s=round(delay, 2), batch_size=len(messages))
+                self._sleep(delay, cancelled)
+                delay = min(delay * 2, max_delay)
+                continue
+            if self.metrics is not None:
+                if delay != self._ledger_backoff[0]:
+                    self.metrics.set_ledger_up(True)
+                self.metrics.record_batch(run_stats)
+            return BatchResult(completed=True, dead_letters=run_dead)
+
+    # -- phase 1: pure, no I/O -----------------------------------------------------------------
+    def _routes(self, event_type: str) -> tuple[tuple[Processor, int, int], ...]:
+        """(processor, key mode, processor index) per matching processor, cached per type."""
+        hit = self._route_cache.get(event_type)
+        if hit is None:
+            hit = tuple((proc, _key_mode(proc), self._index[proc.name])
+                        for proc in self.router.resolve(event_type))
+            if len(self._route_cache) < 10_000:  # junk types must not grow it without bound
+                self._route_cache[event_type] = hit
+        return hit
+
+    def _decode_and_route(self, messages: Sequence[Message], stats: BatchStats,
+                          dead: list[DeadLetter]) -> list[_Work]:
+        work: list[_Work] = []
+        add = work.append
+        consumed: dict[str, int] = {}
+        timestamps: list[int] = []
+        stamp = timestamps.append
+        cache = self._route_cache
+        routes = self._routes
+        decode = decode_event
+        for msg in messages:
+            topic = msg.topic() or ""
+            consumed[topic] = consumed.get(topic, 0) + 1
+            ts_type, ts_ms = msg.timestamp()
+            if ts_type:
+                stamp(ts_ms)
+            try:
+                event = decode(msg.value())
+            except EventDecodeError as exc:
+                stats.dead_letters[exc.error_class] += 1
+                dead.append(DeadLetter(msg, exc.error_class, exc.reason))
+                continue
+            etype = event.type
+            procs = cache.get(etype)
+            if procs is None:
+                procs = routes(etype)
+            if not procs:
+                stats.unmatched[etype] += 1
+                if self.unmatched == "dead_letter":
+                    stats.dead_letters["unmatched"] += 1
+                    dead.append(DeadLetter(msg, "unmatched",
+                                           f"$.type: no processor matches {etype!r}"))
+                continue
+            for proc, mode, index in procs:
+                if mode == _KEY_EVENT:
+                    key = f"{proc.name}:{event.group_id}:{event.id}"
+                elif mode == _KEY_GROUP:
+                    key = f"{proc.name}:{event.group_id}"
+                else:
+                    try:
+                        key = proc.idempotency_key(event)
+                    except Exception as exc:  # a custom key function failed on this event
+                        stats.outcomes[(proc.name, "dead_lettered")] += 1
+                        stats.dead_letters["key_failed"] += 1
+                        dead.append(DeadLetter(msg, "key_failed", _describe(exc), proc.name))
+                        continue
+                add((msg, event, proc, key, index))
+        stats.consumed.update(consumed)
+        if timestamps:
+            now_ms = time.time() * 1000.0
+            stats.latency_seconds.extend([max(0.0, (now_ms - t) / 1000.0) for t in timestamps])
+        return work
+
+    # -- phase 2: ledger + processors ------------------------------------------------------------
+    def _run(self, work: list[_Work], stats: BatchStats, dead: list[DeadLetter],
+             cancelled: Callable[[], bool]) -> None:
+        if not work:
+            return
+        n = len(self._names)
+        ok = [0] * n
+        duplicate = [0] * n
+        timings: list[list[float]] = [[] for _ in range(n)]
+        # A key seen twice in one batch (a redelivery that landed in the same batch) is claimed
+        # once; the later copies are duplicates of the first.
+        seen: set[str] = set()
+        todo: list[_Work] = []
+        for w in work:
+            if w[3] in seen:
+                duplicate[w[4]] += 1
+            else:
+                seen.add(w[3])
+                todo.append(w)
+
+        session = self._timed("session", self.ledger.session)
+        try:
+            states = self._claim_all(session, [w[3] for w in todo], cancelled)
+            done_keys: list[str] = []
+            done = done_keys.append
+            transaction = session.transaction
+            perf = time.perf_counter
+            DONE = ClaimState.DONE
+            for (msg, event, proc, key, index), state in zip(todo, states, strict=True):
+                if state is DONE:
+                    duplicate[index] += 1
+                    continue
+                if cancelled():
+                    raise _Cancelled
+                ctx = Context(proc, event, msg.topic() or "", msg.partition() or 0,
+                              msg.offset() or 0, transaction)
+                t0 = perf()
+                try:
+                    if transaction is None:
+                        proc.func(event, ctx)
+                    else:
+                        with session.savepoint():
+                            proc.func(event, ctx)
+                except LedgerUnavailable:
+                    raise
+                except Exception as exc:
+                    # The slow path: retries with backoff, then a dead letter (or a stop).
+                    timings[index].append(perf() - t0)
+                    if self._retry(msg, event, proc, index, exc, session, transaction, stats,
+                                   dead, timings, cancelled):
+                        ok[index] += 1
+                        done(key)
+                    else:
+                        self._timed("release", session.release, [key])
+                    continue
+                timings[index].append(perf() - t0)
+                ok[index] += 1
+                done(key)
+            if done_keys:
+                self._timed("mark_done", session.mark_done, done_keys)
+            self._timed("commit", session.commit)
+        except BaseException:
+            _quiet_rollback(session)
+            raise
+        outcomes = stats.outcomes
+        for i, name in enumerate(self._names):
+            if ok[i]:
+                outcomes[(name, "ok")] += ok[i]
+            if duplicate[i]:
+                outcomes[(name, "duplicate")] += duplicate[i]
+            if timings[i]:
+                stats.processing_seconds.setdefault(name, []).extend(timings[i])
+
+    def _claim_all(self, session: LedgerSession, keys: list[str],
+                   cancelled: Callable[[], bool]) -> list[ClaimState]:
+        states: list[ClaimState] = self._timed("claim", session.claim, keys)
+        delay, max_delay = self._busy_backoff
+        while True:
+            busy = [i for i, s in enumerate(states) if s is ClaimState.BUSY]
+            if not busy:
+                return states
+            # Another worker holds a lease (its effect may be in flight): wait for it to finish
+            # or for its lease to expire, then claim again.
+            if cancelled():
+                raise _Cancelled
+            self._sleep(delay, cancelled)
+            delay = min(delay * 2, max_delay)
+            again = self._timed("claim", session.claim, [keys[i] for i in busy])
+            for i, s in zip(busy, again, strict=True):
+                states[i] = s
+
+    def _retry(self, msg: Message, event: Event, proc: Processor, index: int,
+               first_error: Exception, session: LedgerSession, transaction: Any | None,
+               stats: BatchStats, dead: list[DeadLetter], timings: list[list[float]],
+               cancelled: Callable[[], bool]) -> bool:
+        """Attempt 1 raised `first_error`: retry per the processor's policy. True when the
+        effect is finally done; False when it was dead-lettered."""
+        exc: Exception = first_error
+        attempt = 1
+        while True:
+            if isinstance(exc, NonRetriableError):
+                self._dead_letter(msg, proc, exc.error_class, str(exc), attempt, stats, dead)
+                return False
+            if attempt >= proc.retry.max_attempts:
+                if proc.on_failure == "stop":
+                    raise FatalProcessingError(
+                        f"processor {proc.name!r} failed {attempt} times on event "
+                        f"{event.id} ({msg.topic()}[{msg.partition()}]@{msg.offset()}): "
+                        f"{_describe(exc)}; on_failure='stop', so the worker stops here"
+                    ) from exc
+                self._dead_letter(msg, proc, "processor_failed", _describe(exc), attempt, stats,
+                                  dead)
+                log.error("processor failed; event dead-lettered", processor=proc.name,
+                          event_id=event.id, event_type=event.type, group_id=event.group_id,
+                          topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
+                          attempts=attempt, error=_describe(exc))
+                return False
+            stats.outcomes[(proc.name, "retried")] += 1
+            self._sleep(proc.retry.delay(attempt), cancelled)
+            attempt += 1
+            if cancelled():
+                raise _Cancelled
+            ctx = Context(proc, event, msg.topic() or "", msg.partition() or 0,
+                          msg.offset() or 0, transaction, attempt)
+            t0 = time.perf_counter()
+            try:
+                if transaction is None:
+                    proc.func(event, ctx)
+                else:
+                    with session.savepoint():
+                        proc.func(event, ctx)
+            except LedgerUnavailable:
+                raise
+            except Exception as again:
+                timings[index].append(time.perf_counter() - t0)
+                exc = again
+                continue
+            timings[index].append(time.perf_counter() - t0)
+            return True
+
+    @staticmethod
+    def _dead_letter(msg: Message, proc: Processor, error_class: str, reason: str, attempts: int,
+                     stats: BatchStats, dead: list[DeadLetter]) -> None:
+        stats.outcomes[(proc.name, "dead_lettered")] += 1
+        stats.dead_letters[error_class] += 1
+        dead.append(DeadLetter(msg, error_class, reason, proc.name, attempts))
+
+    def _timed(self, op: str, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.metrics is None:
+            return fn(*args)
+        t0 = time.perf_counter()
+        try:
+            result = fn(*args)
+        except LedgerUnavailable:
+            self.metrics.record_ledger_op(op, time.perf_counter() - t0, True)
+            raise
+        self.metrics.record_ledger_op(op, time.perf_counter() - t0, False)
+        return result
+
+
+def _key_mode(proc: Processor) -> int:
+    if proc.key is not None:
+        return _KEY_CUSTOM
+    return _KEY_GROUP if proc.once_per == "group" else _KEY_EVENT
+
+
+def _fresh_run_stats(decoded: BatchStats) -> BatchStats:
+    """Counts from decoding stay; counts from a failed ledger attempt are thrown away."""
+    stats = BatchStats(batch_size=decoded.batch_size)
+    stats.consumed.update(decoded.consumed)
+    stats.unmatched.update(decoded.unmatched)
+    stats.dead_letters.update(decoded.dead_letters)
+    stats.outcomes.update(decoded.outcomes)
+    stats.latency_seconds.extend(decoded.latency_seconds)
+    return stats
+
+
+def _quiet_rollback(session: LedgerSession) -> None:
+    try:
+        session.rollback()
+    except Exception as exc:  # the store may be gone; the transaction dies with it
+        log.debug("ledger rollback failed", error=str(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _interruptible_sleep(seconds: float, cancelled: Callable[[], bool]) -> None:
+    """Sleep in small steps, returning early once `cancelled()` (noticed within ~50 ms)."""
+    deadline = time.monotonic() + seconds
+    while not cancelled():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.05))
