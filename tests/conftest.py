@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.kafka_helpers import KafkaHelper
+from tests.servers import postgres_url, redis_url  # noqa: F401  (shared fixtures)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER = REPO_ROOT / "deploy" / "local" / "kafka"
