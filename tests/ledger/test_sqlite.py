@@ -65,3 +65,20 @@ def test_missing_directory_is_reported(tmp_path: Path) -> None:
     ledger = open_ledger(f"sqlite:///{tmp_path}/nowhere/l.db")
     with pytest.raises(LedgerUnavailable, match="does not exist"):
         ledger.ping()
+
+
+@pytest.mark.parametrize(("option", "level"), [("", 2), ("?synchronous=normal", 1),
+                                               ("?synchronous=FULL", 2)])
+def test_synchronous_is_full_unless_asked(tmp_path: Path, option: str, level: int) -> None:
+    ledger = open_ledger(f"sqlite:///{tmp_path / 'l.db'}{option}")
+    session = ledger.session()
+    assert session.transaction.execute("PRAGMA synchronous").fetchone()[0] == level
+    session.rollback()
+    ledger.close()
+
+
+def test_unknown_synchronous_level_is_refused(tmp_path: Path) -> None:
+    from worker.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="synchronous=full"):
+        open_ledger(f"sqlite:///{tmp_path / 'l.db'}?synchronous=off")
