@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.kafka_helpers import KafkaHelper
+from tests.servers import postgres_url, redis_url  # noqa: F401  (shared fixtures)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER = REPO_ROOT / "deploy" / "local" / "kafka"
@@ -100,3 +101,17 @@ def kafka_helper(kafka_bootstrap: str) -> Iterator[KafkaHelper]:
         yield helper
     finally:
         helper.delete_created()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak", action="store_true", default=False,
+                     help="also run the slow soak tests (marked `soak`)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--soak"):
+        return
+    skip = pytest.mark.skip(reason="slow soak test: run with --soak (SOAK=1 ./scripts/test)")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from worker.kafka.admin import missing_topics
 from worker.kafka.consumer import producer_config
 from worker.kafka.dlq import DeadLetterProducer, default_dlq_topic
 from worker.kafka.engine import EXIT_ERROR, Engine, EngineConfig
+from worker.observability.stats import BatchStats
 from worker.processors.api import Processor, RetryPolicy
 from worker.settings import Settings
 
@@ -60,21 +62,12 @@ def run(settings: Settings) -> int:
     missing = missing_topics(consumer_config, dlq_topics)
     if missing:
         raise ConfigError(f"dead-letter topic(s) {', '.join(missing)} do not exist; create them "
-                          "(e.g. `activity-worker kafka create-topics`) or set --dlq-topic.")
+                          "(`activity-worker topics create --with-dlq TOPIC`) or set --dlq-topic.")
 
     # import_module: works before and after the ledger backends land on main.
     open_ledger = importlib.import_module("worker.ledger").open_ledger
     from worker.pipeline import Pipeline
-    from worker.processors.discovery import load_processors, run_setup
-
-    ledger = open_ledger(settings.ledger)
-    try:
-        ledger.ping()
-    except LedgerUnavailable as exc:
-        raise ConfigError(f"the ledger at {settings.ledger} cannot be reached ({exc}); start it "
-                          "or point --ledger at a running one.") from None
-    processors = apply_overrides(load_processors(settings.processors), settings)
-    run_setup(processors, ledger)
+    from worker.processors.discovery import builtins_from_env, load_processors, run_setup
 
     metrics: Any = None
     health: Any = None
@@ -84,16 +77,35 @@ def run(settings: Settings) -> int:
         from worker.observability.http import serve_http
         from worker.observability.metrics import WorkerMetrics
 
-        metrics = WorkerMetrics()
         health = HealthState()
+        metrics = WorkerMetrics()
         server = serve_http(settings.metrics_address, metrics, health)
+    sink = _PipelineSink(metrics, health)
 
-    pipeline = Pipeline(processors, ledger, metrics,
+    ledger = open_ledger(settings.ledger)
+    try:
+        try:
+            ledger.ping()
+        except LedgerUnavailable as exc:
+            raise ConfigError(f"the ledger at {settings.ledger} cannot be reached ({exc}); "
+                              "start it or point --ledger at a running one.") from None
+        sink.set_ledger_up(True)
+        builtins = not settings.no_builtin_processors and builtins_from_env()
+        processors = apply_overrides(load_processors(settings.processors, builtins=builtins),
+                                     settings)
+        run_setup(processors, ledger)
+    except BaseException:
+        if server is not None:
+            server.close()
+        ledger.close()
+        raise
+
+    pipeline = Pipeline(processors, ledger, sink,
                         unmatched="dead_letter" if settings.unmatched == "dead_letter"
                         else "skip")
     dlq = DeadLetterProducer(producer_config(consumer_config), settings.dlq_topic)
     engine = Engine(consumer_config, pipeline, engine_config(settings), dlq=dlq,
-                    metrics=metrics, health=health)
+                    metrics=metrics, health=health, summary=sink.summary)
     try:
         return engine.run()
     except Exception:
@@ -103,6 +115,38 @@ def run(settings: Settings) -> int:
         if server is not None:
             server.close()
         ledger.close()
+
+
+class _PipelineSink:
+    """What the pipeline reports to: WorkerMetrics (when on), ledger up/down also sent to
+    HealthState (/readyz) so both endpoints agree, and outcome totals for the exit summary
+    (one Counter update per batch)."""
+
+    def __init__(self, metrics: Any | None, health: Any | None) -> None:
+        self._metrics = metrics
+        self._health = health
+        self.outcomes: Counter[str] = Counter()
+        self.dead_letters: Counter[str] = Counter()
+
+    def record_batch(self, stats: BatchStats) -> None:
+        for (_proc, outcome), n in stats.outcomes.items():
+            self.outcomes[outcome] += n
+        self.dead_letters.update(stats.dead_letters)
+        if self._metrics is not None:
+            self._metrics.record_batch(stats)
+
+    def record_ledger_op(self, op: str, seconds: float, error: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.record_ledger_op(op, seconds, error)
+
+    def set_ledger_up(self, up: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.set_ledger_up(up)
+        if self._health is not None:
+            self._health.set_ledger_ok(up)
+
+    def summary(self) -> dict[str, Any]:
+        return {"outcomes": dict(self.outcomes), "dead_letter_reasons": dict(self.dead_letters)}
 
 
 def _configure_logging() -> None:

@@ -50,16 +50,11 @@ class _Cancelled(Exception):
     """Internal: the engine asked us to stop this batch (revoke or shutdown)."""
 
 
-class _Work:
-    """One (event, processor) pair of a batch."""
+# One (event, processor) pair of a batch: (message, event, processor, key, processor index).
+# A plain tuple: it is made once per event and processor on the hot path.
+_Work = tuple[Message, Event, Processor, str, int]
 
-    __slots__ = ("event", "key", "message", "processor")
-
-    def __init__(self, message: Message, event: Event, processor: Processor, key: str) -> None:
-        self.message = message
-        self.event = event
-        self.processor = processor
-        self.key = key
+_KEY_EVENT, _KEY_GROUP, _KEY_CUSTOM = 0, 1, 2
 
 
 class Pipeline:
@@ -89,6 +84,9 @@ class Pipeline:
         self._ledger_backoff = ledger_backoff
         self._busy_backoff = busy_backoff
         self._sleep = sleep or _interruptible_sleep
+        self._names = [p.name for p in self.processors]
+        self._index = {name: i for i, name in enumerate(self._names)}
+        self._route_cache: dict[str, tuple[tuple[Processor, int, int], ...]] = {}
 
     # -- the BatchHandler entry point -------------------------------------------------------
     def handle(self, messages: Sequence[Message], cancelled: Callable[[], bool]) -> BatchResult:
@@ -120,42 +118,67 @@ class Pipeline:
             return BatchResult(completed=True, dead_letters=run_dead)
 
     # -- phase 1: pure, no I/O -----------------------------------------------------------------
+    def _routes(self, event_type: str) -> tuple[tuple[Processor, int, int], ...]:
+        """(processor, key mode, processor index) per matching processor, cached per type."""
+        hit = self._route_cache.get(event_type)
+        if hit is None:
+            hit = tuple((proc, _key_mode(proc), self._index[proc.name])
+                        for proc in self.router.resolve(event_type))
+            if len(self._route_cache) < 10_000:  # junk types must not grow it without bound
+                self._route_cache[event_type] = hit
+        return hit
+
     def _decode_and_route(self, messages: Sequence[Message], stats: BatchStats,
                           dead: list[DeadLetter]) -> list[_Work]:
         work: list[_Work] = []
-        consumed = stats.consumed
-        unmatched = stats.unmatched
-        resolve = self.router.resolve
-        now_ms = time.time() * 1000.0
-        latencies = stats.latency_seconds
+        add = work.append
+        consumed: dict[str, int] = {}
+        timestamps: list[int] = []
+        stamp = timestamps.append
+        cache = self._route_cache
+        routes = self._routes
+        decode = decode_event
         for msg in messages:
-            consumed[msg.topic() or ""] += 1
+            topic = msg.topic() or ""
+            consumed[topic] = consumed.get(topic, 0) + 1
             ts_type, ts_ms = msg.timestamp()
             if ts_type:
-                latencies.append(max(0.0, (now_ms - ts_ms) / 1000.0))
+                stamp(ts_ms)
             try:
-                event = decode_event(msg.value())
+                event = decode(msg.value())
             except EventDecodeError as exc:
                 stats.dead_letters[exc.error_class] += 1
                 dead.append(DeadLetter(msg, exc.error_class, exc.reason))
                 continue
-            procs = resolve(event.type)
+            etype = event.type
+            procs = cache.get(etype)
+            if procs is None:
+                procs = routes(etype)
             if not procs:
-                unmatched[event.type] += 1
+                stats.unmatched[etype] += 1
                 if self.unmatched == "dead_letter":
                     stats.dead_letters["unmatched"] += 1
                     dead.append(DeadLetter(msg, "unmatched",
-                                           f"$.type: no processor matches {event.type!r}"))
+                                           f"$.type: no processor matches {etype!r}"))
                 continue
-            for proc in procs:
-                try:
-                    key = proc.idempotency_key(event)
-                except Exception as exc:  # a custom key function failed on this event
-                    stats.outcomes[(proc.name, "dead_lettered")] += 1
-                    stats.dead_letters["key_failed"] += 1
-                    dead.append(DeadLetter(msg, "key_failed", _describe(exc), proc.name))
-                    continue
-                work.append(_Work(msg, event, proc, key))
+            for proc, mode, index in procs:
+                if mode == _KEY_EVENT:
+                    key = f"{proc.name}:{event.group_id}:{event.id}"
+                elif mode == _KEY_GROUP:
+                    key = f"{proc.name}:{event.group_id}"
+                else:
+                    try:
+                        key = proc.idempotency_key(event)
+                    except Exception as exc:  # a custom key function failed on this event
+                        stats.outcomes[(proc.name, "dead_lettered")] += 1
+                        stats.dead_letters["key_failed"] += 1
+                        dead.append(DeadLetter(msg, "key_failed", _describe(exc), proc.name))
+                        continue
+                add((msg, event, proc, key, index))
+        stats.consumed.update(consumed)
+        if timestamps:
+            now_ms = time.time() * 1000.0
+            stats.latency_seconds.extend([max(0.0, (now_ms - t) / 1000.0) for t in timestamps])
         return work
 
     # -- phase 2: ledger + processors ------------------------------------------------------------
@@ -163,39 +186,73 @@ class Pipeline:
              cancelled: Callable[[], bool]) -> None:
         if not work:
             return
+        n = len(self._names)
+        ok = [0] * n
+        duplicate = [0] * n
+        timings: list[list[float]] = [[] for _ in range(n)]
         # A key seen twice in one batch (a redelivery that landed in the same batch) is claimed
         # once; the later copies are duplicates of the first.
-        first: dict[str, _Work] = {}
+        seen: set[str] = set()
         todo: list[_Work] = []
-        outcomes = stats.outcomes
         for w in work:
-            if w.key in first:
-                outcomes[(w.processor.name, "duplicate")] += 1
+            if w[3] in seen:
+                duplicate[w[4]] += 1
             else:
-                first[w.key] = w
+                seen.add(w[3])
                 todo.append(w)
 
         session = self._timed("session", self.ledger.session)
         try:
-            states = self._claim_all(session, [w.key for w in todo], cancelled)
+            states = self._claim_all(session, [w[3] for w in todo], cancelled)
             done_keys: list[str] = []
+            done = done_keys.append
             transaction = session.transaction
-            timings = stats.processing_seconds
-            for w, state in zip(todo, states, strict=True):
-                if state is ClaimState.DONE:
-                    outcomes[(w.processor.name, "duplicate")] += 1
+            perf = time.perf_counter
+            DONE = ClaimState.DONE
+            for (msg, event, proc, key, index), state in zip(todo, states, strict=True):
+                if state is DONE:
+                    duplicate[index] += 1
                     continue
-                if self._call(w, session, transaction, stats, dead, timings, cancelled):
-                    done_keys.append(w.key)
-                    outcomes[(w.processor.name, "ok")] += 1
-                else:
-                    self._timed("release", session.release, [w.key])
+                if cancelled():
+                    raise _Cancelled
+                ctx = Context(proc, event, msg.topic() or "", msg.partition() or 0,
+                              msg.offset() or 0, transaction)
+                t0 = perf()
+                try:
+                    if transaction is None:
+                        proc.func(event, ctx)
+                    else:
+                        with session.savepoint():
+                            proc.func(event, ctx)
+                except LedgerUnavailable:
+                    raise
+                except Exception as exc:
+                    # The slow path: retries with backoff, then a dead letter (or a stop).
+                    timings[index].append(perf() - t0)
+                    if self._retry(msg, event, proc, index, exc, session, transaction, stats,
+                                   dead, timings, cancelled):
+                        ok[index] += 1
+                        done(key)
+                    else:
+                        self._timed("release", session.release, [key])
+                    continue
+                timings[index].append(perf() - t0)
+                ok[index] += 1
+                done(key)
             if done_keys:
                 self._timed("mark_done", session.mark_done, done_keys)
             self._timed("commit", session.commit)
         except BaseException:
             _quiet_rollback(session)
             raise
+        outcomes = stats.outcomes
+        for i, name in enumerate(self._names):
+            if ok[i]:
+                outcomes[(name, "ok")] += ok[i]
+            if duplicate[i]:
+                outcomes[(name, "duplicate")] += duplicate[i]
+            if timings[i]:
+                stats.processing_seconds.setdefault(name, []).extend(timings[i])
 
     def _claim_all(self, session: LedgerSession, keys: list[str],
                    cancelled: Callable[[], bool]) -> list[ClaimState]:
@@ -215,60 +272,61 @@ class Pipeline:
             for i, s in zip(busy, again, strict=True):
                 states[i] = s
 
-    def _call(self, w: _Work, session: LedgerSession, transaction: Any | None, stats: BatchStats,
-              dead: list[DeadLetter], timings: dict[str, list[float]],
-              cancelled: Callable[[], bool]) -> bool:
-        """Run one processor on one event with its retry policy. True when the effect is done."""
-        proc = w.processor
-        msg = w.message
+    def _retry(self, msg: Message, event: Event, proc: Processor, index: int,
+               first_error: Exception, session: LedgerSession, transaction: Any | None,
+               stats: BatchStats, dead: list[DeadLetter], timings: list[list[float]],
+               cancelled: Callable[[], bool]) -> bool:
+        """Attempt 1 raised `first_error`: retry per the processor's policy. True when the
+        effect is finally done; False when it was dead-lettered."""
+        exc: Exception = first_error
         attempt = 1
         while True:
+            if isinstance(exc, NonRetriableError):
+                self._dead_letter(msg, proc, exc.error_class, str(exc), attempt, stats, dead)
+                return False
+            if attempt >= proc.retry.max_attempts:
+                if proc.on_failure == "stop":
+                    raise FatalProcessingError(
+                        f"processor {proc.name!r} failed {attempt} times on event "
+                        f"{event.id} ({msg.topic()}[{msg.partition()}]@{msg.offset()}): "
+                        f"{_describe(exc)}; on_failure='stop', so the worker stops here"
+                    ) from exc
+                self._dead_letter(msg, proc, "processor_failed", _describe(exc), attempt, stats,
+                                  dead)
+                log.error("processor failed; event dead-lettered", processor=proc.name,
+                          event_id=event.id, event_type=event.type, group_id=event.group_id,
+                          topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
+                          attempts=attempt, error=_describe(exc))
+                return False
+            stats.outcomes[(proc.name, "retried")] += 1
+            self._sleep(proc.retry.delay(attempt), cancelled)
+            attempt += 1
             if cancelled():
                 raise _Cancelled
-            ctx = Context(proc, w.event, msg.topic() or "", msg.partition() or 0,
+            ctx = Context(proc, event, msg.topic() or "", msg.partition() or 0,
                           msg.offset() or 0, transaction, attempt)
             t0 = time.perf_counter()
             try:
                 if transaction is None:
-                    proc.func(w.event, ctx)
+                    proc.func(event, ctx)
                 else:
                     with session.savepoint():
-                        proc.func(w.event, ctx)
+                        proc.func(event, ctx)
             except LedgerUnavailable:
                 raise
-            except NonRetriableError as exc:
-                timings.setdefault(proc.name, []).append(time.perf_counter() - t0)
-                self._dead_letter(w, exc.error_class, str(exc), attempt, stats, dead)
-                return False
-            except Exception as exc:
-                timings.setdefault(proc.name, []).append(time.perf_counter() - t0)
-                if attempt >= proc.retry.max_attempts:
-                    if proc.on_failure == "stop":
-                        raise FatalProcessingError(
-                            f"processor {proc.name!r} failed {attempt} times on event "
-                            f"{w.event.id} ({msg.topic()}[{msg.partition()}]@{msg.offset()}): "
-                            f"{_describe(exc)}; on_failure='stop', so the worker stops here"
-                        ) from exc
-                    self._dead_letter(w, "processor_failed", _describe(exc), attempt, stats, dead)
-                    log.error("processor failed; event dead-lettered", processor=proc.name,
-                              event_id=w.event.id, event_type=w.event.type,
-                              group_id=w.event.group_id, topic=msg.topic(),
-                              partition=msg.partition(), offset=msg.offset(), attempts=attempt,
-                              error=_describe(exc))
-                    return False
-                stats.outcomes[(proc.name, "retried")] += 1
-                self._sleep(proc.retry.delay(attempt), cancelled)
-                attempt += 1
+            except Exception as again:
+                timings[index].append(time.perf_counter() - t0)
+                exc = again
                 continue
-            timings.setdefault(proc.name, []).append(time.perf_counter() - t0)
+            timings[index].append(time.perf_counter() - t0)
             return True
 
     @staticmethod
-    def _dead_letter(w: _Work, error_class: str, reason: str, attempts: int, stats: BatchStats,
-                     dead: list[DeadLetter]) -> None:
-        stats.outcomes[(w.processor.name, "dead_lettered")] += 1
+    def _dead_letter(msg: Message, proc: Processor, error_class: str, reason: str, attempts: int,
+                     stats: BatchStats, dead: list[DeadLetter]) -> None:
+        stats.outcomes[(proc.name, "dead_lettered")] += 1
         stats.dead_letters[error_class] += 1
-        dead.append(DeadLetter(w.message, error_class, reason, w.processor.name, attempts))
+        dead.append(DeadLetter(msg, error_class, reason, proc.name, attempts))
 
     def _timed(self, op: str, fn: Callable[..., Any], *args: Any) -> Any:
         if self.metrics is None:
@@ -281,6 +339,12 @@ class Pipeline:
             raise
         self.metrics.record_ledger_op(op, time.perf_counter() - t0, False)
         return result
+
+
+def _key_mode(proc: Processor) -> int:
+    if proc.key is not None:
+        return _KEY_CUSTOM
+    return _KEY_GROUP if proc.once_per == "group" else _KEY_EVENT
 
 
 def _fresh_run_stats(decoded: BatchStats) -> BatchStats:

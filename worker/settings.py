@@ -68,6 +68,9 @@ OPTIONS: tuple[_Opt, ...] = (
     _Opt("--metrics-address", "str", DEFAULT_METRICS_ADDRESS,
          "host:port of the /metrics and health HTTP server ('off' disables it)",
          metavar="HOST:PORT"),
+    _Opt("--no-builtin-processors", "bool", False,
+         "do not load the built-in processors (loyalty tiers, points, redemptions, messaging); "
+         "WORKER_BUILTIN_PROCESSORS=false does the same"),
     _Opt("--drain", "bool", False,
          "exit 0 once the group has consumed up to the end offsets that existed at start"),
     _Opt("--max-events", "int", None, "exit 0 after processing this many events", metavar="N"),
@@ -113,6 +116,7 @@ class Settings:
     group_instance_id: str | None = None
     group_protocol: str = "classic"
     processors: list[str] = field(default_factory=list)
+    no_builtin_processors: bool = False
     ledger: str = DEFAULT_LEDGER
     dlq_topic: str | None = None
     metrics_address: str | None = DEFAULT_METRICS_ADDRESS

@@ -1,9 +1,8 @@
-"""Fixtures for the engine tests. They need the real broker at KAFKA_BOOTSTRAP_SERVERS
-(default 127.0.0.1:9092); every test makes its own topics and groups."""
+"""Fixtures for the engine tests: the session broker from tests/conftest.py (`kafka_bootstrap`:
+KAFKA_BOOTSTRAP_SERVERS, else the local launcher) and unique names per test."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable
 
@@ -13,12 +12,11 @@ from tests.engine.helpers import broker_reachable
 
 
 @pytest.fixture(scope="session")
-def engine_bootstrap() -> str:
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    if not broker_reachable(bootstrap):
-        pytest.fail(f"no Kafka broker answers at {bootstrap}; start one (see docs/engine.md) "
-                    "or set KAFKA_BOOTSTRAP_SERVERS")
-    return bootstrap
+def engine_bootstrap(kafka_bootstrap: str) -> str:
+    if not broker_reachable(kafka_bootstrap):
+        pytest.fail(f"no Kafka broker answers at {kafka_bootstrap}; start one "
+                    "(deploy/local/kafka up) or set KAFKA_BOOTSTRAP_SERVERS")
+    return kafka_bootstrap
 
 
 @pytest.fixture

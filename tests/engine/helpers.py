@@ -45,7 +45,7 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float
 
 
 def produce(bootstrap: str, topic: str, records: Iterable[tuple[int, bytes | None, bytes | None]],
-            headers: list[tuple[str, bytes]] | None = None) -> int:
+            headers: list[tuple[str, str | bytes | None]] | None = None) -> int:
     """Produce (partition, key, value) records and wait for every ack. Returns the count."""
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
     errors: list[str] = []

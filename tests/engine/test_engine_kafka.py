@@ -323,9 +323,10 @@ def test_join_and_leave_while_events_flow(engine_bootstrap: str, unique_name: An
     prod = threading.Thread(target=producer, daemon=True)
     prod.start()
 
-    rec_a, rec_b = Recorder("a", 0.0005), Recorder("b", 0.0005)
+    rec_a, rec_b = Recorder("a", 0.001), Recorder("b", 0.001)
     met_a, met_b = RecordingMetrics(), RecordingMetrics()
-    kw: dict[str, Any] = {"protocol": protocol, "batch_size": 100, "revoke_timeout": 2.0}
+    kw: dict[str, Any] = {"protocol": protocol, "batch_size": 50, "revoke_timeout": 2.0,
+                          "pause_after": 0.02}
     a = Running(engine_for(b, topic, group, rec_a, metrics=met_a, **kw))
     wait_for(lambda: len(rec_a.completed) >= 300, 30, "A processing")
     bw = Running(engine_for(b, topic, group, rec_b, metrics=met_b, **kw))
@@ -351,14 +352,55 @@ def test_join_and_leave_while_events_flow(engine_bootstrap: str, unique_name: An
     # Someone revoked something from A (B joined, then A left).
     assert any(kind == "revoked" for _, kind, _ in met_a.events)
     for rec, met in ((rec_a, met_a), (rec_b, met_b)):
-        for seq, kind, tps in met.events:
-            if kind not in ("revoked", "lost"):
-                continue
-            for part in tps:
-                reassigned = min((s for s, k, t in met.events
-                                  if k == "assigned" and part in t and s > seq), default=1 << 62)
-                late = [(s, p, o) for s, p, o in rec.touched if p == part and seq < s < reassigned]
-                assert not late, f"{rec.name} processed {late[:3]} after revoking {part}"
+        late = late_touches(rec, met)
+        assert not late, f"{rec.name} processed {late[:3]} after revoking their partitions"
+
+
+def late_touches(rec: Recorder, met: RecordingMetrics) -> list[tuple[int, int, int]]:
+    """Messages `rec` touched on a partition after revoking/losing it (before regaining it)."""
+    late = []
+    for seq, kind, tps in met.events:
+        if kind not in ("revoked", "lost"):
+            continue
+        for part in tps:
+            back = min((s for s, k, t in met.events if k == "assigned" and part in t and s > seq),
+                       default=1 << 62)
+            late += [(s, p, o) for s, p, o in rec.touched if p == part and seq < s < back]
+    return late
+
+
+@pytest.mark.parametrize("revoke_timeout", [10.0, 0.05], ids=["wait", "cancel"])
+def test_revoke_during_inflight_batch(engine_bootstrap: str, unique_name: Any,
+                                      revoke_timeout: float) -> None:
+    """B joins while A is inside a slow batch: A either finishes it within revoke_timeout or
+    cancels it; either way A touches no event of the revoked partition afterwards, and every
+    event is processed. The eager `range` assignor is used here so that the revoke surely
+    covers the partition of the in-flight batch (cooperative revokes only some partitions)."""
+    b, topic, group = engine_bootstrap, unique_name("topic"), unique_name("group")
+    create_topic(b, topic, 2)
+    produce(b, topic, [(i % 2, None, event_json(i)) for i in range(160)])
+    rec_a, rec_b = Recorder("a", 0.05), Recorder("b", 0.0)  # A: 1 s per batch
+    met_a, met_b = RecordingMetrics(), RecordingMetrics()
+    kw: dict[str, Any] = {"batch_size": 20, "revoke_timeout": revoke_timeout, "pause_after": 0.02,
+                          "overrides": {"partition.assignment.strategy": "range",
+                                        "heartbeat.interval.ms": "500"}}
+    a = Running(engine_for(b, topic, group, rec_a, metrics=met_a, **kw))
+    wait_for(lambda: len(rec_a.completed) >= 20 and len(rec_a.touched) > len(rec_a.completed),
+             30, "A inside its second batch")
+    bw = Running(engine_for(b, topic, group, rec_b, metrics=met_b, **kw))
+    wait_for(lambda: any(k == "revoked" for _, k, _ in met_a.events), 30, "A revoked")
+
+    def all_done() -> bool:
+        with rec_a.lock, rec_b.lock:
+            return len(set(rec_a.completed) | set(rec_b.completed)) >= 160
+
+    wait_for(all_done, 60, "every event processed")
+    assert a.stop() == EXIT_OK
+    assert bw.stop() == EXIT_OK
+    assert late_touches(rec_a, met_a) == []
+    assert total_committed(b, group, topic, 2) == 160
+    if revoke_timeout < 1:
+        assert a.engine.cancelled_batches >= 1
 
 
 def test_backpressure_keeps_membership_beyond_max_poll_interval(
@@ -547,6 +589,19 @@ def test_drain_with_kip848_consumer_protocol(engine_bootstrap: str, unique_name:
     assert run.join(60) == EXIT_OK
     assert len(set(rec.completed)) == 300
     assert total_committed(b, group, topic, 3) == 300
+
+
+def test_drain_again_with_nothing_left_exits_at_once(engine_bootstrap: str,
+                                                    unique_name: Any) -> None:
+    b, topic, group = engine_bootstrap, unique_name("topic"), unique_name("group")
+    create_topic(b, topic, 2)
+    produce(b, topic, [(i % 2, None, event_json(i)) for i in range(50)])
+    first = Recorder("first")
+    assert Running(engine_for(b, topic, group, first, drain=True)).join(60) == EXIT_OK
+    assert len(first.completed) == 50
+    again = Recorder("again")
+    assert Running(engine_for(b, topic, group, again, drain=True)).join(30) == EXIT_OK
+    assert again.completed == []
 
 
 def test_max_events_stops_after_n(engine_bootstrap: str, unique_name: Any) -> None:

@@ -7,7 +7,6 @@ shared broker fixture of tests/conftest.py.)
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -24,11 +23,8 @@ pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture(scope="module")
-def bootstrap() -> str:
-    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not servers:
-        pytest.skip("KAFKA_BOOTSTRAP_SERVERS is not set: no Kafka broker to produce to")
-    return servers
+def bootstrap(kafka_bootstrap: str) -> str:
+    return kafka_bootstrap
 
 
 @pytest.fixture

@@ -90,10 +90,6 @@ def scrape_target(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
         kafka.delete_created()
 
 
-@pytest.mark.xfail(strict=True, reason="integration gap on main: worker/app.py never calls "
-                   "health.set_ledger_ok(True) / metrics.set_ledger_up(True) after the ledger "
-                   "answers, so /readyz stays 503 and ActivityWorkerLedgerDown would fire; "
-                   "remove this mark once it does")
 def test_healthy_worker_is_ready_and_reports_its_ledger_up(scrape_target: str,
                                                            prometheus: PrometheusServer) -> None:
     deadline = time.monotonic() + 20

@@ -4,7 +4,6 @@ ACTIVITY_WORKER_TEST_POSTGRES_URL names a server) and helpers to build and run e
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,8 +16,6 @@ from worker.events import Event, decode_event
 from worker.processors.api import Context, Processor
 from worker.processors.discovery import load_processors
 from worker.processors.sql import Sql
-
-PG_ENV = "ACTIVITY_WORKER_TEST_POSTGRES_URL"
 
 _counter = iter(range(1, 10**9))
 
@@ -47,9 +44,7 @@ def conn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         yield connection
         connection.close()
         return
-    url = os.environ.get(PG_ENV)
-    if not url:
-        pytest.skip(f"{PG_ENV} is not set: no PostgreSQL server to test against")
+    url = request.getfixturevalue("postgres_url")
     import psycopg
 
     schema = f"t_{uuid.uuid4().hex[:12]}"

@@ -185,12 +185,9 @@ def test_commands_run_as_a_program() -> None:
 
 
 @pytest.mark.postgres
-def test_report_reads_a_postgresql_ledger(capsys: pytest.CaptureFixture[str]) -> None:
-    import os
-
-    url = os.environ.get("ACTIVITY_WORKER_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("ACTIVITY_WORKER_TEST_POSTGRES_URL is not set: no PostgreSQL server")
+def test_report_reads_a_postgresql_ledger(capsys: pytest.CaptureFixture[str],
+                                          postgres_url: str) -> None:
+    url = postgres_url
     import psycopg
 
     schema = f"t_{uuid.uuid4().hex[:12]}"

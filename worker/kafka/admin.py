@@ -12,12 +12,10 @@ from worker.errors import WorkerError
 def _admin(config: Mapping[str, Any]) -> Any:
     from confluent_kafka.admin import AdminClient
 
-    keep = {k: v for k, v in config.items()
-            if not k.startswith(("group.", "enable.auto.", "auto.offset.reset",
-                                 "partition.assignment", "enable.partition.eof",
-                                 "session.timeout", "heartbeat.", "max.poll"))
-            and not callable(v)}
-    return AdminClient(keep)
+    from worker.kafka.consumer import CONSUMER_ONLY_PREFIXES
+
+    return AdminClient({k: v for k, v in config.items()
+                        if not k.startswith(CONSUMER_ONLY_PREFIXES) and not callable(v)})
 
 
 def ensure_topics(config: Mapping[str, Any], topics: Mapping[str, int], *,

@@ -7,8 +7,9 @@ One loop on the main thread owns the confluent_kafka Consumer; a single handler 
   dead letter of the batch was acknowledged by the broker; then `last + 1` per partition.
 - Commits: asynchronously every `commit_interval` seconds or `commit_every` events; synchronously
   for revoked partitions inside the revoke callback, and at shutdown. Never for lost partitions.
-- While a batch runs longer than a few ms, every assigned partition is paused and the main thread
-  keeps polling (rebalance callbacks are served, `max.poll.interval.ms` cannot expire).
+- While a batch runs longer than `pause_after` (0.5 s), every assigned partition is paused and
+  the main thread keeps polling (rebalance callbacks are served, `max.poll.interval.ms` cannot
+  expire).
 - On revoke of a partition held by the in-flight batch: wait up to `revoke_timeout` for it, else
   cancel it (the handler rolls back), then store + commit what finished, then let go. No event of
   a revoked partition is handed to the handler after the revoke callback returns.
@@ -31,6 +32,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 import structlog
+from confluent_kafka import KafkaException
 
 from worker.errors import FatalProcessingError, WorkerError
 from worker.kafka.admin import committed_offsets, topic_partitions, watermarks
@@ -85,6 +87,10 @@ class EngineConfig:
     guardrail_window: int = 1000
     guardrail_min_events: int = 100
     lag_interval: float = 5.0
+    # A batch running longer than this pauses the assigned partitions and polls while it runs.
+    # Not shorter: librdkafka drops prefetched data on pause, so pausing every batch would
+    # cost a fetch round trip per batch.
+    pause_after: float = 0.5
     stats_interval_ms: int = 15_000
     install_signals: bool = True
 
@@ -98,20 +104,24 @@ class _Batch:
         self.first: dict[TP, int] = {}
         self.last: dict[TP, int] = {}
         self.last_ts: dict[TP, int] = {}
-        first = self.first
-        last = self.last
+        # One pass; a partition's messages come in runs, so the dicts are touched per run.
+        first, last, last_ts = self.first, self.last, self.last_ts
+        prev: Any = None
+        prev_t: str | None = None
+        prev_p = -1
         for m in messages:
-            tp = (m.topic(), m.partition())
-            off = m.offset()
-            if tp not in first:
-                first[tp] = off
-            last[tp] = off
-        for m in reversed(messages):
-            tp = (m.topic(), m.partition())
-            if tp not in self.last_ts:
-                self.last_ts[tp] = m.timestamp()[1]
-                if len(self.last_ts) == len(last):
-                    break
+            t = m.topic()
+            p = m.partition()
+            if p != prev_p or t != prev_t:
+                if prev is not None:
+                    last[(prev_t, prev_p)] = prev.offset()  # type: ignore[index]
+                    last_ts[(prev_t, prev_p)] = prev.timestamp()[1]  # type: ignore[index]
+                first.setdefault((t, p), m.offset())
+                prev_t, prev_p = t, p
+            prev = m
+        if prev is not None:
+            last[(prev_t, prev_p)] = prev.offset()  # type: ignore[index]
+            last_ts[(prev_t, prev_p)] = prev.timestamp()[1]  # type: ignore[index]
         self.done = threading.Event()
         self.cancel = threading.Event()
         self.result: BatchResult | None = None
@@ -156,9 +166,12 @@ class Engine:
 
     def __init__(self, consumer_config: Mapping[str, Any], handler: BatchHandler,
                  config: EngineConfig, *, dlq: DeadLetterProducer | None = None,
-                 metrics: EngineMetrics | None = None, health: EngineHealth | None = None
-                 ) -> None:
+                 metrics: EngineMetrics | None = None, health: EngineHealth | None = None,
+                 summary: Callable[[], dict[str, Any]] | None = None) -> None:
+        """`summary` adds fields to the exit summary line (e.g. the pipeline's outcome
+        totals)."""
         self.config = config
+        self._summary_extra = summary
         self._handler = handler
         self._dlq = dlq
         self._metrics = metrics
@@ -192,7 +205,7 @@ class Engine:
         self._timer: threading.Timer | None = None
         self._exit_code = EXIT_OK
         self._fatal_message: str | None = None
-        self._connected = True
+        self._connected = False  # until an assignment or a message proves it
         self._guardrail = Guardrail(config.guardrail_share, config.guardrail_window,
                                     config.guardrail_min_events)
         self._drain_targets: dict[TP, tuple[int, int]] = {}
@@ -217,8 +230,8 @@ class Engine:
         """Consume until stopped, drained, --max-events reached or a fatal error; return the
         process exit code."""
         started = time.monotonic()
+        self._consumer = make_consumer(self._consumer_config)  # ConfigError: bad settings
         old_handlers = self._install_signals() if self.config.install_signals else {}
-        self._consumer = make_consumer(self._consumer_config)
         log.info("consumer starting", topics=self.config.topics,
                  config=redact({k: v for k, v in self._consumer_config.items()
                                 if not callable(v)}))
@@ -283,10 +296,17 @@ class Engine:
     def _filter(self, msgs: list[Any]) -> list[Any]:
         """Drop error events (handled) and messages of partitions no longer ours."""
         assigned = self._assigned
+        prev_t: str | None = None
+        prev_p = -1
         for m in msgs:
-            if m.error() is not None or (m.topic(), m.partition()) not in assigned:
-                msgs = [x for x in msgs if self._keep(x)]
-                break
+            if m.error() is not None:
+                return [x for x in msgs if self._keep(x)]
+            t = m.topic()
+            p = m.partition()
+            if p != prev_p or t != prev_t:
+                if (t, p) not in assigned:
+                    return [x for x in msgs if self._keep(x)]
+                prev_t, prev_p = t, p
         if self._health is not None and not self._connected:
             self._connected = True
             self._health.set_connected(True)
@@ -306,7 +326,7 @@ class Engine:
         batch = _Batch(msgs)
         self._inflight = batch
         self._queue.put(batch)
-        if not batch.done.wait(0.02):
+        if not batch.done.wait(self.config.pause_after):
             self._pause_assigned()
             while not batch.done.wait(0.02):
                 self._serve_while_busy(batch)
@@ -515,6 +535,12 @@ class Engine:
             # A batch is running: new partitions wait too, so nothing piles up in memory.
             consumer.pause(partitions)
             self._paused.update(tps)
+        elif tps:
+            # librdkafka keeps a partition's pause flag across unassign/assign: clear it.
+            consumer.resume(partitions)
+        if self._health is not None and not self._connected:
+            self._connected = True
+            self._health.set_connected(True)
         log.info("partitions assigned", partitions=[f"{t}[{p}]" for t, p in tps])
         if self._metrics is not None:
             self._metrics.partitions_assigned([TopicPartition(t, p) for t, p in tps])
@@ -566,6 +592,12 @@ class Engine:
             self._metrics.partitions_lost([TopicPartition(t, p) for t, p in sorted(gone)])
 
     def _drop(self, gone: set[TP]) -> None:
+        from confluent_kafka import TopicPartition as KTP
+
+        paused = [KTP(t, p) for t, p in gone & self._paused]
+        if paused:
+            # The pause flag would outlive the assignment (see _on_assign).
+            self._consumer.resume(paused)
         for tp in gone:
             self._assigned.discard(tp)
             self._paused.discard(tp)
@@ -580,12 +612,18 @@ class Engine:
         """True once the group's committed offsets reach the end offsets taken at start."""
         self._next_drain_check = now + 0.5
         targets = self._drain_targets
-        for tp, (_low, high) in targets.items():
-            if tp in self._assigned and self._stored.get(tp, -1) < high and _low < high:
-                return False  # ours and not there yet: no need to ask the broker
+        for tp, (low, high) in targets.items():
+            if tp in self._stored and self._stored[tp] < high and low < high:
+                return False  # ours, consuming, not there yet: no need to ask the broker
         if self._uncommitted:
             self._commit(asynchronous=False)
-        committed = committed_offsets(self._consumer, list(targets))
+        try:
+            committed = committed_offsets(self._consumer, list(targets), timeout=2.0)
+        except KafkaException as exc:
+            # e.g. the coordinator is still waiting out a killed member's session: ask again
+            # on the next check instead of failing the run (or blocking the loop for long).
+            log.debug("drain check: committed offsets not available yet", error=str(exc))
+            return False
         return all(low >= high or committed.get(tp, -1) >= high
                    for tp, (low, high) in targets.items())
 
@@ -691,6 +729,11 @@ class Engine:
             "reason": self._stop_reason or "stopped",
             "exit_code": self._exit_code,
         }
+        if self._summary_extra is not None:
+            try:
+                fields.update(self._summary_extra())
+            except Exception as exc:  # the summary must not turn an exit into a crash
+                fields["summary_error"] = str(exc)
         if self._fatal_message:
             fields["error"] = self._fatal_message
         log.info("worker summary", **fields)

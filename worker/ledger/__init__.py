@@ -47,7 +47,8 @@ def open_ledger(url: str, *, retention_seconds: float = DEFAULT_RETENTION_SECOND
         from worker.ledger.memory import MemoryLedger
 
         return MemoryLedger(url, retention_seconds=retention_seconds,
-                            lease_seconds=lease_seconds, clock=clock)
+                            lease_seconds=lease_seconds,
+                            prune_interval_seconds=prune_interval_seconds, clock=clock)
     if scheme == "sqlite":
         from worker.ledger.sqlite import SqliteLedger
 

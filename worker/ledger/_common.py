@@ -14,11 +14,12 @@ store-specific work to four hooks. Its rules, the same on every backend:
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
-from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from worker.errors import LedgerUnavailable
 from worker.ledger.base import ClaimState
 
 NEW = ClaimState.NEW
@@ -46,13 +47,13 @@ def split_options(url: str, known: Sequence[str]) -> tuple[SplitResult, dict[str
     stay in the returned URL (for PostgreSQL they are libpq connection parameters)."""
     parts = urlsplit(url)
     ours: dict[str, str] = {}
-    rest: list[str] = []
+    rest: list[tuple[str, str]] = []
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         if name in known:
             ours[name] = value
         else:
-            rest.append(f"{name}={value}")
-    return parts._replace(query="&".join(rest)), ours
+            rest.append((name, value))
+    return parts._replace(query=urlencode(rest, quote_via=quote)), ours  # libpq: no "+"
 
 
 def check_identifier(name: str, what: str) -> str:
@@ -103,9 +104,14 @@ class SessionBase:
 
     def claim(self, keys: Sequence[str]) -> list[ClaimState]:
         self._check_open()
+        claimed, done = self._claimed, self._done
+        if not claimed and not done and len(set(keys)) == len(keys):
+            # The hot path (the pipeline's one claim per batch, keys already unique).
+            first = self._store_claim(list(keys))
+            claimed.update([k for k, s in zip(keys, first, strict=True) if s is NEW])
+            return first
         fresh: list[str] = []
         seen: set[str] = set()
-        claimed, done = self._claimed, self._done
         for key in keys:
             if key not in seen and key not in claimed and key not in done:
                 fresh.append(key)
@@ -124,6 +130,8 @@ class SessionBase:
 
     def _owned(self, keys: Sequence[str], op: str) -> list[str]:
         self._check_open()
+        if self._claimed.issuperset(keys) and len(set(keys)) == len(keys):
+            return list(keys)  # the hot path: unique keys, all claimed by this session
         unique = list(dict.fromkeys(keys))
         stray = [k for k in unique if k not in self._claimed]
         if stray:
@@ -154,3 +162,68 @@ class SessionBase:
             return
         self._finished = True
         self._store_rollback(list(self._claimed))
+
+
+class LazySavepoints:
+    """Mixed into a SQL ledger's connection class: per-processor savepoints made lazily.
+
+    `SAVEPOINT` is sent just before the first statement a processor runs, and a successful
+    processor's `RELEASE` goes with the next `SAVEPOINT` (or is left to COMMIT). A processor that
+    does not touch the database costs nothing; one that does costs one extra statement instead
+    of two (on PostgreSQL each is a network round trip, ~0.15 ms here). The connection's
+    statement methods call `_aw_flush()` first; the ledger's own statements do not.
+    """
+
+    _aw_pending: str | None = None   # savepoint to create before the next statement
+    _aw_created: str | None = None   # the running processor's savepoint, once created
+    _aw_release: str | None = None   # a finished processor's savepoint, not yet released
+    _aw_in_batch: bool = False       # refuse commit()/rollback() from processors
+
+    def _aw_exec(self, statements: list[str]) -> None:
+        raise NotImplementedError
+
+    def _aw_flush(self) -> None:
+        if self._aw_pending is None:
+            return
+        statements = []
+        if self._aw_release is not None:
+            statements.append(f"RELEASE SAVEPOINT {self._aw_release}")
+            self._aw_release = None
+        statements.append(f"SAVEPOINT {self._aw_pending}")
+        self._aw_created, self._aw_pending = self._aw_pending, None
+        self._aw_exec(statements)
+
+    def _aw_reset(self) -> None:
+        self._aw_pending = self._aw_created = self._aw_release = None
+
+    def _aw_refuse(self, what: str) -> None:
+        if self._aw_in_batch:
+            raise RuntimeError(f"a processor must not {what} the ledger's transaction: the "
+                               "ledger commits the batch, effects and done marks together")
+
+
+@contextmanager
+def lazy_savepoint(conn: LazySavepoints, name: str,
+                   unavailable: Callable[[BaseException, str], LedgerUnavailable],
+                   broken: Callable[[], bool]) -> Iterator[None]:
+    """`LedgerSession.savepoint()` for SQL ledgers (see LazySavepoints)."""
+    if conn._aw_pending is not None or conn._aw_created is not None:
+        raise RuntimeError("ledger savepoints do not nest")
+    conn._aw_pending = name
+    try:
+        yield
+    except BaseException as exc:
+        created, conn._aw_pending, conn._aw_created = conn._aw_created, None, None
+        if broken():
+            # The processor's failure is the connection's: not the event's fault.
+            raise unavailable(exc, "running a processor") from exc
+        if created is not None:
+            try:
+                conn._aw_exec([f"ROLLBACK TO SAVEPOINT {created}", f"RELEASE SAVEPOINT {created}"])
+            except Exception as exc2:
+                raise unavailable(exc2, "rolling back a processor's writes") from exc2
+        raise
+    else:
+        created, conn._aw_pending, conn._aw_created = conn._aw_created, None, None
+        if created is not None:
+            conn._aw_release = created

@@ -22,7 +22,19 @@ processor's writes through `session.transaction` and the done mark commit or van
 (kill -9 at any instant leaves both or neither). On Redis and memory the claim is a lease with
 an expiry (`SET NX PX`) and `mark_done` replaces it with a done mark kept for the retention age.
 
-Any backend error is raised as `worker.errors.LedgerUnavailable`.
+Session rules, the same on every backend (see docs/ledger.md):
+- a key repeated within one session (same `claim` call or a later one) is DONE from its second
+  occurrence on: the first occurrence owns the effect;
+- `mark_done` and `release` accept only keys this session claimed as NEW (else ValueError);
+- `commit` releases claimed keys that were neither marked done nor released;
+- `rollback` releases every key not marked done; on SQL ledgers the done marks roll back too,
+  on Redis and memory they stay (their effects happened outside any transaction). It never
+  raises, so it is safe after a LedgerUnavailable;
+- a session is used once: after commit/rollback, open a new one (`ledger.session()`); SQL
+  ledgers run one session at a time per Ledger object (they own one connection).
+
+`open_ledger` does not contact the store; `ping()` does. Any backend error is raised as
+`worker.errors.LedgerUnavailable`.
 """
 
 from __future__ import annotations

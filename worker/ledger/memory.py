@@ -24,6 +24,7 @@ _DONE: None = None  # owner of a done mark
 class MemoryLedger:
     def __init__(self, url: str = "memory://", *, retention_seconds: float = 7 * 86400,
                  lease_seconds: float = 120.0, max_keys: int | None = None,
+                 prune_interval_seconds: float = 60.0,
                  clock: Callable[[], float] = time.time) -> None:
         _, opts = split_options(url, ("max_keys",))
         if max_keys is None:
@@ -38,6 +39,8 @@ class MemoryLedger:
         self.retention_seconds = float(retention_seconds)
         self.lease_seconds = float(lease_seconds)
         self.max_keys = max_keys
+        self.prune_interval_seconds = float(prune_interval_seconds)
+        self._last_prune = float("-inf")
         self._clock = clock
         # key -> (expires_at, owner token or None for a done mark); order = least recently used
         self._entries: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
@@ -53,7 +56,11 @@ class MemoryLedger:
         return None
 
     def prune(self) -> int:
+        """Drop expired entries (a scan of all keys), at most once per prune interval."""
         now = self._clock()
+        if now - self._last_prune < self.prune_interval_seconds:
+            return 0
+        self._last_prune = now
         with self._lock:
             expired = [k for k, (exp, _) in self._entries.items() if exp <= now]
             for k in expired:
@@ -71,15 +78,20 @@ class MemoryLedger:
         entries = self._entries
         out: list[ClaimState] = []
         with self._lock:
+            lease = (lease_until, token)
+            add = out.append
             for key in keys:
                 entry = entries.get(key)
-                if entry is not None and entry[0] > now:
+                if entry is None:
+                    entries[key] = lease  # a new key goes to the most recently used end
+                    add(NEW)
+                elif entry[0] > now:
                     entries.move_to_end(key)
-                    out.append(DONE if entry[1] is _DONE else BUSY)
+                    add(DONE if entry[1] is _DONE else BUSY)
                 else:
-                    entries[key] = (lease_until, token)
+                    entries[key] = lease
                     entries.move_to_end(key)
-                    out.append(NEW)
+                    add(NEW)
             while len(entries) > self.max_keys:
                 entries.popitem(last=False)
         return out
@@ -87,10 +99,11 @@ class MemoryLedger:
     def _mark_done(self, keys: list[str]) -> None:
         until = self._clock() + self.retention_seconds
         entries = self._entries
+        mark = (until, _DONE)
         with self._lock:
             for key in keys:
-                entries[key] = (until, _DONE)
-                entries.move_to_end(key)
+                # claimed moments ago, so already near the most recently used end: no move
+                entries[key] = mark
             while len(entries) > self.max_keys:
                 entries.popitem(last=False)
 

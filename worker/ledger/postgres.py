@@ -30,8 +30,10 @@ from worker.ledger._common import (
     BUSY,
     DONE,
     NEW,
+    LazySavepoints,
     SessionBase,
     check_identifier,
+    lazy_savepoint,
     redacted_url,
     split_options,
 )
@@ -39,6 +41,54 @@ from worker.ledger.base import ClaimState
 
 _SCHEMA_LOCK = 0x61775F6C6564  # advisory lock id serialising CREATE TABLE across workers
 _HASH_SEED = 0x6177  # hashtextextended seed for the per-key advisory locks
+
+
+class _LazySavepointConnection(psycopg.Connection[Any], LazySavepoints):
+    """A plain `psycopg.Connection` with lazy savepoints and no commit/rollback for processors."""
+
+    def _aw_exec(self, statements: list[str]) -> None:
+        with psycopg.Cursor(self) as cur:  # a plain cursor: no flush, no recursion
+            cur.execute("; ".join(statements).encode())  # one round trip
+
+    @contextmanager
+    def transaction(self, savepoint_name: str | None = None,
+                    force_rollback: bool = False) -> Iterator[psycopg.Transaction]:
+        self._aw_flush()  # psycopg's own savepoints must nest inside ours
+        with super().transaction(savepoint_name, force_rollback) as tx:
+            yield tx
+
+    def commit(self) -> None:
+        self._aw_refuse("commit")
+        super().commit()
+
+    def rollback(self) -> None:
+        self._aw_refuse("roll back")
+        super().rollback()
+
+
+class _FlushingCursor(psycopg.Cursor[Any]):
+    """Creates the connection's pending savepoint before running anything."""
+
+    def _aw_flush(self) -> None:
+        conn = self.connection
+        if isinstance(conn, _LazySavepointConnection):
+            conn._aw_flush()
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        self._aw_flush()
+        return super().execute(*args, **kwargs)
+
+    def executemany(self, *args: Any, **kwargs: Any) -> None:
+        self._aw_flush()
+        super().executemany(*args, **kwargs)
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        self._aw_flush()
+        return super().stream(*args, **kwargs)
+
+    def copy(self, *args: Any, **kwargs: Any) -> Any:
+        self._aw_flush()
+        return super().copy(*args, **kwargs)
 
 
 class PostgresLedger:
@@ -59,7 +109,7 @@ class PostgresLedger:
         self._clock = clock
         self._last_prune = float("-inf")
         self._active: PostgresSession | None = None
-        self._conn: psycopg.Connection[Any] | None = None
+        self._conn: _LazySavepointConnection | None = None
         t = sql.Identifier(self.table)
         self._claim_sql = sql.SQL(
             "WITH k AS MATERIALIZED ("
@@ -82,26 +132,40 @@ class PostgresLedger:
             f"({type(exc).__name__}: {first}): check that the server is running and reachable "
             "and that the URL's user may create and write the ledger table.")
 
-    def _connect(self) -> psycopg.Connection[Any]:
+    def _connect(self) -> _LazySavepointConnection:
         conn = self._conn
         if conn is not None and not conn.closed and not conn.broken:
             return conn
         self._conn = None
         try:
-            conn = psycopg.connect(self._conninfo, autocommit=False,
-                                   connect_timeout=self.connect_timeout, keepalives=1,
-                                   keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                t = sql.Identifier(self.table)
-                conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {t} (key text PRIMARY KEY,"
-                                     " created_ms bigint NOT NULL)").format(t=t))
-                conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (created_ms)")
-                             .format(i=sql.Identifier(self.table + "_created"), t=t))
+            conn = _LazySavepointConnection.connect(
+                self._conninfo, autocommit=False, cursor_factory=_FlushingCursor,
+                connect_timeout=self.connect_timeout, keepalives=1, keepalives_idle=10,
+                keepalives_interval=5, keepalives_count=3)
+            self._create_table(conn)
         except psycopg.Error as exc:
             raise self._unavailable(exc, "connecting") from exc
         self._conn = conn
         return conn
+
+    def _create_table(self, conn: psycopg.Connection[Any]) -> None:
+        # Look before creating: CREATE ... IF NOT EXISTS still takes table locks, which would
+        # wait for every open batch transaction of the other workers.
+        exists = "SELECT to_regclass(%s) IS NOT NULL"
+        found = conn.execute(exists, (self.table,)).fetchone() == (True,)
+        conn.rollback()  # so that the block below is a transaction of its own, not a savepoint
+        if found:
+            return
+        t = sql.Identifier(self.table)
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {t} (key text PRIMARY KEY,"
+                                     " created_ms bigint NOT NULL)").format(t=t))
+                conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (created_ms)")
+                             .format(i=sql.Identifier(self.table + "_created"), t=t))
+        except (psycopg.errors.DuplicateTable, psycopg.errors.UniqueViolation):
+            pass  # another worker created it in the meantime (name lookups may be stale)
 
     def _drop_connection(self) -> None:
         if self._conn is not None:
@@ -164,14 +228,15 @@ class PostgresSession(SessionBase):
     def __init__(self, ledger: PostgresLedger) -> None:
         super().__init__()
         self._ledger = ledger
-        self._conn: psycopg.Connection[Any] | None = None
+        self._conn: _LazySavepointConnection | None = None
         self._sp = 0
 
-    def _c(self) -> psycopg.Connection[Any]:
+    def _c(self) -> _LazySavepointConnection:
         """The session's connection, fixed at first use: if it breaks, the session is over."""
         self._check_open()
         if self._conn is None:
             self._conn = self._ledger._connect()
+            self._conn._aw_in_batch = True
         elif self._conn.closed or self._conn.broken:
             raise LedgerUnavailable(f"PostgreSQL ledger at {self._ledger._safe_url} lost its "
                                     "connection during the batch: roll back and retry the batch.")
@@ -181,41 +246,19 @@ class PostgresSession(SessionBase):
     def transaction(self) -> Any | None:
         return self._c()
 
-    @contextmanager
-    def _savepoint(self) -> Iterator[None]:
+    def savepoint(self) -> AbstractContextManager[None]:
         conn = self._c()
         self._sp += 1
-        name = sql.Identifier(f"aw_sp{self._sp}")
-        try:
-            conn.execute(sql.SQL("SAVEPOINT {}").format(name))
-        except psycopg.Error as exc:
-            raise self._ledger._unavailable(exc, "opening a savepoint") from exc
-        try:
-            yield
-        except BaseException as exc:
-            if conn.closed or conn.broken:
-                # The processor's failure is the connection's: not the event's fault.
-                raise self._ledger._unavailable(exc, "running a processor") from exc
-            try:
-                conn.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(name))
-            except psycopg.Error as exc2:
-                raise self._ledger._unavailable(exc2, "rolling back a processor's writes") \
-                    from exc2
-            raise
-        else:
-            try:
-                conn.execute(sql.SQL("RELEASE SAVEPOINT {}").format(name))
-            except psycopg.Error as exc:
-                raise self._ledger._unavailable(exc, "releasing a savepoint") from exc
-
-    def savepoint(self) -> AbstractContextManager[None]:
-        return self._savepoint()
+        return lazy_savepoint(conn, f"aw_sp{self._sp}", self._ledger._unavailable,
+                              lambda: conn.closed or conn.broken)
 
     def _store_claim(self, keys: list[str]) -> list[ClaimState]:
         conn = self._c()
         now_ms = int(self._ledger._clock() * 1000)
         try:
-            rows = conn.execute(self._ledger._claim_sql, {"keys": keys, "now": now_ms}).fetchall()
+            with psycopg.Cursor(conn) as cur:  # the ledger's own statements never flush
+                rows = cur.execute(self._ledger._claim_sql, {"keys": keys, "now": now_ms}
+                                   ).fetchall()
         except psycopg.Error as exc:
             raise self._ledger._unavailable(exc, "claiming keys") from exc
         states = {key: (NEW if inserted else DONE) if got else BUSY
@@ -228,7 +271,8 @@ class PostgresSession(SessionBase):
 
     def _delete(self, keys: list[str], doing: str) -> None:
         try:
-            self._c().execute(self._ledger._delete_sql, {"keys": keys})
+            with psycopg.Cursor(self._c()) as cur:
+                cur.execute(self._ledger._delete_sql, {"keys": keys})
         except psycopg.Error as exc:
             raise self._ledger._unavailable(exc, doing) from exc
 
@@ -240,8 +284,11 @@ class PostgresSession(SessionBase):
             return
         if leftover:
             self._delete(leftover, "releasing unfinished keys")
+        conn = self._c()
+        conn._aw_reset()
+        conn._aw_in_batch = False
         try:
-            self._c().commit()
+            conn.commit()
         except psycopg.Error as exc:
             raise self._ledger._unavailable(exc, "committing a batch") from exc
 
@@ -249,6 +296,8 @@ class PostgresSession(SessionBase):
         conn = self._conn
         if conn is None:
             return
+        conn._aw_reset()
+        conn._aw_in_batch = False
         try:
             conn.rollback()
         except psycopg.Error:

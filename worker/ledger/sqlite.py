@@ -10,7 +10,11 @@ so their batches run one after another (a waiting process blocks up to `busy_tim
 then gets LedgerUnavailable and the pipeline retries). This is safe but serial; the file must be
 on a local disk (WAL does not work over network filesystems).
 
-URL options: `?busy_timeout=30` (seconds), `?table=activity_worker_ledger`.
+URL options: `?busy_timeout=30` (seconds), `?table=activity_worker_ledger`,
+`?synchronous=full` (the default: a batch is on disk before its Kafka offsets are committed) or
+`?synchronous=normal` (WAL is not fsynced per commit: several times faster, and still safe
+against a killed worker, but a power loss or OS crash may drop the last batches' effects
+together with their done marks while Kafka already committed past them).
 """
 
 from __future__ import annotations
@@ -18,31 +22,95 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
-from typing import Any
+from collections.abc import Callable
+from contextlib import AbstractContextManager, suppress
+from typing import Any, Self
 
 from worker.errors import ConfigError, LedgerUnavailable
-from worker.ledger._common import DONE, NEW, SessionBase, check_identifier, split_options
+from worker.ledger._common import (
+    DONE,
+    NEW,
+    LazySavepoints,
+    SessionBase,
+    check_identifier,
+    lazy_savepoint,
+    split_options,
+)
 from worker.ledger.base import ClaimState
 
 _CHUNK = 500  # keys per IN (...) query, below SQLite's bound-parameter limit
 
 
 def _path_from_url(url: str) -> str:
-    parts, _ = split_options(url, ("busy_timeout", "table"))
+    parts, _ = split_options(url, ("busy_timeout", "table", "synchronous"))
     if parts.netloc or not parts.path or parts.path == "/":
         raise ConfigError(f"SQLite ledger URL {url!r} has no file path: use "
                           "sqlite:///relative/path.db or sqlite:////absolute/path.db.")
     return parts.path[1:]
 
 
+class _LedgerConnection(sqlite3.Connection, LazySavepoints):
+    """A `sqlite3.Connection` with lazy savepoints (see LazySavepoints) that refuses what would
+    end the batch's transaction from inside a processor."""
+
+    def _aw_exec(self, statements: list[str]) -> None:
+        for statement in statements:
+            sqlite3.Connection.execute(self, statement)
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        self._aw_flush()
+        return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        self._aw_flush()
+        return super().executemany(sql, parameters)
+
+    def executescript(self, script: str, /) -> sqlite3.Cursor:
+        raise RuntimeError("executescript() would commit the ledger's open transaction first: "
+                           "run the statements one by one with execute()")
+
+    def cursor(self, factory: Any = None) -> Any:
+        return super().cursor(factory or _FlushingCursor)
+
+    def commit(self) -> None:
+        self._aw_refuse("commit")
+        super().commit()
+
+    def rollback(self) -> None:
+        self._aw_refuse("roll back")
+        super().rollback()
+
+
+class _FlushingCursor(sqlite3.Cursor):
+    """A cursor of the ledger's connection: creates the pending savepoint before running."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Self:
+        conn = self.connection
+        if isinstance(conn, _LedgerConnection):
+            conn._aw_flush()
+        return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> Self:
+        conn = self.connection
+        if isinstance(conn, _LedgerConnection):
+            conn._aw_flush()
+        return super().executemany(sql, parameters)
+
+    def executescript(self, script: str, /) -> sqlite3.Cursor:
+        raise RuntimeError("executescript() would commit the ledger's open transaction first: "
+                           "run the statements one by one with execute()")
+
+
 class SqliteLedger:
     def __init__(self, url: str, *, retention_seconds: float = 7 * 86400,
                  lease_seconds: float = 120.0, prune_interval_seconds: float = 60.0,
                  prune_chunk: int = 1000, clock: Callable[[], float] = time.time) -> None:
-        _, opts = split_options(url, ("busy_timeout", "table"))
+        _, opts = split_options(url, ("busy_timeout", "table", "synchronous"))
         self.url = url
+        self.synchronous = opts.get("synchronous", "full").upper()
+        if self.synchronous not in ("FULL", "NORMAL"):
+            raise ConfigError(f"SQLite ledger: synchronous={opts['synchronous']!r} is not "
+                              "supported; use ?synchronous=full (default) or ?synchronous=normal.")
         self.path = _path_from_url(url)
         try:
             self.busy_timeout = float(opts.get("busy_timeout", "30"))
@@ -57,7 +125,7 @@ class SqliteLedger:
         self._clock = clock
         self._last_prune = float("-inf")
         self._active: SqliteSession | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._conn: _LedgerConnection | None = None
 
     # -- connection ---------------------------------------------------------------------------
     def _unavailable(self, exc: BaseException, doing: str) -> LedgerUnavailable:
@@ -71,30 +139,52 @@ class SqliteLedger:
             f"SQLite ledger {self.path} failed while {doing} ({type(exc).__name__}: {text}): "
             "check that the file's directory exists, is writable and is on a local disk.")
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> _LedgerConnection:
         if self._conn is not None:
             return self._conn
         directory = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(directory):
             raise LedgerUnavailable(f"SQLite ledger directory {directory} does not exist: "
                                     "create it or point the ledger URL elsewhere.")
-        try:
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
-                                   check_same_thread=False)
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
+        # Switching a new file to WAL answers "locked" at once (without waiting busy_timeout)
+        # while another process does the same, so retry that part until the deadline.
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                conn = sqlite3.connect(self.path, timeout=self.busy_timeout,
+                                       isolation_level=None, check_same_thread=False,
+                                       factory=_LedgerConnection)
+            except sqlite3.Error as exc:
+                raise self._unavailable(exc, "opening the file") from exc
+            try:
+                self._setup(conn)
+                break
+            except sqlite3.OperationalError as exc:
                 conn.close()
-                raise ConfigError(f"SQLite ledger {self.path} cannot use WAL mode (got {mode!r}): "
-                                  "put the file on a local filesystem.")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table} "
-                         "(key TEXT PRIMARY KEY, created_ms INTEGER NOT NULL) WITHOUT ROWID")
-            conn.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_created "
-                         f"ON {self.table} (created_ms)")
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc, "opening the file") from exc
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise self._unavailable(exc, "opening the file") from exc
+            except (sqlite3.Error, ConfigError) as exc:
+                conn.close()
+                if isinstance(exc, ConfigError):
+                    raise
+                raise self._unavailable(exc, "opening the file") from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
         self._conn = conn
         return conn
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise ConfigError(f"SQLite ledger {self.path} cannot use WAL mode (got {mode!r}): "
+                                  "put the file on a local filesystem.")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table} "
+                     "(key TEXT PRIMARY KEY, created_ms INTEGER NOT NULL) WITHOUT ROWID")
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_created "
+                     f"ON {self.table} (created_ms)")
 
     def _drop_connection(self) -> None:
         if self._conn is not None:
@@ -166,7 +256,7 @@ class SqliteSession(SessionBase):
         self._began = False
         self._sp = 0
 
-    def _begin(self) -> sqlite3.Connection:
+    def _begin(self) -> _LedgerConnection:
         self._check_open()
         conn = self._ledger._connect()
         if not self._began:
@@ -175,32 +265,18 @@ class SqliteSession(SessionBase):
             except sqlite3.Error as exc:
                 raise self._ledger._unavailable(exc, "starting a batch transaction") from exc
             self._began = True
+            conn._aw_in_batch = True
         return conn
 
     @property
     def transaction(self) -> Any | None:
         return self._begin()
 
-    @contextmanager
-    def _savepoint(self) -> Iterator[None]:
+    def savepoint(self) -> AbstractContextManager[None]:
         conn = self._begin()
         self._sp += 1
-        name = f"aw_sp{self._sp}"
-        conn.execute(f"SAVEPOINT {name}")
-        try:
-            yield
-        except BaseException:
-            try:
-                conn.execute(f"ROLLBACK TO {name}")
-                conn.execute(f"RELEASE {name}")
-            except sqlite3.Error as exc:
-                raise self._ledger._unavailable(exc, "rolling back a processor's writes") from exc
-            raise
-        else:
-            conn.execute(f"RELEASE {name}")
-
-    def savepoint(self) -> AbstractContextManager[None]:
-        return self._savepoint()
+        return lazy_savepoint(conn, f"aw_sp{self._sp}", self._ledger._unavailable,
+                              lambda: False)
 
     def _store_claim(self, keys: list[str]) -> list[ClaimState]:
         conn = self._begin()
@@ -242,8 +318,11 @@ class SqliteSession(SessionBase):
             return
         if leftover:
             self._delete(leftover)
+        conn = self._ledger._connect()
+        conn._aw_reset()
+        conn._aw_in_batch = False
         try:
-            self._ledger._connect().execute("COMMIT")
+            conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise self._ledger._unavailable(exc, "committing a batch") from exc
 
@@ -253,6 +332,8 @@ class SqliteSession(SessionBase):
         conn = self._ledger._conn
         if conn is None:
             return
+        conn._aw_reset()
+        conn._aw_in_batch = False
         try:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
