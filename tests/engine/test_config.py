@@ -72,7 +72,9 @@ def test_redaction_hides_secrets() -> None:
 
 def test_kafka_env_maps_to_librdkafka_properties() -> None:
     env = {"KAFKA_SASL_PASSWORD": "p", "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-           "KAFKA_HEAP_OPTS": "-Xmx1G", "OTHER": "x"}
+           "KAFKA_HEAP_OPTS": "-Xmx1G", "OTHER": "x",
+           # the local launcher's settings are not librdkafka properties
+           "KAFKA_PORT": "19092", "KAFKA_DATA_DIR": "/tmp/k", "KAFKA_RUNTIME": "jvm"}
     assert config_from_env(env) == {"sasl.password": "p", "security.protocol": "SASL_SSL"}
 
 

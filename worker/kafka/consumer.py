@@ -134,7 +134,10 @@ def producer_config(consumer_config: Mapping[str, Any]) -> dict[str, Any]:
 _NOT_LIBRDKAFKA = {"KAFKA_HEAP_OPTS", "KAFKA_OPTS", "KAFKA_HOME", "KAFKA_JVM_PERFORMANCE_OPTS",
                    "KAFKA_LOG4J_OPTS", "KAFKA_JMX_OPTS", "KAFKA_DEBUG", "KAFKA_GC_LOG_OPTS",
                    "KAFKA_CLUSTER_ID", "KAFKA_LOG_DIR", "KAFKA_VERSION", "KAFKA_LIBS",
-                   "KAFKA_CLASSPATH"}
+                   "KAFKA_CLASSPATH",
+                   # the local broker launcher's own settings (deploy/local/kafka)
+                   "KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "KAFKA_DATA_DIR", "KAFKA_HEAP",
+                   "KAFKA_LIBS_DIR", "KAFKA_START_TIMEOUT", "KAFKA_RUNTIME", "KAFKA_TEST_IMAGE"}
 
 
 def config_from_env(environ: Mapping[str, str]) -> dict[str, str]:
