@@ -80,6 +80,9 @@ def run(settings: Settings) -> int:
         health = HealthState()
         metrics = WorkerMetrics()
         server = serve_http(settings.metrics_address, metrics, health)
+        base = f"http://{server.host}:{server.port}"
+        log.info("serving metrics and health", metrics=f"{base}/metrics",
+                 healthz=f"{base}/healthz", readyz=f"{base}/readyz")
     sink = _PipelineSink(metrics, health)
 
     ledger = open_ledger(settings.ledger)

@@ -87,6 +87,7 @@ class EngineConfig:
     guardrail_window: int = 1000
     guardrail_min_events: int = 100
     lag_interval: float = 5.0
+    progress_interval: float = 30.0  # seconds between "progress" log lines
     # A batch running longer than this pauses the assigned partitions and polls while it runs.
     # Not shorter: librdkafka drops prefetched data on pause, so pausing every batch would
     # cost a fetch round trip per batch.
@@ -211,6 +212,8 @@ class Engine:
         self._drain_targets: dict[TP, tuple[int, int]] = {}
         self._next_drain_check = 0.0
         self._next_lag = 0.0
+        self._next_progress = time.monotonic() + self.config.progress_interval
+        self._progress_mark = (time.monotonic(), 0)
         # Counters for the summary line.
         self.events = 0
         self.dead_lettered_events = 0
@@ -292,6 +295,8 @@ class Engine:
             if now >= self._next_lag:
                 self._next_lag = now + cfg.lag_interval
                 self._record_lag()
+            if now >= self._next_progress:
+                self._log_progress(now)
 
     def _filter(self, msgs: list[Any]) -> list[Any]:
         """Drop error events (handled) and messages of partitions no longer ours."""
@@ -626,6 +631,17 @@ class Engine:
             return False
         return all(low >= high or committed.get(tp, -1) >= high
                    for tp, (low, high) in targets.items())
+
+    def _log_progress(self, now: float) -> None:
+        """One INFO line per interval while events flow: how many, how fast (never per event)."""
+        self._next_progress = now + self.config.progress_interval
+        since, count = self._progress_mark
+        self._progress_mark = (now, self.events)
+        if self.events > count:
+            log.info("progress", events=self.events,
+                     events_per_s=round((self.events - count) / max(now - since, 1e-9), 1),
+                     dead_letters=self.dead_letters, commits=self.commits,
+                     assigned=len(self._assigned))
 
     def _record_lag(self) -> None:
         if self._metrics is None or not self._assigned:
