@@ -138,9 +138,14 @@ class Pipeline:
         cache = self._route_cache
         routes = self._routes
         decode = decode_event
-        for msg in messages:
-            topic = msg.topic() or ""
-            consumed[topic] = consumed.get(topic, 0) + 1
+        topic: str | None = None
+        run_start = 0
+        for i, msg in enumerate(messages):
+            t = msg.topic() or ""
+            if t != topic:  # count per run of one topic, not per message
+                if topic is not None:
+                    consumed[topic] = consumed.get(topic, 0) + i - run_start
+                topic, run_start = t, i
             ts_type, ts_ms = msg.timestamp()
             if ts_type:
                 stamp(ts_ms)
@@ -175,6 +180,8 @@ class Pipeline:
                         dead.append(DeadLetter(msg, "key_failed", _describe(exc), proc.name))
                         continue
                 add((msg, event, proc, key, index))
+        if topic is not None:
+            consumed[topic] = consumed.get(topic, 0) + len(messages) - run_start
         stats.consumed.update(consumed)
         if timestamps:
             now_ms = time.time() * 1000.0
@@ -192,31 +199,37 @@ class Pipeline:
         timings: list[list[float]] = [[] for _ in range(n)]
         # A key seen twice in one batch (a redelivery that landed in the same batch) is claimed
         # once; the later copies are duplicates of the first.
-        seen: set[str] = set()
-        todo: list[_Work] = []
-        for w in work:
-            if w[3] in seen:
-                duplicate[w[4]] += 1
-            else:
-                seen.add(w[3])
-                todo.append(w)
+        keys = [w[3] for w in work]
+        if len(set(keys)) == len(keys):
+            todo = work  # the usual case, checked at C speed
+        else:
+            keys = []
+            seen: set[str] = set()
+            todo = []
+            for w in work:
+                if w[3] in seen:
+                    duplicate[w[4]] += 1
+                else:
+                    seen.add(w[3])
+                    todo.append(w)
+                    keys.append(w[3])
 
         session = self._timed("session", self.ledger.session)
         try:
-            states = self._claim_all(session, [w[3] for w in todo], cancelled)
+            states = self._claim_all(session, keys, cancelled)
             done_keys: list[str] = []
             done = done_keys.append
             transaction = session.transaction
             perf = time.perf_counter
             DONE = ClaimState.DONE
+            make_ctx = Context.of_message
             for (msg, event, proc, key, index), state in zip(todo, states, strict=True):
                 if state is DONE:
                     duplicate[index] += 1
                     continue
                 if cancelled():
                     raise _Cancelled
-                ctx = Context(proc, event, msg.topic() or "", msg.partition() or 0,
-                              msg.offset() or 0, transaction)
+                ctx = make_ctx(proc, event, msg, transaction)
                 t0 = perf()
                 try:
                     if transaction is None:
@@ -303,8 +316,7 @@ class Pipeline:
             attempt += 1
             if cancelled():
                 raise _Cancelled
-            ctx = Context(proc, event, msg.topic() or "", msg.partition() or 0,
-                          msg.offset() or 0, transaction, attempt)
+            ctx = Context.of_message(proc, event, msg, transaction, attempt)
             t0 = time.perf_counter()
             try:
                 if transaction is None:
