@@ -71,6 +71,7 @@ class EngineHealth(Protocol):
     def set_connected(self, connected: bool) -> None: ...
     def set_assigned(self, n: int) -> None: ...
     def record_commit_advance(self) -> None: ...
+    def record_traffic(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -336,6 +337,8 @@ class Engine:
         return (m.topic(), m.partition()) in self._assigned
 
     def _run_batch(self, msgs: list[Any]) -> None:
+        if self._health is not None:
+            self._health.record_traffic()  # arms /healthz's "commits stopped advancing" check
         batch = _Batch(msgs)
         self._inflight = batch
         self._queue.put(batch)
