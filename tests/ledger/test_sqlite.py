@@ -82,3 +82,126 @@ def test_unknown_synchronous_level_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="synchronous=full"):
         open_ledger(f"sqlite:///{tmp_path / 'l.db'}?synchronous=off")
+
+
+# -- hashed keys: collisions and the first schema's files ---------------------------------------
+
+def test_rows_are_keyed_by_the_hash_of_the_key(tmp_path: Path, keys: Keys) -> None:
+    from worker.ledger.sqlite import key_hash
+
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db")
+    ks = keys(3)
+    s = ledger.session()
+    s.claim(ks)
+    s.mark_done(ks)
+    s.commit()
+    ledger.close()
+    conn = sqlite3.connect(tmp_path / "l.db")
+    rows = dict(conn.execute("SELECT h, key FROM activity_worker_ledger"))
+    conn.close()
+    assert rows == {key_hash(k): k for k in ks}
+    assert len({key_hash(k) for k in keys(10_000)}) == 10_000
+
+
+def test_a_hash_collision_is_never_a_duplicate(tmp_path: Path, keys: Keys,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every key hashes alike here: only the first lands in the main table, the others go to
+    the overflow table by full key, and each is still NEW once and DONE afterwards, across
+    sessions, releases and rollbacks."""
+    import worker.ledger.sqlite as sqlite_ledger
+
+    monkeypatch.setattr(sqlite_ledger, "key_hash", lambda key: 42)
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db")
+    a, b, c, d = keys(4)
+    s = ledger.session()
+    assert s.claim([a, b]) == [ClaimState.NEW, ClaimState.NEW]
+    s.mark_done([a, b])
+    s.commit()
+    s = ledger.session()
+    assert s.claim([a, b, c]) == [ClaimState.DONE, ClaimState.DONE, ClaimState.NEW]
+    s.release([c])                       # a failed effect: c must be claimable again
+    s.commit()
+    s = ledger.session()
+    assert s.claim([c, d]) == [ClaimState.NEW, ClaimState.NEW]
+    s.rollback()                         # a cancelled batch: neither c nor d is done
+    s = ledger.session()
+    assert s.claim([d, c, b]) == [ClaimState.NEW, ClaimState.NEW, ClaimState.DONE]
+    s.mark_done([c, d])
+    s.commit()
+    s = ledger.session()
+    assert s.claim([a, b, c, d]) == [ClaimState.DONE] * 4
+    s.rollback()
+    ledger.close()
+
+
+def test_prune_removes_expired_collided_keys_too(tmp_path: Path, keys: Keys,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import worker.ledger.sqlite as sqlite_ledger
+
+    monkeypatch.setattr(sqlite_ledger, "key_hash", lambda key: 7)
+    now = [1_000_000.0]
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db", retention_seconds=100, lease_seconds=10,
+                         prune_interval_seconds=0, clock=lambda: now[0])
+    old, young = keys(2), keys(2)
+    for batch in (old, young):
+        s = ledger.session()
+        assert s.claim(batch) == [ClaimState.NEW] * 2
+        s.mark_done(batch)
+        s.commit()
+        now[0] += 60
+    now[0] += 30                         # old is 150 s old, young 90 s: only old expires
+    assert ledger.prune() == 2
+    s = ledger.session()
+    assert s.claim(old + young) == [ClaimState.NEW] * 2 + [ClaimState.DONE] * 2
+    s.rollback()
+    ledger.close()
+
+
+def _v1_file(path: Path, rows: list[tuple[str, int]]) -> None:
+    """A ledger file as the first schema (before hashed keys) wrote it."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE activity_worker_ledger "
+                 "(key TEXT PRIMARY KEY, created_ms INTEGER NOT NULL) WITHOUT ROWID")
+    conn.execute("CREATE INDEX activity_worker_ledger_created "
+                 "ON activity_worker_ledger (created_ms)")
+    conn.executemany("INSERT INTO activity_worker_ledger VALUES (?, ?)", rows)
+    conn.commit()
+    conn.close()
+
+
+def test_a_file_of_the_first_schema_is_migrated_with_its_done_marks(tmp_path: Path,
+                                                                     keys: Keys) -> None:
+    import time
+
+    done = keys(1200)
+    now_ms = int(time.time() * 1000)
+    _v1_file(tmp_path / "l.db", [(k, now_ms) for k in done])
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db")
+    fresh = keys(3)
+    s = ledger.session()
+    assert s.claim(done + fresh) == [ClaimState.DONE] * len(done) + [ClaimState.NEW] * 3
+    s.mark_done(fresh)
+    s.commit()
+    ledger.close()
+    conn = sqlite3.connect(tmp_path / "l.db")
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(activity_worker_ledger)")]
+    assert columns == ["h", "key", "created_ms"]
+    assert conn.execute("SELECT count(*) FROM activity_worker_ledger").fetchone()[0] == 1203
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE '%_v1'"
+                        ).fetchone()[0] == 0
+    conn.close()
+
+
+def test_migration_keeps_colliding_keys(tmp_path: Path, keys: Keys,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import worker.ledger.sqlite as sqlite_ledger
+
+    monkeypatch.setattr(sqlite_ledger, "key_hash", lambda key: 1)
+    done = keys(5)
+    _v1_file(tmp_path / "l.db", [(k, 10**13) for k in done])
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db")
+    s = ledger.session()
+    assert s.claim(done + keys(1)) == [ClaimState.DONE] * 5 + [ClaimState.NEW]
+    s.rollback()
+    ledger.close()

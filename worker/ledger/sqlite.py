@@ -19,6 +19,7 @@ together with their done marks while Kafka already committed past them).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import time
@@ -39,6 +40,15 @@ from worker.ledger._common import (
 from worker.ledger.base import ClaimState
 
 _CHUNK = 500  # keys per IN (...) query, below SQLite's bound-parameter limit
+
+
+def key_hash(key: str) -> int:
+    """The row id of `key`: the first 8 bytes of its BLAKE2b digest as a signed 64-bit int.
+
+    An INTEGER PRIMARY KEY row is found and inserted several times faster than a TEXT key, and
+    its short B-tree dirties far fewer pages per batch (so the WAL commit writes less)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big",
+                          signed=True)
 
 
 def _path_from_url(url: str) -> str:
@@ -118,6 +128,7 @@ class SqliteLedger:
             raise ConfigError(f"SQLite ledger: busy_timeout={opts['busy_timeout']!r} is not a "
                               "number of seconds; use e.g. ?busy_timeout=30.") from None
         self.table = check_identifier(opts.get("table", "activity_worker_ledger"), "table")
+        self.overflow_table = f"{self.table}_collisions"
         self.retention_seconds = float(retention_seconds)
         self.lease_seconds = float(lease_seconds)  # unused: SQL claims are transaction locks
         self.prune_interval_seconds = float(prune_interval_seconds)
@@ -181,10 +192,46 @@ class SqliteLedger:
                 raise ConfigError(f"SQLite ledger {self.path} cannot use WAL mode (got {mode!r}): "
                                   "put the file on a local filesystem.")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table} "
+        table = self.table
+        columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+        if columns and "h" in columns:
+            return  # the current schema: nothing to create (no write lock taken)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+            if columns and "h" not in columns:
+                self._migrate_v1(conn)
+            else:
+                self._create(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _create(self, conn: sqlite3.Connection, table: str | None = None) -> None:
+        table = table or self.table
+        # h = key_hash(key); the full key is kept to tell a hash collision from a duplicate.
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} "
+                     "(h INTEGER PRIMARY KEY, key TEXT NOT NULL, created_ms INTEGER NOT NULL)")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {self.overflow_table} "
                      "(key TEXT PRIMARY KEY, created_ms INTEGER NOT NULL) WITHOUT ROWID")
-        conn.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_created "
-                     f"ON {self.table} (created_ms)")
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_created ON {table} (created_ms)")
+
+    def _migrate_v1(self, conn: sqlite3.Connection) -> None:
+        """Rewrite a ledger file of the first schema, `(key TEXT PRIMARY KEY, created_ms)`,
+        into the hashed one, keeping every done mark (inside the caller's transaction)."""
+        table = self.table
+        conn.create_function("aw_key_hash", 1, key_hash, deterministic=True)
+        conn.execute(f"DROP INDEX IF EXISTS {table}_created")
+        conn.execute(f"ALTER TABLE {table} RENAME TO {table}_v1")
+        self._create(conn)
+        conn.execute(f"INSERT OR IGNORE INTO {table} (h, key, created_ms) "
+                     f"SELECT aw_key_hash(key), key, created_ms FROM {table}_v1")
+        conn.execute(f"INSERT INTO {self.overflow_table} (key, created_ms) "
+                     f"SELECT o.key, o.created_ms FROM {table}_v1 o WHERE NOT EXISTS "
+                     f"(SELECT 1 FROM {table} n WHERE n.h = aw_key_hash(o.key) AND n.key = o.key)")
+        conn.execute(f"DROP TABLE {table}_v1")
 
     def _drop_connection(self) -> None:
         if self._conn is not None:
@@ -219,8 +266,11 @@ class SqliteLedger:
         cutoff = int((now - self.retention_seconds) * 1000)
         conn = self._connect()
         total = 0
-        sql = (f"DELETE FROM {self.table} WHERE key IN (SELECT key FROM {self.table} "
-               "WHERE created_ms < ? LIMIT ?)")
+        statements = [
+            f"DELETE FROM {self.table} WHERE h IN (SELECT h FROM {self.table} "
+            "WHERE created_ms < ? LIMIT ?)",
+            f"DELETE FROM {self.overflow_table} WHERE key IN (SELECT key FROM "
+            f"{self.overflow_table} WHERE created_ms < ? LIMIT ?)"]
         try:
             conn.execute("PRAGMA busy_timeout=0")
             for _ in range(100):
@@ -230,10 +280,11 @@ class SqliteLedger:
                     if "locked" in str(exc) or "busy" in str(exc):
                         break  # another process is busy: try again next time
                     raise
-                n = conn.execute(sql, (cutoff, self.prune_chunk)).rowcount
+                counts = [conn.execute(sql, (cutoff, self.prune_chunk)).rowcount
+                          for sql in statements]
                 conn.execute("COMMIT")
-                total += n
-                if n < self.prune_chunk:
+                total += sum(counts)
+                if max(counts) < self.prune_chunk:
                     break
         except sqlite3.Error as exc:
             if conn.in_transaction:
@@ -255,6 +306,7 @@ class SqliteSession(SessionBase):
         self._ledger = ledger
         self._began = False
         self._sp = 0
+        self._overflow_used = False  # whether this session wrote to the overflow table
 
     def _begin(self) -> _LedgerConnection:
         self._check_open()
@@ -282,18 +334,46 @@ class SqliteSession(SessionBase):
         conn = self._begin()
         table = self._ledger.table
         now_ms = int(self._ledger._clock() * 1000)
+        hashes = [key_hash(k) for k in keys]
         try:
-            existing: set[str] = set()
-            for i in range(0, len(keys), _CHUNK):
-                chunk = keys[i:i + _CHUNK]
+            stored: dict[int, str] = {}
+            for i in range(0, len(hashes), _CHUNK):
+                chunk = hashes[i:i + _CHUNK]
                 marks = ",".join("?" * len(chunk))
-                existing.update(r[0] for r in conn.execute(
-                    f"SELECT key FROM {table} WHERE key IN ({marks})", chunk))
-            conn.executemany(f"INSERT INTO {table} (key, created_ms) VALUES (?, ?)",
-                             [(k, now_ms) for k in keys if k not in existing])
+                stored.update(conn.execute(
+                    f"SELECT h, key FROM {table} WHERE h IN ({marks})", chunk).fetchall())
+            states: list[ClaimState] = []
+            rows: list[tuple[int, str, int]] = []
+            collided: list[str] = []
+            for k, h in zip(keys, hashes, strict=True):
+                other = stored.get(h)
+                if other is None:
+                    stored[h] = k
+                    rows.append((h, k, now_ms))
+                    states.append(NEW)
+                elif other == k:
+                    states.append(DONE)
+                else:
+                    collided.append(k)
+                    states.append(NEW)   # decided below, from the overflow table
+            conn.executemany(f"INSERT INTO {table} (h, key, created_ms) VALUES (?, ?, ?)", rows)
+            if collided:
+                states = self._claim_collided(conn, keys, states, collided, now_ms)
         except sqlite3.Error as exc:
             raise self._ledger._unavailable(exc, "claiming keys") from exc
-        return [DONE if k in existing else NEW for k in keys]
+        return states
+
+    def _claim_collided(self, conn: sqlite3.Connection, keys: list[str],
+                        states: list[ClaimState], collided: list[str],
+                        now_ms: int) -> list[ClaimState]:
+        """Keys whose hash belongs to another key live in the overflow table, by full key."""
+        overflow = self._ledger.overflow_table
+        self._overflow_used = True
+        done = {k for k in collided if conn.execute(
+            f"SELECT 1 FROM {overflow} WHERE key = ?", (k,)).fetchone()}
+        conn.executemany(f"INSERT INTO {overflow} (key, created_ms) VALUES (?, ?)",
+                         [(k, now_ms) for k in collided if k not in done])
+        return [DONE if k in done else s for k, s in zip(keys, states, strict=True)]
 
     def _store_mark_done(self, keys: list[str]) -> None:
         # The claim row is the done mark once the transaction commits: nothing to write.
@@ -303,10 +383,11 @@ class SqliteSession(SessionBase):
         conn = self._begin()
         table = self._ledger.table
         try:
-            for i in range(0, len(keys), _CHUNK):
-                chunk = keys[i:i + _CHUNK]
-                conn.execute(f"DELETE FROM {table} WHERE key IN ({','.join('?' * len(chunk))})",
-                             chunk)
+            conn.executemany(f"DELETE FROM {table} WHERE h = ? AND key = ?",
+                             [(key_hash(k), k) for k in keys])
+            if self._overflow_used:
+                conn.executemany(f"DELETE FROM {self._ledger.overflow_table} WHERE key = ?",
+                                 [(k,) for k in keys])
         except sqlite3.Error as exc:
             raise self._ledger._unavailable(exc, "releasing keys") from exc
 
