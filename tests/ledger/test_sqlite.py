@@ -105,9 +105,8 @@ def test_rows_are_keyed_by_the_hash_of_the_key(tmp_path: Path, keys: Keys) -> No
 
 def test_a_hash_collision_is_never_a_duplicate(tmp_path: Path, keys: Keys,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every key hashes alike here: only the first lands in the main table, the others go to
-    the overflow table by full key, and each is still NEW once and DONE afterwards, across
-    sessions, releases and rollbacks."""
+    """Every key hashes alike here: the full key kept in each row tells them apart, so each is
+    still NEW once and DONE afterwards, across sessions, releases and rollbacks."""
     import worker.ledger.sqlite as sqlite_ledger
 
     monkeypatch.setattr(sqlite_ledger, "key_hash", lambda key: 42)
@@ -134,7 +133,7 @@ def test_a_hash_collision_is_never_a_duplicate(tmp_path: Path, keys: Keys,
     ledger.close()
 
 
-def test_prune_removes_expired_collided_keys_too(tmp_path: Path, keys: Keys,
+def test_prune_removes_expired_colliding_keys_only(tmp_path: Path, keys: Keys,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     import worker.ledger.sqlite as sqlite_ledger
 
@@ -186,7 +185,7 @@ def test_a_file_of_the_first_schema_is_migrated_with_its_done_marks(tmp_path: Pa
     ledger.close()
     conn = sqlite3.connect(tmp_path / "l.db")
     columns = [r[1] for r in conn.execute("PRAGMA table_info(activity_worker_ledger)")]
-    assert columns == ["h", "key", "created_ms"]
+    assert columns == ["id", "h", "key", "created_ms"]
     assert conn.execute("SELECT count(*) FROM activity_worker_ledger").fetchone()[0] == 1203
     assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE '%_v1'"
                         ).fetchone()[0] == 0
@@ -205,3 +204,42 @@ def test_migration_keeps_colliding_keys(tmp_path: Path, keys: Keys,
     assert s.claim(done + keys(1)) == [ClaimState.DONE] * 5 + [ClaimState.NEW]
     s.rollback()
     ledger.close()
+
+
+def test_prune_walks_rows_in_claim_order_and_stops_at_a_young_one(tmp_path: Path,
+                                                                  keys: Keys) -> None:
+    """Two processes' clocks may disagree a little: a young row claimed before older ones
+    holds them back until it expires too (kept longer, never dropped early)."""
+    from worker.ledger.sqlite import SqliteLedger
+
+    now = [1_000_000.0]
+    ledger = SqliteLedger(f"sqlite:///{tmp_path}/l.db", retention_seconds=100,
+                          prune_interval_seconds=0, prune_chunk=2, clock=lambda: now[0])
+    batches = [keys(3), keys(3), keys(3)]
+    for batch, at in zip(batches, (1_000_000.0, 1_000_050.0, 1_000_010.0), strict=True):
+        now[0] = at
+        s = ledger.session()
+        s.claim(batch)
+        s.mark_done(batch)
+        s.commit()
+    now[0] = 1_000_120.0                 # batches 0 and 2 expired, batch 1 (claimed 2nd) not
+    assert ledger.prune() == 3
+    s = ledger.session()
+    assert s.claim([k for b in batches for k in b]) == (
+        [ClaimState.NEW] * 3 + [ClaimState.DONE] * 6)
+    s.rollback()
+    now[0] = 1_000_200.0
+    assert ledger.prune() == 6
+    ledger.close()
+
+
+def test_a_table_that_is_not_a_ledger_is_refused(tmp_path: Path) -> None:
+    from worker.errors import ConfigError
+
+    conn = sqlite3.connect(tmp_path / "l.db")
+    conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, total INTEGER)")
+    conn.commit()
+    conn.close()
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db?table=orders")
+    with pytest.raises(ConfigError, match="point \\?table= at another table"):
+        ledger.ping()

@@ -40,6 +40,8 @@ from worker.ledger._common import (
 from worker.ledger.base import ClaimState
 
 _CHUNK = 500  # keys per IN (...) query, below SQLite's bound-parameter limit
+_COLUMNS = ["id", "h", "key", "created_ms"]
+_V1_COLUMNS = ["key", "created_ms"]  # the first schema: (key TEXT PRIMARY KEY) WITHOUT ROWID
 
 
 def key_hash(key: str) -> int:
@@ -128,7 +130,6 @@ class SqliteLedger:
             raise ConfigError(f"SQLite ledger: busy_timeout={opts['busy_timeout']!r} is not a "
                               "number of seconds; use e.g. ?busy_timeout=30.") from None
         self.table = check_identifier(opts.get("table", "activity_worker_ledger"), "table")
-        self.overflow_table = f"{self.table}_collisions"
         self.retention_seconds = float(retention_seconds)
         self.lease_seconds = float(lease_seconds)  # unused: SQL claims are transaction locks
         self.prune_interval_seconds = float(prune_interval_seconds)
@@ -193,44 +194,46 @@ class SqliteLedger:
                                   "put the file on a local filesystem.")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         table = self.table
-        columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
-        if columns and "h" in columns:
+        if self._columns(conn) == _COLUMNS:
             return  # the current schema: nothing to create (no write lock taken)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
-            if columns and "h" not in columns:
-                self._migrate_v1(conn)
-            else:
+            columns = self._columns(conn)
+            if not columns:
                 self._create(conn)
+            elif columns == _V1_COLUMNS:
+                self._migrate_v1(conn)
+            elif columns != _COLUMNS:
+                raise ConfigError(
+                    f"SQLite ledger {self.path}: table {table} has columns {columns}, not a "
+                    "ledger's: point ?table= at another table name or the URL at another file.")
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
 
-    def _create(self, conn: sqlite3.Connection, table: str | None = None) -> None:
-        table = table or self.table
-        # h = key_hash(key); the full key is kept to tell a hash collision from a duplicate.
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} "
-                     "(h INTEGER PRIMARY KEY, key TEXT NOT NULL, created_ms INTEGER NOT NULL)")
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {self.overflow_table} "
-                     "(key TEXT PRIMARY KEY, created_ms INTEGER NOT NULL) WITHOUT ROWID")
-        conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_created ON {table} (created_ms)")
+    def _columns(self, conn: sqlite3.Connection) -> list[str]:
+        return [r[1] for r in conn.execute(f"PRAGMA table_info({self.table})")]
+
+    def _create(self, conn: sqlite3.Connection) -> None:
+        # Rows are appended in claim order (id), so a batch's inserts touch the table's last
+        # pages only and pruning walks it from the start; h = key_hash(key) is indexed (not
+        # unique: the full key tells a hash collision from a duplicate).
+        conn.execute(f"CREATE TABLE {self.table} (id INTEGER PRIMARY KEY, h INTEGER NOT NULL, "
+                     "key TEXT NOT NULL, created_ms INTEGER NOT NULL)")
+        conn.execute(f"CREATE INDEX {self.table}_h ON {self.table} (h)")
 
     def _migrate_v1(self, conn: sqlite3.Connection) -> None:
         """Rewrite a ledger file of the first schema, `(key TEXT PRIMARY KEY, created_ms)`,
-        into the hashed one, keeping every done mark (inside the caller's transaction)."""
+        into the current one, keeping every done mark (inside the caller's transaction)."""
         table = self.table
         conn.create_function("aw_key_hash", 1, key_hash, deterministic=True)
         conn.execute(f"DROP INDEX IF EXISTS {table}_created")
         conn.execute(f"ALTER TABLE {table} RENAME TO {table}_v1")
         self._create(conn)
-        conn.execute(f"INSERT OR IGNORE INTO {table} (h, key, created_ms) "
-                     f"SELECT aw_key_hash(key), key, created_ms FROM {table}_v1")
-        conn.execute(f"INSERT INTO {self.overflow_table} (key, created_ms) "
-                     f"SELECT o.key, o.created_ms FROM {table}_v1 o WHERE NOT EXISTS "
-                     f"(SELECT 1 FROM {table} n WHERE n.h = aw_key_hash(o.key) AND n.key = o.key)")
+        conn.execute(f"INSERT INTO {table} (h, key, created_ms) SELECT aw_key_hash(key), key, "
+                     f"created_ms FROM {table}_v1 ORDER BY created_ms")
         conn.execute(f"DROP TABLE {table}_v1")
 
     def _drop_connection(self) -> None:
@@ -266,11 +269,6 @@ class SqliteLedger:
         cutoff = int((now - self.retention_seconds) * 1000)
         conn = self._connect()
         total = 0
-        statements = [
-            f"DELETE FROM {self.table} WHERE h IN (SELECT h FROM {self.table} "
-            "WHERE created_ms < ? LIMIT ?)",
-            f"DELETE FROM {self.overflow_table} WHERE key IN (SELECT key FROM "
-            f"{self.overflow_table} WHERE created_ms < ? LIMIT ?)"]
         try:
             conn.execute("PRAGMA busy_timeout=0")
             for _ in range(100):
@@ -280,11 +278,20 @@ class SqliteLedger:
                     if "locked" in str(exc) or "busy" in str(exc):
                         break  # another process is busy: try again next time
                     raise
-                counts = [conn.execute(sql, (cutoff, self.prune_chunk)).rowcount
-                          for sql in statements]
+                # The oldest rows come first; stop at the first one still within retention
+                # (claims of several processes may interleave a little out of time order).
+                rows = conn.execute(f"SELECT id, created_ms FROM {self.table} ORDER BY id "
+                                    "LIMIT ?", (self.prune_chunk,)).fetchall()
+                last = None
+                for row_id, created_ms in rows:
+                    if created_ms >= cutoff:
+                        break
+                    last = row_id
+                n = 0 if last is None else conn.execute(
+                    f"DELETE FROM {self.table} WHERE id <= ?", (last,)).rowcount
                 conn.execute("COMMIT")
-                total += sum(counts)
-                if max(counts) < self.prune_chunk:
+                total += n
+                if n < self.prune_chunk:
                     break
         except sqlite3.Error as exc:
             if conn.in_transaction:
@@ -306,7 +313,6 @@ class SqliteSession(SessionBase):
         self._ledger = ledger
         self._began = False
         self._sp = 0
-        self._overflow_used = False  # whether this session wrote to the overflow table
 
     def _begin(self) -> _LedgerConnection:
         self._check_open()
@@ -336,44 +342,18 @@ class SqliteSession(SessionBase):
         now_ms = int(self._ledger._clock() * 1000)
         hashes = [key_hash(k) for k in keys]
         try:
-            stored: dict[int, str] = {}
+            existing: set[str] = set()
             for i in range(0, len(hashes), _CHUNK):
                 chunk = hashes[i:i + _CHUNK]
                 marks = ",".join("?" * len(chunk))
-                stored.update(conn.execute(
-                    f"SELECT h, key FROM {table} WHERE h IN ({marks})", chunk).fetchall())
-            states: list[ClaimState] = []
-            rows: list[tuple[int, str, int]] = []
-            collided: list[str] = []
-            for k, h in zip(keys, hashes, strict=True):
-                other = stored.get(h)
-                if other is None:
-                    stored[h] = k
-                    rows.append((h, k, now_ms))
-                    states.append(NEW)
-                elif other == k:
-                    states.append(DONE)
-                else:
-                    collided.append(k)
-                    states.append(NEW)   # decided below, from the overflow table
-            conn.executemany(f"INSERT INTO {table} (h, key, created_ms) VALUES (?, ?, ?)", rows)
-            if collided:
-                states = self._claim_collided(conn, keys, states, collided, now_ms)
+                existing.update(r[0] for r in conn.execute(
+                    f"SELECT key FROM {table} WHERE h IN ({marks})", chunk))
+            conn.executemany(f"INSERT INTO {table} (h, key, created_ms) VALUES (?, ?, ?)",
+                             [(h, k, now_ms) for h, k in zip(hashes, keys, strict=True)
+                              if k not in existing])
         except sqlite3.Error as exc:
             raise self._ledger._unavailable(exc, "claiming keys") from exc
-        return states
-
-    def _claim_collided(self, conn: sqlite3.Connection, keys: list[str],
-                        states: list[ClaimState], collided: list[str],
-                        now_ms: int) -> list[ClaimState]:
-        """Keys whose hash belongs to another key live in the overflow table, by full key."""
-        overflow = self._ledger.overflow_table
-        self._overflow_used = True
-        done = {k for k in collided if conn.execute(
-            f"SELECT 1 FROM {overflow} WHERE key = ?", (k,)).fetchone()}
-        conn.executemany(f"INSERT INTO {overflow} (key, created_ms) VALUES (?, ?)",
-                         [(k, now_ms) for k in collided if k not in done])
-        return [DONE if k in done else s for k, s in zip(keys, states, strict=True)]
+        return [DONE if k in existing else NEW for k in keys]
 
     def _store_mark_done(self, keys: list[str]) -> None:
         # The claim row is the done mark once the transaction commits: nothing to write.
@@ -385,9 +365,6 @@ class SqliteSession(SessionBase):
         try:
             conn.executemany(f"DELETE FROM {table} WHERE h = ? AND key = ?",
                              [(key_hash(k), k) for k in keys])
-            if self._overflow_used:
-                conn.executemany(f"DELETE FROM {self._ledger.overflow_table} WHERE key = ?",
-                                 [(k,) for k in keys])
         except sqlite3.Error as exc:
             raise self._ledger._unavailable(exc, "releasing keys") from exc
 
