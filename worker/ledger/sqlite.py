@@ -40,6 +40,8 @@ from worker.ledger._common import (
 from worker.ledger.base import ClaimState
 
 _CHUNK = 500  # keys per IN (...) query, below SQLite's bound-parameter limit
+_CACHE_KIB = 65536          # page cache per connection (64 MiB at most)
+_CHECKPOINT_PAGES = 20000   # WAL size (pages) that triggers an automatic checkpoint
 _COLUMNS = ["id", "h", "key", "created_ms"]
 _V1_COLUMNS = ["key", "created_ms"]  # the first schema: (key TEXT PRIMARY KEY) WITHOUT ROWID
 
@@ -193,6 +195,11 @@ class SqliteLedger:
                 raise ConfigError(f"SQLite ledger {self.path} cannot use WAL mode (got {mode!r}): "
                                   "put the file on a local filesystem.")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        # Each batch inserts into random pages of the hash index. A bigger page cache keeps the
+        # index in memory, and a checkpoint every 20000 WAL pages (~80 MB, instead of 1000)
+        # copies each index page back once for many batches: ~3x faster at a million rows.
+        conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+        conn.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
         table = self.table
         if self._columns(conn) == _COLUMNS:
             return  # the current schema: nothing to create (no write lock taken)
