@@ -243,3 +243,22 @@ def test_a_table_that_is_not_a_ledger_is_refused(tmp_path: Path) -> None:
     ledger = open_ledger(f"sqlite:///{tmp_path}/l.db?table=orders")
     with pytest.raises(ConfigError, match="point \\?table= at another table"):
         ledger.ping()
+
+
+def test_an_older_workers_index_on_a_migrated_file_is_dropped(tmp_path: Path,
+                                                                keys: Keys) -> None:
+    """A worker of the first schema opening a migrated file adds its created_ms index back
+    (`CREATE INDEX IF NOT EXISTS`); the next current worker drops it (it slows every insert)."""
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db")
+    ledger.ping()
+    ledger.close()
+    conn = sqlite3.connect(tmp_path / "l.db")
+    conn.execute("CREATE INDEX IF NOT EXISTS activity_worker_ledger_created "
+                 "ON activity_worker_ledger (created_ms)")
+    conn.commit()
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db")
+    ledger.ping()
+    ledger.close()
+    names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")]
+    conn.close()
+    assert names == ["activity_worker_ledger_h"]

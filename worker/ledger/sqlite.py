@@ -201,11 +201,14 @@ class SqliteLedger:
         conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         conn.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
         table = self.table
-        if self._columns(conn) == _COLUMNS:
+        # An older worker opening a migrated file adds back the first schema's index.
+        stray = f"SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = '{table}_created'"
+        if self._columns(conn) == _COLUMNS and not conn.execute(stray).fetchone():
             return  # the current schema: nothing to create (no write lock taken)
         conn.execute("BEGIN IMMEDIATE")
         try:
             columns = self._columns(conn)
+            conn.execute(f"DROP INDEX IF EXISTS {table}_created")
             if not columns:
                 self._create(conn)
             elif columns == _V1_COLUMNS:
