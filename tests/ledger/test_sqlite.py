@@ -109,7 +109,7 @@ def test_a_hash_collision_is_never_a_duplicate(tmp_path: Path, keys: Keys,
     still NEW once and DONE afterwards, across sessions, releases and rollbacks."""
     import worker.ledger.sqlite as sqlite_ledger
 
-    monkeypatch.setattr(sqlite_ledger, "key_hash", lambda key: 42)
+    monkeypatch.setattr(sqlite_ledger, "key_hashes", lambda keys: [42] * len(keys))
     ledger = open_ledger(f"sqlite:///{tmp_path}/l.db")
     a, b, c, d = keys(4)
     s = ledger.session()
@@ -137,7 +137,7 @@ def test_prune_removes_expired_colliding_keys_only(tmp_path: Path, keys: Keys,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     import worker.ledger.sqlite as sqlite_ledger
 
-    monkeypatch.setattr(sqlite_ledger, "key_hash", lambda key: 7)
+    monkeypatch.setattr(sqlite_ledger, "key_hashes", lambda keys: [7] * len(keys))
     now = [1_000_000.0]
     ledger = open_ledger(f"sqlite:///{tmp_path}/l.db", retention_seconds=100, lease_seconds=10,
                          prune_interval_seconds=0, clock=lambda: now[0])
@@ -196,7 +196,7 @@ def test_migration_keeps_colliding_keys(tmp_path: Path, keys: Keys,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import worker.ledger.sqlite as sqlite_ledger
 
-    monkeypatch.setattr(sqlite_ledger, "key_hash", lambda key: 1)
+    monkeypatch.setattr(sqlite_ledger, "key_hashes", lambda keys: [1] * len(keys))
     done = keys(5)
     _v1_file(tmp_path / "l.db", [(k, 10**13) for k in done])
     ledger = open_ledger(f"sqlite:///{tmp_path}/l.db")

@@ -46,13 +46,18 @@ _COLUMNS = ["id", "h", "key", "created_ms"]
 _V1_COLUMNS = ["key", "created_ms"]  # the first schema: (key TEXT PRIMARY KEY) WITHOUT ROWID
 
 
-def key_hash(key: str) -> int:
-    """The row id of `key`: the first 8 bytes of its BLAKE2b digest as a signed 64-bit int.
+def key_hashes(keys: list[str]) -> list[int]:
+    """The `h` of each key: the first 8 bytes of its BLAKE2b digest as a signed 64-bit int.
 
-    An INTEGER PRIMARY KEY row is found and inserted several times faster than a TEXT key, and
-    its short B-tree dirties far fewer pages per batch (so the WAL commit writes less)."""
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big",
-                          signed=True)
+    Rows are found through an index on this integer rather than on the long random TEXT key
+    (see docs/ledger.md); the full key is kept in the row to tell a collision apart."""
+    blake2b, from_bytes = hashlib.blake2b, int.from_bytes
+    return [from_bytes(blake2b(k.encode(), digest_size=8).digest(), "big", signed=True)
+            for k in keys]
+
+
+def key_hash(key: str) -> int:
+    return key_hashes([key])[0]
 
 
 def _path_from_url(url: str) -> str:
@@ -350,7 +355,7 @@ class SqliteSession(SessionBase):
         conn = self._begin()
         table = self._ledger.table
         now_ms = int(self._ledger._clock() * 1000)
-        hashes = [key_hash(k) for k in keys]
+        hashes = key_hashes(keys)
         try:
             existing: set[str] = set()
             for i in range(0, len(hashes), _CHUNK):
@@ -374,7 +379,7 @@ class SqliteSession(SessionBase):
         table = self._ledger.table
         try:
             conn.executemany(f"DELETE FROM {table} WHERE h = ? AND key = ?",
-                             [(key_hash(k), k) for k in keys])
+                             zip(key_hashes(keys), keys, strict=True))
         except sqlite3.Error as exc:
             raise self._ledger._unavailable(exc, "releasing keys") from exc
 
