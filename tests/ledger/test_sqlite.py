@@ -262,3 +262,38 @@ def test_an_older_workers_index_on_a_migrated_file_is_dropped(tmp_path: Path,
     names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")]
     conn.close()
     assert names == ["activity_worker_ledger_h"]
+
+
+def test_two_workers_opening_a_first_schema_file_at_once_migrate_it_once(tmp_path: Path,
+                                                                          keys: Keys) -> None:
+    import threading
+
+    from worker.ledger.base import Ledger
+
+    done = keys(20_000)
+    _v1_file(tmp_path / "l.db", [(k, 10**13) for k in done])
+    ledgers = [open_ledger(f"sqlite:///{tmp_path}/l.db") for _ in range(2)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def open_it(ledger: Ledger) -> None:
+        try:
+            start.wait(timeout=10)
+            ledger.ping()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it, args=(x,)) for x in ledgers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors and not any(t.is_alive() for t in threads)
+    for ledger in ledgers:
+        s = ledger.session()
+        assert s.claim(done[:50] + done[-50:]) == [ClaimState.DONE] * 100
+        s.rollback()
+        ledger.close()
+    conn = sqlite3.connect(tmp_path / "l.db")
+    assert conn.execute("SELECT count(*) FROM activity_worker_ledger").fetchone()[0] == 20_000
+    conn.close()
