@@ -45,8 +45,9 @@ def run(url: str, batches: int, size: int) -> tuple[float, float, float]:
     ledger = open_ledger(url)
     ledger.ping()
     tag = uuid.uuid4().hex[:8]
-    all_batches = [[f"bench:v-{tag}:evcus_{b:04d}_{i:04d}" for i in range(size)]
-                   for b in range(batches)]
+    # Real keys are `processor:group_id:event_id` with random ids: random, not sorted, keys.
+    all_batches = [[f"bench:v-{uuid.uuid4().hex[:16]}:evcus_{tag}{uuid.uuid4().hex[:12]}"
+                    for _ in range(size)] for _ in range(batches)]
     warm = ledger.session()          # connect and create the table outside the timing
     warm.claim([f"bench:warmup:{tag}"])
     warm.rollback()

@@ -82,3 +82,218 @@ def test_unknown_synchronous_level_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="synchronous=full"):
         open_ledger(f"sqlite:///{tmp_path / 'l.db'}?synchronous=off")
+
+
+# -- hashed keys: collisions and the first schema's files ---------------------------------------
+
+def test_rows_are_keyed_by_the_hash_of_the_key(tmp_path: Path, keys: Keys) -> None:
+    from worker.ledger.sqlite import key_hash
+
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db")
+    ks = keys(3)
+    s = ledger.session()
+    s.claim(ks)
+    s.mark_done(ks)
+    s.commit()
+    ledger.close()
+    conn = sqlite3.connect(tmp_path / "l.db")
+    rows = dict(conn.execute("SELECT h, key FROM activity_worker_ledger"))
+    conn.close()
+    assert rows == {key_hash(k): k for k in ks}
+    assert len({key_hash(k) for k in keys(10_000)}) == 10_000
+
+
+def test_a_hash_collision_is_never_a_duplicate(tmp_path: Path, keys: Keys,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every key hashes alike here: the full key kept in each row tells them apart, so each is
+    still NEW once and DONE afterwards, across sessions, releases and rollbacks."""
+    import worker.ledger.sqlite as sqlite_ledger
+
+    monkeypatch.setattr(sqlite_ledger, "key_hashes", lambda keys: [42] * len(keys))
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db")
+    a, b, c, d = keys(4)
+    s = ledger.session()
+    assert s.claim([a, b]) == [ClaimState.NEW, ClaimState.NEW]
+    s.mark_done([a, b])
+    s.commit()
+    s = ledger.session()
+    assert s.claim([a, b, c]) == [ClaimState.DONE, ClaimState.DONE, ClaimState.NEW]
+    s.release([c])                       # a failed effect: c must be claimable again
+    s.commit()
+    s = ledger.session()
+    assert s.claim([c, d]) == [ClaimState.NEW, ClaimState.NEW]
+    s.rollback()                         # a cancelled batch: neither c nor d is done
+    s = ledger.session()
+    assert s.claim([d, c, b]) == [ClaimState.NEW, ClaimState.NEW, ClaimState.DONE]
+    s.mark_done([c, d])
+    s.commit()
+    s = ledger.session()
+    assert s.claim([a, b, c, d]) == [ClaimState.DONE] * 4
+    s.rollback()
+    ledger.close()
+
+
+def test_prune_removes_expired_colliding_keys_only(tmp_path: Path, keys: Keys,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import worker.ledger.sqlite as sqlite_ledger
+
+    monkeypatch.setattr(sqlite_ledger, "key_hashes", lambda keys: [7] * len(keys))
+    now = [1_000_000.0]
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db", retention_seconds=100, lease_seconds=10,
+                         prune_interval_seconds=0, clock=lambda: now[0])
+    old, young = keys(2), keys(2)
+    for batch in (old, young):
+        s = ledger.session()
+        assert s.claim(batch) == [ClaimState.NEW] * 2
+        s.mark_done(batch)
+        s.commit()
+        now[0] += 60
+    now[0] += 30                         # old is 150 s old, young 90 s: only old expires
+    assert ledger.prune() == 2
+    s = ledger.session()
+    assert s.claim(old + young) == [ClaimState.NEW] * 2 + [ClaimState.DONE] * 2
+    s.rollback()
+    ledger.close()
+
+
+def _v1_file(path: Path, rows: list[tuple[str, int]]) -> None:
+    """A ledger file as the first schema (before hashed keys) wrote it."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE activity_worker_ledger "
+                 "(key TEXT PRIMARY KEY, created_ms INTEGER NOT NULL) WITHOUT ROWID")
+    conn.execute("CREATE INDEX activity_worker_ledger_created "
+                 "ON activity_worker_ledger (created_ms)")
+    conn.executemany("INSERT INTO activity_worker_ledger VALUES (?, ?)", rows)
+    conn.commit()
+    conn.close()
+
+
+def test_a_file_of_the_first_schema_is_migrated_with_its_done_marks(tmp_path: Path,
+                                                                     keys: Keys) -> None:
+    import time
+
+    done = keys(1200)
+    now_ms = int(time.time() * 1000)
+    _v1_file(tmp_path / "l.db", [(k, now_ms) for k in done])
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db")
+    fresh = keys(3)
+    s = ledger.session()
+    assert s.claim(done + fresh) == [ClaimState.DONE] * len(done) + [ClaimState.NEW] * 3
+    s.mark_done(fresh)
+    s.commit()
+    ledger.close()
+    conn = sqlite3.connect(tmp_path / "l.db")
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(activity_worker_ledger)")]
+    assert columns == ["id", "h", "key", "created_ms"]
+    assert conn.execute("SELECT count(*) FROM activity_worker_ledger").fetchone()[0] == 1203
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE '%_v1'"
+                        ).fetchone()[0] == 0
+    conn.close()
+
+
+def test_migration_keeps_colliding_keys(tmp_path: Path, keys: Keys,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import worker.ledger.sqlite as sqlite_ledger
+
+    monkeypatch.setattr(sqlite_ledger, "key_hashes", lambda keys: [1] * len(keys))
+    done = keys(5)
+    _v1_file(tmp_path / "l.db", [(k, 10**13) for k in done])
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db")
+    s = ledger.session()
+    assert s.claim(done + keys(1)) == [ClaimState.DONE] * 5 + [ClaimState.NEW]
+    s.rollback()
+    ledger.close()
+
+
+def test_prune_walks_rows_in_claim_order_and_stops_at_a_young_one(tmp_path: Path,
+                                                                  keys: Keys) -> None:
+    """Two processes' clocks may disagree a little: a young row claimed before older ones
+    holds them back until it expires too (kept longer, never dropped early)."""
+    from worker.ledger.sqlite import SqliteLedger
+
+    now = [1_000_000.0]
+    ledger = SqliteLedger(f"sqlite:///{tmp_path}/l.db", retention_seconds=100,
+                          prune_interval_seconds=0, prune_chunk=2, clock=lambda: now[0])
+    batches = [keys(3), keys(3), keys(3)]
+    for batch, at in zip(batches, (1_000_000.0, 1_000_050.0, 1_000_010.0), strict=True):
+        now[0] = at
+        s = ledger.session()
+        s.claim(batch)
+        s.mark_done(batch)
+        s.commit()
+    now[0] = 1_000_120.0                 # batches 0 and 2 expired, batch 1 (claimed 2nd) not
+    assert ledger.prune() == 3
+    s = ledger.session()
+    assert s.claim([k for b in batches for k in b]) == (
+        [ClaimState.NEW] * 3 + [ClaimState.DONE] * 6)
+    s.rollback()
+    now[0] = 1_000_200.0
+    assert ledger.prune() == 6
+    ledger.close()
+
+
+def test_a_table_that_is_not_a_ledger_is_refused(tmp_path: Path) -> None:
+    from worker.errors import ConfigError
+
+    conn = sqlite3.connect(tmp_path / "l.db")
+    conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, total INTEGER)")
+    conn.commit()
+    conn.close()
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db?table=orders")
+    with pytest.raises(ConfigError, match="point \\?table= at another table"):
+        ledger.ping()
+
+
+def test_an_older_workers_index_on_a_migrated_file_is_dropped(tmp_path: Path,
+                                                                keys: Keys) -> None:
+    """A worker of the first schema opening a migrated file adds its created_ms index back
+    (`CREATE INDEX IF NOT EXISTS`); the next current worker drops it (it slows every insert)."""
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db")
+    ledger.ping()
+    ledger.close()
+    conn = sqlite3.connect(tmp_path / "l.db")
+    conn.execute("CREATE INDEX IF NOT EXISTS activity_worker_ledger_created "
+                 "ON activity_worker_ledger (created_ms)")
+    conn.commit()
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db")
+    ledger.ping()
+    ledger.close()
+    names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")]
+    conn.close()
+    assert names == ["activity_worker_ledger_h"]
+
+
+def test_two_workers_opening_a_first_schema_file_at_once_migrate_it_once(tmp_path: Path,
+                                                                          keys: Keys) -> None:
+    import threading
+
+    from worker.ledger.base import Ledger
+
+    done = keys(20_000)
+    _v1_file(tmp_path / "l.db", [(k, 10**13) for k in done])
+    ledgers = [open_ledger(f"sqlite:///{tmp_path}/l.db") for _ in range(2)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def open_it(ledger: Ledger) -> None:
+        try:
+            start.wait(timeout=10)
+            ledger.ping()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it, args=(x,)) for x in ledgers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors and not any(t.is_alive() for t in threads)
+    for ledger in ledgers:
+        s = ledger.session()
+        assert s.claim(done[:50] + done[-50:]) == [ClaimState.DONE] * 100
+        s.rollback()
+        ledger.close()
+    conn = sqlite3.connect(tmp_path / "l.db")
+    assert conn.execute("SELECT count(*) FROM activity_worker_ledger").fetchone()[0] == 20_000
+    conn.close()

@@ -19,6 +19,7 @@ together with their done marks while Kafka already committed past them).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import time
@@ -39,6 +40,24 @@ from worker.ledger._common import (
 from worker.ledger.base import ClaimState
 
 _CHUNK = 500  # keys per IN (...) query, below SQLite's bound-parameter limit
+_CACHE_KIB = 65536          # page cache per connection (64 MiB at most)
+_CHECKPOINT_PAGES = 20000   # WAL size (pages) that triggers an automatic checkpoint
+_COLUMNS = ["id", "h", "key", "created_ms"]
+_V1_COLUMNS = ["key", "created_ms"]  # the first schema: (key TEXT PRIMARY KEY) WITHOUT ROWID
+
+
+def key_hashes(keys: list[str]) -> list[int]:
+    """The `h` of each key: the first 8 bytes of its BLAKE2b digest as a signed 64-bit int.
+
+    Rows are found through an index on this integer rather than on the long random TEXT key
+    (see docs/ledger.md); the full key is kept in the row to tell a collision apart."""
+    blake2b, from_bytes = hashlib.blake2b, int.from_bytes
+    return [from_bytes(blake2b(k.encode(), digest_size=8).digest(), "big", signed=True)
+            for k in keys]
+
+
+def key_hash(key: str) -> int:
+    return key_hashes([key])[0]
 
 
 def _path_from_url(url: str) -> str:
@@ -181,10 +200,56 @@ class SqliteLedger:
                 raise ConfigError(f"SQLite ledger {self.path} cannot use WAL mode (got {mode!r}): "
                                   "put the file on a local filesystem.")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table} "
-                     "(key TEXT PRIMARY KEY, created_ms INTEGER NOT NULL) WITHOUT ROWID")
-        conn.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_created "
-                     f"ON {self.table} (created_ms)")
+        # Each batch inserts into random pages of the hash index. A bigger page cache keeps the
+        # index in memory, and a checkpoint every 20000 WAL pages (~80 MB, instead of 1000)
+        # copies each index page back once for many batches: ~3x faster at a million rows.
+        conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+        conn.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
+        table = self.table
+        # An older worker opening a migrated file adds back the first schema's index.
+        stray = f"SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = '{table}_created'"
+        if self._columns(conn) == _COLUMNS and not conn.execute(stray).fetchone():
+            return  # the current schema: nothing to create (no write lock taken)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            columns = self._columns(conn)
+            conn.execute(f"DROP INDEX IF EXISTS {table}_created")
+            if not columns:
+                self._create(conn)
+            elif columns == _V1_COLUMNS:
+                self._migrate_v1(conn)
+            elif columns != _COLUMNS:
+                raise ConfigError(
+                    f"SQLite ledger {self.path}: table {table} has columns {columns}, not a "
+                    "ledger's: point ?table= at another table name or the URL at another file.")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _columns(self, conn: sqlite3.Connection) -> list[str]:
+        return [r[1] for r in conn.execute(f"PRAGMA table_info({self.table})")]
+
+    def _create(self, conn: sqlite3.Connection) -> None:
+        # Rows are appended in claim order (id), so a batch's inserts touch the table's last
+        # pages only and pruning walks it from the start; h = key_hash(key) is indexed (not
+        # unique: the full key tells a hash collision from a duplicate).
+        conn.execute(f"CREATE TABLE {self.table} (id INTEGER PRIMARY KEY, h INTEGER NOT NULL, "
+                     "key TEXT NOT NULL, created_ms INTEGER NOT NULL)")
+        conn.execute(f"CREATE INDEX {self.table}_h ON {self.table} (h)")
+
+    def _migrate_v1(self, conn: sqlite3.Connection) -> None:
+        """Rewrite a ledger file of the first schema, `(key TEXT PRIMARY KEY, created_ms)`,
+        into the current one, keeping every done mark (inside the caller's transaction)."""
+        table = self.table
+        conn.create_function("aw_key_hash", 1, key_hash, deterministic=True)
+        conn.execute(f"DROP INDEX IF EXISTS {table}_created")
+        conn.execute(f"ALTER TABLE {table} RENAME TO {table}_v1")
+        self._create(conn)
+        conn.execute(f"INSERT INTO {table} (h, key, created_ms) SELECT aw_key_hash(key), key, "
+                     f"created_ms FROM {table}_v1 ORDER BY created_ms")
+        conn.execute(f"DROP TABLE {table}_v1")
 
     def _drop_connection(self) -> None:
         if self._conn is not None:
@@ -219,8 +284,6 @@ class SqliteLedger:
         cutoff = int((now - self.retention_seconds) * 1000)
         conn = self._connect()
         total = 0
-        sql = (f"DELETE FROM {self.table} WHERE key IN (SELECT key FROM {self.table} "
-               "WHERE created_ms < ? LIMIT ?)")
         try:
             conn.execute("PRAGMA busy_timeout=0")
             for _ in range(100):
@@ -230,7 +293,17 @@ class SqliteLedger:
                     if "locked" in str(exc) or "busy" in str(exc):
                         break  # another process is busy: try again next time
                     raise
-                n = conn.execute(sql, (cutoff, self.prune_chunk)).rowcount
+                # The oldest rows come first; stop at the first one still within retention
+                # (claims of several processes may interleave a little out of time order).
+                rows = conn.execute(f"SELECT id, created_ms FROM {self.table} ORDER BY id "
+                                    "LIMIT ?", (self.prune_chunk,)).fetchall()
+                last = None
+                for row_id, created_ms in rows:
+                    if created_ms >= cutoff:
+                        break
+                    last = row_id
+                n = 0 if last is None else conn.execute(
+                    f"DELETE FROM {self.table} WHERE id <= ?", (last,)).rowcount
                 conn.execute("COMMIT")
                 total += n
                 if n < self.prune_chunk:
@@ -282,15 +355,17 @@ class SqliteSession(SessionBase):
         conn = self._begin()
         table = self._ledger.table
         now_ms = int(self._ledger._clock() * 1000)
+        hashes = key_hashes(keys)
         try:
             existing: set[str] = set()
-            for i in range(0, len(keys), _CHUNK):
-                chunk = keys[i:i + _CHUNK]
+            for i in range(0, len(hashes), _CHUNK):
+                chunk = hashes[i:i + _CHUNK]
                 marks = ",".join("?" * len(chunk))
                 existing.update(r[0] for r in conn.execute(
-                    f"SELECT key FROM {table} WHERE key IN ({marks})", chunk))
-            conn.executemany(f"INSERT INTO {table} (key, created_ms) VALUES (?, ?)",
-                             [(k, now_ms) for k in keys if k not in existing])
+                    f"SELECT key FROM {table} WHERE h IN ({marks})", chunk))
+            conn.executemany(f"INSERT INTO {table} (h, key, created_ms) VALUES (?, ?, ?)",
+                             [(h, k, now_ms) for h, k in zip(hashes, keys, strict=True)
+                              if k not in existing])
         except sqlite3.Error as exc:
             raise self._ledger._unavailable(exc, "claiming keys") from exc
         return [DONE if k in existing else NEW for k in keys]
@@ -303,10 +378,8 @@ class SqliteSession(SessionBase):
         conn = self._begin()
         table = self._ledger.table
         try:
-            for i in range(0, len(keys), _CHUNK):
-                chunk = keys[i:i + _CHUNK]
-                conn.execute(f"DELETE FROM {table} WHERE key IN ({','.join('?' * len(chunk))})",
-                             chunk)
+            conn.executemany(f"DELETE FROM {table} WHERE h = ? AND key = ?",
+                             zip(key_hashes(keys), keys, strict=True))
         except sqlite3.Error as exc:
             raise self._ledger._unavailable(exc, "releasing keys") from exc
 
