@@ -50,17 +50,32 @@ def test_memory_done_marks_expire_after_retention(keys: Keys) -> None:
 
 
 def test_memory_is_bounded_by_count_lru(keys: Keys) -> None:
-    ledger = open_ledger("memory://?max_keys=3")
+    """Two generations: never more than max_keys held, the max_keys / 2 most recently used
+    always kept, the least recently used dropped first."""
+    ledger = open_ledger("memory://?max_keys=4")
     assert isinstance(ledger, MemoryLedger)
-    ks = keys(5)
-    for k in ks:
+    ks = keys(10)
+    for i, k in enumerate(ks):
         s = ledger.session()
         s.claim([k])
         s.mark_done([k])
         s.commit()
-    assert len(ledger) == 3
-    assert ledger.session().claim([ks[4]]) == [DONE]   # recent ones stay
-    assert ledger.session().claim([ks[0]]) == [NEW]    # the least recently used went
+        if i >= 1:  # ks[0] is used again all along: it must never be evicted
+            assert ledger.session().claim([ks[0]]) == [DONE]
+        assert 1 <= len(ledger) <= 4
+    assert ledger.session().claim([ks[9]]) == [DONE]   # recent ones stay
+    assert ledger.session().claim([ks[1]]) == [NEW]    # the least recently used went
+
+
+def test_memory_bound_holds_for_a_batch_larger_than_max_keys(keys: Keys) -> None:
+    ledger = open_ledger("memory://?max_keys=10")
+    ks = keys(25)
+    s = ledger.session()
+    assert s.claim(ks) == [NEW] * 25
+    s.mark_done(ks)
+    s.commit()
+    assert len(ledger) <= 10
+    assert ledger.session().claim(ks[-5:]) == [DONE] * 5  # the newest of the batch stay
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Protocol
@@ -104,23 +104,33 @@ class EngineConfig:
 
 
 class _Batch:
-    __slots__ = ("cancel", "done", "error", "finalized", "first", "last", "last_ts",
+    __slots__ = ("cancel", "clean", "done", "error", "finalized", "first", "last", "last_ts",
                  "messages", "result")
 
-    def __init__(self, messages: list[Any]) -> None:
+    def __init__(self, messages: list[Any], assigned: Collection[TP] | None = None) -> None:
+        """One pass over `messages` for each partition's first and last offset. With
+        `assigned`, the same pass checks that no message is an error event and that every
+        partition is assigned, and sets `clean` to False (and stops) otherwise."""
         self.messages = messages
+        self.clean = True
         self.first: dict[TP, int] = {}
         self.last: dict[TP, int] = {}
         self.last_ts: dict[TP, int] = {}
-        # One pass; a partition's messages come in runs, so the dicts are touched per run.
+        # A partition's messages come in runs, so the dicts are touched per run.
         first, last, last_ts = self.first, self.last, self.last_ts
         prev: Any = None
         prev_t: str | None = None
         prev_p = -1
         for m in messages:
+            if assigned is not None and m.error() is not None:
+                self.clean = False
+                return
             t = m.topic()
             p = m.partition()
             if p != prev_p or t != prev_t:
+                if assigned is not None and (t, p) not in assigned:
+                    self.clean = False
+                    return
                 if prev is not None:
                     last[(prev_t, prev_p)] = prev.offset()  # type: ignore[index]
                     last_ts[(prev_t, prev_p)] = prev.timestamp()[1]  # type: ignore[index]
@@ -297,9 +307,9 @@ class Engine:
             else:
                 msgs = consumer.consume(n, cfg.poll_timeout)
             if msgs:
-                msgs = self._filter(msgs)
-            if msgs:
-                self._run_batch(msgs)
+                batch = self._batch_of(msgs)
+                if batch is not None:
+                    self._run_batch(batch)
             self._maybe_commit()
             if now >= self._next_lag:
                 self._next_lag = now + cfg.lag_interval
@@ -307,24 +317,17 @@ class Engine:
             if now >= self._next_progress:
                 self._log_progress(now)
 
-    def _filter(self, msgs: list[Any]) -> list[Any]:
-        """Drop error events (handled) and messages of partitions no longer ours."""
-        assigned = self._assigned
-        prev_t: str | None = None
-        prev_p = -1
-        for m in msgs:
-            if m.error() is not None:
-                return [x for x in msgs if self._keep(x)]
-            t = m.topic()
-            p = m.partition()
-            if p != prev_p or t != prev_t:
-                if (t, p) not in assigned:
-                    return [x for x in msgs if self._keep(x)]
-                prev_t, prev_p = t, p
+    def _batch_of(self, msgs: list[Any]) -> _Batch | None:
+        """The batch to run: `msgs` less error events (handled) and messages of partitions no
+        longer ours; None if nothing is left."""
+        batch = _Batch(msgs, self._assigned)
+        if not batch.clean:  # the rare path: a second pass to filter, then a clean batch
+            kept = [x for x in msgs if self._keep(x)]
+            return _Batch(kept) if kept else None
         if self._health is not None and not self._connected:
             self._connected = True
             self._health.set_connected(True)
-        return msgs
+        return batch
 
     def _keep(self, m: Any) -> bool:
         err = m.error()
@@ -336,10 +339,9 @@ class Engine:
             return False
         return (m.topic(), m.partition()) in self._assigned
 
-    def _run_batch(self, msgs: list[Any]) -> None:
+    def _run_batch(self, batch: _Batch) -> None:
         if self._health is not None:
             self._health.record_traffic()  # arms /healthz's "commits stopped advancing" check
-        batch = _Batch(msgs)
         self._inflight = batch
         self._queue.put(batch)
         if not batch.done.wait(self.config.pause_after):

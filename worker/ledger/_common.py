@@ -105,11 +105,16 @@ class SessionBase:
     def claim(self, keys: Sequence[str]) -> list[ClaimState]:
         self._check_open()
         claimed, done = self._claimed, self._done
-        if not claimed and not done and len(set(keys)) == len(keys):
-            # The hot path (the pipeline's one claim per batch, keys already unique).
-            first = self._store_claim(list(keys))
-            claimed.update([k for k, s in zip(keys, first, strict=True) if s is NEW])
-            return first
+        if not claimed and not done:
+            unique = set(keys)
+            if len(unique) == len(keys):
+                # The hot path (the pipeline's one claim per batch, keys already unique).
+                first = self._store_claim(list(keys))
+                if first.count(NEW) == len(first):
+                    self._claimed = unique
+                else:
+                    claimed.update([k for k, s in zip(keys, first, strict=True) if s is NEW])
+                return first
         fresh: list[str] = []
         seen: set[str] = set()
         for key in keys:
@@ -128,29 +133,34 @@ class SessionBase:
                 out.append(state)
         return out
 
-    def _owned(self, keys: Sequence[str], op: str) -> list[str]:
+    def _owned(self, keys: Sequence[str], op: str) -> tuple[list[str], set[str]]:
+        """`keys` without repeats, as a list and a set; each must be claimed and not finished."""
         self._check_open()
-        if self._claimed.issuperset(keys) and len(set(keys)) == len(keys):
-            return list(keys)  # the hot path: unique keys, all claimed by this session
-        unique = list(dict.fromkeys(keys))
-        stray = [k for k in unique if k not in self._claimed]
+        unique = set(keys)
+        if len(unique) == len(keys) and unique <= self._claimed:
+            return list(keys), unique  # the hot path: unique keys, all claimed by this session
+        ordered = list(dict.fromkeys(keys))
+        stray = [k for k in ordered if k not in self._claimed]
         if stray:
             raise ValueError(f"{op}: {len(stray)} key(s) were not claimed as NEW in this session "
                              f"or are already done/released, e.g. {stray[0]!r}")
-        return unique
+        return ordered, unique
 
     def mark_done(self, keys: Sequence[str]) -> None:
-        unique = self._owned(keys, "mark_done")
-        if unique:
-            self._store_mark_done(unique)
-            self._claimed.difference_update(unique)
-            self._done.update(unique)
+        ordered, unique = self._owned(keys, "mark_done")
+        if ordered:
+            self._store_mark_done(ordered)
+            self._claimed -= unique
+            if self._done:
+                self._done |= unique
+            else:
+                self._done = unique
 
     def release(self, keys: Sequence[str]) -> None:
-        unique = self._owned(keys, "release")
-        if unique:
-            self._store_release(unique)
-            self._claimed.difference_update(unique)
+        ordered, unique = self._owned(keys, "release")
+        if ordered:
+            self._store_release(ordered)
+            self._claimed -= unique
 
     def commit(self) -> None:
         self._check_open()

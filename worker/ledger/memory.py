@@ -1,9 +1,15 @@
 """`memory://` — an in-process ledger for tests and stateless processors.
 
-Bounded two ways: by count (`memory://?max_keys=100000`, least recently used keys are evicted
-first) and by age (done marks expire after the retention age, leases after the lease age).
-Nothing survives a restart, and an evicted done mark lets a duplicate through: use a durable
-backend for effects that must happen once across restarts.
+Bounded two ways: by count (`memory://?max_keys=100000`) and by age (done marks expire after the
+retention age, leases after the lease age). Nothing survives a restart, and an evicted done mark
+lets a duplicate through: use a durable backend for effects that must happen once across
+restarts.
+
+The count bound is an approximate LRU in two generations (plain dicts): keys go into the young
+generation; when it holds `max_keys / 2` keys it becomes the old one and the previous old one is
+dropped at once; a key used again while old moves back to the young one. So the
+`max_keys / 2` most recently used keys are always kept and never more than `max_keys` are
+held. (An exact LRU on an OrderedDict cost twice as much per key, in the engine's hot path.)
 """
 
 from __future__ import annotations
@@ -11,14 +17,15 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
+from itertools import islice
 
 from worker.errors import ConfigError
 from worker.ledger._common import BUSY, DONE, NEW, SessionBase, split_options
 from worker.ledger.base import ClaimState
 
 _DONE: None = None  # owner of a done mark
+_Entry = tuple[float, str | None]  # (expires_at, owner token or None for a done mark)
 
 
 class MemoryLedger:
@@ -42,12 +49,13 @@ class MemoryLedger:
         self.prune_interval_seconds = float(prune_interval_seconds)
         self._last_prune = float("-inf")
         self._clock = clock
-        # key -> (expires_at, owner token or None for a done mark); order = least recently used
-        self._entries: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
+        self._half = max(1, max_keys // 2)
+        self._young: dict[str, _Entry] = {}
+        self._old: dict[str, _Entry] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._young) + len(self._old)
 
     def session(self) -> MemorySession:
         return MemorySession(self)
@@ -61,59 +69,82 @@ class MemoryLedger:
         if now - self._last_prune < self.prune_interval_seconds:
             return 0
         self._last_prune = now
+        dropped = 0
         with self._lock:
-            expired = [k for k, (exp, _) in self._entries.items() if exp <= now]
-            for k in expired:
-                del self._entries[k]
-        return len(expired)
+            for gen in (self._young, self._old):
+                expired = [k for k, (exp, _) in gen.items() if exp <= now]
+                for k in expired:
+                    del gen[k]
+                dropped += len(expired)
+        return dropped
 
     def close(self) -> None:
         with self._lock:
-            self._entries.clear()
+            self._young.clear()
+            self._old.clear()
 
     # -- used by MemorySession ----------------------------------------------------------------
     def _claim(self, keys: list[str], token: str) -> list[ClaimState]:
         now = self._clock()
-        lease_until = now + self.lease_seconds
-        entries = self._entries
-        out: list[ClaimState] = []
+        lease = (now + self.lease_seconds, token)
         with self._lock:
-            lease = (lease_until, token)
-            add = out.append
-            for key in keys:
-                entry = entries.get(key)
-                if entry is None:
-                    entries[key] = lease  # a new key goes to the most recently used end
-                    add(NEW)
-                elif entry[0] > now:
-                    entries.move_to_end(key)
-                    add(DONE if entry[1] is _DONE else BUSY)
-                else:
-                    entries[key] = lease
-                    entries.move_to_end(key)
-                    add(NEW)
-            while len(entries) > self.max_keys:
-                entries.popitem(last=False)
+            young = self._young
+            if young.keys().isdisjoint(keys) and self._old.keys().isdisjoint(keys):
+                # The usual case, only new keys (unique, see SessionBase): one C-speed update.
+                young.update(dict.fromkeys(keys, lease))
+                out = [NEW] * len(keys)
+            else:
+                out = self._claim_each(keys, lease, now)
+            self._bound()
         return out
 
+    def _claim_each(self, keys: list[str], lease: _Entry, now: float) -> list[ClaimState]:
+        young, old = self._young, self._old
+        out: list[ClaimState] = []
+        add = out.append
+        for key in keys:
+            entry = young.pop(key, None)
+            if entry is None:
+                entry = old.pop(key, None)
+            if entry is None or entry[0] <= now:  # new, or expired: ours now
+                young[key] = lease
+                add(NEW)
+            else:
+                young[key] = entry  # used again: the most recently used end
+                add(DONE if entry[1] is _DONE else BUSY)
+        return out
+
+    def _bound(self) -> None:
+        """Rotate the generations; never hold more than max_keys."""
+        young = self._young
+        if len(young) >= self._half:
+            self._old, self._young = young, {}
+        excess = len(self._young) + len(self._old) - self.max_keys
+        if excess > 0:  # only when one batch brought more than max_keys / 2 keys
+            old = self._old
+            for key in list(islice(old, excess)):
+                del old[key]
+
     def _mark_done(self, keys: list[str]) -> None:
-        until = self._clock() + self.retention_seconds
-        entries = self._entries
-        mark = (until, _DONE)
+        mark = (self._clock() + self.retention_seconds, _DONE)
         with self._lock:
-            for key in keys:
-                # claimed moments ago, so already near the most recently used end: no move
-                entries[key] = mark
-            while len(entries) > self.max_keys:
-                entries.popitem(last=False)
+            young, old = self._young, self._old
+            # Claimed moments ago, so (nearly always) young still: one C-speed update.
+            if old.keys().isdisjoint(keys):
+                young.update(dict.fromkeys(keys, mark))
+            else:
+                for key in keys:
+                    old.pop(key, None)
+                    young[key] = mark
+            self._bound()
 
     def _release(self, keys: list[str], token: str) -> None:
-        entries = self._entries
         with self._lock:
-            for key in keys:
-                entry = entries.get(key)
-                if entry is not None and entry[1] == token:
-                    del entries[key]
+            for gen in (self._young, self._old):
+                for key in keys:
+                    entry = gen.get(key)
+                    if entry is not None and entry[1] == token:
+                        del gen[key]
 
 
 class MemorySession(SessionBase):
