@@ -19,6 +19,13 @@ What is fatal (`decode_event` raises `EventDecodeError`; the engine dead-letters
   the worker does not guess a repair, and the dead-letter topic keeps the original bytes for a
   replay once the producer is fixed.
 
+Webhook deliveries are accepted too: `{"id": "whs_…", "type", "data", "event": {"id",
+"type", "created_at", "group_id", "event_source", ...}}` decodes to the same `Event` as the
+plain event would (id, type, group_id and created_at from `event`, `data` from the top level), so
+a webhook retried for a day dedupes against the same ledger keys; `event.webhook_id` keeps the
+`whs_…` id and `event.event_source` the source. Only a value that fails the plain envelope pays
+for this second try.
+
 What is tolerated: unknown `type` values (a normal event; `event.data` is then a plain dict),
 unknown fields anywhere, a missing `data` (fatal only if a processor reads it), duplicate keys
 (the last one wins, as in `json.loads`), and ids without the usual prefixes (`evcus_`, `v-`).
@@ -89,15 +96,40 @@ class Event(msgspec.Struct, dict=True):
 
     @property
     def event_source(self) -> EventSource | None:
-        """Who caused the event, when `data` came in the wrapped shape; else None."""
+        """Who caused the event, when `data` came in the wrapped shape or the event in a
+        webhook delivery; else None."""
+        hooked: EventSource | None = self.__dict__.get("_webhook_source")
         data = self.data
-        if isinstance(data, EventData):
+        if isinstance(data, EventData) and data.event_source is not None:
             return data.event_source
         source: EventSource | None = self.__dict__.get("_event_source")
-        return source
+        return source if source is not None else hooked
+
+    @property
+    def webhook_id(self) -> str | None:
+        """The delivery's `whs_…` id when the event came as a webhook delivery; else None."""
+        hook: str | None = self.__dict__.get("_webhook_id")
+        return hook
+
+
+class _WebhookEvent(msgspec.Struct):
+    id: NonEmptyStr
+    type: NonEmptyStr
+    group_id: NonEmptyStr
+    created_at: AwareDatetime
+    event_source: EventSource | None = None
+
+
+class _Webhook(msgspec.Struct):
+    """A webhook delivery: the event's own fields are under `event`."""
+
+    event: _WebhookEvent
+    id: str | None = None
+    raw_data: msgspec.Raw = msgspec.field(name="data", default=_NULL)
 
 
 _envelope_decoder = msgspec.json.Decoder(Event)
+_webhook_decoder = msgspec.json.Decoder(_Webhook)
 
 
 def check_utf8(value: bytes) -> None:
@@ -123,6 +155,9 @@ def decode_event(value: bytes | None) -> Event:
     try:
         return _envelope_decoder.decode(value)
     except msgspec.ValidationError as exc:
+        hooked = _webhook_delivery(value)
+        if hooked is not None:
+            return hooked
         raise _validation_error(str(exc), "$") from None
     except msgspec.DecodeError as exc:
         # Bytes that are not even UTF-8 (binary junk, another encoding) say more about the
@@ -135,6 +170,28 @@ def decode_event(value: bytes | None) -> Event:
         raise EventDecodeError("invalid_json", "$: JSON nested too deeply") from None
     except TypeError:
         raise EventDecodeError("undecodable", "$: value is not bytes") from None
+
+
+def _webhook_delivery(value: bytes) -> Event | None:
+    """The event in a webhook delivery; None if `value` is not one (then the plain envelope's
+    error stands). A delivery with a bad `event` raises its own error (`$.event.…`)."""
+    try:
+        hook = _webhook_decoder.decode(value)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        if text.startswith(_MISSING + "event`") or (
+                text.startswith("Expected `object`") and text.endswith("- at `$.event`")):
+            return None  # no `event` object: not a webhook delivery
+        raise _validation_error(text, "$") from None
+    except Exception:  # malformed further on, bad UTF-8, too deep: the first error stands
+        return None
+    inner = hook.event
+    event = Event(id=inner.id, type=inner.type, group_id=inner.group_id,
+                  created_at=inner.created_at, raw_data=hook.raw_data)
+    event.__dict__["_webhook_id"] = hook.id
+    if inner.event_source is not None:
+        event.__dict__["_webhook_source"] = inner.event_source
+    return event
 
 
 # --- typed data ---------------------------------------------------------------------------------
