@@ -1,0 +1,194 @@
+"""The real worker (`python -m worker run`) against a real broker's secured listeners: SASL/SCRAM,
+SASL/OAUTHBEARER (unsecured JWT) and mTLS, each configured ONLY through `--kafka-config` or
+KAFKA_* env. Each run consumes every event, dead-letters the bad ones through the same secured
+connection (the DLQ producer shares the consumer's security settings), commits, and never prints
+a secret. Wrong credentials and a missing client certificate stop the worker at once with a
+sentence that names the problem and the settings to fix.
+
+The broker (tests/secure_kafka.py) runs on free ports with its own data dir; test setup and
+checks use its PLAINTEXT listener.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.engine.helpers import committed, create_topic, event_json, produce, read_all
+from tests.kafka_helpers import unique_name
+from tests.secure_kafka import SecureBroker
+from worker.kafka.consumer import build_consumer_config
+from worker.kafka.engine import EXIT_BAD_SETTINGS, Engine, EngineConfig
+from worker.types import BatchResult
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
+
+REPO = Path(__file__).resolve().parents[2]
+GOOD, BAD, PARTITIONS = 30, 3, 2
+
+SEEN_MODULE = '''
+import os
+
+from worker.processors import processor
+
+
+@processor("**", name="seen")
+def seen(event, ctx):
+    with open(os.environ["SEEN_FILE"], "a") as fh:
+        fh.write(event.id + "\\n")
+'''
+
+
+def run_worker(broker: SecureBroker, tmp: Path, topic: str, group: str, env: dict[str, str],
+               args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`python -m worker run --drain` with this worktree's code, the connection settings only in
+    `env`/`args` (no WORKER_BOOTSTRAP_SERVERS, no --bootstrap-servers)."""
+    (tmp / "seen_proc.py").write_text(SEEN_MODULE)
+    full = {k: v for k, v in os.environ.items()
+            if not k.startswith(("KAFKA_", "WORKER_"))}
+    full |= {"PYTHONPATH": f"{tmp}{os.pathsep}{REPO}", "WORKER_BUILTIN_PROCESSORS": "false",
+             "SEEN_FILE": str(tmp / "seen.txt"), **env}
+    return subprocess.run(
+        [sys.executable, "-m", "worker", "run", "--topic", topic, "--group", group,
+         "--processors", "seen_proc", "--ledger", "memory://", "--metrics-address", "off",
+         "--commit-interval", "0.5", "--drain", *args],
+        cwd=tmp, env=full, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def summary(stdout: str) -> dict[str, object]:
+    for line in stdout.splitlines():
+        if '"worker summary"' in line:
+            return dict(json.loads(line))
+    raise AssertionError(f"no summary line in the worker's output:\n{stdout[-3000:]}")
+
+
+def assert_no_secret(out: str, *values: str) -> None:
+    for value in values:
+        assert value not in out, "a secret value appears in the worker's output"
+
+
+def pem_body_lines(pem: str) -> list[str]:
+    """The base64 lines of a PEM block (a leaked key would show any of them)."""
+    return [ln for ln in pem.splitlines() if ln and not ln.startswith("-----")]
+
+
+@pytest.fixture
+def topic(private_kafka: SecureBroker) -> str:
+    """A topic with GOOD events and BAD undecodable ones, plus its (empty) DLQ topic."""
+    name = unique_name("secured")
+    create_topic(private_kafka.plain_bootstrap, name, PARTITIONS)
+    create_topic(private_kafka.plain_bootstrap, f"{name}.dlq", 1)
+    records = [(i % PARTITIONS, f"k{i}".encode(), event_json(i)) for i in range(GOOD)]
+    records += [(i % PARTITIONS, b"bad", b"{not json") for i in range(BAD)]
+    produce(private_kafka.plain_bootstrap, name, records)
+    return name
+
+
+def check_consumed(broker: SecureBroker, tmp: Path, topic: str, group: str,
+                   proc: subprocess.CompletedProcess[str]) -> str:
+    """Exit 0, every good event processed, every bad one dead-lettered, offsets committed."""
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    s = summary(proc.stdout)
+    assert (s["events"], s["dead_letters"]) == (GOOD + BAD, BAD), s
+    seen = (tmp / "seen.txt").read_text().split()
+    assert sorted(set(seen)) == sorted(f"evcus_{i:020d}" for i in range(GOOD))
+    letters = read_all(broker.plain_bootstrap, f"{topic}.dlq", BAD)
+    assert len(letters) == BAD
+    assert {dict(m.headers())["worker.error.class"] for m in letters} == {b"invalid_json"}
+    offsets = committed(broker.plain_bootstrap, group, topic, PARTITIONS)
+    per_part = [sum(1 for i in range(GOOD) if i % PARTITIONS == p)
+                + sum(1 for i in range(BAD) if i % PARTITIONS == p) for p in range(PARTITIONS)]
+    assert offsets == dict(enumerate(per_part)), offsets
+    return out
+
+
+def test_scram_sha512_from_env(private_kafka: SecureBroker, topic: str, tmp_path: Path) -> None:
+    group = unique_name("scram")
+    proc = run_worker(private_kafka, tmp_path, topic, group, private_kafka.scram_env(), [])
+    out = check_consumed(private_kafka, tmp_path, topic, group, proc)
+    assert_no_secret(out, private_kafka.scram_password)
+    assert '"sasl.password": "***"' in proc.stdout  # the config line shows it, redacted
+    assert '"sasl.mechanism": "SCRAM-SHA-512"' in proc.stdout
+
+
+def test_oauthbearer_from_kafka_config_flags(private_kafka: SecureBroker, topic: str,
+                                              tmp_path: Path) -> None:
+    group = unique_name("oauth")
+    token_secret = "tok" + secrets.token_hex(10)
+    proc = run_worker(private_kafka, tmp_path, topic, group, {},
+                      private_kafka.oauth_args(token_secret))
+    out = check_consumed(private_kafka, tmp_path, topic, group, proc)
+    assert_no_secret(out, token_secret)
+    assert '"sasl.oauthbearer.config": "***"' in proc.stdout
+
+
+def test_mtls_with_inline_pem_key_from_env(private_kafka: SecureBroker, topic: str,
+                                           tmp_path: Path) -> None:
+    group = unique_name("mtls")
+    proc = run_worker(private_kafka, tmp_path, topic, group, private_kafka.mtls_env(), [])
+    out = check_consumed(private_kafka, tmp_path, topic, group, proc)
+    assert_no_secret(out, private_kafka.pki.key_password,
+                     *pem_body_lines(private_kafka.pki.client_key_pem))
+    assert '"ssl.key.pem": "***"' in proc.stdout
+    assert '"ssl.key.password": "***"' in proc.stdout
+
+
+def test_wrong_scram_password_stops_at_once_and_says_what_to_fix(
+        private_kafka: SecureBroker, topic: str, tmp_path: Path) -> None:
+    wrong = "wrong-" + secrets.token_hex(8)
+    t0 = time.monotonic()
+    group = unique_name("badpw")
+    proc = run_worker(private_kafka, tmp_path, topic, group,
+                      private_kafka.scram_env(password=wrong), [], timeout=30)
+    elapsed = time.monotonic() - t0
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out[-3000:]
+    assert elapsed < 15, f"took {elapsed:.1f}s to give up"
+    assert "rejected the worker's credentials" in proc.stderr
+    assert "SCRAM-SHA-512" in proc.stderr and "sasl.password" in proc.stderr
+    assert "Traceback" not in out
+    assert_no_secret(out, wrong, private_kafka.scram_password)
+    assert all(o < 0 for o in committed(private_kafka.plain_bootstrap, group, topic,
+                                        PARTITIONS).values())
+
+
+def test_missing_client_certificate_stops_at_once_and_says_what_to_fix(
+        private_kafka: SecureBroker, topic: str, tmp_path: Path) -> None:
+    proc = run_worker(private_kafka, tmp_path, topic, unique_name("nocert"),
+                      private_kafka.mtls_env(with_cert=False), [], timeout=30)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out[-3000:]
+    assert "requires a client certificate (mTLS) and the worker sent none" in proc.stderr
+    assert "ssl.certificate.location" in proc.stderr
+    assert "Traceback" not in out
+
+
+class _NeverCalled:
+    def handle(self, messages: object, cancelled: object) -> BatchResult:
+        raise AssertionError("no batch can arrive without authentication")
+
+
+def test_engine_stops_on_authentication_failure_instead_of_retrying_for_ever(
+        private_kafka: SecureBroker, topic: str) -> None:
+    """The engine itself (no start-up metadata check before it): librdkafka retries a refused
+    login for ever, the engine stops with exit 2 and the reason."""
+    env = private_kafka.scram_env(password="wrong-" + secrets.token_hex(8))
+    overrides = {k[len("KAFKA_"):].lower().replace("_", "."): v for k, v in env.items()
+                 if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    config = build_consumer_config(env["KAFKA_BOOTSTRAP_SERVERS"], unique_name("engine-badpw"),
+                                   overrides)
+    engine = Engine(config, _NeverCalled(), EngineConfig(topics=[topic], install_signals=False,
+                                                         shutdown_timeout=10))
+    t0 = time.monotonic()
+    assert engine.run() == EXIT_BAD_SETTINGS
+    assert time.monotonic() - t0 < 15
+    assert engine._fatal_message is not None
+    assert "rejected the worker's credentials" in engine._fatal_message
