@@ -8,6 +8,7 @@ Listeners (the controller and the inter-broker PLAINTEXT listener stay plain):
 | name  | protocol       | client authentication                                         |
 |-------|----------------|---------------------------------------------------------------|
 | SCRAM | SASL_PLAINTEXT | SCRAM-SHA-512, user created at storage-format time            |
+| SCRAMTLS | SASL_SSL    | the same SCRAM user, over TLS (the broker's certificate only)  |
 | OAUTH | SASL_PLAINTEXT | OAUTHBEARER, Kafka's default *unsecured* JWT validator         |
 | MTLS  | SSL            | a certificate signed by the test CA (ssl.client.auth=required) |
 
@@ -118,15 +119,18 @@ class SecureBroker:
         assert pid is not None, "the private broker is not running"
         return pid
 
-    def scram_env(self, password: str | None = None) -> dict[str, str]:
-        """librdkafka settings for the SCRAM listener, as KAFKA_* env vars."""
-        return {
-            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap("SCRAM"),
-            "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+    def scram_env(self, password: str | None = None, *, tls: bool = False) -> dict[str, str]:
+        """librdkafka settings for the SCRAM listener (SCRAMTLS with `tls`), as KAFKA_* env."""
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap("SCRAMTLS" if tls else "SCRAM"),
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL" if tls else "SASL_PLAINTEXT",
             "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
             "KAFKA_SASL_USERNAME": SCRAM_USER,
             "KAFKA_SASL_PASSWORD": self.scram_password if password is None else password,
         }
+        if tls:
+            env["KAFKA_SSL_CA_LOCATION"] = str(self.pki.ca)
+        return env
 
     def oauth_args(self, token_secret: str) -> list[str]:
         """librdkafka settings for the OAUTHBEARER listener, as --kafka-config flags. The
@@ -162,19 +166,20 @@ def _listeners(pki: Pki, ports: dict[str, int]) -> tuple[Listener, ...]:
     scram_jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
     oauth_jaas = ("org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule "
                   'required unsecuredLoginStringClaim_sub="broker";')
+    scram = (("sasl.enabled.mechanisms", "SCRAM-SHA-512"),
+             ("scram-sha-512.sasl.jaas.config", scram_jaas))
+    server_tls = (("ssl.keystore.type", "PEM"),
+                  ("ssl.keystore.location", str(pki.broker_keystore)))
     return (
-        Listener("SCRAM", ports["SCRAM"], "SASL_PLAINTEXT", (
-            ("sasl.enabled.mechanisms", "SCRAM-SHA-512"),
-            ("scram-sha-512.sasl.jaas.config", scram_jaas),
-        )),
+        Listener("SCRAM", ports["SCRAM"], "SASL_PLAINTEXT", scram),
+        Listener("SCRAMTLS", ports["SCRAMTLS"], "SASL_SSL", (*scram, *server_tls)),
         # No sasl.server.callback.handler.class: Kafka's default unsecured validator.
         Listener("OAUTH", ports["OAUTH"], "SASL_PLAINTEXT", (
             ("sasl.enabled.mechanisms", "OAUTHBEARER"),
             ("oauthbearer.sasl.jaas.config", oauth_jaas),
         )),
         Listener("MTLS", ports["MTLS"], "SSL", (
-            ("ssl.keystore.type", "PEM"),
-            ("ssl.keystore.location", str(pki.broker_keystore)),
+            *server_tls,
             ("ssl.truststore.type", "PEM"),
             ("ssl.truststore.location", str(pki.ca)),
             ("ssl.client.auth", "required"),
@@ -188,7 +193,7 @@ def secure_broker(directory: Path) -> Iterator[SecureBroker]:
     left SIGSTOPped by a failed test is continued first, so it can stop."""
     pki = make_pki(directory / "pki")
     password = "scram-" + secrets.token_hex(12)
-    ports = {name: free_port() for name in ("SCRAM", "OAUTH", "MTLS")}
+    ports = {name: free_port() for name in ("SCRAM", "SCRAMTLS", "OAUTH", "MTLS")}
     base = settings_from(port=free_port(), controller_port=free_port(),
                          data_dir=directory / "kafka", heap="512M", timeout_s=90.0,
                          runtime="jvm", env={})

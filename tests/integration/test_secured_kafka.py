@@ -1,9 +1,10 @@
-"""The real worker (`python -m worker run`) against a real broker's secured listeners: SASL/SCRAM,
-SASL/OAUTHBEARER (unsecured JWT) and mTLS, each configured ONLY through `--kafka-config` or
-KAFKA_* env. Each run consumes every event, dead-letters the bad ones through the same secured
-connection (the DLQ producer shares the consumer's security settings), commits, and never prints
-a secret. Wrong credentials and a missing client certificate stop the worker at once with a
-sentence that names the problem and the settings to fix.
+"""The real worker (`python -m worker run`) against a real broker's secured listeners:
+SASL/SCRAM (over SASL_PLAINTEXT and SASL_SSL), SASL/OAUTHBEARER (unsecured JWT) and mTLS, each
+configured ONLY through `--kafka-config` or KAFKA_* env. Each run consumes every event,
+dead-letters the bad ones through the same secured connection (the DLQ producer shares the
+consumer's security settings), commits, and never prints a secret. Wrong credentials and a
+missing client certificate stop the worker at once with a sentence that names the problem and
+the settings to fix.
 
 The broker (tests/secure_kafka.py) runs on free ports with its own data dir; test setup and
 checks use its PLAINTEXT listener.
@@ -110,9 +111,12 @@ def check_consumed(broker: SecureBroker, tmp: Path, topic: str, group: str,
     return out
 
 
-def test_scram_sha512_from_env(private_kafka: SecureBroker, topic: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["sasl_plaintext", "sasl_ssl"])
+def test_scram_sha512_from_env(private_kafka: SecureBroker, topic: str, tmp_path: Path,
+                               tls: bool) -> None:
     group = unique_name("scram")
-    proc = run_worker(private_kafka, tmp_path, topic, group, private_kafka.scram_env(), [])
+    proc = run_worker(private_kafka, tmp_path, topic, group, private_kafka.scram_env(tls=tls),
+                      [])
     out = check_consumed(private_kafka, tmp_path, topic, group, proc)
     assert_no_secret(out, private_kafka.scram_password)
     assert '"sasl.password": "***"' in proc.stdout  # the config line shows it, redacted
