@@ -5,12 +5,12 @@ time), on free ports and a temp data dir; it never touches the broker on 9092.
 
 Listeners (the controller and the inter-broker PLAINTEXT listener stay plain):
 
-| name  | protocol       | client authentication                                         |
-|-------|----------------|---------------------------------------------------------------|
-| SCRAM | SASL_PLAINTEXT | SCRAM-SHA-512, user created at storage-format time            |
-| SCRAMTLS | SASL_SSL    | the same SCRAM user, over TLS (the broker's certificate only)  |
-| OAUTH | SASL_PLAINTEXT | OAUTHBEARER, Kafka's default *unsecured* JWT validator         |
-| MTLS  | SSL            | a certificate signed by the test CA (ssl.client.auth=required) |
+| name     | protocol       | client authentication                                     |
+|----------|----------------|-----------------------------------------------------------|
+| SCRAM    | SASL_PLAINTEXT | SCRAM-SHA-512 (user made at format time); re-auth every 3 s |
+| SCRAMTLS | SASL_SSL       | the same SCRAM user, over TLS (broker certificate only)    |
+| OAUTH    | SASL_PLAINTEXT | OAUTHBEARER, Kafka's default *unsecured* JWT validator     |
+| MTLS     | SSL            | a certificate signed by the test CA (client auth required) |
 
 The CA, the broker's certificate (SAN IP:127.0.0.1) and the client's certificate and encrypted
 key are made with `openssl` at test time (EC P-256: fast). Every secret is random per run.
@@ -59,6 +59,23 @@ class Pki:
     @property
     def client_cert_pem(self) -> str:
         return self.client_cert.read_text()
+
+
+def set_scram_password(plain_bootstrap: str, password: str) -> None:
+    """Create or change the SCRAM-SHA-512 credential of SCRAM_USER (through PLAINTEXT)."""
+    from confluent_kafka.admin import (
+        AdminClient,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    admin = AdminClient({"bootstrap.servers": plain_bootstrap})
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096)
+    futures = admin.alter_user_scram_credentials(
+        [UserScramCredentialUpsertion(SCRAM_USER, info, password.encode())])
+    for fut in futures.values():
+        fut.result(timeout=30)
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -171,7 +188,10 @@ def _listeners(pki: Pki, ports: dict[str, int]) -> tuple[Listener, ...]:
     server_tls = (("ssl.keystore.type", "PEM"),
                   ("ssl.keystore.location", str(pki.broker_keystore)))
     return (
-        Listener("SCRAM", ports["SCRAM"], "SASL_PLAINTEXT", scram),
+        # KIP-368: clients must re-authenticate every 3 s, so a credential changed on the
+        # broker reaches connections that are already open (the re-authentication test).
+        Listener("SCRAM", ports["SCRAM"], "SASL_PLAINTEXT", (
+            *scram, ("scram-sha-512.connections.max.reauth.ms", "3000"))),
         Listener("SCRAMTLS", ports["SCRAMTLS"], "SASL_SSL", (*scram, *server_tls)),
         # No sasl.server.callback.handler.class: Kafka's default unsecured validator.
         Listener("OAUTH", ports["OAUTH"], "SASL_PLAINTEXT", (

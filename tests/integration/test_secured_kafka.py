@@ -18,16 +18,27 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
-from tests.engine.helpers import committed, create_topic, event_json, produce, read_all
+from tests.engine.helpers import (
+    committed,
+    create_topic,
+    event_json,
+    produce,
+    read_all,
+    wait_for,
+)
+from tests.engine.test_engine_kafka import Running
 from tests.kafka_helpers import unique_name
-from tests.secure_kafka import SecureBroker
+from tests.secure_kafka import SecureBroker, set_scram_password
 from worker.kafka.consumer import build_consumer_config
-from worker.kafka.engine import EXIT_BAD_SETTINGS, Engine, EngineConfig
-from worker.types import BatchResult
+from worker.kafka.engine import EXIT_BAD_SETTINGS, EXIT_OK, Engine, EngineConfig
+from worker.observability.health import HealthState
+from worker.types import BatchResult, Message
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
@@ -73,6 +84,12 @@ def summary(stdout: str) -> dict[str, object]:
 def assert_no_secret(out: str, *values: str) -> None:
     for value in values:
         assert value not in out, "a secret value appears in the worker's output"
+
+
+def as_properties(env: dict[str, str]) -> dict[str, str]:
+    """KAFKA_* env vars as librdkafka properties (as the worker maps them), minus bootstrap."""
+    return {k[len("KAFKA_"):].lower().replace("_", "."): v for k, v in env.items()
+            if k != "KAFKA_BOOTSTRAP_SERVERS"}
 
 
 def pem_body_lines(pem: str) -> list[str]:
@@ -185,10 +202,8 @@ def test_engine_stops_on_authentication_failure_instead_of_retrying_for_ever(
     """The engine itself (no start-up metadata check before it): librdkafka retries a refused
     login for ever, the engine stops with exit 2 and the reason."""
     env = private_kafka.scram_env(password="wrong-" + secrets.token_hex(8))
-    overrides = {k[len("KAFKA_"):].lower().replace("_", "."): v for k, v in env.items()
-                 if k != "KAFKA_BOOTSTRAP_SERVERS"}
     config = build_consumer_config(env["KAFKA_BOOTSTRAP_SERVERS"], unique_name("engine-badpw"),
-                                   overrides)
+                                   as_properties(env))
     engine = Engine(config, _NeverCalled(), EngineConfig(topics=[topic], install_signals=False,
                                                          shutdown_timeout=10))
     t0 = time.monotonic()
@@ -196,3 +211,54 @@ def test_engine_stops_on_authentication_failure_instead_of_retrying_for_ever(
     assert time.monotonic() - t0 < 15
     assert engine._fatal_message is not None
     assert "rejected the worker's credentials" in engine._fatal_message
+
+
+class _Counting:
+    def __init__(self) -> None:
+        self.events = 0
+
+    def handle(self, messages: Sequence[Message], cancelled: Callable[[], bool]) -> BatchResult:
+        self.events += len(messages)
+        return BatchResult(completed=True)
+
+
+def test_credentials_refused_after_assignment_are_reported_and_the_engine_recovers(
+        private_kafka: SecureBroker, topic: str) -> None:
+    """Credentials that stop working while the worker runs (rotated on the broker first) may
+    heal: the engine keeps running, logs an error naming the problem, /readyz says it is not
+    connected, and it consumes again once the broker accepts the credentials. The SCRAM
+    listener makes clients re-authenticate every 3 s (KIP-368), so the change reaches the
+    connections that are already open."""
+    b = private_kafka.plain_bootstrap
+    group = unique_name("reauth")
+    config = build_consumer_config(private_kafka.bootstrap("SCRAM"), group,
+                                   as_properties(private_kafka.scram_env()))
+    handler, health = _Counting(), HealthState()
+    health.set_ledger_ok(True)  # no ledger here: only Kafka decides readiness
+    engine = Engine(config, handler, EngineConfig(topics=[topic], install_signals=False,
+                                                  poll_timeout=0.1, commit_interval=0.2),
+                    health=health)
+    with capture_logs() as logs:
+        run = Running(engine)
+        try:
+            wait_for(lambda: handler.events == GOOD + BAD, 30, "the topic consumed")
+            assert health.readiness() == (True, [])
+            set_scram_password(b, "rotated-" + secrets.token_hex(8))
+            try:
+                wait_for(lambda: [e for e in logs if e["event"].startswith("kafka refuses")],
+                         30, "the refused re-authentication reported")
+                assert "not connected to Kafka" in health.readiness()[1]
+                assert run.thread.is_alive() and engine._fatal_message is None
+            finally:
+                set_scram_password(b, private_kafka.scram_password)
+            produce(b, topic, [(0, None, event_json(GOOD + BAD))])
+            wait_for(lambda: handler.events == GOOD + BAD + 1, 60,
+                     "an event consumed after the credentials match again")
+        finally:
+            code = run.stop()
+    assert code == EXIT_OK
+    refused = [e for e in logs if e["event"].startswith("kafka refuses")]
+    assert refused[0]["problem"] == "authentication"
+    assert "rejected the worker's credentials" in refused[0]["error"]
+    assert len(refused) <= 2  # at most one line per 30 s, not one per retry
+    assert private_kafka.scram_password not in repr(logs)
