@@ -15,8 +15,11 @@ from typing import Any
 from worker.errors import ConfigError
 
 # Properties whose value is a secret (matched on the full key or as a substring).
+# "passphrase" and "private.key": sasl.oauthbearer.assertion.private.key.{passphrase,pem}
+# (librdkafka's JWT-bearer client assertion).
 _SECRET_MARKERS = ("password", "secret", "sasl.oauthbearer.config", "ssl.key.pem",
-                   "sasl.jaas.config", "ssl_key", "token", "credentials")
+                   "sasl.jaas.config", "ssl_key", "token", "credentials", "passphrase",
+                   "private.key")
 
 # Properties the KIP-848 protocol takes from the broker; librdkafka refuses them with
 # group.protocol=consumer.
