@@ -192,6 +192,19 @@ def test_missing_client_certificate_stops_at_once_and_says_what_to_fix(
     assert "Traceback" not in out
 
 
+def test_wrong_key_password_names_the_key_settings(private_kafka: SecureBroker, topic: str,
+                                                  tmp_path: Path) -> None:
+    wrong = "wrongkey-" + secrets.token_hex(8)
+    env = private_kafka.mtls_env() | {"KAFKA_SSL_KEY_PASSWORD": wrong}
+    proc = run_worker(private_kafka, tmp_path, topic, unique_name("badkey"), env, [], timeout=30)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out[-3000:]
+    assert "settings were refused by librdkafka" in proc.stderr
+    assert "ssl.key.pem failed" in proc.stderr and "ssl.key.password" in proc.stderr
+    assert "Traceback" not in out
+    assert_no_secret(out, wrong, *pem_body_lines(private_kafka.pki.client_key_pem))
+
+
 class _NeverCalled:
     def handle(self, messages: object, cancelled: object) -> BatchResult:
         raise AssertionError("no batch can arrive without authentication")

@@ -22,13 +22,17 @@ class KafkaUnreachable(WorkerError):
 
 
 def _admin(config: Mapping[str, Any], **extra: Any) -> Any:
+    from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    from worker.kafka.consumer import CONSUMER_ONLY_PREFIXES
+    from worker.kafka.consumer import CONSUMER_ONLY_PREFIXES, settings_refused
 
-    return AdminClient({**{k: v for k, v in config.items()
-                           if not k.startswith(CONSUMER_ONLY_PREFIXES) and not callable(v)},
-                        **extra})
+    try:
+        return AdminClient({**{k: v for k, v in config.items()
+                               if not k.startswith(CONSUMER_ONLY_PREFIXES) and not callable(v)},
+                            **extra})
+    except (KafkaException, ValueError, TypeError) as exc:
+        raise settings_refused(exc, config, "client") from None
 
 
 def _rank(d: Diagnosis) -> int:

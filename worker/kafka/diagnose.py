@@ -4,7 +4,7 @@ librdkafka retries a failed authentication or TLS handshake for ever and reports
 error callback (plus `%3|...|FAIL|` lines on stderr); a metadata request then fails with a bare
 "Broker transport failure". `classify` names the cause (SASL credentials, the broker's
 certificate, a missing or rejected client certificate, a protocol mismatch, nothing listening)
-and says which settings to fix. `scrub` removes secret values from any text before it is logged.
+and says which settings to fix, with secret values scrubbed from librdkafka's text.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from worker.kafka.consumer import is_secret
+from worker.kafka.consumer import scrub, secret_values
 
 SASL_SETTINGS = ("sasl.mechanism, sasl.username and sasl.password (or the sasl.oauthbearer.* "
                  "settings) via --kafka-config or KAFKA_SASL_* env")
@@ -40,18 +40,6 @@ class Diagnosis:
     def is_settings_problem(self) -> bool:
         """Credentials or certificates: retrying cannot help, the settings must change."""
         return self.kind in ("authentication", "tls", "client_certificate")
-
-
-def secret_values(config: Mapping[str, Any]) -> list[str]:
-    """The values of secret properties (for `scrub`), longest first."""
-    values = [str(v) for k, v in config.items() if is_secret(k) and not callable(v) and v]
-    return sorted((v for v in values if len(v) >= 3), key=len, reverse=True)
-
-
-def scrub(text: str, secrets: list[str]) -> str:
-    for value in secrets:
-        text = text.replace(value, "***")
-    return text
 
 
 def classify(code_name: str, text: str, config: Mapping[str, Any]) -> Diagnosis | None:

@@ -37,8 +37,8 @@ from confluent_kafka import KafkaException
 
 from worker.errors import FatalProcessingError, WorkerError
 from worker.kafka.admin import committed_offsets, topic_partitions, watermarks
-from worker.kafka.consumer import make_consumer, redact
-from worker.kafka.diagnose import classify, scrub, secret_values
+from worker.kafka.consumer import make_consumer, redact, scrub, secret_values
+from worker.kafka.diagnose import classify
 from worker.kafka.dlq import DeadLetterError, DeadLetterProducer
 from worker.types import BatchHandler, BatchResult, Message, TopicPartition
 
