@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from worker.errors import ConfigError
+from worker.errors import ConfigError, WorkerError
 from worker.settings import add_arguments as _add_arguments
 from worker.settings import from_args
 
@@ -29,3 +29,6 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"activity-worker run: {exc}\n")
         return 2
+    except WorkerError as exc:  # e.g. no broker answered at start: a sentence, no traceback
+        sys.stderr.write(f"activity-worker run: {exc}\n")
+        return 1

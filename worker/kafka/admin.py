@@ -3,19 +3,74 @@ mode, lag)."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from worker.errors import WorkerError
+from worker.errors import ConfigError, WorkerError
+from worker.kafka.diagnose import Diagnosis, classify
+
+# librdkafka's own log lines of the start-up check: the check reports the cause itself.
+_QUIET = logging.getLogger("worker.kafka.admin.librdkafka")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
 
 
-def _admin(config: Mapping[str, Any]) -> Any:
+class KafkaUnreachable(WorkerError):
+    """No broker answered; the message says what was tried and what to check."""
+
+
+def _admin(config: Mapping[str, Any], **extra: Any) -> Any:
+    from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    from worker.kafka.consumer import CONSUMER_ONLY_PREFIXES
+    from worker.kafka.consumer import CONSUMER_ONLY_PREFIXES, settings_refused
 
-    return AdminClient({k: v for k, v in config.items()
-                        if not k.startswith(CONSUMER_ONLY_PREFIXES) and not callable(v)})
+    try:
+        return AdminClient({**{k: v for k, v in config.items()
+                               if not k.startswith(CONSUMER_ONLY_PREFIXES) and not callable(v)},
+                            **extra})
+    except (KafkaException, ValueError, TypeError) as exc:
+        raise settings_refused(exc, config, "client") from None
+
+
+def _rank(d: Diagnosis) -> int:
+    return 0 if d.is_settings_problem else 1
+
+
+def checked_metadata(config: Mapping[str, Any], timeout: float = 10.0) -> Any:
+    """Cluster metadata, or a clear error: ConfigError when the broker refuses the worker's
+    credentials or certificates (retrying cannot help), KafkaUnreachable when no broker answered
+    within `timeout`. Fails as soon as librdkafka reports an authentication or TLS error."""
+    from confluent_kafka import KafkaException
+
+    seen: list[Diagnosis] = []
+    last: list[str] = []
+
+    def on_error(err: Any) -> None:
+        d = classify(err.name(), err.str(), config)
+        if d is not None:
+            seen.append(d)
+        last[:] = [err.str()]
+
+    admin = _admin(config, error_cb=on_error, logger=_QUIET)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return admin.list_topics(timeout=min(1.0, max(0.1, deadline - time.monotonic())))
+        except KafkaException:
+            admin.poll(0)  # serves error_cb: the cause of the failure
+        settings_problems = [d for d in seen if d.is_settings_problem]
+        if settings_problems:
+            raise ConfigError(settings_problems[0].message)
+        if time.monotonic() >= deadline:
+            break
+    if seen:
+        raise KafkaUnreachable(min(seen, key=_rank).message)
+    raise KafkaUnreachable(
+        f"no Kafka broker answered at {config.get('bootstrap.servers')} within {timeout:.0f}s"
+        + (f" ({last[0]})" if last else "") + "; check --bootstrap-servers and the network.")
 
 
 def ensure_topics(config: Mapping[str, Any], topics: Mapping[str, int], *,
@@ -85,5 +140,5 @@ def committed_offsets(consumer: Any, partitions: Iterable[tuple[str, int]],
 def missing_topics(config: Mapping[str, Any], topics: Iterable[str],
                    timeout: float = 10.0) -> list[str]:
     """The names among `topics` that the cluster does not have (asks without creating)."""
-    md = _admin(config).list_topics(timeout=timeout)
+    md = checked_metadata(config, timeout)
     return [t for t in topics if t not in md.topics]

@@ -15,8 +15,11 @@ from typing import Any
 from worker.errors import ConfigError
 
 # Properties whose value is a secret (matched on the full key or as a substring).
+# "passphrase" and "private.key": sasl.oauthbearer.assertion.private.key.{passphrase,pem}
+# (librdkafka's JWT-bearer client assertion).
 _SECRET_MARKERS = ("password", "secret", "sasl.oauthbearer.config", "ssl.key.pem",
-                   "sasl.jaas.config", "ssl_key", "token", "credentials")
+                   "sasl.jaas.config", "ssl_key", "token", "credentials", "passphrase",
+                   "private.key")
 
 # Properties the KIP-848 protocol takes from the broker; librdkafka refuses them with
 # group.protocol=consumer.
@@ -50,6 +53,29 @@ def redact(config: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def secret_values(config: Mapping[str, Any]) -> list[str]:
+    """The values of secret properties (for `scrub`), longest first."""
+    values = [str(v) for k, v in config.items() if is_secret(k) and not callable(v) and v]
+    return sorted((v for v in values if len(v) >= 3), key=len, reverse=True)
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """`text` with every secret value replaced by ***."""
+    for value in secrets:
+        text = text.replace(value, "***")
+    return text
+
+
+def settings_refused(exc: BaseException, config: Mapping[str, Any], client: str) -> ConfigError:
+    """librdkafka refused to create a client: a ConfigError naming the property (no secret)."""
+    err: Any = exc.args[0] if exc.args else None
+    text = scrub(err.str() if hasattr(err, "str") else str(exc), secret_values(config))
+    hint = (" (an encrypted key needs ssl.key.password, and the right one)"
+            if "ssl.key" in text else "")
+    return ConfigError(f"Kafka {client} settings were refused by librdkafka: {text}{hint}; fix "
+                       "the named property (--kafka-config / KAFKA_* env).")
 
 
 def _truthy(value: Any) -> bool:
@@ -172,5 +198,4 @@ def make_consumer(config: Mapping[str, Any]) -> Any:
     try:
         return Consumer(dict(config))
     except (KafkaException, ValueError, TypeError) as exc:
-        raise ConfigError(f"Kafka consumer settings were refused by librdkafka: {exc}; fix the "
-                          "named property (--kafka-config / KAFKA_* env).") from None
+        raise settings_refused(exc, config, "consumer") from None

@@ -47,9 +47,14 @@ class DeadLetterProducer:
 
     def __init__(self, config: Mapping[str, Any], topic: str | Callable[[str], str] | None = None,
                  *, timeout: float = 30.0) -> None:
-        from confluent_kafka import Producer
+        from confluent_kafka import KafkaException, Producer
 
-        self._producer = Producer(dict(config))
+        from worker.kafka.consumer import settings_refused
+
+        try:
+            self._producer = Producer(dict(config))
+        except (KafkaException, ValueError, TypeError) as exc:
+            raise settings_refused(exc, config, "DLQ producer") from None
         if topic is None:
             self._topic_for: Callable[[str], str] = default_dlq_topic
         elif isinstance(topic, str):

@@ -37,7 +37,8 @@ from confluent_kafka import KafkaException
 
 from worker.errors import FatalProcessingError, WorkerError
 from worker.kafka.admin import committed_offsets, topic_partitions, watermarks
-from worker.kafka.consumer import make_consumer, redact
+from worker.kafka.consumer import make_consumer, redact, scrub, secret_values
+from worker.kafka.diagnose import classify
 from worker.kafka.dlq import DeadLetterError, DeadLetterProducer
 from worker.types import BatchHandler, BatchResult, Message, TopicPartition
 
@@ -47,6 +48,7 @@ TP = tuple[str, int]
 
 EXIT_OK = 0
 EXIT_ERROR = 1
+EXIT_BAD_SETTINGS = 2
 EXIT_FATAL_PROCESSING = 3
 EXIT_GUARDRAIL = 4
 EXIT_SHUTDOWN_TIMEOUT = 5
@@ -224,6 +226,10 @@ class Engine:
         self._exit_code = EXIT_OK
         self._fatal_message: str | None = None
         self._connected = False  # until an assignment or a message proves it
+        # Once the group gave us an assignment, the credentials and certificates worked.
+        self._ever_assigned = False
+        self._secrets = secret_values(cfg)
+        self._next_auth_log = 0.0
         self._guardrail = Guardrail(config.guardrail_share, config.guardrail_window,
                                     config.guardrail_min_events)
         self._drain_targets: dict[TP, tuple[int, int]] = {}
@@ -335,7 +341,7 @@ class Engine:
             if err.fatal():
                 self._fail(EXIT_ERROR, f"fatal Kafka error: {err}")
             elif err.code() != err._PARTITION_EOF:
-                log.warning("consumer error", error=str(err))
+                log.warning("consumer error", error=scrub(str(err), self._secrets))
             return False
         return (m.topic(), m.partition()) in self._assigned
 
@@ -549,6 +555,7 @@ class Engine:
             consumer.assign(partitions)
             self._assigned.clear()
         self._assigned.update(tps)
+        self._ever_assigned = True
         if self._inflight is not None and self._paused and tps:
             # A batch is running: new partitions wait too, so nothing piles up in memory.
             consumer.pause(partitions)
@@ -683,13 +690,31 @@ class Engine:
 
     def _on_error(self, err: Any) -> None:
         if err.fatal():
-            self._fail(EXIT_ERROR, f"fatal Kafka client error: {err}")
+            self._fail(EXIT_ERROR, f"fatal Kafka client error: {scrub(str(err), self._secrets)}")
             return
         if err.code() == err._ALL_BROKERS_DOWN:
             self._connected = False
             if self._health is not None:
                 self._health.set_connected(False)
-        log.warning("kafka client error", error=str(err))
+        found = classify(err.name(), err.str(), self._consumer_config)
+        if found is not None and found.is_settings_problem:
+            # librdkafka retries a refused login or handshake for ever. Before the first
+            # assignment that only means the settings are wrong: stop and say which.
+            if not self._ever_assigned:
+                self._fail(EXIT_BAD_SETTINGS, found.message)
+                return
+            # Later (rotated credentials, an expired certificate) it may heal: say so loudly,
+            # at most every 30 s, and show the worker as disconnected meanwhile.
+            self._connected = False
+            if self._health is not None:
+                self._health.set_connected(False)
+            now = time.monotonic()
+            if now >= self._next_auth_log:
+                self._next_auth_log = now + 30.0
+                log.error("kafka refuses the worker's credentials or certificate; retrying",
+                          problem=found.kind, error=found.message)
+            return
+        log.warning("kafka client error", error=scrub(str(err), self._secrets))
 
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
@@ -796,6 +821,7 @@ def default_exit_message(code: int) -> str:
     return {
         EXIT_OK: "ok",
         EXIT_ERROR: "error",
+        EXIT_BAD_SETTINGS: "bad settings",
         EXIT_FATAL_PROCESSING: "a processor failed with on_failure='stop'",
         EXIT_GUARDRAIL: "the DLQ guardrail tripped",
         EXIT_SHUTDOWN_TIMEOUT: "graceful shutdown timed out",
@@ -803,5 +829,5 @@ def default_exit_message(code: int) -> str:
 
 
 HandlerFactory = Callable[[], BatchHandler]
-__all__ = ["EXIT_ERROR", "EXIT_FATAL_PROCESSING", "EXIT_GUARDRAIL", "EXIT_OK",
+__all__ = ["EXIT_BAD_SETTINGS", "EXIT_ERROR", "EXIT_FATAL_PROCESSING", "EXIT_GUARDRAIL", "EXIT_OK",
            "EXIT_SHUTDOWN_TIMEOUT", "Engine", "EngineConfig", "Guardrail", "Message"]

@@ -96,8 +96,20 @@ def pinned_kafka_version() -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Listener:
+    """An extra client listener next to PLAINTEXT (e.g. SASL or mTLS, for tests of secured
+    clients). `properties` are scoped to it: written as `listener.name.<name>.<key>=<value>`."""
+
+    name: str  # upper case, e.g. "SCRAM"
+    port: int
+    protocol: str  # SASL_PLAINTEXT | SASL_SSL | SSL
+    properties: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class BrokerSettings:
-    """Where and how the local broker runs. Build with `settings_from()`."""
+    """Where and how the local broker runs. Build with `settings_from()`; add secured listeners
+    with `dataclasses.replace(settings, listeners=..., scram_credentials=...)`."""
 
     port: int
     controller_port: int
@@ -107,6 +119,17 @@ class BrokerSettings:
     libs_dir: Path
     timeout_s: float
     runtime: str  # auto | jvm | docker
+    # Extra listeners (jvm runtime only); the PLAINTEXT listener and the controller stay.
+    listeners: tuple[Listener, ...] = ()
+    # Extra broker properties, written after the defaults (so they win).
+    extra_properties: tuple[tuple[str, str], ...] = ()
+    # `kafka-storage format --add-scram` values, e.g. "SCRAM-SHA-512=[name=u,password=p]":
+    # KRaft stores SCRAM users in the metadata log, created when the storage is formatted.
+    scram_credentials: tuple[str, ...] = ()
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return (self.port, self.controller_port, *(lst.port for lst in self.listeners))
 
     @property
     def bootstrap(self) -> str:
@@ -264,6 +287,9 @@ def choose_runtime(settings: BrokerSettings) -> str:
                 "with Java 17+."
             )
         return "docker"
+    if settings.listeners:
+        find_java()  # the extra listeners are written for the jvm broker only
+        return "jvm"
     try:
         find_java()
         return "jvm"
@@ -599,6 +625,23 @@ def _new_cluster_id() -> str:
 
 def server_properties(settings: BrokerSettings) -> str:
     h, p, c = HOST, settings.port, settings.controller_port
+    extra = settings.listeners
+    listeners = ",".join(
+        [f"PLAINTEXT://{h}:{p}", f"CONTROLLER://{h}:{c}"]
+        + [f"{lst.name}://{h}:{lst.port}" for lst in extra]
+    )
+    advertised = ",".join(
+        [f"PLAINTEXT://{h}:{p}"] + [f"{lst.name}://{h}:{lst.port}" for lst in extra]
+    )
+    protocols = ",".join(
+        ["CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT"]
+        + [f"{lst.name}:{lst.protocol}" for lst in extra]
+    )
+    scoped = [
+        f"listener.name.{lst.name.lower()}.{key}={value}"
+        for lst in extra
+        for key, value in lst.properties
+    ]
     return "\n".join(
         [
             "# Written by deploy/local/kafka at each start; edit the launcher, not this file.",
@@ -606,11 +649,11 @@ def server_properties(settings: BrokerSettings) -> str:
             "node.id=1",
             # A static voter set: the controller port may change between runs of one data dir.
             f"controller.quorum.voters=1@{h}:{c}",
-            f"listeners=PLAINTEXT://{h}:{p},CONTROLLER://{h}:{c}",
-            f"advertised.listeners=PLAINTEXT://{h}:{p}",
+            f"listeners={listeners}",
+            f"advertised.listeners={advertised}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"listener.security.protocol.map={protocols}",
             f"log.dirs={settings.kraft_dir}",
             "num.partitions=4",
             "offsets.topic.replication.factor=1",
@@ -620,6 +663,8 @@ def server_properties(settings: BrokerSettings) -> str:
             "share.coordinator.state.topic.min.isr=1",
             # No 3 s wait before a new group's first assignment: every test makes a group.
             "group.initial.rebalance.delay.ms=0",
+            *scoped,
+            *(f"{key}={value}" for key, value in settings.extra_properties),
             "",
         ]
     )
@@ -667,6 +712,7 @@ def _format_storage(settings: BrokerSettings, java: str, libs: Path, out: Out) -
         _new_cluster_id(),
         "-c",
         str(settings.properties_file),
+        *(arg for cred in settings.scram_credentials for arg in ("--add-scram", cred)),
     )
     fd = _open_log(settings, "formatting storage")
     try:
@@ -685,7 +731,7 @@ def _format_storage(settings: BrokerSettings, java: str, libs: Path, out: Out) -
 
 
 def _start_jvm(settings: BrokerSettings, out: Out) -> None:
-    for p in (settings.port, settings.controller_port):
+    for p in settings.ports:
         if not port_free(p):
             raise LauncherError(_port_busy_message(settings, p))
     java = find_java()
@@ -893,7 +939,7 @@ def down(settings: BrokerSettings, out: Out = _print) -> int:
         how = _stop_pid(pid, settings)
         settings.pid_file.unlink(missing_ok=True)
         deadline = time.monotonic() + 15.0
-        while not (port_free(settings.port) and port_free(settings.controller_port)):
+        while not all(port_free(p) for p in settings.ports):
             if time.monotonic() > deadline:
                 raise LauncherError(
                     f"The broker (pid {pid}) stopped but port {settings.port} or "
