@@ -200,21 +200,9 @@ class Pipeline:
         duplicate = [0] * n
         timings: list[list[float]] = [[] for _ in range(n)]
         # A key seen twice in one batch (a redelivery that landed in the same batch) is claimed
-        # once; the later copies are duplicates of the first.
+        # once: the session answers DONE for its later copies, counted as duplicates below.
+        todo = work
         keys = [w[3] for w in work]
-        if len(set(keys)) == len(keys):
-            todo = work  # the usual case, checked at C speed
-        else:
-            keys = []
-            seen: set[str] = set()
-            todo = []
-            for w in work:
-                if w[3] in seen:
-                    duplicate[w[4]] += 1
-                else:
-                    seen.add(w[3])
-                    todo.append(w)
-                    keys.append(w[3])
 
         session = self._timed("session", self.ledger.session)
         try:
