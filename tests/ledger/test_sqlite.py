@@ -297,3 +297,40 @@ def test_two_workers_opening_a_first_schema_file_at_once_migrate_it_once(tmp_pat
     conn = sqlite3.connect(tmp_path / "l.db")
     assert conn.execute("SELECT count(*) FROM activity_worker_ledger").fetchone()[0] == 20_000
     conn.close()
+
+
+def test_one_savepoint_name_serves_every_processor_of_a_batch(tmp_path: Path,
+                                                              keys: Keys) -> None:
+    """The session reuses one savepoint object and name: writes of processors that succeed
+    before and after a failed one all stay, the failed one's roll back alone, and a finished
+    session refuses a savepoint."""
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db")
+    ks = keys(5)
+    session = ledger.session()
+    session.claim(ks)
+    tx = session.transaction
+    tx.execute("CREATE TABLE effects (k TEXT)")
+    for i, k in enumerate(ks):
+        try:
+            with session.savepoint():
+                tx.execute("INSERT INTO effects VALUES (?)", (k,))
+                if i in (1, 3):
+                    raise ValueError("processor failed")
+        except ValueError:
+            session.release([k])
+        else:
+            session.mark_done([k])
+    with session.savepoint():  # a processor that does not touch the database
+        pass
+    session.commit()
+    with pytest.raises(RuntimeError, match="already committed"):
+        session.savepoint()
+    conn = sqlite3.connect(f"{tmp_path}/l.db")
+    assert [r[0] for r in conn.execute("SELECT k FROM effects ORDER BY rowid")] == [
+        ks[0], ks[2], ks[4]]
+    conn.close()
+    again = ledger.session()
+    assert again.claim(ks) == [ClaimState.DONE, ClaimState.NEW, ClaimState.DONE,
+                               ClaimState.NEW, ClaimState.DONE]
+    again.rollback()
+    ledger.close()

@@ -34,7 +34,6 @@ from worker.ledger._common import (
     LazySavepoints,
     SessionBase,
     check_identifier,
-    lazy_savepoint,
     split_options,
 )
 from worker.ledger.base import ClaimState
@@ -322,12 +321,47 @@ class SqliteLedger:
         self._drop_connection()
 
 
+class _Savepoint:
+    """`SqliteSession.savepoint()`: `lazy_savepoint` (see LazySavepoints) as one reusable object
+    per session. The pipeline enters a savepoint around every processor call; a generator-based
+    context manager made per call cost ~1.7 µs of the ~10 µs a key cost in all, this ~0.3 µs.
+    Savepoints never nest, so one name serves them all: a finished processor's deferred
+    `RELEASE aw_sp` is sent before the next `SAVEPOINT aw_sp`."""
+
+    __slots__ = ("_conn", "_unavailable")
+
+    def __init__(self, conn: _LedgerConnection,
+                 unavailable: Callable[[BaseException, str], LedgerUnavailable]) -> None:
+        self._conn = conn
+        self._unavailable = unavailable
+
+    def __enter__(self) -> None:
+        conn = self._conn
+        if conn._aw_pending is not None or conn._aw_created is not None:
+            raise RuntimeError("ledger savepoints do not nest")
+        conn._aw_pending = "aw_sp"
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: Any) -> None:
+        conn = self._conn
+        created, conn._aw_pending, conn._aw_created = conn._aw_created, None, None
+        if created is None:
+            return
+        if exc_type is None:
+            conn._aw_release = created
+            return
+        try:
+            conn._aw_exec([f"ROLLBACK TO SAVEPOINT {created}", f"RELEASE SAVEPOINT {created}"])
+        except Exception as exc2:
+            raise self._unavailable(exc2, "rolling back a processor's writes") from exc2
+
+
 class SqliteSession(SessionBase):
     def __init__(self, ledger: SqliteLedger) -> None:
         super().__init__()
         self._ledger = ledger
         self._began = False
-        self._sp = 0
+        self._savepoint: _Savepoint | None = None
 
     def _begin(self) -> _LedgerConnection:
         self._check_open()
@@ -346,10 +380,10 @@ class SqliteSession(SessionBase):
         return self._begin()
 
     def savepoint(self) -> AbstractContextManager[None]:
-        conn = self._begin()
-        self._sp += 1
-        return lazy_savepoint(conn, f"aw_sp{self._sp}", self._ledger._unavailable,
-                              lambda: False)
+        savepoint = self._savepoint
+        if savepoint is None or self._finished:
+            savepoint = self._savepoint = _Savepoint(self._begin(), self._ledger._unavailable)
+        return savepoint
 
     def _store_claim(self, keys: list[str]) -> list[ClaimState]:
         conn = self._begin()
