@@ -514,3 +514,32 @@ def test_a_merge_waits_for_no_other_process(tmp_path: Path, keys: Keys,
     assert _index_sizes(tmp_path / "l.db") == (0, 3)
     blocker.close()
     ledger.close()
+
+
+def test_a_merge_overdue_twice_over_waits_for_the_lock(tmp_path: Path, keys: Keys,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Busy processes sharing a file would starve a merge that never waits: once the hot table
+    holds twice its limit, the merge waits for the write lock (up to busy_timeout)."""
+    import threading
+
+    import worker.ledger.sqlite as sqlite_ledger
+
+    monkeypatch.setattr(sqlite_ledger, "_HOT_MIN", 2)
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db?busy_timeout=10")
+    ks = keys(4)
+    s = ledger.session()
+    s.claim(ks)
+    s.mark_done(ks)
+    blocker = sqlite3.connect(tmp_path / "l.db", isolation_level=None, check_same_thread=False)
+    original = sqlite_ledger.SqliteLedger._merge
+
+    def merge_while_locked(self: sqlite_ledger.SqliteLedger) -> None:
+        blocker.execute("BEGIN IMMEDIATE")
+        threading.Timer(0.3, blocker.execute, ("ROLLBACK",)).start()
+        original(self)
+
+    monkeypatch.setattr(sqlite_ledger.SqliteLedger, "_merge", merge_while_locked)
+    s.commit()                           # 4 >= 2 * 2: waits ~0.3 s for the lock, then merges
+    assert _index_sizes(tmp_path / "l.db") == (0, 4)
+    blocker.close()
+    ledger.close()

@@ -297,13 +297,16 @@ class SqliteLedger:
     def _merge(self) -> None:
         """Move the hot index table's entries into the cold one, in a short transaction of its
         own after a batch committed; skipped (tried again after the next batch) when another
-        process holds the write lock. Entries of pruned rows are dropped on the way."""
+        process holds the write lock, unless the hot table grew past twice its limit (busy
+        processes on one file would starve it): then it waits for the lock like a batch.
+        Entries of pruned rows are dropped on the way."""
         conn = self._conn
         if conn is None:
             return
         table = self.table
         try:
-            conn.execute("PRAGMA busy_timeout=0")
+            if self._hot_inserts < 2 * self._hot_limit:
+                conn.execute("PRAGMA busy_timeout=0")
             conn.execute("BEGIN IMMEDIATE")
             first = conn.execute(f"SELECT min(id) FROM {table}").fetchone()[0]
             first = (1 << 62) if first is None else first  # an empty table: all entries stale
