@@ -7,7 +7,7 @@ claim on SQLite never answers BUSY.
 
 Rows are appended in claim order; a claim finds them by the key's hash through two index
 tables: a small *hot* one that takes the new entries, and a *cold* one into which a batch's
-`commit()` merges the hot one every 20,000 entries (or an eighth of the cold one's size), in a
+`commit()` merges the hot one every 20,000 entries (or an eighth of the rows, if more), in a
 short transaction of its own (docs/ledger.md, "How the SQLite file stores done marks").
 
 Several worker processes may share one file: `BEGIN IMMEDIATE` takes the database's write lock,
@@ -47,7 +47,7 @@ _CHUNK = 500  # keys per IN (...) query, below SQLite's bound-parameter limit
 _CACHE_KIB = 65536          # page cache per connection (64 MiB at most)
 _CHECKPOINT_PAGES = 20000   # WAL size (pages) that triggers an automatic checkpoint
 _HOT_MIN = 20_000           # hot index entries that trigger a merge into the cold index,
-_HOT_RATIO = 8              # or the cold index's entries / _HOT_RATIO if that is more
+_HOT_RATIO = 8              # or the table's rows / _HOT_RATIO if that is more
 _COLUMNS = ["id", "kh", "key", "created_ms"]  # rows; (kh, id) in the hot and cold index tables
 _V2_COLUMNS = ["id", "h", "key", "created_ms"]  # the second schema: one index on h
 _V1_COLUMNS = ["key", "created_ms"]  # the first schema: (key TEXT PRIMARY KEY) WITHOUT ROWID
@@ -310,8 +310,8 @@ class SqliteLedger:
             conn.execute("BEGIN IMMEDIATE")
             first = conn.execute(f"SELECT min(id) FROM {table}").fetchone()[0]
             first = (1 << 62) if first is None else first  # an empty table: all entries stale
-            conn.execute(f"INSERT INTO {table}_cold (kh, id) SELECT kh, id FROM {table}_hot "
-                         "WHERE id >= ?", (first,))
+            conn.execute(f"INSERT OR IGNORE INTO {table}_cold (kh, id) SELECT kh, id "
+                         f"FROM {table}_hot WHERE id >= ?", (first,))
             conn.execute(f"DELETE FROM {table}_hot")
             if first > self._purged_below:
                 conn.execute(f"DELETE FROM {table}_cold WHERE id < ?", (first,))
@@ -515,9 +515,9 @@ class SqliteSession(SessionBase):
             conn.executemany(f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table}_hot "
                              f"WHERE kh = ?1 UNION ALL SELECT id FROM {table}_cold "
                              "WHERE kh = ?1) AND key = ?2", zip(hashes, keys, strict=True))
-            for part in ("hot", "cold"):
-                conn.executemany(f"DELETE FROM {table}_{part} AS x WHERE kh = ? AND NOT EXISTS "
-                                 f"(SELECT 1 FROM {table} WHERE id = x.id)",
+            for index in (f"{table}_hot", f"{table}_cold"):
+                conn.executemany(f"DELETE FROM {index} WHERE kh = ? AND NOT EXISTS "
+                                 f"(SELECT 1 FROM {table} WHERE {table}.id = {index}.id)",
                                  [(h,) for h in hashes])
         except sqlite3.Error as exc:
             raise self._ledger._unavailable(exc, "releasing keys") from exc
