@@ -2,6 +2,7 @@
 """Claims per second per ledger backend, batches of 500, printed side by side.
 
     python bench/bench_ledger.py [--batches 40] [--batch-size 500] [--backends memory,sqlite,...]
+                                 [--prefill 1000000]
 
 Each batch is what the pipeline does: open a session, claim 500 new keys in one call, mark them
 all done, commit. A second pass claims the same keys again (all duplicates: DONE). A third adds
@@ -9,6 +10,8 @@ the pipeline's savepoint around each processor call (a processor that does not t
 Redis and PostgreSQL URLs come from ACTIVITY_WORKER_TEST_REDIS_URL and
 ACTIVITY_WORKER_TEST_POSTGRES_URL, or the private servers of deploy/local are started (and
 stopped again if this script started them).
+`--prefill N` first stores N other done marks (batches of 10,000), as a long-running worker's
+ledger holds: the SQLite figures depend on it.
 Everything it writes goes to a throwaway SQLite file, Redis key prefix or PostgreSQL table.
 """
 
@@ -41,10 +44,17 @@ def local_server(kind: str) -> tuple[str, bool]:
     return up.stdout.strip().splitlines()[-1], not was_running
 
 
-def run(url: str, batches: int, size: int) -> tuple[float, float, float]:
+def run(url: str, batches: int, size: int, prefill: int = 0) -> tuple[float, float, float]:
     ledger = open_ledger(url)
     ledger.ping()
     tag = uuid.uuid4().hex[:8]
+    for start in range(0, prefill, 10_000):
+        keys = [f"fill:v-{uuid.uuid4().hex[:16]}:evcus_{uuid.uuid4().hex[:16]}"
+                for _ in range(min(10_000, prefill - start))]
+        session = ledger.session()
+        session.claim(keys)
+        session.mark_done(keys)
+        session.commit()
     # Real keys are `processor:group_id:event_id` with random ids: random, not sorted, keys.
     all_batches = [[f"bench:v-{uuid.uuid4().hex[:16]}:evcus_{tag}{uuid.uuid4().hex[:12]}"
                     for _ in range(size)] for _ in range(batches)]
@@ -93,6 +103,8 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=500, help="keys per batch (500)")
     parser.add_argument("--backends", default=",".join(BACKENDS),
                         help="comma-separated subset of " + ",".join(BACKENDS))
+    parser.add_argument("--prefill", type=int, default=0,
+                        help="done marks stored before the timing (0)")
     args = parser.parse_args()
     chosen = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(chosen) - set(BACKENDS)
@@ -103,7 +115,8 @@ def main() -> int:
     tag = uuid.uuid4().hex[:8]
     started: list[str] = []
     cleanup: list[tuple[str, str]] = []
-    urls: dict[str, str] = {"memory": f"memory://?max_keys={3 * args.batches * args.batch_size}",
+    max_keys = 3 * args.batches * args.batch_size + args.prefill
+    urls: dict[str, str] = {"memory": f"memory://?max_keys={max_keys}",
                             "sqlite": f"sqlite:///{tmp}/ledger.db"}
     if "redis" in chosen:
         base = os.environ.get("ACTIVITY_WORKER_TEST_REDIS_URL")
@@ -125,7 +138,7 @@ def main() -> int:
     results: dict[str, tuple[float, float]] = {}
     try:
         for backend in chosen:
-            results[backend] = run(urls[backend], args.batches, args.batch_size)
+            results[backend] = run(urls[backend], args.batches, args.batch_size, args.prefill)
     finally:
         for kind, base in cleanup:
             if kind == "redis":
@@ -145,7 +158,7 @@ def main() -> int:
 
     n = args.batches * args.batch_size
     print(f"ledger claims/s, {args.batches} batches of {args.batch_size} ({n} keys), "
-          f"{os.cpu_count()} CPUs")
+          f"{args.prefill} stored before, {os.cpu_count()} CPUs")
     width = 12
     print(f"{'':<34}" + "".join(f"{b:>{width}}" for b in results))
     print(f"{'new keys (claim+done+commit)':<34}"

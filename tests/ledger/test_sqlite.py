@@ -10,8 +10,17 @@ import pytest
 
 from worker.errors import LedgerUnavailable
 from worker.ledger import ClaimState, open_ledger
+from worker.ledger.base import Ledger
 
 Keys = Callable[[int], list[str]]
+
+
+def _done(ledger: Ledger, ks: list[str]) -> None:
+    """One batch that claims `ks` and marks them all done."""
+    s = ledger.session()
+    s.claim(ks)
+    s.mark_done(ks)
+    s.commit()
 
 
 def test_file_is_in_wal_mode(tmp_path: Path) -> None:
@@ -91,15 +100,16 @@ def test_rows_are_keyed_by_the_hash_of_the_key(tmp_path: Path, keys: Keys) -> No
 
     ledger = open_ledger(f"sqlite:///{tmp_path}/l.db")
     ks = keys(3)
-    s = ledger.session()
-    s.claim(ks)
-    s.mark_done(ks)
-    s.commit()
+    _done(ledger, ks)
     ledger.close()
     conn = sqlite3.connect(tmp_path / "l.db")
-    rows = dict(conn.execute("SELECT h, key FROM activity_worker_ledger"))
+    rows = dict(conn.execute("SELECT kh, key FROM activity_worker_ledger"))
+    index = conn.execute("SELECT kh, id FROM activity_worker_ledger_hot UNION ALL "
+                         "SELECT kh, id FROM activity_worker_ledger_cold").fetchall()
+    ids = dict(conn.execute("SELECT kh, id FROM activity_worker_ledger"))
     conn.close()
     assert rows == {key_hash(k): k for k in ks}
+    assert sorted(index) == sorted(ids.items())  # every row has one index entry
     assert len({key_hash(k) for k in keys(10_000)}) == 10_000
 
 
@@ -185,8 +195,9 @@ def test_a_file_of_the_first_schema_is_migrated_with_its_done_marks(tmp_path: Pa
     ledger.close()
     conn = sqlite3.connect(tmp_path / "l.db")
     columns = [r[1] for r in conn.execute("PRAGMA table_info(activity_worker_ledger)")]
-    assert columns == ["id", "h", "key", "created_ms"]
+    assert columns == ["id", "kh", "key", "created_ms"]
     assert conn.execute("SELECT count(*) FROM activity_worker_ledger").fetchone()[0] == 1203
+    assert conn.execute("SELECT count(*) FROM activity_worker_ledger_cold").fetchone()[0] == 1200
     assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE '%_v1'"
                         ).fetchone()[0] == 0
     conn.close()
@@ -261,14 +272,13 @@ def test_an_older_workers_index_on_a_migrated_file_is_dropped(tmp_path: Path,
     ledger.close()
     names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")]
     conn.close()
-    assert names == ["activity_worker_ledger_h"]
+    assert names == []
 
 
 def test_two_workers_opening_a_first_schema_file_at_once_migrate_it_once(tmp_path: Path,
                                                                           keys: Keys) -> None:
     import threading
 
-    from worker.ledger.base import Ledger
 
     done = keys(20_000)
     _v1_file(tmp_path / "l.db", [(k, 10**13) for k in done])
@@ -297,3 +307,239 @@ def test_two_workers_opening_a_first_schema_file_at_once_migrate_it_once(tmp_pat
     conn = sqlite3.connect(tmp_path / "l.db")
     assert conn.execute("SELECT count(*) FROM activity_worker_ledger").fetchone()[0] == 20_000
     conn.close()
+
+
+def test_one_savepoint_name_serves_every_processor_of_a_batch(tmp_path: Path,
+                                                              keys: Keys) -> None:
+    """The session reuses one savepoint object and name: writes of processors that succeed
+    before and after a failed one all stay, the failed one's roll back alone, and a finished
+    session refuses a savepoint."""
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db")
+    ks = keys(5)
+    session = ledger.session()
+    session.claim(ks)
+    tx = session.transaction
+    tx.execute("CREATE TABLE effects (k TEXT)")
+    for i, k in enumerate(ks):
+        try:
+            with session.savepoint():
+                tx.execute("INSERT INTO effects VALUES (?)", (k,))
+                if i in (1, 3):
+                    raise ValueError("processor failed")
+        except ValueError:
+            session.release([k])
+        else:
+            session.mark_done([k])
+    with session.savepoint():  # a processor that does not touch the database
+        pass
+    session.commit()
+    with pytest.raises(RuntimeError, match="already committed"):
+        session.savepoint()
+    conn = sqlite3.connect(f"{tmp_path}/l.db")
+    assert [r[0] for r in conn.execute("SELECT k FROM effects ORDER BY rowid")] == [
+        ks[0], ks[2], ks[4]]
+    conn.close()
+    again = ledger.session()
+    assert again.claim(ks) == [ClaimState.DONE, ClaimState.NEW, ClaimState.DONE,
+                               ClaimState.NEW, ClaimState.DONE]
+    again.rollback()
+    ledger.close()
+
+
+# -- the hot and cold index tables --------------------------------------------------------------
+
+def _v2_file(path: Path, rows: list[tuple[int, str, int]]) -> None:
+    """A ledger file as the second schema wrote it: rows `(id, h, key, created_ms)` found through
+    one index on h."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE activity_worker_ledger (id INTEGER PRIMARY KEY, "
+                 "h INTEGER NOT NULL, key TEXT NOT NULL, created_ms INTEGER NOT NULL)")
+    conn.execute("CREATE INDEX activity_worker_ledger_h ON activity_worker_ledger (h)")
+    conn.executemany("INSERT INTO activity_worker_ledger (h, key, created_ms) VALUES (?, ?, ?)",
+                     rows)
+    conn.commit()
+    conn.close()
+
+
+def test_a_file_of_the_second_schema_is_migrated_with_its_done_marks(tmp_path: Path,
+                                                                      keys: Keys) -> None:
+    from worker.ledger.sqlite import key_hash
+
+    done = keys(1500)
+    collide = keys(2)  # two rows of one hash, as the second schema allowed
+    _v2_file(tmp_path / "l.db", [(key_hash(k), k, 10**13) for k in done]
+             + [(5, k, 10**13) for k in collide])
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db")
+    fresh = keys(3)
+    s = ledger.session()
+    assert s.claim(done + collide + fresh) == (
+        [ClaimState.DONE] * len(done) + [ClaimState.NEW] * 5)  # collide's h was not key_hash
+    s.mark_done(fresh)
+    s.commit()
+    ledger.close()
+    conn = sqlite3.connect(tmp_path / "l.db")
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(activity_worker_ledger)")]
+    assert columns == ["id", "kh", "key", "created_ms"]  # a second-schema worker refuses it
+    assert conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall() == []
+    assert conn.execute("SELECT count(*) FROM activity_worker_ledger_cold").fetchone()[0] == 1502
+    conn.close()
+
+
+def test_a_missing_index_table_is_rebuilt_from_the_rows(tmp_path: Path, keys: Keys) -> None:
+    ks = keys(4)
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db")
+    _done(ledger, ks)
+    ledger.close()
+    conn = sqlite3.connect(tmp_path / "l.db")
+    conn.execute("DROP TABLE activity_worker_ledger_cold")
+    conn.commit()
+    conn.close()
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db")
+    s = ledger.session()
+    assert s.claim(ks) == [ClaimState.DONE] * 4
+    s.rollback()
+    ledger.close()
+
+
+def _index_sizes(path: Path) -> tuple[int, int]:
+    conn = sqlite3.connect(path)
+    hot, cold = (conn.execute(f"SELECT count(*) FROM activity_worker_ledger_{p}").fetchone()[0]
+                 for p in ("hot", "cold"))
+    conn.close()
+    return hot, cold
+
+
+@pytest.mark.parametrize("colliding", [False, True])
+def test_merges_into_the_cold_index_keep_every_done_mark(tmp_path: Path, keys: Keys,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         colliding: bool) -> None:
+    """Two ledgers on one file (as two processes), each merging the hot index table into the cold
+    one after its own batches: every key stays DONE for both, releases and rollbacks still free
+    their keys, and collisions are still told apart."""
+    import worker.ledger.sqlite as sqlite_ledger
+
+    monkeypatch.setattr(sqlite_ledger, "_HOT_MIN", 5)
+    if colliding:
+        monkeypatch.setattr(sqlite_ledger, "key_hashes", lambda keys: [3] * len(keys))
+    path = tmp_path / "l.db"
+    ledgers = [open_ledger(f"sqlite:///{path}") for _ in range(2)]
+    done: list[str] = []
+    for round_ in range(6):
+        ledger, other = ledgers[round_ % 2], ledgers[(round_ + 1) % 2]
+        batch, failed, cancelled = keys(4), keys(1), keys(2)
+        s = ledger.session()
+        assert s.claim(done + batch + failed) == [ClaimState.DONE] * len(done) + [
+            ClaimState.NEW] * 5
+        s.mark_done(batch)
+        s.release(failed)
+        s.commit()
+        done += batch
+        s = other.session()
+        assert s.claim(cancelled + failed + done) == [ClaimState.NEW] * 3 + [
+            ClaimState.DONE] * len(done)
+        s.rollback()
+    hot, cold = _index_sizes(path)
+    assert hot < 8 and hot + cold == len(done)  # merged, without the released or rolled-back
+    for ledger in ledgers:
+        ledger.close()
+
+
+def test_a_merge_drops_the_entries_of_pruned_rows(tmp_path: Path, keys: Keys,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import worker.ledger.sqlite as sqlite_ledger
+
+    monkeypatch.setattr(sqlite_ledger, "_HOT_MIN", 4)
+    now = [1_000_000.0]
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db", retention_seconds=100, lease_seconds=10,
+                         prune_interval_seconds=0, clock=lambda: now[0])
+    old, kept = keys(6), keys(1)
+    for batch in (old, kept):
+        _done(ledger, batch)             # old: 6 >= 4 entries, merged into the cold index
+        now[0] += 60
+    assert _index_sizes(tmp_path / "l.db") == (1, 6)
+    assert ledger.prune() == 6           # old is 120 s old, kept 60 s
+    young = keys(5)
+    _done(ledger, young)                 # the merge drops the pruned rows' entries
+    assert _index_sizes(tmp_path / "l.db") == (0, 6)
+    s = ledger.session()
+    assert s.claim(old + kept + young) == [ClaimState.NEW] * 6 + [ClaimState.DONE] * 6
+    s.rollback()
+    now[0] += 1000                       # everything expires: the index tables empty too
+    assert ledger.prune() == 6
+    assert _index_sizes(tmp_path / "l.db") == (0, 0)
+    s = ledger.session()
+    assert s.claim(old + kept + young) == [ClaimState.NEW] * 12
+    s.rollback()
+    ledger.close()
+
+
+def test_a_merge_waits_for_no_other_process(tmp_path: Path, keys: Keys,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A merge is skipped, not waited for, while another process holds the write lock; the
+    next batch's commit merges."""
+    import worker.ledger.sqlite as sqlite_ledger
+
+    monkeypatch.setattr(sqlite_ledger, "_HOT_MIN", 2)
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db?busy_timeout=5")
+    ledger.ping()
+    s = ledger.session()
+    s.claim(keys(3))
+    s.commit()                           # nothing marked done: the claims are released
+    ks = keys(3)
+    s = ledger.session()
+    s.claim(ks)
+    s.mark_done(ks)
+    blocker = sqlite3.connect(tmp_path / "l.db", isolation_level=None)
+    original = sqlite_ledger.SqliteLedger._merge
+
+    def merge_while_locked(self: sqlite_ledger.SqliteLedger) -> None:
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            original(self)
+        finally:
+            blocker.execute("ROLLBACK")
+
+    monkeypatch.setattr(sqlite_ledger.SqliteLedger, "_merge", merge_while_locked)
+    import time
+
+    t0 = time.monotonic()
+    s.commit()
+    assert time.monotonic() - t0 < 2
+    assert _index_sizes(tmp_path / "l.db") == (3, 0)
+    monkeypatch.setattr(sqlite_ledger.SqliteLedger, "_merge", original)
+    s = ledger.session()
+    assert s.claim(ks) == [ClaimState.DONE] * 3
+    s.commit()                           # no new rows, but the merge is still due
+    assert _index_sizes(tmp_path / "l.db") == (0, 3)
+    blocker.close()
+    ledger.close()
+
+
+def test_a_merge_overdue_twice_over_waits_for_the_lock(tmp_path: Path, keys: Keys,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Busy processes sharing a file would starve a merge that never waits: once the hot table
+    holds twice its limit, the merge waits for the write lock (up to busy_timeout)."""
+    import threading
+
+    import worker.ledger.sqlite as sqlite_ledger
+
+    monkeypatch.setattr(sqlite_ledger, "_HOT_MIN", 2)
+    ledger = open_ledger(f"sqlite:///{tmp_path}/l.db?busy_timeout=10")
+    ks = keys(4)
+    s = ledger.session()
+    s.claim(ks)
+    s.mark_done(ks)
+    blocker = sqlite3.connect(tmp_path / "l.db", isolation_level=None, check_same_thread=False)
+    original = sqlite_ledger.SqliteLedger._merge
+
+    def merge_while_locked(self: sqlite_ledger.SqliteLedger) -> None:
+        blocker.execute("BEGIN IMMEDIATE")
+        threading.Timer(0.3, blocker.execute, ("ROLLBACK",)).start()
+        original(self)
+
+    monkeypatch.setattr(sqlite_ledger.SqliteLedger, "_merge", merge_while_locked)
+    s.commit()                           # 4 >= 2 * 2: waits ~0.3 s for the lock, then merges
+    assert _index_sizes(tmp_path / "l.db") == (0, 4)
+    blocker.close()
+    ledger.close()
