@@ -85,7 +85,8 @@ def run(settings: Settings) -> int:
                  healthz=f"{base}/healthz", readyz=f"{base}/readyz")
     sink = _PipelineSink(metrics, health)
 
-    ledger = open_ledger(settings.ledger)
+    ledger = open_ledger(settings.ledger, retention_seconds=settings.ledger_retention,
+                         lease_seconds=settings.ledger_lease)
     try:
         try:
             ledger.ping()

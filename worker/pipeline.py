@@ -56,6 +56,8 @@ _Work = tuple[Message, Event, Processor, str, int]
 
 _KEY_EVENT, _KEY_GROUP, _KEY_CUSTOM = 0, 1, 2
 
+_PRUNE_CHECK_S = 1.0  # how often the pipeline offers the ledger a prune (it gates itself too)
+
 
 class Pipeline:
     """Implements worker.types.BatchHandler."""
@@ -71,6 +73,7 @@ class Pipeline:
         ledger_backoff: tuple[float, float] = (0.2, 10.0),
         busy_backoff: tuple[float, float] = (0.05, 2.0),
         sleep: Callable[[float, Callable[[], bool]], None] | None = None,
+        prune_every: float = _PRUNE_CHECK_S,
     ) -> None:
         if router is None:
             from worker.routing import Router
@@ -87,6 +90,8 @@ class Pipeline:
         self._names = [p.name for p in self.processors]
         self._index = {name: i for i, name in enumerate(self._names)}
         self._route_cache: dict[str, tuple[tuple[Processor, int, int], ...]] = {}
+        self._next_prune = 0.0
+        self._prune_every = prune_every
 
     # -- the BatchHandler entry point -------------------------------------------------------
     def handle(self, messages: Sequence[Message], cancelled: Callable[[], bool]) -> BatchResult:
@@ -115,7 +120,26 @@ class Pipeline:
                 if delay != self._ledger_backoff[0]:
                     self.metrics.set_ledger_up(True)
                 self.metrics.record_batch(run_stats)
+            self._maybe_prune()
             return BatchResult(completed=True, dead_letters=run_dead)
+
+    def _maybe_prune(self) -> None:
+        """Between batches, at most once per `prune_every` seconds: let the ledger drop done marks
+        older than its retention. Each backend bounds one call's work (see
+        PRUNE_CHUNKS_PER_CALL) and gates itself to its prune interval, so this costs a clock
+        read almost always and a few ms now and then. A failure is logged and retried later:
+        the batch is already committed."""
+        now = time.monotonic()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + self._prune_every
+        try:
+            pruned = self._timed("prune", self.ledger.prune)
+        except LedgerUnavailable as exc:
+            log.warning("ledger prune failed; trying again later", error=str(exc))
+            return
+        if pruned:
+            log.info("ledger pruned", keys=pruned)
 
     # -- phase 1: pure, no I/O -----------------------------------------------------------------
     def _routes(self, event_type: str) -> tuple[tuple[Processor, int, int], ...]:

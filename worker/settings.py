@@ -63,6 +63,12 @@ OPTIONS: tuple[_Opt, ...] = (
     _Opt("--ledger", "str", DEFAULT_LEDGER,
          "idempotency ledger URL: memory://, sqlite:///path, redis://..., postgresql://...",
          metavar="URL"),
+    _Opt("--ledger-retention", "float", 7 * 86400.0,
+         "keep done marks this many seconds, then prune them (7 days: longer than the 24 h "
+         "webhook retry window)", metavar="SECONDS"),
+    _Opt("--ledger-lease", "float", 120.0,
+         "how long a claim of a crashed worker blocks the key (Redis, memory); must cover a "
+         "batch", metavar="SECONDS"),
     _Opt("--dlq-topic", "str", None,
          "dead-letter topic (default: the source topic + '.dlq')", metavar="TOPIC"),
     _Opt("--metrics-address", "str", DEFAULT_METRICS_ADDRESS,
@@ -118,6 +124,8 @@ class Settings:
     processors: list[str] = field(default_factory=list)
     no_builtin_processors: bool = False
     ledger: str = DEFAULT_LEDGER
+    ledger_retention: float = 7 * 86400.0
+    ledger_lease: float = 120.0
     dlq_topic: str | None = None
     metrics_address: str | None = DEFAULT_METRICS_ADDRESS
     drain: bool = False
@@ -247,6 +255,10 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None
     if values["dlq_topic"] and values["dlq_topic"] in topics:
         raise ConfigError("--dlq-topic must differ from the consumed topics, or dead letters "
                           "would be consumed again.")
+    retention, lease = values["ledger_retention"], values["ledger_lease"]
+    if retention <= 0 or lease <= 0 or lease >= retention:
+        raise ConfigError(f"--ledger-lease ({lease:g} s) must be shorter than its retention "
+                          f"(--ledger-retention, {retention:g} s), and both above 0.")
     settings = Settings(topics=topics, kafka_config=kafka, **values)
     settings.consumer_config()  # validate the librdkafka overrides now, with a clear error
     return settings

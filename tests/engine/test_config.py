@@ -190,3 +190,21 @@ def test_retry_and_on_failure_flags_apply_to_processors() -> None:
     assert [p.on_failure for p in out] == ["stop", "stop"]
     unchanged = apply_overrides(procs, _settings([], {}))
     assert unchanged == procs
+
+
+def test_ledger_retention_and_lease_by_flag_and_env() -> None:
+    s = _settings([], {})
+    assert (s.ledger_retention, s.ledger_lease) == (7 * 86400, 120)
+    s = _settings([], {"WORKER_LEDGER_RETENTION": "3600", "WORKER_LEDGER_LEASE": "30"})
+    assert (s.ledger_retention, s.ledger_lease) == (3600, 30)
+    s = _settings(["--ledger-retention", "90000"], {"WORKER_LEDGER_RETENTION": "3600"})
+    assert s.ledger_retention == 90000
+
+
+def test_cli_refuses_a_lease_longer_than_the_retention(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "worker", "run", "--ledger-retention", "60", "--ledger-lease",
+         "120", "--ledger", f"sqlite:///{tmp_path / 'l.db'}"], cwd=ROOT, capture_output=True,
+        timeout=60, env={**os.environ, "WORKER_METRICS_ADDRESS": "off"})
+    assert proc.returncode == 2, proc.stderr
+    assert b"must be shorter than its retention" in proc.stderr

@@ -107,3 +107,11 @@ def throwaway(tmp_path: Path) -> Iterator[Callable[[str], LocalServer]]:
     yield make
     for server in started:
         server.down()
+
+
+def store_done(ledger: Ledger, ks: list[str]) -> None:
+    """One session that claims `ks` (all new) and marks them done."""
+    s = ledger.session()
+    s.claim(ks)
+    s.mark_done(ks)
+    s.commit()

@@ -6,9 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.ledger.conftest import Store, backends
+from tests.ledger.conftest import Store, backends, store_done
 from worker.errors import ConfigError
 from worker.ledger import ClaimState, open_ledger, redacted_url
+from worker.ledger._common import PRUNE_CHUNKS_PER_CALL
 
 NEW, DONE, BUSY = ClaimState.NEW, ClaimState.DONE, ClaimState.BUSY
 Keys = Callable[[int], list[str]]
@@ -186,15 +187,31 @@ def test_prune_is_rate_limited_and_chunked(store: Store, keys: Keys) -> None:
 
 
 @pytest.mark.parametrize("store", backends("sqlite", "postgres"), indirect=True)
+def test_a_prune_stopped_by_its_chunk_cap_goes_on_at_the_next_call(store: Store,
+                                                                   keys: Keys) -> None:
+    """One call deletes at most PRUNE_CHUNKS_PER_CALL chunks (no long stall); the rest is due
+    at once, not a whole prune interval later."""
+    now = [1_000_000.0]
+    ledger = store.open(retention_seconds=100, lease_seconds=10, prune_interval_seconds=3600,
+                        clock=lambda: now[0])
+    ledger.prune_chunk = 3  # type: ignore[attr-defined]
+    cap = 3 * PRUNE_CHUNKS_PER_CALL
+    store_done(ledger, keys(cap * 2 + 5))
+    now[0] += 101
+    assert ledger.prune() == cap
+    assert ledger.prune() == cap   # no interval wait: it stopped at its cap
+    assert ledger.prune() == 5     # the rest: now it waits for the interval again
+    store_done(ledger, keys(2))
+    now[0] += 101
+    assert ledger.prune() == 0     # expired, but within the prune interval
+
+
+@pytest.mark.parametrize("store", backends("sqlite", "postgres"), indirect=True)
 def test_prune_skips_while_a_session_is_open(store: Store, keys: Keys) -> None:
     now = [1_000_000.0]
     ledger = store.open(retention_seconds=100, lease_seconds=10, prune_interval_seconds=0,
                         clock=lambda: now[0])
-    ks = keys(2)
-    finish_on = ledger.session()
-    finish_on.claim(ks)
-    finish_on.mark_done(ks)
-    finish_on.commit()
+    store_done(ledger, keys(2))
     now[0] += 200
     s = ledger.session()
     s.claim(keys(1))

@@ -296,3 +296,52 @@ def test_an_unreachable_ledger_gives_up_only_when_cancelled(ledger: Ledger) -> N
 
     pipe, _ = make([proc("p", "**", lambda e, c: None)], flaky)
     assert pipe.handle(messages([event(1)]), cancelled).completed is False
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_the_pipeline_prunes_done_marks_past_their_retention(backend: str,
+                                                             tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    url = "memory://" if backend == "memory" else f"sqlite:///{tmp_path / 'l.db'}"
+    led = open_ledger(url, retention_seconds=100, lease_seconds=10, prune_interval_seconds=0,
+                      clock=lambda: now[0])
+    seen: list[str] = []
+    pipe, _ = make([proc("p", "**", lambda e, c: seen.append(e.id))], led, prune_every=0)
+    assert pipe.handle(messages([event(1), event(2)]), never).completed
+    now[0] += 50
+    assert pipe.handle(messages([event(1)], start=2), never).completed  # still a duplicate
+    assert seen == [event_id(1), event_id(2)]
+    now[0] += 60  # events 1 and 2 are past retention: the next batch's prune drops them
+    assert pipe.handle(messages([event(3)], start=3), never).completed
+    assert stored_keys(led) == 1  # only event 3's
+    assert pipe.handle(messages([event(1)], start=4), never).completed
+    assert seen == [event_id(1), event_id(2), event_id(3), event_id(1)]
+    led.close()
+
+
+def event_id(n: int) -> str:
+    return f"evcus_{n:018d}"
+
+
+def stored_keys(led: Ledger) -> int:
+    session = led.session()
+    conn = session.transaction
+    try:
+        if conn is None:
+            return len(led)  # type: ignore[arg-type]
+        return int(conn.execute("SELECT count(*) FROM activity_worker_ledger").fetchone()[0])
+    finally:
+        session.rollback()
+
+
+def test_a_failed_prune_is_logged_and_the_batch_still_completes(tmp_path: Path) -> None:
+    led = open_ledger(f"sqlite:///{tmp_path / 'l.db'}")
+
+    def broken() -> int:
+        raise LedgerUnavailable("disk gone")
+
+    led.prune = broken  # type: ignore[method-assign]
+    pipe, rec = make([proc("p", "**", lambda e, c: None)], led, prune_every=0)
+    assert pipe.handle(messages([event(1)]), never).completed
+    assert rec.outcomes == Counter({("p", "ok"): 1})
+    led.close()

@@ -26,6 +26,11 @@ NEW = ClaimState.NEW
 DONE = ClaimState.DONE
 BUSY = ClaimState.BUSY
 
+# A prune call deletes at most this many chunks (short transactions of `prune_chunk` rows);
+# when it had to stop there, the next call prunes again instead of waiting for the interval.
+# So pruning catches up batch by batch, a few ms at a time, never one long stall.
+PRUNE_CHUNKS_PER_CALL = 10
+
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 

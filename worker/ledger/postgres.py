@@ -30,6 +30,7 @@ from worker.ledger._common import (
     BUSY,
     DONE,
     NEW,
+    PRUNE_CHUNKS_PER_CALL,
     LazySavepoints,
     SessionBase,
     check_identifier,
@@ -205,13 +206,15 @@ class PostgresLedger:
         total = 0
         try:
             conn = self._connect()
-            for _ in range(100):
+            for _ in range(PRUNE_CHUNKS_PER_CALL):
                 n = conn.execute(self._prune_sql, {"cutoff": cutoff, "n": self.prune_chunk}
                                  ).rowcount
                 conn.commit()
                 total += n
                 if n < self.prune_chunk:
                     break
+            else:
+                self._last_prune = float("-inf")  # more is due: prune again on the next call
         except psycopg.Error as exc:
             self._drop_connection()
             raise self._unavailable(exc, "pruning") from exc

@@ -36,6 +36,7 @@ from worker.errors import ConfigError, LedgerUnavailable
 from worker.ledger._common import (
     DONE,
     NEW,
+    PRUNE_CHUNKS_PER_CALL,
     LazySavepoints,
     SessionBase,
     check_identifier,
@@ -372,7 +373,7 @@ class SqliteLedger:
         total = 0
         try:
             conn.execute("PRAGMA busy_timeout=0")
-            for _ in range(100):
+            for _ in range(PRUNE_CHUNKS_PER_CALL):
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                 except sqlite3.OperationalError as exc:
@@ -399,6 +400,8 @@ class SqliteLedger:
                 total += n
                 if n < self.prune_chunk:
                     break
+            else:
+                self._last_prune = float("-inf")  # more is due: prune again on the next call
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
