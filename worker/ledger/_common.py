@@ -14,8 +14,8 @@ store-specific work to four hooks. Its rules, the same on every backend:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -217,28 +217,41 @@ class LazySavepoints:
                                "ledger commits the batch, effects and done marks together")
 
 
-@contextmanager
-def lazy_savepoint(conn: LazySavepoints, name: str,
-                   unavailable: Callable[[BaseException, str], LedgerUnavailable],
-                   broken: Callable[[], bool]) -> Iterator[None]:
-    """`LedgerSession.savepoint()` for SQL ledgers (see LazySavepoints)."""
-    if conn._aw_pending is not None or conn._aw_created is not None:
-        raise RuntimeError("ledger savepoints do not nest")
-    conn._aw_pending = name
-    try:
-        yield
-    except BaseException as exc:
+class LazySavepoint:
+    """`LedgerSession.savepoint()` for SQL ledgers (see LazySavepoints): one reusable context
+    manager per session. The pipeline enters a savepoint around every processor call; a
+    generator-based context manager made per call cost ~1.7 µs, this ~0.3 µs. Savepoints never
+    nest, so one name serves them all: a finished processor's deferred `RELEASE aw_sp` goes with
+    the next `SAVEPOINT aw_sp`. `broken()` tells a failure of the connection itself (then the
+    processor's exception becomes LedgerUnavailable: not the event's fault)."""
+
+    __slots__ = ("_broken", "_conn", "_unavailable")
+
+    def __init__(self, conn: LazySavepoints,
+                 unavailable: Callable[[BaseException, str], LedgerUnavailable],
+                 broken: Callable[[], bool]) -> None:
+        self._conn = conn
+        self._unavailable = unavailable
+        self._broken = broken
+
+    def __enter__(self) -> None:
+        conn = self._conn
+        if conn._aw_pending is not None or conn._aw_created is not None:
+            raise RuntimeError("ledger savepoints do not nest")
+        conn._aw_pending = "aw_sp"
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: Any) -> None:
+        conn = self._conn
         created, conn._aw_pending, conn._aw_created = conn._aw_created, None, None
-        if broken():
-            # The processor's failure is the connection's: not the event's fault.
-            raise unavailable(exc, "running a processor") from exc
-        if created is not None:
-            try:
-                conn._aw_exec([f"ROLLBACK TO SAVEPOINT {created}", f"RELEASE SAVEPOINT {created}"])
-            except Exception as exc2:
-                raise unavailable(exc2, "rolling back a processor's writes") from exc2
-        raise
-    else:
-        created, conn._aw_pending, conn._aw_created = conn._aw_created, None, None
-        if created is not None:
+        if exc is not None and self._broken():
+            raise self._unavailable(exc, "running a processor") from exc
+        if created is None:
+            return
+        if exc_type is None:
             conn._aw_release = created
+            return
+        try:
+            conn._aw_exec([f"ROLLBACK TO SAVEPOINT {created}", f"RELEASE SAVEPOINT {created}"])
+        except Exception as exc2:
+            raise self._unavailable(exc2, "rolling back a processor's writes") from exc2

@@ -31,10 +31,10 @@ from worker.ledger._common import (
     DONE,
     NEW,
     PRUNE_CHUNKS_PER_CALL,
+    LazySavepoint,
     LazySavepoints,
     SessionBase,
     check_identifier,
-    lazy_savepoint,
     redacted_url,
     split_options,
 )
@@ -232,7 +232,7 @@ class PostgresSession(SessionBase):
         super().__init__()
         self._ledger = ledger
         self._conn: _LazySavepointConnection | None = None
-        self._sp = 0
+        self._savepoint: LazySavepoint | None = None
 
     def _c(self) -> _LazySavepointConnection:
         """The session's connection, fixed at first use: if it breaks, the session is over."""
@@ -251,9 +251,11 @@ class PostgresSession(SessionBase):
 
     def savepoint(self) -> AbstractContextManager[None]:
         conn = self._c()
-        self._sp += 1
-        return lazy_savepoint(conn, f"aw_sp{self._sp}", self._ledger._unavailable,
-                              lambda: conn.closed or conn.broken)
+        savepoint = self._savepoint
+        if savepoint is None or savepoint._conn is not conn:
+            savepoint = self._savepoint = LazySavepoint(
+                conn, self._ledger._unavailable, lambda: conn.closed or conn.broken)
+        return savepoint
 
     def _store_claim(self, keys: list[str]) -> list[ClaimState]:
         conn = self._c()

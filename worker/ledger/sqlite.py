@@ -37,6 +37,7 @@ from worker.ledger._common import (
     DONE,
     NEW,
     PRUNE_CHUNKS_PER_CALL,
+    LazySavepoint,
     LazySavepoints,
     SessionBase,
     check_identifier,
@@ -416,47 +417,12 @@ class SqliteLedger:
         self._drop_connection()
 
 
-class _Savepoint:
-    """`SqliteSession.savepoint()`: `lazy_savepoint` (see LazySavepoints) as one reusable object
-    per session. The pipeline enters a savepoint around every processor call; a generator-based
-    context manager made per call cost ~1.7 µs of the ~10 µs a key cost in all, this ~0.3 µs.
-    Savepoints never nest, so one name serves them all: a finished processor's deferred
-    `RELEASE aw_sp` is sent before the next `SAVEPOINT aw_sp`."""
-
-    __slots__ = ("_conn", "_unavailable")
-
-    def __init__(self, conn: _LedgerConnection,
-                 unavailable: Callable[[BaseException, str], LedgerUnavailable]) -> None:
-        self._conn = conn
-        self._unavailable = unavailable
-
-    def __enter__(self) -> None:
-        conn = self._conn
-        if conn._aw_pending is not None or conn._aw_created is not None:
-            raise RuntimeError("ledger savepoints do not nest")
-        conn._aw_pending = "aw_sp"
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: Any) -> None:
-        conn = self._conn
-        created, conn._aw_pending, conn._aw_created = conn._aw_created, None, None
-        if created is None:
-            return
-        if exc_type is None:
-            conn._aw_release = created
-            return
-        try:
-            conn._aw_exec([f"ROLLBACK TO SAVEPOINT {created}", f"RELEASE SAVEPOINT {created}"])
-        except Exception as exc2:
-            raise self._unavailable(exc2, "rolling back a processor's writes") from exc2
-
-
 class SqliteSession(SessionBase):
     def __init__(self, ledger: SqliteLedger) -> None:
         super().__init__()
         self._ledger = ledger
         self._began = False
-        self._savepoint: _Savepoint | None = None
+        self._savepoint: LazySavepoint | None = None
 
     def _begin(self) -> _LedgerConnection:
         self._check_open()
@@ -477,7 +443,8 @@ class SqliteSession(SessionBase):
     def savepoint(self) -> AbstractContextManager[None]:
         savepoint = self._savepoint
         if savepoint is None or self._finished:
-            savepoint = self._savepoint = _Savepoint(self._begin(), self._ledger._unavailable)
+            savepoint = self._savepoint = LazySavepoint(self._begin(), self._ledger._unavailable,
+                                                        lambda: False)
         return savepoint
 
     def _store_claim(self, keys: list[str]) -> list[ClaimState]:
