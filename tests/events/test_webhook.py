@@ -11,6 +11,7 @@ import pytest
 from tests.events.helpers import load_fixtures
 from worker.errors import EventDecodeError
 from worker.events import decode_event
+from worker.events.generate import EventGenerator
 from worker.events.models import EventSource
 from worker.processors.api import Processor
 from worker.testing import Harness
@@ -88,3 +89,24 @@ def test_a_delivery_and_the_plain_event_are_one_effect() -> None:
         second = h.send(msgspec.json.encode(_delivery(raw)))
     assert seen == [raw["id"]]
     assert second.outcomes == {("record", "duplicate"): 1}
+
+
+def test_generated_deliveries_decode_and_dedupe_against_plain_copies() -> None:
+    gen = EventGenerator(5, duplicate_share=0.2, webhook_share=0.5)
+    records = list(gen.records(600))
+    hooked = [r for r in records if decode_event(r.value).webhook_id is not None]
+    assert gen.counts.webhooks == len(hooked) > 200
+    assert all(decode_event(r.value).webhook_id.startswith("whs_")  # type: ignore[union-attr]
+               for r in hooked)
+    with Harness([Processor(name="count", patterns=("**",), func=lambda e, c: None)]) as h:
+        result = h.send(*[r.value for r in records])
+    # A redelivery is a duplicate whichever shape either copy came in.
+    assert result.outcomes == {("count", "ok"): gen.counts.ok,
+                               ("count", "duplicate"): gen.counts.duplicates}
+
+
+def test_no_webhook_share_leaves_the_generated_stream_unchanged() -> None:
+    plain = [r.value for r in EventGenerator(9, duplicate_share=0.1).records(200)]
+    again = [r.value for r in EventGenerator(9, duplicate_share=0.1,
+                                              webhook_share=0.0).records(200)]
+    assert plain == again

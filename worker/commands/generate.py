@@ -20,6 +20,13 @@ def _share(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be a fraction in [0, 1], e.g. 0.1")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--count", "-n", type=int, default=1000, help="events to generate (default 1000)"
@@ -45,6 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         metavar="F",
         help="fraction of bad events: invalid UTF-8/JSON, missing fields, ...",
+    )
+    parser.add_argument(
+        "--webhook-share",
+        type=_fraction,
+        default=0.0,
+        metavar="F",
+        help="fraction of events (and duplicates) sent as webhook deliveries "
+        '(`{"id": "whs_…", "data", "event": {…}}`), e.g. 0.1',
     )
     parser.add_argument("--customers", type=int, default=500, help="size of the customer pool")
     parser.add_argument(
@@ -79,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     if args.duplicate_share + args.bad_share >= 1.0:
         print("error: --duplicate-share + --bad-share must be below 1", file=sys.stderr)
         return 2
-    gen = EventGenerator(args.seed, args.duplicate_share, args.bad_share, customers=args.customers)
+    gen = EventGenerator(args.seed, args.duplicate_share, args.bad_share, customers=args.customers,
+                         webhook_share=args.webhook_share)
     records = gen.records(args.count)
     if args.rate > 0:
         records = _paced(records, args.rate)
@@ -119,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"generated {c.total} events to {where} in {elapsed:.2f} s "
             f"({c.total / elapsed if elapsed else 0:,.0f}/s): {c.ok} ok, "
-            f"{c.duplicates} duplicates, {c.bad} bad",
+            f"{c.duplicates} duplicates, {c.bad} bad"
+            + (f"; {c.webhooks} as webhook deliveries" if c.webhooks else ""),
             file=sys.stderr,
         )
     return 0

@@ -74,6 +74,7 @@ class Counts:
     ok: int = 0
     duplicates: int = 0
     bad: int = 0
+    webhooks: int = 0  # ok records and duplicates sent as webhook deliveries
     by_type: Counter[str] = field(default_factory=Counter)  # ok records only
     by_bad_kind: Counter[str] = field(default_factory=Counter)
 
@@ -93,9 +94,12 @@ class EventGenerator:
         bad_share: float = 0.0,
         customers: int = 500,
         start: datetime | None = None,
+        webhook_share: float = 0.0,
     ) -> None:
         if not 0.0 <= duplicate_share < 1.0 or not 0.0 <= bad_share < 1.0:
             raise ValueError("duplicate_share and bad_share must be in [0, 1)")
+        if not 0.0 <= webhook_share <= 1.0:
+            raise ValueError("webhook_share must be in [0, 1]")
         if duplicate_share + bad_share >= 1.0:
             raise ValueError("duplicate_share + bad_share must be below 1")
         self.rng = random.Random(seed)
@@ -103,6 +107,7 @@ class EventGenerator:
         self._card_ids: dict[str, tuple[str, str]] = {}
         self.duplicate_share = duplicate_share
         self.bad_share = bad_share
+        self.webhook_share = webhook_share
         self.counts = Counts()
         begin = start or datetime(2024, 3, 11, 12, 0, 0, tzinfo=UTC)
         self._ms = int(begin.timestamp() * 1000)
@@ -158,8 +163,33 @@ class EventGenerator:
                     self._recent.append(rec)
                 else:
                     self._recent[self._rand(1000)] = rec
+            if self.webhook_share and not rec.kind.startswith("bad") and (
+                    rng.random() < self.webhook_share):
+                rec = Record(rec.key, self._webhook(rec.value), rec.kind, rec.type)
+                counts.webhooks += 1
             counts.total += 1
             yield rec
+
+    def _webhook(self, value: bytes) -> bytes:
+        """The event as a webhook delivery carries it: `{"id": "whs_…", "type", "data",
+        "event": {id, type, created_at, entity_id, group_id, event_source}}`."""
+        event = msgspec.json.decode(value)
+        data = event.get("data") or {}
+        customer = data.get("customer") if isinstance(data, dict) else None
+        return _encode({
+            "id": f"whs_{self._hex()}",
+            "type": event["type"],
+            "data": data,
+            "event": {
+                "id": event["id"], "type": event["type"], "created_at": event["created_at"],
+                "entity_id": customer.get("id") if isinstance(customer, dict) else None,
+                "group_id": event["group_id"],
+                "event_source": {"channel": "API", "api_key": {"name": "backend",
+                                                               "app_id": "a-8f2e1c"}},
+            },
+            "created_at": event["created_at"],
+            "object": "webhook_sending",
+        })
 
     def one(self, type_: str) -> bytes:
         """One valid event of the given known type (its own request)."""
