@@ -13,6 +13,7 @@ import pytest
 
 from tests.events.helpers import load_fixtures
 from worker.events.export import DEFAULT_DIR, build_schemas, drift, write_schemas
+from worker.events.generate import EventGenerator
 from worker.events.types import FAMILIES, KNOWN_TYPES
 
 REPO_SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
@@ -84,3 +85,14 @@ def test_envelope_schema_rejects_a_missing_group_id() -> None:
     del event["group_id"]
     with pytest.raises(jsonschema.ValidationError):
         _validator("envelope.json", None).validate(event)
+
+
+def test_generated_webhook_deliveries_are_valid_against_webhook_json() -> None:
+    gen = EventGenerator(3, webhook_share=1.0)
+    deliveries = [json.loads(r.value) for r in gen.records(50)]
+    validator = _validator("webhook.json", None)
+    for doc in deliveries:
+        validator.validate(doc)
+    del deliveries[0]["event"]["group_id"]
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate(deliveries[0])

@@ -112,7 +112,9 @@ class Event(msgspec.Struct, dict=True):
         return hook
 
 
-class _WebhookEvent(msgspec.Struct):
+class WebhookEvent(msgspec.Struct):
+    """The event inside a webhook delivery (its `data` is the delivery's)."""
+
     id: NonEmptyStr
     type: NonEmptyStr
     group_id: NonEmptyStr
@@ -120,16 +122,16 @@ class _WebhookEvent(msgspec.Struct):
     event_source: EventSource | None = None
 
 
-class _Webhook(msgspec.Struct):
+class WebhookDelivery(msgspec.Struct):
     """A webhook delivery: the event's own fields are under `event`."""
 
-    event: _WebhookEvent
+    event: WebhookEvent
     id: str | None = None
     raw_data: msgspec.Raw = msgspec.field(name="data", default=_NULL)
 
 
 _envelope_decoder = msgspec.json.Decoder(Event)
-_webhook_decoder = msgspec.json.Decoder(_Webhook)
+_webhook_decoder = msgspec.json.Decoder(WebhookDelivery)
 
 
 def check_utf8(value: bytes) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from worker.events.envelope import Event
+from worker.events.envelope import Event, WebhookDelivery
 from worker.events.models import EventData
 from worker.events.registry import DATA_TYPES
 from worker.events.types import FAMILIES, UNTYPED_TYPES
@@ -21,11 +21,11 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
 
-def _wire_envelope() -> type[msgspec.Struct]:
-    """The envelope as it is on the wire: `Event` with `data` as a JSON object, not raw bytes."""
+def _wire_struct(cls: type[msgspec.Struct], name: str) -> type[msgspec.Struct]:
+    """`cls` as it is on the wire: `data` as a JSON object, not raw bytes."""
     fields: list[tuple[str, Any, Any]] = []
     rename: dict[str, str] = {}
-    for f in msgspec.structs.fields(Event):
+    for f in msgspec.structs.fields(cls):
         if f.type is msgspec.Raw:
             fields.append((f.name, dict[str, Any] | None, None))
         elif f.required:
@@ -37,7 +37,7 @@ def _wire_envelope() -> type[msgspec.Struct]:
         f for f in fields if f[2] is not msgspec.NODEFAULT
     ]
     return msgspec.defstruct(
-        "CustomerActivity",
+        name,
         [(n, t) if d is msgspec.NODEFAULT else (n, t, d) for n, t, d in fields],
         rename=rename,
     )
@@ -46,7 +46,7 @@ def _wire_envelope() -> type[msgspec.Struct]:
 def build_schemas() -> dict[str, bytes]:
     """file name (relative to schemas/) -> file content."""
     files: dict[str, Any] = {}
-    envelope = msgspec.json.schema(_wire_envelope())
+    envelope = msgspec.json.schema(_wire_struct(Event, "CustomerActivity"))
     envelope = {
         "$schema": DRAFT,
         "title": "CustomerActivity",
@@ -55,6 +55,15 @@ def build_schemas() -> dict[str, bytes]:
         **envelope,
     }
     files["envelope.json"] = envelope
+    webhook = msgspec.json.schema(_wire_struct(WebhookDelivery, "WebhookDelivery"))
+    files["webhook.json"] = {
+        "$schema": DRAFT,
+        "title": "WebhookDelivery",
+        "description": "A webhook delivery (`whs_…`), accepted as input too: the event's own "
+        "fields are under `event`, its `data` at the top level. It decodes to the same event "
+        "as the plain envelope.",
+        **webhook,
+    }
 
     by_family: dict[str, list[str]] = {}
     for type_, family in FAMILIES.items():
