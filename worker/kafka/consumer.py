@@ -195,7 +195,9 @@ def make_consumer(config: Mapping[str, Any]) -> Any:
     """Create the confluent_kafka Consumer, turning librdkafka's refusal into a ConfigError."""
     from confluent_kafka import Consumer, KafkaException
 
+    from worker.kafka.rdkafka_log import LibrdkafkaLogger
+
     try:
-        return Consumer(dict(config))
+        return Consumer(dict(config), logger=LibrdkafkaLogger(config))
     except (KafkaException, ValueError, TypeError) as exc:
         raise settings_refused(exc, config, "consumer") from None

@@ -50,9 +50,10 @@ class DeadLetterProducer:
         from confluent_kafka import KafkaException, Producer
 
         from worker.kafka.consumer import settings_refused
+        from worker.kafka.rdkafka_log import LibrdkafkaLogger
 
         try:
-            self._producer = Producer(dict(config))
+            self._producer = Producer(dict(config), logger=LibrdkafkaLogger(config))
         except (KafkaException, ValueError, TypeError) as exc:
             raise settings_refused(exc, config, "DLQ producer") from None
         if topic is None:
@@ -108,6 +109,11 @@ class DeadLetterProducer:
                 f"{len(letters) - acked} dead letter(s) were not acknowledged within "
                 f"{self._timeout:.0f}s; check the broker, then restart")
         self.sent += acked
+
+    def serve(self) -> None:
+        """Serve the producer's queued callbacks (its librdkafka log lines) without waiting:
+        the engine calls this between batches, so an idle DLQ producer's queue cannot grow."""
+        self._producer.poll(0)
 
     def close(self, timeout: float = 5.0) -> None:
         self._producer.flush(timeout)

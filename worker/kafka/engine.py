@@ -320,6 +320,8 @@ class Engine:
             if now >= self._next_lag:
                 self._next_lag = now + cfg.lag_interval
                 self._record_lag()
+                if self._dlq is not None:
+                    self._dlq.serve()  # its log lines; nothing else queues up while idle
             if now >= self._next_progress:
                 self._log_progress(now)
 

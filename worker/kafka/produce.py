@@ -42,8 +42,10 @@ def produce_records(
         "message.timeout.ms": int(flush_timeout * 1000),
     }
     conf.update(config or {})
+    from worker.kafka.rdkafka_log import LibrdkafkaLogger
+
     try:
-        producer = Producer(conf)
+        producer = Producer(conf, logger=LibrdkafkaLogger(conf))
     except KafkaException as exc:
         raise ProduceError(f"cannot create a Kafka producer: {exc}; check the settings") from None
     delivered = 0

@@ -1,0 +1,77 @@
+"""librdkafka's own log lines go through structlog, scrubbed and with repeats held back.
+
+Real librdkafka: a consumer and a producer pointed at a port where nothing listens log
+connection failures, once per reconnect attempt."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from typing import Any
+
+import pytest
+import structlog
+
+from worker.kafka.consumer import make_consumer
+from worker.kafka.produce import ProduceError, produce_records
+from worker.kafka.rdkafka_log import LibrdkafkaLogger
+
+SECRET = "hunter2-very-secret"
+
+
+def _dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _config(port: int) -> dict[str, Any]:
+    return {"bootstrap.servers": f"127.0.0.1:{port}", "group.id": "rdlog-test",
+            "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
+            "sasl.username": "u", "sasl.password": SECRET,
+            "reconnect.backoff.ms": 10, "reconnect.backoff.max.ms": 50}
+
+
+def test_consumer_log_lines_are_structlog_lines_without_secrets(capfd: Any) -> None:
+    with structlog.testing.capture_logs() as logs:
+        consumer = make_consumer(_config(_dead_port()))
+        consumer.subscribe(["rdlog-topic"])
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any(
+                e.get("facility") == "FAIL" for e in logs):
+            consumer.consume(10, 0.2)
+        for _ in range(10):  # more reconnect attempts: repeats are held back
+            consumer.consume(10, 0.1)
+        consumer.close()
+    fails = [e for e in logs if e.get("facility") == "FAIL"]
+    assert fails, logs
+    assert fails[0]["log_level"] == "error"
+    assert "Connect to" in fails[0]["event"] and fails[0]["client"].startswith("rdkafka#")
+    assert len({e["event"] for e in fails}) == len(fails)  # each distinct line once
+    assert SECRET not in repr(logs)
+    err = capfd.readouterr().err
+    assert "|FAIL|" not in err  # nothing raw on stderr any more
+
+
+def test_producer_log_lines_too() -> None:
+    with structlog.testing.capture_logs() as logs, pytest.raises(ProduceError):
+        produce_records([(b"k", b"v")], "rdlog-topic", f"127.0.0.1:{_dead_port()}",
+                        flush_timeout=2.0)
+    assert any(e.get("facility") == "FAIL" for e in logs), logs
+
+
+def test_repeats_are_counted_and_reported_after_the_window() -> None:
+    now = [0.0]
+    rd = LibrdkafkaLogger({"sasl.password": SECRET}, repeat_window=30, clock=lambda: now[0])
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(5):
+            rd.log(logging.ERROR, "%s [%s] %s", "FAIL", "rdkafka#consumer-1",
+                   f"down (password {SECRET})")
+        now[0] = 31
+        rd.log(logging.ERROR, "%s [%s] %s", "FAIL", "rdkafka#consumer-1",
+               f"down (password {SECRET})")
+        rd.log(logging.INFO, "%s [%s] %s", "CONFWARN", "rdkafka#consumer-1", "a note")
+    assert [(e["event"], e.get("repeated")) for e in logs] == [
+        ("down (password ***)", None), ("down (password ***)", 4), ("a note", None)]
+    assert [e["log_level"] for e in logs] == ["error", "error", "info"]

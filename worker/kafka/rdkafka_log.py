@@ -1,0 +1,61 @@
+"""librdkafka's own log lines, through structlog like every other line the worker writes.
+
+Without a logger, librdkafka prints `%3|1795640663.695|FAIL|rdkafka#consumer-1| ...` lines to
+stderr, unscrubbed, once per reconnect attempt. Given a logger, confluent-kafka hands them to it
+from poll()/consume()/flush() (the calling thread, never librdkafka's own): here each becomes one
+structlog line (`facility`, `client`), with secret values of the client's config scrubbed, and a
+line repeated within `repeat_window` seconds is counted instead of written again (the next one
+after the window says how many were held back).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import structlog
+
+from worker.kafka.consumer import scrub, secret_values
+
+_MAX_TRACKED = 1000  # distinct lines remembered for the repeat window
+
+
+class LibrdkafkaLogger:
+    """The `logger=` of a confluent-kafka client (it only calls `log(level, fmt, *args)`)."""
+
+    def __init__(self, config: Mapping[str, Any], *, repeat_window: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._secrets = secret_values(config)
+        self._window = repeat_window
+        self._clock = clock
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+        self._log = structlog.get_logger("librdkafka")
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:
+        if len(args) == 3:  # confluent-kafka: ("%s [%s] %s", facility, client name, text)
+            facility, client, text = (str(a) for a in args)
+        else:
+            facility, client, text = "", "", (fmt % args if args else fmt)
+        text = scrub(text, self._secrets)
+        now = self._clock()
+        key = (facility, text)
+        since, held = self._seen.get(key, (None, 0))
+        if since is not None and now - since < self._window:
+            self._seen[key] = (since, held + 1)
+            return
+        if len(self._seen) >= _MAX_TRACKED:
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        fields: dict[str, Any] = {"facility": facility, "client": client}
+        if held:
+            fields["repeated"] = held
+        if level >= logging.ERROR:
+            self._log.error(text, **fields)
+        elif level >= logging.WARNING:
+            self._log.warning(text, **fields)
+        elif level >= logging.INFO:
+            self._log.info(text, **fields)
+        else:
+            self._log.debug(text, **fields)
