@@ -225,7 +225,6 @@ class Pipeline:
         timings: list[list[float]] = [[] for _ in range(n)]
         # A key seen twice in one batch (a redelivery that landed in the same batch) is claimed
         # once: the session answers DONE for its later copies, counted as duplicates below.
-        todo = work
         keys = [w[3] for w in work]
 
         session = self._timed("session", self.ledger.session)
@@ -240,7 +239,7 @@ class Pipeline:
             # One clock read per call: a call's time runs from the end of the previous one, so
             # it includes the pipeline's own per-call work (~0.2 us).
             t0 = perf()
-            for (msg, event, proc, key, index), state in zip(todo, states, strict=True):
+            for (msg, event, proc, key, index), state in zip(work, states, strict=True):
                 if state is DONE:
                     duplicate[index] += 1
                     continue
