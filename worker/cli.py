@@ -9,6 +9,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from worker.errors import ConfigError, WorkerError
+
 # name -> module; one line per subcommand.
 COMMANDS: dict[str, str] = {
     "run": "worker.commands.run",
@@ -47,6 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args))
+    except ConfigError as exc:  # settings that cannot work: one sentence, no traceback
+        sys.stderr.write(f"activity-worker {args.command}: {exc}\n")
+        return 2
+    except WorkerError as exc:  # e.g. no broker answered
+        sys.stderr.write(f"activity-worker {args.command}: {exc}\n")
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `activity-worker routes | head`

@@ -151,6 +151,29 @@ class Settings:
             group_instance_id=self.group_instance_id, group_protocol=self.group_protocol)
 
 
+def client_config(bootstrap: str | None, pairs: list[str] | None,
+                  environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """librdkafka properties for the one-off client of a command (`topics create`, `generate`):
+    KAFKA_* env, then `--kafka-config` pairs; the bootstrap servers from `--bootstrap-servers`,
+    else WORKER_BOOTSTRAP_SERVERS, else KAFKA_BOOTSTRAP_SERVERS, else the default."""
+    env = os.environ if environ is None else environ
+    conf = config_from_env(env)
+    conf.update(parse_pairs(list(pairs or []), "--kafka-config"))
+    conf["bootstrap.servers"] = (bootstrap or env.get("WORKER_BOOTSTRAP_SERVERS")
+                                 or conf.get("bootstrap.servers") or DEFAULT_BOOTSTRAP)
+    return conf
+
+
+def add_client_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--bootstrap-servers` and `--kafka-config` for a command's one-off Kafka client."""
+    parser.add_argument("--bootstrap-servers", default=None, metavar="HOSTS",
+                        help="Kafka bootstrap servers [env WORKER_BOOTSTRAP_SERVERS or "
+                        f"KAFKA_BOOTSTRAP_SERVERS; default {DEFAULT_BOOTSTRAP}]")
+    parser.add_argument("--kafka-config", action="append", default=None, metavar="KEY=VALUE",
+                        help="librdkafka property (repeatable), e.g. security.protocol=SASL_SSL; "
+                        "also KAFKA_<PROPERTY> env vars, as for `run`")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register every option; defaults are resolved later so an explicit flag can be told from
     an env var."""

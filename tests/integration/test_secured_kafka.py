@@ -275,3 +275,39 @@ def test_credentials_refused_after_assignment_are_reported_and_the_engine_recove
     assert "rejected the worker's credentials" in refused[0]["error"]
     assert len(refused) <= 2  # at most one line per 30 s, not one per retry
     assert private_kafka.scram_password not in repr(logs)
+
+
+def run_command(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m worker ARGS` with the connection settings only in `env` (KAFKA_*)."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "WORKER_"))}
+    full |= {"PYTHONPATH": str(REPO), **env}
+    return subprocess.run([sys.executable, "-m", "worker", *args], cwd=REPO, env=full,
+                          capture_output=True, text=True, timeout=90, check=False)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["sasl_plaintext", "sasl_ssl"])
+def test_topics_create_and_generate_through_a_secured_listener(private_kafka: SecureBroker,
+                                                               tls: bool) -> None:
+    """The operator's setup commands take the same KAFKA_* settings as `run`."""
+    env = private_kafka.scram_env(tls=tls)
+    name = unique_name("secured-setup")
+    made = run_command(env, "topics", "create", name, "--with-dlq", "--partitions", "2")
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] in made.stdout
+    wait_for(lambda: len(read_all(private_kafka.plain_bootstrap, name, 0, timeout=1)) == 0, 20,
+             "topic readable")
+    sent = run_command(env, "generate", "-n", "25", "--topic", name, "--seed", "4")
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert len(read_all(private_kafka.plain_bootstrap, name, 25)) == 25
+    out = made.stdout + made.stderr + sent.stdout + sent.stderr
+    assert_no_secret(out, private_kafka.scram_password)
+
+
+def test_topics_create_with_a_wrong_password_says_what_to_fix(private_kafka: SecureBroker
+                                                              ) -> None:
+    env = private_kafka.scram_env("not-the-password")
+    proc = run_command(env, "topics", "create", unique_name("refused"))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "rejected the worker's credentials" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert_no_secret(proc.stdout + proc.stderr, "not-the-password")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Iterator
 
 from worker.events.generate import EventGenerator, Record
+from worker.settings import add_client_arguments, client_config
 
 HELP = "Generate realistic CustomerActivity events (all 74 types) to stdout or a Kafka topic."
+
 
 
 def _share(text: str) -> float:
@@ -65,11 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--topic", help="produce to this Kafka topic instead of writing stdout (key = customer id)"
     )
-    parser.add_argument(
-        "--bootstrap-servers",
-        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
-    )
+    add_client_arguments(parser)
     parser.add_argument("--quiet", "-q", action="store_true", help="no summary on stderr")
 
 
@@ -103,12 +100,15 @@ def run(args: argparse.Namespace) -> int:
     if args.topic:
         from worker.kafka.produce import ProduceError, produce_records
 
+        config = client_config(args.bootstrap_servers, args.kafka_config)
+        bootstrap = config.pop("bootstrap.servers")
         try:
-            produce_records(((r.key, r.value) for r in records), args.topic, args.bootstrap_servers)
+            produce_records(((r.key, r.value) for r in records), args.topic, bootstrap,
+                            config=config)
         except ProduceError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        where = f"topic {args.topic!r} at {args.bootstrap_servers}"
+        where = f"topic {args.topic!r} at {bootstrap}"
     else:
         out = sys.stdout.buffer
         chunk: list[bytes] = []

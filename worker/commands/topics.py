@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from worker.settings import add_client_arguments, client_config
+
 HELP = "create topics (e.g. the source topic and its dead-letter topic); existing ones are kept"
 
 
@@ -17,9 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="partitions per new topic [env WORKER_PARTITIONS; default 4]")
     create.add_argument("--with-dlq", action="store_true",
                         help="also create TOPIC.dlq for each TOPIC")
-    create.add_argument("--bootstrap-servers",
-                        default=os.environ.get("WORKER_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-                        help="[env WORKER_BOOTSTRAP_SERVERS; default 127.0.0.1:9092]")
+    add_client_arguments(create)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     names = list(args.topics)
     if args.with_dlq:
         names += [default_dlq_topic(t) for t in args.topics]
-    ensure_topics({"bootstrap.servers": args.bootstrap_servers},
-                  dict.fromkeys(names, args.partitions))
-    print(f"topics ready on {args.bootstrap_servers}: {', '.join(names)}")
+    config = client_config(args.bootstrap_servers, args.kafka_config)
+    ensure_topics(config, dict.fromkeys(names, args.partitions))
+    print(f"topics ready on {config['bootstrap.servers']}: {', '.join(names)}")
     return 0

@@ -79,8 +79,8 @@ def ensure_topics(config: Mapping[str, Any], topics: Mapping[str, int], *,
     from confluent_kafka import KafkaError
     from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
+    existing = set(checked_metadata(config, timeout).topics)  # a clear error if refused
     admin = _admin(config)
-    existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = [NewTopic(name, num_partitions=n, replication_factor=replication_factor)
               for name, n in topics.items() if name not in existing]
     if not wanted:
