@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "processors": "worker.commands.processors",
     "report": "worker.commands.report",
     "topics": "worker.commands.topics",
+    "dlq": "worker.commands.dlq",
     "schemas": "worker.commands.schemas",
     "kafka": "worker.commands.kafka",
 }
