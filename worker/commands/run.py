@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from worker.errors import ConfigError, WorkerError
 from worker.settings import add_arguments as _add_arguments
 from worker.settings import from_args
 
@@ -21,14 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = from_args(args)
-        from worker.app import run as run_app
+    """Settings and start-up errors (ConfigError: exit 2, WorkerError: exit 1) become one
+    sentence in worker.cli.main, as for every command."""
+    settings = from_args(args)
+    from worker.app import run as run_app
 
-        return run_app(settings)
-    except ConfigError as exc:
-        sys.stderr.write(f"activity-worker run: {exc}\n")
-        return 2
-    except WorkerError as exc:  # e.g. no broker answered at start: a sentence, no traceback
-        sys.stderr.write(f"activity-worker run: {exc}\n")
-        return 1
+    return run_app(settings)
