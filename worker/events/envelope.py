@@ -74,7 +74,7 @@ class _LazyData:
             try:
                 value = decoder.decode(obj.raw_data)
             except Exception as exc:  # only msgspec/Unicode/Recursion errors can occur
-                raise _data_error(exc, "$.data") from None
+                raise _data_error(exc, "$.data", obj.raw_data) from None
             if value.wrapped is not None:
                 value = _unwrap(value)
         obj.__dict__["data"] = value
@@ -140,14 +140,22 @@ def check_utf8(value: bytes) -> None:
     The hot path does not call this: msgspec checks the text it decodes (the envelope fields in
     `decode_event`, the known fields of `data` in `event.data`), and bytes inside ignored fields
     are never read. `activity-worker validate` calls it to be strict about whole lines."""
-    if not isinstance(value, bytes | bytearray) or value.isascii():
+    if not isinstance(value, bytes | bytearray):
         return  # (a str or other buffer given to decode_event: nothing to check here)
+    problem = _utf8_error(value)
+    if problem is not None:
+        raise EventDecodeError("undecodable", f"$: {problem}")
+
+
+def _utf8_error(value: bytes | bytearray) -> str | None:
+    """"invalid UTF-8 at byte N: <reason>" when `value` is not valid UTF-8, else None."""
+    if value.isascii():
+        return None
     try:
         value.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise EventDecodeError(
-            "undecodable", f"$: invalid UTF-8 at byte {exc.start}: {exc.reason}"
-        ) from None
+        return f"invalid UTF-8 at byte {exc.start}: {exc.reason}"
+    return None
 
 
 def decode_event(value: bytes | None) -> Event:
@@ -239,13 +247,18 @@ def _decode(decoder: msgspec.json.Decoder[Any], raw: msgspec.Raw | bytes, path: 
     try:
         return decoder.decode(raw)
     except Exception as exc:
-        raise _data_error(exc, path) from None
+        raise _data_error(exc, path, raw) from None
 
 
-def _data_error(exc: Exception, path: str) -> EventDecodeError:
+def _data_error(exc: Exception, path: str, raw: msgspec.Raw | bytes) -> EventDecodeError:
     if isinstance(exc, msgspec.ValidationError):
         return _validation_error(str(exc), path)
     if isinstance(exc, msgspec.DecodeError):
+        # msgspec >= 0.23 reports bad UTF-8 as a JSON error; classify it ourselves so the
+        # outcome does not depend on the msgspec version (error path only).
+        bad_utf8 = _utf8_error(bytes(raw))
+        if bad_utf8 is not None:
+            return EventDecodeError("undecodable", f"{path}: {bad_utf8}")
         return EventDecodeError("invalid_json", f"{path}: {_lower_first(str(exc))}")
     if isinstance(exc, UnicodeDecodeError):
         return EventDecodeError("undecodable", f"{path}: invalid UTF-8: {exc.reason}")

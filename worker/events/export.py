@@ -6,6 +6,7 @@ runs `activity-worker schemas --check`'s logic and fails when the committed file
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -96,9 +97,23 @@ def build_schemas() -> dict[str, bytes]:
             }
     files["index.json"] = {"$comment": "type -> family and typed data struct", "types": index}
     return {
-        name: msgspec.json.format(msgspec.json.encode(doc), indent=2) + b"\n"
+        name: msgspec.json.format(msgspec.json.encode(_clean_descriptions(doc)), indent=2) + b"\n"
         for name, doc in files.items()
     }
+
+
+def _clean_descriptions(node: Any) -> Any:
+    """Every `description` dedented as `inspect.cleandoc` does: msgspec 0.22 kept a docstring's
+    indentation and 0.23 removes it, and the committed files must not depend on which ran."""
+    if isinstance(node, dict):
+        return {
+            k: inspect.cleandoc(v) if k == "description" and isinstance(v, str)
+            else _clean_descriptions(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_clean_descriptions(v) for v in node]
+    return node
 
 
 def write_schemas(directory: Path = DEFAULT_DIR) -> list[str]:
