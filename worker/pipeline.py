@@ -29,6 +29,7 @@ from worker.events import Event, decode_event
 from worker.ledger.base import ClaimState, Ledger, LedgerSession
 from worker.observability.stats import BatchStats
 from worker.processors.api import Context, Processor
+from worker.processors.keys import event_key, group_key
 from worker.types import BatchResult, DeadLetter, Message
 
 log = structlog.get_logger("worker.pipeline")
@@ -192,9 +193,9 @@ class Pipeline:
                 continue
             for proc, mode, index in procs:
                 if mode == _KEY_EVENT:
-                    key = f"{proc.name}:{event.group_id}:{event.id}"
+                    key = event_key(proc.name, event)
                 elif mode == _KEY_GROUP:
-                    key = f"{proc.name}:{event.group_id}"
+                    key = group_key(proc.name, event)
                 else:
                     try:
                         key = proc.idempotency_key(event)

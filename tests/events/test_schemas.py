@@ -80,9 +80,11 @@ def _validator(name: str, ref: str | None) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema)
 
 
-def test_envelope_schema_rejects_a_missing_group_id() -> None:
+def test_envelope_schema_accepts_a_missing_group_id_and_rejects_a_missing_created_at() -> None:
     event = load_fixtures()[0]
     del event["group_id"]
+    _validator("envelope.json", None).validate(event)
+    del event["created_at"]
     with pytest.raises(jsonschema.ValidationError):
         _validator("envelope.json", None).validate(event)
 
@@ -94,5 +96,7 @@ def test_generated_webhook_deliveries_are_valid_against_webhook_json() -> None:
     for doc in deliveries:
         validator.validate(doc)
     del deliveries[0]["event"]["group_id"]
+    validator.validate(deliveries[0])
+    del deliveries[0]["event"]["created_at"]
     with pytest.raises(jsonschema.ValidationError):
         validator.validate(deliveries[0])

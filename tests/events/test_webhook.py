@@ -49,11 +49,14 @@ def test_a_bad_event_inside_a_delivery_names_its_path() -> None:
         decode_event(msgspec.json.encode(doc))
     assert info.value.error_class == "schema"
     assert info.value.reason == "$.event.created_at: invalid RFC3339 encoded datetime"
-    doc["event"]["created_at"] = raw["created_at"]
-    del doc["event"]["group_id"]
+    del doc["event"]["created_at"]
     with pytest.raises(EventDecodeError) as info:
         decode_event(msgspec.json.encode(doc))
-    assert info.value.reason == "$.event.group_id: missing required field"
+    assert info.value.reason == "$.event.created_at: missing required field"
+    doc["event"]["created_at"] = raw["created_at"]
+    del doc["event"]["group_id"]
+    hooked = decode_event(msgspec.json.encode(doc))
+    assert hooked.group_id is None and hooked.webhook_id == doc["id"]
 
 
 @pytest.mark.parametrize("event", [None, 5, "x", [1]])
@@ -63,7 +66,7 @@ def test_without_an_event_object_the_plain_error_stands(event: Any) -> None:
         doc["event"] = event
     with pytest.raises(EventDecodeError) as info:
         decode_event(msgspec.json.encode(doc))
-    assert info.value.reason == "$.group_id: missing required field"
+    assert info.value.reason == "$.created_at: missing required field"
 
 
 @pytest.mark.parametrize("tail", [b"", b"]", b',"x":', b',"x":"\xff"'])

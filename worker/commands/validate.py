@@ -63,7 +63,7 @@ def check_stream(
     by_type: Counter[str] = Counter()
     invalid_by_type: Counter[str] = Counter()
     by_class: Counter[str] = Counter()
-    lines = valid = invalid = 0
+    lines = valid = invalid = no_group = 0
     for lineno, line in enumerate(stream, 1):
         line = line.rstrip(b"\r\n")
         if not line.strip():
@@ -94,12 +94,15 @@ def check_stream(
             continue
         valid += 1
         by_type[type_] += 1
+        if event.group_id is None:
+            no_group += 1
     unknown = sum(n for t, n in by_type.items() if t not in KNOWN_TYPES)
     return {
         "lines": lines,
         "valid": valid,
         "invalid": invalid,
         "unknown_types": unknown,
+        "without_group_id": no_group,
         "by_type": dict(sorted(by_type.items())),
         "invalid_by_type": dict(sorted(invalid_by_type.items())),
         "invalid_by_error_class": dict(sorted(by_class.items())),
@@ -120,6 +123,9 @@ def _print_table(summary: dict[str, Any], out: IO[str]) -> None:
     if summary["invalid_by_error_class"]:
         classes = ", ".join(f"{k} {v}" for k, v in summary["invalid_by_error_class"].items())
         out.write(f"invalid by error class: {classes}\n")
+    if summary["without_group_id"]:
+        out.write(f"warning: {summary['without_group_id']} valid events have no group_id (fine: "
+                  "each is its own group for idempotency keys)\n")
     verdict = "OK" if not summary["invalid"] else "INVALID"
     out.write(f"{verdict}: {summary['lines']} events, {summary['invalid']} invalid\n")
 

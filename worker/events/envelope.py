@@ -13,11 +13,11 @@ What is fatal (`decode_event` raises `EventDecodeError`; the engine dead-letters
 - "invalid_json": malformed or truncated JSON, trailing bytes, nesting deeper than the
   interpreter's recursion limit (~1,000 levels);
 - "not_an_object": the top level is an array, a string, a number, true/false or null;
-- "schema": `id`, `type` or `group_id` missing, null, empty or not a string; `created_at` missing
-  or not an RFC 3339 timestamp with a time zone (e.g. the published junk value
-  "2024-05-13T12: 26: 06.250Z"). The time is what orders a customer's history and measures lag;
-  the worker does not guess a repair, and the dead-letter topic keeps the original bytes for a
-  replay once the producer is fixed.
+- "schema": `id` or `type` missing, null, empty or not a string; `group_id` empty or not a
+  string; `created_at` missing or not an RFC 3339 timestamp with a time zone (e.g. the
+  published junk value "2024-05-13T12: 26: 06.250Z"). The time is what orders a customer's
+  history and measures lag; the worker does not guess a repair, and the dead-letter topic keeps
+  the original bytes for a replay once the producer is fixed.
 
 Webhook deliveries are accepted too: `{"id": "whs_…", "type", "data", "event": {"id",
 "type", "created_at", "group_id", "event_source", ...}}` decodes to the same `Event` as the
@@ -27,8 +27,13 @@ a webhook retried for a day dedupes against the same ledger keys; `event.webhook
 for this second try.
 
 What is tolerated: unknown `type` values (a normal event; `event.data` is then a plain dict),
-unknown fields anywhere, a missing `data` (fatal only if a processor reads it), duplicate keys
-(the last one wins, as in `json.loads`), and ids without the usual prefixes (`evcus_`, `v-`).
+unknown fields anywhere, a missing `data` (fatal only if a processor reads it: "$.data: missing
+required field"), duplicate keys (the last one wins, as in `json.loads`), and ids without the
+usual prefixes (`evcus_`, `v-`).
+
+A missing or null `group_id` is a normal event (the spec makes it nullable, and older feeds and
+every published 2020-2022 example lack it): `event.group_id` is then None. The idempotency keys
+treat such an event as its own group (see `worker.processors.keys`).
 
 Accessing `event.data` raises `EventDecodeError("schema", "$.data.<path>: <reason>")` when the
 data does not fit its type's shape (e.g. a string where points must be an int), and
@@ -52,7 +57,10 @@ from worker.events.registry import DATA_TYPES
 NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
-_NULL = msgspec.Raw(b"null")
+#: The default of `raw_data` when the event has no `data` key (told apart from a JSON null by
+#: identity: msgspec stores a field's default object itself).
+MISSING_DATA = msgspec.Raw(b"null")
+NOT_DELIVERED = msgspec.Raw(b"null")
 
 
 class _LazyData:
@@ -65,6 +73,8 @@ class _LazyData:
         if obj is None:
             return self
         value: Any
+        if obj.raw_data is MISSING_DATA:
+            raise EventDecodeError("schema", "$.data: missing required field")
         decoder = _DECODERS.get(obj.type)
         if decoder is None:
             value, source = _decode_untyped(obj.raw_data)
@@ -86,9 +96,15 @@ class Event(msgspec.Struct, dict=True):
 
     id: NonEmptyStr
     type: NonEmptyStr
-    group_id: NonEmptyStr
     created_at: AwareDatetime
-    raw_data: msgspec.Raw = msgspec.field(name="data", default=_NULL)
+    #: The id of the API request that caused the event (`v-…`), shared by the several events one
+    #: request causes; None when the event has none (older feeds).
+    group_id: NonEmptyStr | None = None
+    raw_data: msgspec.Raw = msgspec.field(name="data", default=MISSING_DATA)
+    #: A webhook delivery's `event` object, undecoded; `NOT_DELIVERED` on a plain event and on
+    #: the event `decode_event` returns. (It marks a delivery now that a plain envelope need not
+    #: carry `group_id`: a delivery's own top-level `id`/`type`/`created_at` pass as one.)
+    delivered: msgspec.Raw = msgspec.field(name="event", default=NOT_DELIVERED)
 
     #: The typed `data` struct of this event's type (see `worker.events.models`), or a plain
     #: dict for an unknown type or one without a published shape. Decoded once, on first access.
@@ -117,8 +133,8 @@ class WebhookEvent(msgspec.Struct):
 
     id: NonEmptyStr
     type: NonEmptyStr
-    group_id: NonEmptyStr
     created_at: AwareDatetime
+    group_id: NonEmptyStr | None = None
     event_source: EventSource | None = None
 
 
@@ -127,7 +143,7 @@ class WebhookDelivery(msgspec.Struct):
 
     event: WebhookEvent
     id: str | None = None
-    raw_data: msgspec.Raw = msgspec.field(name="data", default=_NULL)
+    raw_data: msgspec.Raw = msgspec.field(name="data", default=MISSING_DATA)
 
 
 _envelope_decoder = msgspec.json.Decoder(Event)
@@ -163,7 +179,10 @@ def decode_event(value: bytes | None) -> Event:
     if value is None:
         raise EventDecodeError("undecodable", "$: message has no value (tombstone)")
     try:
-        return _envelope_decoder.decode(value)
+        event = _envelope_decoder.decode(value)
+        if event.delivered is NOT_DELIVERED:
+            return event
+        return _delivered_event(event)
     except msgspec.ValidationError as exc:
         hooked = _webhook_delivery(value)
         if hooked is not None:
@@ -182,6 +201,34 @@ def decode_event(value: bytes | None) -> Event:
         raise EventDecodeError("undecodable", "$: value is not bytes") from None
 
 
+_webhook_event_decoder = msgspec.json.Decoder(WebhookEvent)
+
+
+def _delivered_event(outer: Event) -> Event:
+    """The event of a delivery whose top level also passes as a plain envelope; `outer` itself
+    when its `event` key holds no object (then it is a plain event with an odd extra field)."""
+    try:
+        inner = _webhook_event_decoder.decode(outer.delivered)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        if " - at `" not in text and text.startswith("Expected `object`"):
+            outer.delivered = NOT_DELIVERED
+            return outer
+        raise _validation_error(text, "$.event") from None
+    except UnicodeDecodeError as exc:
+        raise EventDecodeError("undecodable", f"$.event: invalid UTF-8: {exc.reason}") from None
+    return _from_delivery(inner, outer.id, outer.raw_data)
+
+
+def _from_delivery(inner: WebhookEvent, hook_id: str | None, raw_data: msgspec.Raw) -> Event:
+    event = Event(id=inner.id, type=inner.type, group_id=inner.group_id,
+                  created_at=inner.created_at, raw_data=raw_data)
+    event.__dict__["_webhook_id"] = hook_id
+    if inner.event_source is not None:
+        event.__dict__["_webhook_source"] = inner.event_source
+    return event
+
+
 def _webhook_delivery(value: bytes) -> Event | None:
     """The event in a webhook delivery; None if `value` is not one (then the plain envelope's
     error stands). A delivery with a bad `event` raises its own error (`$.event.…`)."""
@@ -195,13 +242,7 @@ def _webhook_delivery(value: bytes) -> Event | None:
         raise _validation_error(text, "$") from None
     except Exception:  # malformed further on, bad UTF-8, too deep: the first error stands
         return None
-    inner = hook.event
-    event = Event(id=inner.id, type=inner.type, group_id=inner.group_id,
-                  created_at=inner.created_at, raw_data=hook.raw_data)
-    event.__dict__["_webhook_id"] = hook.id
-    if inner.event_source is not None:
-        event.__dict__["_webhook_source"] = inner.event_source
-    return event
+    return _from_delivery(hook.event, hook.id, hook.raw_data)
 
 
 # --- typed data ---------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ BAD_KINDS: tuple[str, ...] = (
     "truncated_json",
     "not_an_object",
     "missing_id",
-    "null_group_id",
+    "numeric_group_id",
     "malformed_created_at",
     "wrong_type_in_data",
 )
@@ -50,7 +50,7 @@ BAD_KINDS_EXPECTED: dict[str, tuple[str, str]] = {
     "truncated_json": ("invalid_json", "envelope"),
     "not_an_object": ("not_an_object", "envelope"),
     "missing_id": ("schema", "envelope"),
-    "null_group_id": ("schema", "envelope"),
+    "numeric_group_id": ("schema", "envelope"),
     "malformed_created_at": ("schema", "envelope"),
     "wrong_type_in_data": ("schema", "data"),
 }
@@ -867,8 +867,8 @@ class EventGenerator:
             value = b"[" + good + b"]"
         elif kind == "missing_id":
             value = b'{"id_":' + good[len(b'{"id":') :]
-        elif kind == "null_group_id":
-            value = good.replace(f'"group_id":"{self._group_id}"'.encode(), b'"group_id":null')
+        elif kind == "numeric_group_id":
+            value = good.replace(f'"group_id":"{self._group_id}"'.encode(), b'"group_id":7')
         elif kind == "malformed_created_at":
             value = msgspec.json.encode(
                 {**msgspec.json.decode(good), "created_at": "2024-05-13T12: 26: 06.250Z"}

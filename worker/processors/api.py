@@ -14,6 +14,7 @@ from typing import Any, Literal
 import structlog
 
 from worker.events import Event
+from worker.processors.keys import custom_key, event_key, group_key
 
 ProcessorFunc = Callable[[Event, "Context"], None]
 KeyFunc = Callable[[Event], str]
@@ -56,13 +57,12 @@ class Processor:
     description: str = ""
 
     def idempotency_key(self, event: Event) -> str:
-        """processor + group_id + event id by default: a redelivered event is a duplicate, while
-        the distinct events one request causes (same group_id) are not."""
+        """processor + group_id + event id by default (see `worker.processors.keys`)."""
         if self.key is not None:
-            return f"{self.name}:{self.key(event)}"
+            return custom_key(self.name, self.key(event))
         if self.once_per == "group":
-            return f"{self.name}:{event.group_id}"
-        return f"{self.name}:{event.group_id}:{event.id}"
+            return group_key(self.name, event)
+        return event_key(self.name, event)
 
     @property
     def key_scope(self) -> str:
