@@ -1,16 +1,30 @@
 """Typed `data` of every event type with a published shape, grouped by family.
 
-Shapes follow the public Voucherify OpenAPI spec (see docs/domain notes in the README):
-- every field is optional and nullable (the spec marks everything nullable, and examples disagree
-  with the schemas), so a missing key is `None`, never an error;
-- types are strict where the meaning needs them: ids and codes are `str`, points and amounts
-  `int` (Voucherify amounts are integer cents), so `"points": "12"` is a schema error that names
-  its path;
-- unknown fields are ignored (new Voucherify releases add fields), and enum-like fields
-  (`type`, `status`, `result`, `holder_role`, ...) are open `str`: the documented values are in
-  the docstrings, a new value decodes fine;
-- sub-objects that many families share (customer, campaign, voucher, loyalty tier, order,
-  balance, transaction, ...) are defined once here.
+Shapes follow the public Voucherify OpenAPI spec and the examples Voucherify publishes, which
+disagree with the spec in places. The rule: **strict where meaning depends on a field, lenient
+where it only describes.**
+
+- Every field is optional and nullable (the spec marks everything nullable): a missing key is
+  `None`, never an error.
+- *Strict* (a wrong shape is a schema error that names its path, e.g.
+  `$.data.loyalty_tier_to.points.from: expected int, got str`): identifiers (`id`, `*_id`,
+  `code`, `source_id`) are `str`; points, amounts, balances, totals and quantities are `int`
+  (Voucherify amounts are integer cents); the enum-like fields that say what happened (`type`,
+  `status`, `result`, `state`, `holder_role`, `campaign_type`, ...) are open `str` (documented
+  values in the docstrings; a new value decodes fine); the timestamps that time the event
+  (`data.created_at`, `sent_at`/`failed_at`/`recovered_at`, a tier's `expiration_date`, a
+  transaction's `created_at`, pending points' `activates_at`, a bucket's `expires_at`) are
+  `str`; and the sub-objects that carry those (customer, campaign, voucher, loyalty tier,
+  order, balance, transaction, ...) are typed structs.
+- *Lenient* (`Json`: any JSON value kept as decoded, never an error): what only describes —
+  names, e-mails, descriptions, addresses, metadata, summaries, a customer's loyalty and
+  referrals, discounts, flags such as `active`, the `object` tag, sub-objects' own record
+  timestamps (`created_at`/`updated_at` of a campaign, a voucher, ...), free-form details and
+  parameters. The published `customer.updated` example has `customer.referrals.campaigns` as a
+  list of strings where the schema says objects: that must not cost the event. A processor that
+  reads such a field decides what to do with its shape (`worker.processors.data` helps).
+- Unknown fields are ignored (new Voucherify releases add fields).
+- Sub-objects that many families share are defined once here.
 
 Every data struct derives from `EventData`, which also accepts the *wrapped* shape
 `{"data": {...}, "event_source": {...}}`: see `worker.events.envelope`.
@@ -22,7 +36,10 @@ from typing import Annotated, Any
 
 import msgspec
 
-Metadata = dict[str, Any]
+#: A field that only describes (see the module docstring): any JSON value is kept as decoded
+#: (dict, list, str, number, bool), never a schema error. Read it with
+#: `worker.processors.data` (`get`, `text`, `integer`), which tolerate every shape.
+Json = Annotated[Any, msgspec.Meta(description="Descriptive: any JSON value, kept as is.")]
 
 
 class _Obj(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
@@ -32,60 +49,12 @@ class _Obj(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
 # --- shared sub-objects -------------------------------------------------------------------------
 
 
-class Address(_Obj):
-    city: str | None = None
-    state: str | None = None
-    line_1: str | None = None
-    line_2: str | None = None
-    country: str | None = None
-    postal_code: str | None = None
 
 
-class GiftSummary(_Obj):
-    redeemed_amount: int | None = None
-    amount_to_go: int | None = None
 
 
-class LoyaltyCardSummary(_Obj):
-    redeemed_points: int | None = None
-    points_to_go: int | None = None
 
 
-class RedemptionsSummary(_Obj):
-    total_redeemed: int | None = None
-    total_failed: int | None = None
-    total_succeeded: int | None = None
-    total_rolled_back: int | None = None
-    total_rollback_failed: int | None = None
-    total_rollback_succeeded: int | None = None
-    gift: GiftSummary | None = None
-    loyalty_card: LoyaltyCardSummary | None = None
-
-
-class OrdersSummary(_Obj):
-    total_amount: int | None = None
-    total_count: int | None = None
-    average_amount: float | None = None
-    last_order_amount: int | None = None
-    last_order_date: str | None = None
-
-
-class CustomerSummary(_Obj):
-    redemptions: RedemptionsSummary | None = None
-    orders: OrdersSummary | None = None
-
-
-class CustomerLoyalty(_Obj):
-    """A customer's loyalty totals; `campaigns` maps a campaign id to its points (free-form)."""
-
-    points: int | None = None
-    referred_customers: int | None = None
-    campaigns: dict[str, Any] | None = None
-
-
-class CustomerReferrals(_Obj):
-    total: int | None = None
-    campaigns: list[dict[str, Any]] | None = None
 
 
 class Customer(_Obj):
@@ -93,21 +62,21 @@ class Customer(_Obj):
 
     id: str | None = None
     source_id: str | None = None
-    name: str | None = None
-    email: str | None = None
-    phone: str | None = None
-    description: str | None = None
-    address: Address | None = None
-    birthdate: str | None = None
-    birthday: str | None = None
-    metadata: Metadata | None = None
-    summary: CustomerSummary | None = None
-    loyalty: CustomerLoyalty | None = None
-    referrals: CustomerReferrals | None = None
-    system_metadata: Metadata | None = None
-    created_at: str | None = None
-    updated_at: str | None = None
-    object: str | None = None
+    name: Json = None
+    email: Json = None
+    phone: Json = None
+    description: Json = None
+    address: Json = None
+    birthdate: Json = None
+    birthday: Json = None
+    metadata: Json = None
+    summary: Json = None
+    loyalty: Json = None
+    referrals: Json = None
+    system_metadata: Json = None
+    created_at: Json = None
+    updated_at: Json = None
+    object: Json = None
 
 
 class UnconfirmedCustomer(_Obj):
@@ -115,11 +84,11 @@ class UnconfirmedCustomer(_Obj):
 
     id: str | None = None
     source_id: str | None = None
-    name: str | None = None
-    email: str | None = None
-    metadata: Metadata | None = None
-    created_at: str | None = None
-    object: str | None = None
+    name: Json = None
+    email: Json = None
+    metadata: Json = None
+    created_at: Json = None
+    object: Json = None
 
 
 class Campaign(_Obj):
@@ -127,19 +96,19 @@ class Campaign(_Obj):
     REFERRAL_PROGRAM, PROMOTION, ... (open); type: AUTO_UPDATE / STATIC (open)."""
 
     id: str | None = None
-    name: str | None = None
-    description: str | None = None
+    name: Json = None
+    description: Json = None
     campaign_type: str | None = None
     type: str | None = None
-    category: str | None = None
+    category: Json = None
     category_id: str | None = None
-    active: bool | None = None
-    start_date: str | None = None
-    expiration_date: str | None = None
-    metadata: Metadata | None = None
-    created_at: str | None = None
-    updated_at: str | None = None
-    object: str | None = None
+    active: Json = None
+    start_date: Json = None
+    expiration_date: Json = None
+    metadata: Json = None
+    created_at: Json = None
+    updated_at: Json = None
+    object: Json = None
 
 
 class PointsRange(_Obj):
@@ -152,7 +121,7 @@ class PointsRange(_Obj):
 class LoyaltyCard(_Obj):
     points: int | None = None
     balance: int | None = None
-    next_expiration_date: str | None = None
+    next_expiration_date: Json = None
     next_expiration_points: int | None = None
     pending_points: int | None = None
     expired_points: int | None = None
@@ -163,20 +132,8 @@ class Gift(_Obj):
     amount: int | None = None
     balance: int | None = None
     subtracted_amount: int | None = None
-    effect: str | None = None
+    effect: Json = None
 
-
-class Discount(_Obj):
-    """A voucher's discount. type: AMOUNT / PERCENT / UNIT / FIXED (open)."""
-
-    type: str | None = None
-    amount_off: int | None = None
-    percent_off: float | None = None
-    unit_off: float | None = None
-    unit_type: str | None = None
-    fixed_amount: int | None = None
-    amount_limit: int | None = None
-    effect: str | None = None
 
 
 class Voucher(_Obj):
@@ -187,33 +144,33 @@ class Voucher(_Obj):
     type: str | None = None
     campaign: str | None = None
     campaign_id: str | None = None
-    category: str | None = None
+    category: Json = None
     category_id: str | None = None
     holder_id: str | None = None
-    discount: Discount | None = None
+    discount: Json = None
     gift: Gift | None = None
     loyalty_card: LoyaltyCard | None = None
-    start_date: str | None = None
-    expiration_date: str | None = None
-    active: bool | None = None
-    is_referral_code: bool | None = None
-    metadata: Metadata | None = None
-    created_at: str | None = None
-    updated_at: str | None = None
-    object: str | None = None
+    start_date: Json = None
+    expiration_date: Json = None
+    active: Json = None
+    is_referral_code: Json = None
+    metadata: Json = None
+    created_at: Json = None
+    updated_at: Json = None
+    object: Json = None
 
 
 class LoyaltyTier(_Obj):
     """A loyalty tier (`ltr_…`)."""
 
     id: str | None = None
-    name: str | None = None
+    name: Json = None
     campaign_id: str | None = None
     points: PointsRange | None = None
-    metadata: Metadata | None = None
-    created_at: str | None = None
-    updated_at: str | None = None
-    object: str | None = None
+    metadata: Json = None
+    created_at: Json = None
+    updated_at: Json = None
+    object: Json = None
 
 
 class OrderItem(_Obj):
@@ -227,10 +184,10 @@ class OrderItem(_Obj):
     price: int | None = None
     discount_amount: int | None = None
     subtotal_amount: int | None = None
-    product: dict[str, Any] | None = None
-    sku: dict[str, Any] | None = None
-    metadata: Metadata | None = None
-    object: str | None = None
+    product: Json = None
+    sku: Json = None
+    metadata: Json = None
+    object: Json = None
 
 
 class Order(_Obj):
@@ -249,10 +206,10 @@ class Order(_Obj):
     items: list[OrderItem] | None = None
     customer_id: str | None = None
     referrer_id: str | None = None
-    metadata: Metadata | None = None
-    created_at: str | None = None
-    updated_at: str | None = None
-    object: str | None = None
+    metadata: Json = None
+    created_at: Json = None
+    updated_at: Json = None
+    object: Json = None
 
 
 class RelatedObject(_Obj):
@@ -272,7 +229,7 @@ class Balance(_Obj):
     balance: int | None = None
     operation_type: str | None = None
     related_object: RelatedObject | None = None
-    object: str | None = None
+    object: Json = None
 
 
 class Transaction(_Obj):
@@ -283,10 +240,10 @@ class Transaction(_Obj):
     source_id: str | None = None
     voucher_id: str | None = None
     campaign_id: str | None = None
-    source: str | None = None
-    reason: str | None = None
+    source: Json = None
+    reason: Json = None
     type: str | None = None
-    details: dict[str, Any] | None = None
+    details: Json = None
     related_transaction_id: str | None = None
     created_at: str | None = None
 
@@ -301,44 +258,44 @@ class Redemption(_Obj):
     (open)."""
 
     id: str | None = None
-    object: str | None = None
-    date: str | None = None
+    object: Json = None
+    date: Json = None
     customer_id: str | None = None
     tracking_id: str | None = None
-    metadata: Metadata | None = None
+    metadata: Json = None
     amount: int | None = None
     redemption: str | None = None
     result: str | None = None
     status: str | None = None
     failure_code: str | None = None
-    failure_message: str | None = None
-    reason: str | None = None
+    failure_message: Json = None
+    reason: Json = None
     channel: Channel | None = None
-    related_object_type: str | None = None
+    related_object_type: Json = None
     related_object_id: str | None = None
     voucher_id: str | None = None
     order_id: str | None = None
-    created_at: str | None = None
+    created_at: Json = None
 
 
 class RedemptionRollback(_Obj):
     """A redemption rollback (`rr_…`)."""
 
     id: str | None = None
-    object: str | None = None
-    date: str | None = None
+    object: Json = None
+    date: Json = None
     customer_id: str | None = None
     tracking_id: str | None = None
-    metadata: Metadata | None = None
+    metadata: Json = None
     amount: int | None = None
     redemption: str | None = None
-    reason: str | None = None
+    reason: Json = None
     result: str | None = None
     status: str | None = None
     failure_code: str | None = None
-    failure_message: str | None = None
+    failure_message: Json = None
     channel: Channel | None = None
-    created_at: str | None = None
+    created_at: Json = None
 
 
 class Holder(_Obj):
@@ -347,40 +304,40 @@ class Holder(_Obj):
 
     id: str | None = None
     redeemable_id: str | None = None
-    redeemable_object: str | None = None
+    redeemable_object: Json = None
     campaign_id: str | None = None
     customer_id: str | None = None
     holder_role: str | None = None
     source_id: str | None = None
-    name: str | None = None
-    email: str | None = None
-    metadata: Metadata | None = None
-    created_at: str | None = None
-    object: str | None = None
+    name: Json = None
+    email: Json = None
+    metadata: Json = None
+    created_at: Json = None
+    object: Json = None
 
 
 class Reward(_Obj):
     """A reward (`rew_…`). type: CAMPAIGN / COIN / MATERIAL (open)."""
 
     id: str | None = None
-    name: str | None = None
+    name: Json = None
     type: str | None = None
-    parameters: dict[str, Any] | None = None
-    metadata: Metadata | None = None
+    parameters: Json = None
+    metadata: Json = None
     stock: int | None = None
     redeemed: int | None = None
-    created_at: str | None = None
-    object: str | None = None
+    created_at: Json = None
+    object: Json = None
 
 
 class RewardAssignment(_Obj):
     id: str | None = None
     reward_id: str | None = None
     related_object_id: str | None = None
-    related_object_type: str | None = None
-    parameters: dict[str, Any] | None = None
-    created_at: str | None = None
-    object: str | None = None
+    related_object_type: Json = None
+    parameters: Json = None
+    created_at: Json = None
+    object: Json = None
 
 
 class RewardRedemption(_Obj):
@@ -393,15 +350,15 @@ class RewardRedemption(_Obj):
     voucher_id: str | None = None
     customer_id: str | None = None
     holder_id: str | None = None
-    created_at: str | None = None
-    updated_at: str | None = None
-    object: str | None = None
+    created_at: Json = None
+    updated_at: Json = None
+    object: Json = None
 
 
 class Segment(_Obj):
     id: str | None = None
-    name: str | None = None
-    object: str | None = None
+    name: Json = None
+    object: Json = None
 
 
 class Publication(_Obj):
@@ -411,14 +368,14 @@ class Publication(_Obj):
     channel: str | None = None
     source_id: str | None = None
     customer_id: str | None = None
-    vouchers: list[Any] | None = None
+    vouchers: Json = None
     vouchers_id: list[str] | None = None
     result: str | None = None
     failure_code: str | None = None
-    failure_message: str | None = None
-    metadata: Metadata | None = None
-    created_at: str | None = None
-    object: str | None = None
+    failure_message: Json = None
+    metadata: Json = None
+    created_at: Json = None
+    object: Json = None
 
 
 class Validation(_Obj):
@@ -429,27 +386,27 @@ class Validation(_Obj):
     status: str | None = None
     customer_id: str | None = None
     tracking_id: str | None = None
-    redeemables: list[dict[str, Any]] | None = None
-    inapplicable_redeemables: list[dict[str, Any]] | None = None
-    skipped_redeemables: list[dict[str, Any]] | None = None
+    redeemables: Json = None
+    inapplicable_redeemables: Json = None
+    skipped_redeemables: Json = None
     order: Order | None = None
-    created_at: str | None = None
-    object: str | None = None
+    created_at: Json = None
+    object: Json = None
 
 
 class PromotionTier(_Obj):
     id: str | None = None
-    name: str | None = None
-    banner: str | None = None
+    name: Json = None
+    banner: Json = None
     campaign: dict[str, Any] | None = None
-    metadata: Metadata | None = None
-    object: str | None = None
+    metadata: Json = None
+    object: Json = None
 
 
 class CustomerRef(_Obj):
     id: str | None = None
     source_id: str | None = None
-    object: str | None = None
+    object: Json = None
 
 
 class CustomEvent(_Obj):
@@ -458,16 +415,16 @@ class CustomEvent(_Obj):
     id: str | None = None
     type: str | None = None
     customer: CustomerRef | None = None
-    referral: dict[str, Any] | None = None
-    loyalty: dict[str, Any] | None = None
-    metadata: Metadata | None = None
-    created_at: str | None = None
-    object: str | None = None
+    referral: Json = None
+    loyalty: Json = None
+    metadata: Json = None
+    created_at: Json = None
+    object: Json = None
 
 
 class EventSchema(_Obj):
     id: str | None = None
-    name: str | None = None
+    name: Json = None
 
 
 class TriggerEvent(_Obj):
@@ -475,19 +432,19 @@ class TriggerEvent(_Obj):
 
     id: str | None = None
     type: str | None = None
-    category: str | None = None
+    category: Json = None
     entity_id: str | None = None
     group_id: str | None = None
-    created_at: str | None = None
+    created_at: Json = None
 
 
 class EarningRule(_Obj):
     id: str | None = None
-    source: dict[str, Any] | None = None
-    loyalty: dict[str, Any] | None = None
-    metadata: Metadata | None = None
-    created_at: str | None = None
-    object: str | None = None
+    source: Json = None
+    loyalty: Json = None
+    metadata: Json = None
+    created_at: Json = None
+    object: Json = None
 
 
 class PendingPoints(_Obj):
@@ -500,17 +457,17 @@ class PendingPoints(_Obj):
     order_id: str | None = None
     points: int | None = None
     activates_at: str | None = None
-    details: dict[str, Any] | None = None
+    details: Json = None
     created_at: str | None = None
-    updated_at: str | None = None
-    object: str | None = None
+    updated_at: Json = None
+    object: Json = None
 
 
 class PendingPointsBalance(_Obj):
     total: int | None = None
     points: int | None = None
     pending_points: int | None = None
-    object: str | None = None
+    object: Json = None
 
 
 class BucketPoints(_Obj):
@@ -527,7 +484,7 @@ class PointsBucket(_Obj):
     status: str | None = None
     expires_at: str | None = None
     created_at: str | None = None
-    object: str | None = None
+    object: Json = None
 
 
 class EventSourceUser(_Obj):
@@ -535,7 +492,7 @@ class EventSourceUser(_Obj):
 
 
 class EventSourceApiKey(_Obj):
-    name: str | None = None
+    name: Json = None
     app_id: str | None = None
 
 
@@ -601,8 +558,8 @@ class CustomEventData(EventData):
     event: CustomEvent | None = None
     event_schema: EventSchema | None = None
     customer: Customer | None = None
-    referral: dict[str, Any] | None = None
-    loyalty: dict[str, Any] | None = None
+    referral: Json = None
+    loyalty: Json = None
 
 
 # segment family
@@ -619,7 +576,7 @@ class MessagingSentData(EventData):
     klaviyo, batch)."""
 
     customer: Customer | None = None
-    distribution: dict[str, Any] | None = None
+    distribution: Json = None
     sent_at: str | None = None
 
 
@@ -627,7 +584,7 @@ class MessagingRecoveredData(EventData):
     """customer.<channel>.recovered."""
 
     customer: Customer | None = None
-    distribution: dict[str, Any] | None = None
+    distribution: Json = None
     recovered_at: str | None = None
 
 
@@ -635,7 +592,7 @@ class MessagingFailedData(EventData):
     """customer.<channel>.failed."""
 
     customer: Customer | None = None
-    distribution: dict[str, Any] | None = None
+    distribution: Json = None
     failed_at: str | None = None
 
 
@@ -649,10 +606,10 @@ class RewardedData(EventData):
     campaign: Campaign | None = None
     redemption: Redemption | None = None
     reward: Reward | None = None
-    referral_tier: dict[str, Any] | None = None
+    referral_tier: Json = None
     balance: Balance | int | None = None
     custom_event: CustomEvent | None = None
-    customer_event: dict[str, Any] | None = None
+    customer_event: Json = None
 
 
 class RewardedLoyaltyPointsData(EventData):
@@ -792,7 +749,7 @@ class RewardRedemptionData(EventData):
     reward_redemption: RewardRedemption | None = None
     reward: Reward | None = None
     reward_assignment: RewardAssignment | None = None
-    source: dict[str, Any] | None = None
+    source: Json = None
     balance: Balance | int | None = None
 
 
@@ -802,7 +759,7 @@ class LoyaltyUpdatedData(EventData):
 
     customer: Customer | None = None
     campaign: Campaign | None = None
-    loyalty: dict[str, Any] | None = None
+    loyalty: Json = None
     created_at: str | None = None
 
 
