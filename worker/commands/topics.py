@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
+from worker.errors import ConfigError
 from worker.settings import add_client_arguments, client_config
 
 HELP = "create topics (e.g. the source topic and its dead-letter topic); existing ones are kept"
@@ -17,9 +19,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--partitions", type=int,
                         default=int(os.environ.get("WORKER_PARTITIONS", "4")),
                         help="partitions per new topic [env WORKER_PARTITIONS; default 4]")
+    create.add_argument("--replication-factor", type=int,
+                        default=int(os.environ.get("WORKER_REPLICATION_FACTOR", "-1")),
+                        metavar="N",
+                        help="replicas per partition of a new topic; -1 lets the broker choose "
+                        "(its default.replication.factor) [env WORKER_REPLICATION_FACTOR; "
+                        "default -1]")
+    create.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                        dest="topic_config",
+                        help="topic config for new topics (repeatable), e.g. "
+                        "min.insync.replicas=2 or retention.ms=1209600000")
     create.add_argument("--with-dlq", action="store_true",
                         help="also create TOPIC.dlq for each TOPIC")
     add_client_arguments(create)
+
+
+def _topic_config(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--config {pair!r}: expected KEY=VALUE, e.g. retention.ms=86400000")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +51,15 @@ def run(args: argparse.Namespace) -> int:
     names = list(args.topics)
     if args.with_dlq:
         names += [default_dlq_topic(t) for t in args.topics]
+    if args.partitions < 1 or args.replication_factor == 0 or args.replication_factor < -1:
+        raise ConfigError("--partitions must be >= 1 and --replication-factor >= 1 (or -1 for "
+                          "the broker's default)")
+    settings = _topic_config(args.topic_config)
     config = client_config(args.bootstrap_servers, args.kafka_config)
-    ensure_topics(config, dict.fromkeys(names, args.partitions))
+    differs = ensure_topics(config, dict.fromkeys(names, args.partitions),
+                            replication_factor=args.replication_factor,
+                            topic_config=dict.fromkeys(names, settings))
+    for sentence in differs:
+        print(f"warning: {sentence}", file=sys.stderr)
     print(f"topics ready on {config['bootstrap.servers']}: {', '.join(names)}")
     return 0

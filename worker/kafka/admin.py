@@ -73,18 +73,45 @@ def checked_metadata(config: Mapping[str, Any], timeout: float = 10.0) -> Any:
         + (f" ({last[0]})" if last else "") + "; check --bootstrap-servers and the network.")
 
 
+#: `replication_factor` that lets the broker choose (its `default.replication.factor`).
+BROKER_DEFAULT = -1
+
+
 def ensure_topics(config: Mapping[str, Any], topics: Mapping[str, int], *,
-                  replication_factor: int = 1, timeout: float = 30.0) -> None:
-    """Create each topic with the given partition count unless it exists already."""
+                  replication_factor: int = BROKER_DEFAULT,
+                  topic_config: Mapping[str, Mapping[str, str]] | None = None,
+                  timeout: float = 30.0) -> list[str]:
+    """Create each topic with the given partition count unless it exists already.
+
+    `replication_factor` -1 is the broker's default; `topic_config` maps a topic name to its
+    topic configs (`retention.ms`, `min.insync.replicas`, ...), applied to new topics only.
+    Returns one sentence per existing topic whose partition count (or, when one was asked,
+    replication factor) differs from what was asked: it is kept as it is."""
     from confluent_kafka import KafkaError
     from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
-    existing = set(checked_metadata(config, timeout).topics)  # a clear error if refused
+    metadata = checked_metadata(config, timeout)  # a clear error if refused
+    existing = metadata.topics
+    differs: list[str] = []
+    for name, partitions in topics.items():
+        md = existing.get(name)
+        if md is None:
+            continue
+        have = len(md.partitions)
+        replicas = {len(p.replicas) for p in md.partitions.values()}
+        if have != partitions:
+            differs.append(f"topic {name!r} exists with {have} partitions, not {partitions}: "
+                           "kept as it is")
+        if replication_factor != BROKER_DEFAULT and replicas != {replication_factor}:
+            shown = "/".join(str(r) for r in sorted(replicas))
+            differs.append(f"topic {name!r} exists with replication factor {shown}, not "
+                           f"{replication_factor}: kept as it is")
     admin = _admin(config)
-    wanted = [NewTopic(name, num_partitions=n, replication_factor=replication_factor)
+    wanted = [NewTopic(name, num_partitions=n, replication_factor=replication_factor,
+                       config=dict((topic_config or {}).get(name, {})))
               for name, n in topics.items() if name not in existing]
     if not wanted:
-        return
+        return differs
     futures = admin.create_topics(wanted, request_timeout=timeout)
     for name, fut in futures.items():
         try:
@@ -94,6 +121,7 @@ def ensure_topics(config: Mapping[str, Any], topics: Mapping[str, int], *,
             if getattr(err, "code", lambda: None)() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
             raise WorkerError(f"could not create topic {name!r}: {exc}") from None
+    return differs
 
 
 def topic_partitions(consumer: Any, topics: Iterable[str], timeout: float = 10.0
