@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 
 from worker.errors import ConfigError, LedgerUnavailable
-from worker.kafka.admin import missing_topics
+from worker.kafka.admin import missing_topics, topic_max_bytes
 from worker.kafka.consumer import producer_config
 from worker.kafka.dlq import DeadLetterProducer, default_dlq_topic
 from worker.kafka.engine import EXIT_ERROR, Engine, EngineConfig
@@ -107,7 +107,8 @@ def run(settings: Settings) -> int:
     pipeline = Pipeline(processors, ledger, sink,
                         unmatched="dead_letter" if settings.unmatched == "dead_letter"
                         else "skip")
-    dlq = DeadLetterProducer(producer_config(consumer_config), settings.dlq_topic)
+    dlq = DeadLetterProducer(producer_config(consumer_config), settings.dlq_topic,
+                             max_bytes=min(topic_max_bytes(consumer_config, dlq_topics).values()))
     engine = Engine(consumer_config, pipeline, engine_config(settings), dlq=dlq,
                     metrics=metrics, health=health, summary=sink.summary)
     try:

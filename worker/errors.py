@@ -2,6 +2,27 @@
 
 from __future__ import annotations
 
+#: How much of an error reason or exception text goes into a dead letter's header or a log line
+#: (characters). An HTTP client that puts a response body into its exception must not make a
+#: dead letter too large to write, nor a log line of megabytes.
+MAX_REASON_CHARS = 1000
+
+
+def cut(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """`text`, or its first `limit` characters marked as cut ("... [cut: N characters]")."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [cut: {len(text)} characters]"
+
+
+def describe(exc: BaseException) -> str:
+    """"Type: message", bounded by `cut`."""
+    try:
+        text = str(exc)
+    except Exception:  # a hostile __str__
+        text = "(str() of the exception failed)"
+    return cut(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
 
 class WorkerError(Exception):
     """Base of every error this package raises on purpose."""
@@ -34,6 +55,13 @@ class EventDecodeError(NonRetriableError):
 class LedgerUnavailable(WorkerError):
     """The idempotency store cannot be reached. The engine backs off and retries; it
     never skips the events or commits past them."""
+
+
+class LedgerKeyRejected(WorkerError):
+    """The store refused a statement because of the data of a key (PostgreSQL SQLSTATE classes
+    22 "data exception" and 54 "program limit exceeded"), not because it is down. The pipeline
+    finds the refused keys, dead-letters those (event, processor) pairs and goes on with the
+    rest of the batch: one event must not stall every partition."""
 
 
 class FatalProcessingError(WorkerError):

@@ -22,8 +22,11 @@ import structlog
 from worker.errors import (
     EventDecodeError,
     FatalProcessingError,
+    LedgerKeyRejected,
     LedgerUnavailable,
     NonRetriableError,
+    cut,
+    describe,
 )
 from worker.events import Event, decode_event
 from worker.ledger.base import ClaimState, Ledger, LedgerSession
@@ -109,6 +112,9 @@ class Pipeline:
                 self._run(work, run_stats, run_dead, cancelled)
             except _Cancelled:
                 return BatchResult(completed=False)
+            except LedgerKeyRejected as exc:
+                work = self._drop_rejected(work, stats, dead, exc, cancelled)
+                continue
             except LedgerUnavailable as exc:
                 if self.metrics is not None:
                     self.metrics.set_ledger_up(False)
@@ -123,6 +129,44 @@ class Pipeline:
                 self.metrics.record_batch(run_stats)
             self._maybe_prune()
             return BatchResult(completed=True, dead_letters=run_dead)
+
+    def _drop_rejected(self, work: list[_Work], stats: BatchStats, dead: list[DeadLetter],
+                       exc: LedgerKeyRejected, cancelled: Callable[[], bool]) -> list[_Work]:
+        """The store refused some key's data: find which keys (halving the batch, claims
+        rolled back), dead-letter those (event, processor) pairs and return the rest of the
+        work. The refusal is the event's fault, not an outage: the batch goes on."""
+        bad: set[str] = set()
+        parts = [[w[3] for w in work]]
+        while parts:
+            if cancelled():
+                raise _Cancelled
+            part = parts.pop()
+            session = self.ledger.session()
+            try:
+                session.claim(part)
+                continue
+            except LedgerKeyRejected:
+                pass
+            finally:
+                _quiet_rollback(session)
+            if len(part) == 1:
+                bad.add(part[0])
+            else:
+                parts += [part[: len(part) // 2], part[len(part) // 2 :]]
+        if not bad:  # refused as a whole, by no single key: treat it as an outage
+            raise LedgerUnavailable(str(exc)) from exc
+        kept: list[_Work] = []
+        for item in work:
+            msg, event, proc, key, _ = item
+            if key in bad:
+                self._dead_letter(msg, proc, "ledger_rejected", f"{exc}; key {key[:80]!r}", 1,
+                                  stats, dead)
+                log.error("ledger refused a key; event dead-lettered for this processor",
+                          processor=proc.name, event_id=event.id[:200], topic=msg.topic(),
+                          partition=msg.partition(), offset=msg.offset(), error=str(exc))
+            else:
+                kept.append(item)
+        return kept
 
     def _maybe_prune(self) -> None:
         """Between batches, at most once per `prune_every` seconds: let the ledger drop done marks
@@ -202,7 +246,7 @@ class Pipeline:
                     except Exception as exc:  # a custom key function failed on this event
                         stats.outcomes[(proc.name, "dead_lettered")] += 1
                         stats.dead_letters["key_failed"] += 1
-                        dead.append(DeadLetter(msg, "key_failed", _describe(exc), proc.name))
+                        dead.append(DeadLetter(msg, "key_failed", describe(exc), proc.name))
                         continue
                 add((msg, event, proc, key, index))
         if topic is not None:
@@ -255,7 +299,7 @@ class Pipeline:
                             proc.func(event, ctx)
                 except LedgerUnavailable:
                     raise
-                except Exception as exc:
+                except BaseException as exc:  # see _retry
                     # The slow path: retries with backoff, then a dead letter (or a stop).
                     timings[index].append(perf() - t0)
                     if self._retry(msg, event, proc, index, exc, session, transaction, stats,
@@ -305,30 +349,35 @@ class Pipeline:
                 states[i] = s
 
     def _retry(self, msg: Message, event: Event, proc: Processor, index: int,
-               first_error: Exception, session: LedgerSession, transaction: Any | None,
+               first_error: BaseException, session: LedgerSession, transaction: Any | None,
                stats: BatchStats, dead: list[DeadLetter], timings: list[list[float]],
                cancelled: Callable[[], bool]) -> bool:
         """Attempt 1 raised `first_error`: retry per the processor's policy. True when the
-        effect is finally done; False when it was dead-lettered."""
-        exc: Exception = first_error
+        effect is finally done; False when it was dead-lettered.
+
+        Anything a processor raises counts, BaseException subclasses too (SystemExit from a
+        library, a KeyboardInterrupt of its own): processors run in the engine's handler
+        thread, where no signal is delivered, so none of them is the operator's Ctrl-C."""
+        exc: BaseException = first_error
         attempt = 1
         while True:
             if isinstance(exc, NonRetriableError):
-                self._dead_letter(msg, proc, exc.error_class, str(exc), attempt, stats, dead)
+                self._dead_letter(msg, proc, exc.error_class, cut(str(exc)), attempt, stats,
+                                  dead)
                 return False
             if attempt >= proc.retry.max_attempts:
                 if proc.on_failure == "stop":
                     raise FatalProcessingError(
                         f"processor {proc.name!r} failed {attempt} times on event "
                         f"{event.id} ({msg.topic()}[{msg.partition()}]@{msg.offset()}): "
-                        f"{_describe(exc)}; on_failure='stop', so the worker stops here"
+                        f"{describe(exc)}; on_failure='stop', so the worker stops here"
                     ) from exc
-                self._dead_letter(msg, proc, "processor_failed", _describe(exc), attempt, stats,
+                self._dead_letter(msg, proc, "processor_failed", describe(exc), attempt, stats,
                                   dead)
                 log.error("processor failed; event dead-lettered", processor=proc.name,
                           event_id=event.id, event_type=event.type, group_id=event.group_id,
                           topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
-                          attempts=attempt, error=_describe(exc))
+                          attempts=attempt, error=describe(exc))
                 return False
             stats.outcomes[(proc.name, "retried")] += 1
             self._sleep(proc.retry.delay(attempt), cancelled)
@@ -345,7 +394,7 @@ class Pipeline:
                         proc.func(event, ctx)
             except LedgerUnavailable:
                 raise
-            except Exception as again:
+            except BaseException as again:  # processor code (see above)
                 timings[index].append(time.perf_counter() - t0)
                 exc = again
                 continue
@@ -394,11 +443,6 @@ def _quiet_rollback(session: LedgerSession) -> None:
         session.rollback()
     except Exception as exc:  # the store may be gone; the transaction dies with it
         log.debug("ledger rollback failed", error=str(exc))
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _interruptible_sleep(seconds: float, cancelled: Callable[[], bool]) -> None:

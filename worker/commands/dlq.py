@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace, config: dict[str, str]) -> int:
-    from worker.kafka.replay import Letter, read_letters
+    from worker.kafka.letters import Letter
+    from worker.kafka.replay import read_letters
 
     by_class: Counter[str] = Counter()
     by_processor: Counter[str] = Counter()
@@ -72,8 +73,12 @@ def _show(args: argparse.Namespace, config: dict[str, str]) -> int:
     if first:
         print("\nPARTITION@OFFSET  CLASS  PROCESSOR  SOURCE  REASON")
         for letter in first:
+            shrunk = (f"  [shrunk to fit: {len(letter.value or b'')} of {letter.value_bytes} "
+                      f"bytes kept; original at {letter.source_topic}[{letter.source_partition}]"
+                      f"@{letter.source_offset}]" if letter.truncated else "")
             print(f"{letter.partition}@{letter.offset}  {letter.error_class}  "
-                  f"{letter.processor or '-'}  {letter.source_topic or '-'}  {letter.reason}")
+                  f"{letter.processor or '-'}  {letter.source_topic or '-'}  {letter.reason}"
+                  f"{shrunk}")
     return 0
 
 
@@ -91,4 +96,11 @@ def _replay(args: argparse.Namespace, config: dict[str, str]) -> int:
         print(f"  {verb} {n:7d}  {name}")
     for topic, n in summary.to_topics.most_common():
         print(f"  to {topic}: {n}")
+    if summary.restored:
+        print(f"  {summary.restored} shrunk letter(s) replayed with their original read back "
+              "from the source topic")
+    if summary.gone:
+        print(f"  {summary.gone} shrunk letter(s) NOT replayed: their original is no longer "
+              "retained in the source topic (the letter keeps the first bytes of the value "
+              "and its SHA-256)")
     return 0

@@ -44,13 +44,17 @@ def _topic_config(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+#: How much larger a dead-letter topic's `max.message.bytes` is than its source topic's: room for
+#: the worker's headers (bounded: reasons are cut at 1,000 characters) on top of the original
+#: record. A letter that still does not fit is written shrunk (worker.kafka.letters).
+DLQ_HEADROOM_BYTES = 64 * 1024
+
+
 def run(args: argparse.Namespace) -> int:
-    from worker.kafka.admin import ensure_topics
+    from worker.kafka.admin import ensure_topics, topic_max_bytes
     from worker.kafka.dlq import default_dlq_topic
 
     names = list(args.topics)
-    if args.with_dlq:
-        names += [default_dlq_topic(t) for t in args.topics]
     if args.partitions < 1 or args.replication_factor == 0 or args.replication_factor < -1:
         raise ConfigError("--partitions must be >= 1 and --replication-factor >= 1 (or -1 for "
                           "the broker's default)")
@@ -59,6 +63,20 @@ def run(args: argparse.Namespace) -> int:
     differs = ensure_topics(config, dict.fromkeys(names, args.partitions),
                             replication_factor=args.replication_factor,
                             topic_config=dict.fromkeys(names, settings))
+    if args.with_dlq:
+        limits = topic_max_bytes(config, names)
+        dlqs = {default_dlq_topic(t): limits[t] + DLQ_HEADROOM_BYTES for t in names}
+        differs += ensure_topics(
+            config, dict.fromkeys(dlqs, args.partitions),
+            replication_factor=args.replication_factor,
+            topic_config={d: {**settings, "max.message.bytes": str(n)} for d, n in dlqs.items()})
+        have = topic_max_bytes(config, dlqs)
+        differs += [f"dead-letter topic {d!r} has max.message.bytes {have[d]}, less than the "
+                    f"{n} its source topic needs (dead letters that do not fit are written "
+                    f"shrunk); raise it: kafka-configs --alter --entity-type topics "
+                    f"--entity-name {d} --add-config max.message.bytes={n}"
+                    for d, n in dlqs.items() if have[d] < n]
+        names += list(dlqs)
     for sentence in differs:
         print(f"warning: {sentence}", file=sys.stderr)
     print(f"topics ready on {config['bootstrap.servers']}: {', '.join(names)}")

@@ -13,9 +13,10 @@ What is fatal (`decode_event` raises `EventDecodeError`; the engine dead-letters
 - "invalid_json": malformed or truncated JSON, trailing bytes, nesting deeper than the
   interpreter's recursion limit (~1,000 levels);
 - "not_an_object": the top level is an array, a string, a number, true/false or null;
-- "schema": `id` or `type` missing, null, empty or not a string; `group_id` empty or not a
-  string; `created_at` missing or not an RFC 3339 timestamp with a time zone (e.g. the
-  published junk value "2024-05-13T12: 26: 06.250Z"). The time is what orders a customer's
+- "schema": `id` or `type` missing, null, empty, longer than 256 characters or not a string;
+  `group_id` empty, too long or not a string; `created_at` missing or not an RFC 3339
+  timestamp with a time zone (e.g. the published junk value "2024-05-13T12: 26: 06.250Z"). The
+  time is what orders a customer's
   history and measures lag; the worker does not guess a repair, and the dead-letter topic keeps
   the original bytes for a replay once the producer is fixed.
 
@@ -54,7 +55,11 @@ from worker.errors import EventDecodeError
 from worker.events.models import EventData, EventSource
 from worker.events.registry import DATA_TYPES
 
-NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
+#: The longest `id`, `type` and `group_id` accepted (Voucherify's are 20-60 characters): a longer
+#: one is a `schema` dead letter ("$.id: expected str of length <= 256"), so a producer's bug
+#: cannot make log lines, headers and ledger keys unbounded.
+MAX_ENVELOPE_STR = 256
+NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ENVELOPE_STR)]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 #: The default of `raw_data` when the event has no `data` key (told apart from a JSON null by

@@ -165,6 +165,24 @@ def committed_offsets(consumer: Any, partitions: Iterable[tuple[str, int]],
             for tp in consumer.committed(tps, timeout=timeout)}
 
 
+def topic_max_bytes(config: Mapping[str, Any], topics: Iterable[str],
+                    timeout: float = 10.0) -> dict[str, int]:
+    """Each topic's `max.message.bytes` (its own setting or the broker's default)."""
+    from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
+
+    admin = _admin(config)
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, t) for t in topics]
+    out: dict[str, int] = {}
+    for resource, fut in admin.describe_configs(resources, request_timeout=timeout).items():
+        try:
+            entry = fut.result(timeout)["max.message.bytes"]
+        except Exception as exc:
+            raise WorkerError(f"could not read the config of topic {resource.name!r}: "
+                              f"{exc}") from None
+        out[resource.name] = int(entry.value)
+    return out
+
+
 def missing_topics(config: Mapping[str, Any], topics: Iterable[str],
                    timeout: float = 10.0) -> list[str]:
     """The names among `topics` that the cluster does not have (asks without creating)."""

@@ -10,31 +10,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.errors import WorkerError
+from worker.kafka.letters import HeaderList, full_letter, record_size, shrunk_letter
 from worker.types import DeadLetter
+
+#: librdkafka's default `message.max.bytes`: the most a record may be unless the DLQ topic's
+#: `max.message.bytes` is known (the app reads it at start-up and passes it as `max_bytes`).
+DEFAULT_MAX_BYTES = 1_000_000
 
 
 class DeadLetterError(WorkerError):
     """A dead letter could not be written; the engine must not commit past its event."""
 
 
-HEADER_PREFIX = "worker."
-
-
-def dlq_headers(letter: DeadLetter, failed_at: str) -> list[tuple[str, str | bytes | None]]:
-    src = letter.source
-    headers: list[tuple[str, str | bytes | None]] = list(src.headers() or [])
-    headers += [
-        ("worker.error.class", letter.error_class.encode()),
-        ("worker.error.reason", letter.reason.encode("utf-8", "replace")),
-        ("worker.processor", (letter.processor or "").encode()),
-        ("worker.source.topic", (src.topic() or "").encode()),
-        ("worker.source.partition", str(src.partition()).encode()),
-        ("worker.source.offset", str(src.offset()).encode()),
-        ("worker.attempts", str(letter.attempts).encode()),
-        ("worker.failed_at", failed_at.encode()),
-    ]
-    headers += letter.extra_headers
-    return headers
+def dlq_headers(letter: DeadLetter, failed_at: str) -> HeaderList:
+    """The headers of a full letter: the original record's, then the worker's."""
+    return full_letter(letter, failed_at)[2]
 
 
 def default_dlq_topic(source_topic: str) -> str:
@@ -43,17 +33,27 @@ def default_dlq_topic(source_topic: str) -> str:
 
 class DeadLetterProducer:
     """`send(letters)` produces every letter and blocks until all are acknowledged, raising
-    DeadLetterError if any failed or the timeout passed. Idempotent producer, acks=all."""
+    DeadLetterError if any failed or the timeout passed. Idempotent producer, acks=all.
+
+    A letter that would not fit (`max_bytes`: the DLQ topic's `max.message.bytes`, which also
+    becomes the producer's `message.max.bytes`) is written shrunk instead (see
+    `worker.kafka.letters`), and so is one the broker refuses as too large: a dead letter
+    always fits, and its reference to the original is never lost."""
 
     def __init__(self, config: Mapping[str, Any], topic: str | Callable[[str], str] | None = None,
-                 *, timeout: float = 30.0) -> None:
+                 *, timeout: float = 30.0, max_bytes: int | None = None) -> None:
         from confluent_kafka import KafkaException, Producer
 
         from worker.kafka.consumer import settings_refused
         from worker.kafka.rdkafka_log import LibrdkafkaLogger
 
+        conf = dict(config)
+        if max_bytes is not None:
+            conf["message.max.bytes"] = max(1000, min(max_bytes, 1_000_000_000))
+        self.max_bytes = int(conf.get("message.max.bytes", DEFAULT_MAX_BYTES))
+        self.shrunk = 0
         try:
-            self._producer = Producer(dict(config), logger=LibrdkafkaLogger(config))
+            self._producer = Producer(conf, logger=LibrdkafkaLogger(conf))
         except (KafkaException, ValueError, TypeError) as exc:
             raise settings_refused(exc, config, "DLQ producer") from None
         if topic is None:
@@ -72,43 +72,73 @@ class DeadLetterProducer:
     def send(self, letters: Sequence[DeadLetter]) -> None:
         if not letters:
             return
+        from confluent_kafka import KafkaError
+
         failures: list[str] = []
+        too_large: list[int] = []
         acked = 0
 
-        def on_delivery(err: Any, msg: Any) -> None:
-            nonlocal acked
-            if err is not None:
-                failures.append(f"{msg.topic()}: {err}")
-            else:
-                acked += 1
+        def on_delivery(i: int) -> Callable[[Any, Any], None]:
+            def report(err: Any, msg: Any) -> None:
+                nonlocal acked
+                if err is None:
+                    acked += 1
+                elif err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    too_large.append(i)  # the broker's limit is lower than we knew: shrink
+                else:
+                    failures.append(f"{msg.topic()}: {err}")
+            return report
 
         failed_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         deadline = time.monotonic() + self._timeout
-        for letter in letters:
-            src = letter.source
-            while True:
-                try:
-                    self._producer.produce(
-                        self._topic_for(src.topic() or ""), value=src.value(), key=src.key(),
-                        headers=dlq_headers(letter, failed_at), on_delivery=on_delivery)
-                    break
-                except BufferError:
-                    # Local queue full: serve delivery reports, then try again.
-                    if time.monotonic() > deadline:
-                        raise DeadLetterError("the DLQ producer queue stayed full; check that "
-                                              "the broker is reachable") from None
-                    self._producer.poll(0.1)
-        left = max(0.0, deadline - time.monotonic())
-        remaining = self._producer.flush(left)
-        if failures:
+        budget = self.max_bytes
+        todo = list(range(len(letters)))
+        for _round in range(4):  # full or shrunk; then shrunk to 1/4, 1/16 of the limit
+            for i in todo:
+                self._produce(letters[i], failed_at, budget, on_delivery(i), deadline)
+            remaining = self._producer.flush(max(0.0, deadline - time.monotonic()))
+            if not too_large or remaining:
+                break
+            todo, too_large[:] = list(too_large), []
+            budget //= 4
+        if failures or too_large:
+            first = failures[0] if failures else "still too large after shrinking"
             raise DeadLetterError(
-                f"{len(failures)} dead letter(s) were not written ({failures[0]}); create the "
-                "DLQ topic or fix the producer settings, then restart")
-        if remaining or acked != len(letters):
+                f"{len(failures) + len(too_large)} dead letter(s) were not written ({first}); "
+                "create the DLQ topic or fix the producer settings")
+        if acked != len(letters):
             raise DeadLetterError(
                 f"{len(letters) - acked} dead letter(s) were not acknowledged within "
-                f"{self._timeout:.0f}s; check the broker, then restart")
+                f"{self._timeout:.0f}s; check the broker")
         self.sent += acked
+
+    def _produce(self, letter: DeadLetter, failed_at: str, budget: int,
+                 on_delivery: Callable[[Any, Any], None], deadline: float) -> None:
+        from confluent_kafka import KafkaError, KafkaException
+
+        topic = self._topic_for(letter.source.topic() or "")
+        key, value, headers = full_letter(letter, failed_at)
+        if budget < self.max_bytes or record_size(key, value, headers) > budget:
+            key, value, headers = shrunk_letter(letter, failed_at, budget)
+            self.shrunk += 1
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, headers=headers,
+                                       on_delivery=on_delivery)
+                return
+            except BufferError:
+                # Local queue full: serve delivery reports, then try again.
+                if time.monotonic() > deadline:
+                    raise DeadLetterError("the DLQ producer queue stayed full; check that "
+                                          "the broker is reachable") from None
+                self._producer.poll(0.1)
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if getattr(err, "code", lambda: None)() != KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise DeadLetterError(f"a dead letter could not be queued: {exc}") from None
+                budget //= 4  # our estimate was below librdkafka's count: shrink further
+                key, value, headers = shrunk_letter(letter, failed_at, budget)
+                self.shrunk += 1
 
     def serve(self) -> None:
         """Serve the producer's queued callbacks (its librdkafka log lines) without waiting:

@@ -20,26 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.errors import WorkerError
-
-HEADER_PREFIX = "worker."
-REPLAYED_FROM = "worker.replayed_from"
+from worker.kafka.letters import Header, HeaderList, Letter, letter_of
 
 
 class ReplayError(WorkerError):
     """A letter could not be replayed; nothing past it was committed."""
-
-
-@dataclass(frozen=True, slots=True)
-class Letter:
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, str | bytes | None]]  # the original ones, without worker.*
-    error_class: str
-    reason: str
-    processor: str
-    source_topic: str
 
 
 @dataclass
@@ -48,25 +33,9 @@ class ReplaySummary:
     replayed: Counter[str] = field(default_factory=Counter)  # error class -> letters
     skipped: Counter[str] = field(default_factory=Counter)   # error class -> letters
     to_topics: Counter[str] = field(default_factory=Counter)
-
-
-def _text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
-def letter_of(msg: Any) -> Letter:
-    own: dict[str, str] = {}
-    original: list[tuple[str, str | bytes | None]] = []
-    for name, value in msg.headers() or []:
-        if name.startswith(HEADER_PREFIX):
-            own[name] = _text(value)
-        else:
-            original.append((name, value))
-    return Letter(msg.partition() or 0, msg.offset() or 0, msg.key(), msg.value(), original,
-                  own.get("worker.error.class", "?"), own.get("worker.error.reason", ""),
-                  own.get("worker.processor", ""), own.get("worker.source.topic", ""))
+    #: shrunk letters whose original was read back from the source topic / was gone
+    restored: int = 0
+    gone: int = 0
 
 
 def read_letters(config: Mapping[str, Any], dlq_topic: str,
@@ -144,7 +113,11 @@ def replay(config: Mapping[str, Any], dlq_topic: str, *, group: str, to: str | N
 
     summary = ReplaySummary()
     pconf = producer_config(config)
+    # An original read back for a shrunk letter may be as large as the source topic allows
+    # (the broker still checks the target topic's own limit).
+    pconf.setdefault("message.max.bytes", 100_000_000)
     producer = None if dry_run else Producer(pconf, logger=LibrdkafkaLogger(pconf))
+    originals = _Originals(config, timeout)
 
     def wanted(letter: Letter) -> bool:
         return ((not error_classes or letter.error_class in error_classes)
@@ -165,12 +138,22 @@ def replay(config: Mapping[str, Any], dlq_topic: str, *, group: str, to: str | N
             if not target:
                 raise ReplayError(f"{dlq_topic}[{letter.partition}]@{letter.offset} has no "
                                   "worker.source.topic header; give the topic with --to")
+            record = letter.key, letter.value, letter.headers
+            if letter.truncated:
+                found = originals.read(letter)
+                if found is None:
+                    summary.gone += 1
+                    summary.skipped[letter.error_class] += 1
+                    continue
+                summary.restored += 1
+                record = found
             summary.replayed[letter.error_class] += 1
             summary.to_topics[target] += 1
             if producer is not None:
-                headers = [*letter.headers, (REPLAYED_FROM, (
+                key, value, original_headers = record
+                headers = [*original_headers, (Header.REPLAYED_FROM, (
                     f"{dlq_topic}:{letter.partition}:{letter.offset}").encode())]
-                producer.produce(target, value=letter.value, key=letter.key, headers=headers,
+                producer.produce(target, value=value, key=key, headers=headers,
                                  on_delivery=delivered)
                 producer.poll(0)
         if producer is not None:
@@ -181,5 +164,60 @@ def replay(config: Mapping[str, Any], dlq_topic: str, *, group: str, to: str | N
                     f"({failures[0] if failures else 'timed out'}); nothing past them was "
                     "committed, so running the replay again goes on from there")
 
-    summary.read = read_letters(config, dlq_topic, on_batch, group=group, commit=not dry_run)
+    try:
+        summary.read = read_letters(config, dlq_topic, on_batch, group=group,
+                                    commit=not dry_run)
+    finally:
+        originals.close()
     return summary
+
+
+class _Originals:
+    """Reads the original record of a shrunk letter from its source topic (one consumer,
+    assigned partition by partition, made on first use)."""
+
+    def __init__(self, config: Mapping[str, Any], timeout: float) -> None:
+        self._config = config
+        self._timeout = timeout
+        self._consumer: Any = None
+
+    def read(self, letter: Letter) -> tuple[bytes | None, bytes | None, HeaderList] | None:
+        """(key, value, headers) of the original, or None when it is no longer retained (or
+        what is at that offset is not it: the SHA-256 differs)."""
+        import hashlib
+
+        from confluent_kafka import Consumer, TopicPartition
+
+        from worker.kafka.consumer import CONSUMER_ONLY_PREFIXES
+
+        if letter.source_partition is None or letter.source_offset is None:
+            return None
+        if self._consumer is None:
+            conf = {k: v for k, v in self._config.items()
+                    if not k.startswith(CONSUMER_ONLY_PREFIXES)}
+            conf.update({"group.id": f"activity-worker-dlq-originals-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "enable.auto.offset.store": False,
+                         "auto.offset.reset": "error", "enable.partition.eof": True})
+            self._consumer = Consumer(conf)
+        tp = TopicPartition(letter.source_topic, letter.source_partition, letter.source_offset)
+        low, high = self._consumer.get_watermark_offsets(tp, timeout=self._timeout)
+        if not low <= letter.source_offset < high:
+            return None
+        self._consumer.assign([tp])
+        deadline = time.monotonic() + self._timeout
+        while time.monotonic() < deadline:
+            msg = self._consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error() is not None or msg.offset() != letter.source_offset:
+                return None
+            value = msg.value() or b""
+            if hashlib.sha256(value).hexdigest() != letter.value_sha256:
+                return None
+            return msg.key(), msg.value(), list(msg.headers() or [])
+        return None
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+

@@ -13,6 +13,7 @@ store-specific work to four hooks. Its rules, the same on every backend:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -32,6 +33,19 @@ BUSY = ClaimState.BUSY
 PRUNE_CHUNKS_PER_CALL = 10
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+#: Keys longer than this (characters), or holding a NUL, are stored as a digest: no backend then
+#: has a key-size or character limit (PostgreSQL's btree rows stop at ~2.7 KB and its text holds
+#: no NUL). Keys are built by `worker.processors.keys`; ids are bounded in the envelope too.
+MAX_STORED_KEY = 200
+
+
+def stored_key(key: str) -> str:
+    """`key` as the store keeps it: itself when short and NUL-free, else `sha256:<hex>`."""
+    if len(key) <= MAX_STORED_KEY and "\x00" not in key:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def redacted_url(url: str) -> str:

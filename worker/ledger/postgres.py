@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from worker.errors import LedgerUnavailable
+from worker.errors import LedgerKeyRejected, LedgerUnavailable
 from worker.ledger._common import (
     BUSY,
     DONE,
@@ -37,9 +37,13 @@ from worker.ledger._common import (
     check_identifier,
     redacted_url,
     split_options,
+    stored_key,
 )
 from worker.ledger.base import ClaimState
 
+# SQLSTATE classes of a statement refused for its data, not for the store: 22 "data
+# exception", 54 "program limit exceeded" (e.g. an index row too large).
+_KEY_DATA_CLASSES = frozenset({"22", "54"})
 _SCHEMA_LOCK = 0x61775F6C6564  # advisory lock id serialising CREATE TABLE across workers
 _HASH_SEED = 0x6177  # hashtextextended seed for the per-key advisory locks
 
@@ -126,6 +130,16 @@ class PostgresLedger:
             " LIMIT %(n)s FOR UPDATE SKIP LOCKED)").format(t=t)
 
     # -- connection ---------------------------------------------------------------------------
+    def _failed(self, exc: psycopg.Error, doing: str) -> LedgerUnavailable | LedgerKeyRejected:
+        """A statement's failure: about a key's data (SQLSTATE class 22 or 54, with the
+        connection still fine) or the store itself."""
+        state = getattr(exc, "sqlstate", None) or ""
+        if state[:2] in _KEY_DATA_CLASSES and self._conn is not None and not self._conn.broken:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            return LedgerKeyRejected(f"PostgreSQL refused a key while {doing} "
+                                     f"(SQLSTATE {state}: {first})")
+        return self._unavailable(exc, doing)
+
     def _unavailable(self, exc: BaseException, doing: str) -> LedgerUnavailable:
         first = (str(exc).strip().splitlines() or [""])[0]
         return LedgerUnavailable(
@@ -260,15 +274,16 @@ class PostgresSession(SessionBase):
     def _store_claim(self, keys: list[str]) -> list[ClaimState]:
         conn = self._c()
         now_ms = int(self._ledger._clock() * 1000)
+        stored = [stored_key(k) for k in keys]
         try:
             with psycopg.Cursor(conn) as cur:  # the ledger's own statements never flush
-                rows = cur.execute(self._ledger._claim_sql, {"keys": keys, "now": now_ms}
+                rows = cur.execute(self._ledger._claim_sql, {"keys": stored, "now": now_ms}
                                    ).fetchall()
         except psycopg.Error as exc:
-            raise self._ledger._unavailable(exc, "claiming keys") from exc
+            raise self._ledger._failed(exc, "claiming keys") from exc
         states = {key: (NEW if inserted else DONE) if got else BUSY
                   for key, got, inserted in rows}
-        return [states[k] for k in keys]
+        return [states[k] for k in stored]
 
     def _store_mark_done(self, keys: list[str]) -> None:
         # The claim row is the done mark once the transaction commits: nothing to write.
@@ -277,9 +292,9 @@ class PostgresSession(SessionBase):
     def _delete(self, keys: list[str], doing: str) -> None:
         try:
             with psycopg.Cursor(self._c()) as cur:
-                cur.execute(self._ledger._delete_sql, {"keys": keys})
+                cur.execute(self._ledger._delete_sql, {"keys": [stored_key(k) for k in keys]})
         except psycopg.Error as exc:
-            raise self._ledger._unavailable(exc, doing) from exc
+            raise self._ledger._failed(exc, doing) from exc
 
     def _store_release(self, keys: list[str]) -> None:
         self._delete(keys, "releasing keys")

@@ -25,7 +25,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from worker.errors import LedgerUnavailable
-from worker.ledger._common import SessionBase, redacted_url, split_options
+from worker.ledger._common import SessionBase, redacted_url, split_options, stored_key
 from worker.ledger.base import ClaimState
 
 _DONE = b"done"
@@ -96,7 +96,7 @@ class RedisLedger:
     def _run(self, script: Any, keys: list[str], args: list[Any], doing: str) -> Any:
         prefix = self.prefix
         try:
-            return script(keys=[prefix + k for k in keys], args=args)
+            return script(keys=[prefix + stored_key(k) for k in keys], args=args)
         except redis_lib.RedisError as exc:
             raise self._unavailable(exc, doing) from exc
 

@@ -96,7 +96,8 @@ OUTCOMES = ("ok", "duplicate", "retried", "dead_lettered", "skipped")
 # Error classes of worker.errors / the pipeline, exported at 0 from the start so dashboards and
 # rate() see a series before the first dead letter (other reasons appear when they happen).
 KNOWN_DLQ_REASONS = ("undecodable", "invalid_json", "not_an_object", "schema",
-                     "processor_failed", "unmatched")
+                     "processor_failed", "non_retriable", "key_failed", "ledger_rejected",
+                     "unmatched")
 REBALANCE_KINDS = ("assigned", "revoked", "lost")
 
 PROCESSING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
