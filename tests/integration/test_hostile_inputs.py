@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 BROKER_MAX = 1_048_588  # the broker's default message.max.bytes (the source topic's limit)
 
 PROCESSORS = '''
-import json, os
+import base64, json, os, random
 from worker.processors import processor
 
 OUT = os.environ["HOSTILE_EFFECTS"]
@@ -65,7 +65,11 @@ def effects(event, ctx):
         return {"unexpected": True}
 
 
-@processor("customer.test.long_key", name="long_key", key=lambda e: "k" * 10_000 + e.id)
+def _long_key(event):  # 12 KB that PostgreSQL cannot compress under its index row limit
+    return base64.b64encode(random.Random(event.id).randbytes(9000)).decode()
+
+
+@processor("customer.test.long_key", name="long_key", key=_long_key)
 def long_key(event, ctx):
     _write("long_key", event.id)
 '''

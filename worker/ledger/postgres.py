@@ -133,7 +133,9 @@ class PostgresLedger:
     def _failed(self, exc: psycopg.Error, doing: str) -> LedgerUnavailable | LedgerKeyRejected:
         """A statement's failure: about a key's data (SQLSTATE class 22 or 54, with the
         connection still fine) or the store itself."""
-        state = getattr(exc, "sqlstate", None) or ""
+        # (psycopg refuses some data itself, e.g. a NUL in text: a DataError with no SQLSTATE)
+        state = getattr(exc, "sqlstate", None) or ("22" if isinstance(exc, psycopg.DataError)
+                                                    else "")
         if state[:2] in _KEY_DATA_CLASSES and self._conn is not None and not self._conn.broken:
             first = (str(exc).strip().splitlines() or [""])[0]
             return LedgerKeyRejected(f"PostgreSQL refused a key while {doing} "
