@@ -109,6 +109,8 @@ def run(settings: Settings) -> int:
                         else "skip")
     dlq = DeadLetterProducer(producer_config(consumer_config), settings.dlq_topic,
                              max_bytes=min(topic_max_bytes(consumer_config, dlq_topics).values()))
+    if metrics is not None:
+        metrics.watch_processor_call(pipeline.call_age)
     engine = Engine(consumer_config, pipeline, engine_config(settings), dlq=dlq,
                     metrics=metrics, health=health, summary=sink.summary)
     try:

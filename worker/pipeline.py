@@ -96,6 +96,14 @@ class Pipeline:
         self._route_cache: dict[str, tuple[tuple[Processor, int, int], ...]] = {}
         self._next_prune = 0.0
         self._prune_every = prune_every
+        # perf_counter() when the processor call in progress began (None between calls): read
+        # by the metrics at scrape time, so a processor that never returns shows within seconds
+        self._call_t0: float | None = None
+
+    def call_age(self) -> float:
+        """Seconds the processor call in progress has been running; 0.0 when none is."""
+        t0 = self._call_t0
+        return 0.0 if t0 is None else max(0.0, time.perf_counter() - t0)
 
     # -- the BatchHandler entry point -------------------------------------------------------
     def handle(self, messages: Sequence[Message], cancelled: Callable[[], bool]) -> BatchResult:
@@ -291,6 +299,7 @@ class Pipeline:
                 if cancelled():
                     raise _Cancelled
                 ctx = make_ctx(proc, event, msg, transaction)
+                self._call_t0 = t0
                 try:
                     if transaction is None:
                         proc.func(event, ctx)
@@ -315,10 +324,12 @@ class Pipeline:
                 t0 = t1
                 ok[index] += 1
                 done(key)
+            self._call_t0 = None
             if done_keys:
                 self._timed("mark_done", session.mark_done, done_keys)
             self._timed("commit", session.commit)
         except BaseException:
+            self._call_t0 = None
             _quiet_rollback(session)
             raise
         outcomes = stats.outcomes
@@ -385,7 +396,7 @@ class Pipeline:
             if cancelled():
                 raise _Cancelled
             ctx = Context.of_message(proc, event, msg, transaction, attempt)
-            t0 = time.perf_counter()
+            t0 = self._call_t0 = time.perf_counter()
             try:
                 if transaction is None:
                     proc.func(event, ctx)

@@ -79,6 +79,7 @@ class RecordingMetrics:
         self.events: list[tuple[int, str, list[int]]] = []
         self.commits: list[tuple[int, int]] = []
         self.guardrail = 0
+        self.dlq_writes: list[bool] = []
         self.assigned: set[int] = set()
 
     def partitions_assigned(self, tps: Sequence[TopicPartition]) -> None:
@@ -104,6 +105,9 @@ class RecordingMetrics:
 
     def guardrail_tripped(self) -> None:
         self.guardrail += 1
+
+    def dlq_write(self, ok: bool, shrunk: int = 0) -> None:
+        self.dlq_writes.append(ok)
 
 
 class Running:

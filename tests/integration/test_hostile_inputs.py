@@ -60,6 +60,13 @@ def effects(event, ctx):
         raise Boom("a BaseException subclass")
     if kind == "system_exit":
         raise SystemExit(3)
+    if kind == "hang":  # until the test lets go (bounded, so a failed test cannot hang)
+        import time
+        release = OUT + ".release"
+        for _ in range(1200):
+            if os.path.exists(release):
+                break
+            time.sleep(0.1)
     _write("effects", event.id)
     if kind == "returns_value":
         return {"unexpected": True}
@@ -353,3 +360,138 @@ def test_a_dead_letter_too_large_for_its_topic_is_written_shrunk_and_replayed_wh
     [again] = _read_all(bootstrap, target)
     assert again.value() == big and again.key() == b"b"
     assert [k for k, _ in again.headers()] == [k for k, _ in headers] + [Header.REPLAYED_FROM]
+
+
+def _get(url: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_a_dead_letter_that_cannot_be_written_pauses_the_worker_it_does_not_crash_it(
+        kafka_helper: KafkaHelper, tmp_path: Path) -> None:
+    """A DLQ topic that refuses every letter (max.message.bytes far below even the worker's
+    headers): the worker stays up, pauses, says so on /readyz and in its metrics, and goes on by
+    itself once the topic is fixed — no exit, so no crash loop."""
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+    from tests.kafka_helpers import free_port
+    from worker.kafka.admin import ensure_topics
+
+    bootstrap = kafka_helper.bootstrap
+    topic = kafka_helper.new_topic(partitions=1, prefix="hostile-dlqdown")
+    dlq = f"{topic}.dlq"
+    ensure_topics({"bootstrap.servers": bootstrap}, {dlq: 1},
+                  topic_config={dlq: {"max.message.bytes": "100"}})
+    kafka_helper.created.append(dlq)
+    _produce(bootstrap, topic, [
+        ("good", (b"a", _j(_event("evcus_dlqdown1")), None, None, "ok")),
+        ("bad", (b"b", b"{bad json", None, None, "dlq")),
+        ("good2", (b"c", _j(_event("evcus_dlqdown2")), None, None, "ok"))])
+    port = free_port()
+    (tmp_path / "hostile_procs.py").write_text(PROCESSORS)
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{REPO}",
+               WORKER_BUILTIN_PROCESSORS="false", HOSTILE_EFFECTS=str(tmp_path / "effects.jsonl"))
+    log = (tmp_path / "worker.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker", "run", "--bootstrap-servers", bootstrap, "--topic",
+         topic, "--group", unique_name("dlqdown"), "--processors", "hostile_procs",
+         "--ledger", "memory://", "--metrics-address", f"127.0.0.1:{port}", "--drain"],
+        cwd=tmp_path, env=env, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        metrics = ""
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+            metrics = _get(f"http://127.0.0.1:{port}/metrics")[1] if _port_open(port) else ""
+            if "activity_worker_dlq_write_failing 1.0" in metrics:
+                break
+            time.sleep(0.2)
+        assert "activity_worker_dlq_write_failing 1.0" in metrics
+        failures = [line for line in metrics.splitlines()
+                    if line.startswith("activity_worker_dlq_write_failures_total ")]
+        assert failures and float(failures[0].split()[1]) >= 1
+        status, body = _get(f"http://127.0.0.1:{port}/readyz")
+        assert status == 503 and "dead letters cannot be written" in body
+        assert proc.poll() is None
+
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        resource = ConfigResource(ConfigResource.Type.TOPIC, dlq, incremental_configs=[
+            ConfigEntry("max.message.bytes", "2000000",
+                        incremental_operation=AlterConfigOpType.SET)])
+        for fut in admin.incremental_alter_configs([resource]).values():
+            fut.result(30)
+        assert proc.wait(120) == 0, (tmp_path / "worker.log").read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    [letter] = _read_all(bootstrap, dlq)
+    assert dict(letter.headers())[Header.ERROR_CLASS] == b"invalid_json"
+    effects = (tmp_path / "effects.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)[1] for line in effects) == ["evcus_dlqdown1", "evcus_dlqdown2"]
+    text = (tmp_path / "worker.log").read_text()
+    assert text.count("dead letters cannot be written") == 1  # one line per state change
+    assert "dead letters written again; consumption resumes" in text
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_processor_that_does_not_return_shows_in_the_metrics_within_seconds(
+        kafka_helper: KafkaHelper, tmp_path: Path) -> None:
+    """A synchronous processor cannot be cancelled; what the worker owes the operator is to
+    make the stall visible: `processor_call_age_seconds` (alert ActivityWorkerProcessorStalled
+    past 30 s) while it lasts, and everything goes on once it returns."""
+    from tests.kafka_helpers import free_port
+
+    bootstrap = kafka_helper.bootstrap
+    topic = kafka_helper.new_topic(partitions=1, prefix="hostile-hang")
+    from worker.kafka.admin import ensure_topics
+
+    ensure_topics({"bootstrap.servers": bootstrap}, {f"{topic}.dlq": 1})
+    kafka_helper.created.append(f"{topic}.dlq")
+    _produce(bootstrap, topic, [
+        ("hang", (b"a", _j(_event("evcus_hang", "customer.test.hang")), None, None, "ok")),
+        ("after", (b"b", _j(_event("evcus_afterhang")), None, None, "ok"))])
+    port = free_port()
+    (tmp_path / "hostile_procs.py").write_text(PROCESSORS)
+    effects = tmp_path / "effects.jsonl"
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{REPO}",
+               WORKER_BUILTIN_PROCESSORS="false", HOSTILE_EFFECTS=str(effects))
+    log = (tmp_path / "worker.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker", "run", "--bootstrap-servers", bootstrap, "--topic",
+         topic, "--group", unique_name("hang"), "--processors", "hostile_procs",
+         "--ledger", "memory://", "--metrics-address", f"127.0.0.1:{port}", "--drain"],
+        cwd=tmp_path, env=env, stdout=log, stderr=log)
+    try:
+        age = 0.0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and age < 2.0:
+            assert proc.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+            if _port_open(port):
+                for line in _get(f"http://127.0.0.1:{port}/metrics")[1].splitlines():
+                    if line.startswith("activity_worker_processor_call_age_seconds "):
+                        age = float(line.split()[1])
+            time.sleep(0.2)
+        assert age >= 2.0, "the stalled call did not show in processor_call_age_seconds"
+        status, _ = _get(f"http://127.0.0.1:{port}/healthz")
+        assert status == 200  # the poll loop itself is alive: not a restart case
+        Path(str(effects) + ".release").touch()
+        assert proc.wait(120) == 0, (tmp_path / "worker.log").read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    done = sorted(json.loads(line)[1] for line in effects.read_text().splitlines())
+    assert done == ["evcus_afterhang", "evcus_hang"]

@@ -29,7 +29,8 @@ pytestmark = pytest.mark.prometheus
 EXPECTED_ALERTS = {
     "ActivityWorkerDown", "ActivityWorkerLagGrowing", "ActivityWorkerCommitsStalled",
     "ActivityWorkerDLQRateHigh", "ActivityWorkerGuardrailTripped", "ActivityWorkerLedgerDown",
-    "ActivityWorkerRebalanceStorm",
+    "ActivityWorkerRebalanceStorm", "ActivityWorkerDeadLettersNotWritable",
+    "ActivityWorkerProcessorStalled",
 }
 
 

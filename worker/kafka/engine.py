@@ -40,7 +40,7 @@ from worker.kafka.admin import committed_offsets, topic_partitions, watermarks
 from worker.kafka.consumer import make_consumer, redact, scrub, secret_values
 from worker.kafka.diagnose import classify
 from worker.kafka.dlq import DeadLetterError, DeadLetterProducer
-from worker.types import BatchHandler, BatchResult, Message, TopicPartition
+from worker.types import BatchHandler, BatchResult, DeadLetter, Message, TopicPartition
 
 log = structlog.get_logger("worker.engine")
 
@@ -64,6 +64,7 @@ class EngineMetrics(Protocol):
     def record_commit(self, tp: TopicPartition, offset: int) -> None: ...
     def record_librdkafka_stats(self, json_str: str) -> None: ...
     def guardrail_tripped(self) -> None: ...
+    def dlq_write(self, ok: bool, shrunk: int = 0) -> None: ...
 
 
 class EngineHealth(Protocol):
@@ -74,6 +75,7 @@ class EngineHealth(Protocol):
     def set_assigned(self, n: int) -> None: ...
     def record_commit_advance(self) -> None: ...
     def record_traffic(self) -> None: ...
+    def set_dlq_writable(self, ok: bool) -> None: ...
 
 
 @dataclass(slots=True)
@@ -434,14 +436,52 @@ class Engine:
                 self._fail(EXIT_ERROR, "events must be dead-lettered but no DLQ producer is "
                                        "configured; set --dlq-topic")
                 return
-            try:
-                self._dlq.send(letters)
-            except DeadLetterError as exc:
-                self._fail(EXIT_ERROR, str(exc))
-                return
+            if not self._write_dead_letters(letters, batch):
+                return  # stopping, or its partitions are gone: nothing of it is stored
             self.dead_letters += len(letters)
             self.dead_lettered_events += dead_events
         self._store(batch)
+
+    def _write_dead_letters(self, letters: list[DeadLetter], batch: _Batch) -> bool:
+        """Write the batch's dead letters; True once they are acknowledged. A write that fails
+        (the DLQ topic missing or not writable, the broker away) is not a crash: consumption
+        pauses and the write is retried with backoff (0.5 s doubling to 30 s), one log line
+        per state change, `dlq_write_failures_total` and `/readyz` telling. False when the
+        worker stops or the batch's partitions are revoked meanwhile: then nothing of the batch
+        is stored, and it is redelivered."""
+        assert self._dlq is not None
+        delay, failing, metrics, health = 0.5, False, self._metrics, self._health
+        while True:
+            shrunk_before = self._dlq.shrunk
+            try:
+                self._dlq.send(letters)
+            except DeadLetterError as exc:
+                if metrics is not None:
+                    metrics.dlq_write(False)
+                if not failing:
+                    failing = True
+                    log.error("dead letters cannot be written; consumption paused, retrying",
+                              error=str(exc), letters=len(letters))
+                    if health is not None:
+                        health.set_dlq_writable(False)
+                self._pause_assigned()
+                until = time.monotonic() + delay
+                while time.monotonic() < until and not self._stop.is_set():
+                    self._serve_while_busy(batch)
+                    time.sleep(0.05)
+                if self._stop.is_set() or not batch.last.keys() & self._assigned:
+                    log.warning("dead letters not written; their batch is not committed and "
+                                "comes back", letters=len(letters))
+                    return False
+                delay = min(delay * 2, 30.0)
+                continue
+            if metrics is not None:
+                metrics.dlq_write(True, self._dlq.shrunk - shrunk_before)
+            if failing:
+                log.info("dead letters written again; consumption resumes")
+                if health is not None:
+                    health.set_dlq_writable(True)
+            return True
 
     def _store(self, batch: _Batch) -> None:
         from confluent_kafka import TopicPartition as KTP

@@ -36,6 +36,7 @@ class HealthState:
         self._connected = False
         self._assigned = 0
         self._ledger_ok = False
+        self._dlq_ok = True
 
     # -- called by the worker ----------------------------------------------------------------
     def heartbeat(self) -> None:
@@ -61,6 +62,9 @@ class HealthState:
     def set_ledger_ok(self, ok: bool) -> None:
         self._ledger_ok = ok
 
+    def set_dlq_writable(self, ok: bool) -> None:
+        self._dlq_ok = ok
+
     # -- read by the HTTP endpoints ------------------------------------------------------------
     def liveness(self) -> tuple[bool, list[str]]:
         now = self._clock()
@@ -84,4 +88,6 @@ class HealthState:
             reasons.append("no partitions assigned")
         if not self._ledger_ok:
             reasons.append("ledger unreachable")
+        if not self._dlq_ok:
+            reasons.append("dead letters cannot be written (consumption paused)")
         return (not reasons, reasons)

@@ -75,6 +75,10 @@ LEDGER_OPERATION_SECONDS = PREFIX + "ledger_operation_seconds"
 LEDGER_OPERATION_ERRORS = PREFIX + "ledger_operation_errors"
 LEDGER_UP = PREFIX + "ledger_up"
 GUARDRAIL_TRIPS = PREFIX + "guardrail_trips"
+DLQ_WRITE_FAILURES = PREFIX + "dlq_write_failures"
+DLQ_WRITE_FAILING = PREFIX + "dlq_write_failing"
+DLQ_LETTERS_SHRUNK = PREFIX + "dlq_letters_shrunk"
+PROCESSOR_CALL_AGE_SECONDS = PREFIX + "processor_call_age_seconds"
 LIBRDKAFKA_REPLYQ = PREFIX + "librdkafka_replyq"
 LIBRDKAFKA_MSG_CNT = PREFIX + "librdkafka_msg_cnt"
 LIBRDKAFKA_BROKER_UP = PREFIX + "librdkafka_broker_up"
@@ -353,6 +357,16 @@ class WorkerMetrics:
                                       "by operation.", ["op"], registry=r)
         self._guardrail = Counter(GUARDRAIL_TRIPS, "Times the dead-letter guardrail stopped the "
                                   "worker.", registry=r)
+        self._dlq_failures = Counter(DLQ_WRITE_FAILURES, "Attempts to write a batch's dead "
+                                     "letters that failed (the worker pauses, retries with "
+                                     "backoff, and commits nothing past them).", registry=r)
+        self._dlq_failing = Gauge(DLQ_WRITE_FAILING, "1 while the last attempt to write dead "
+                                  "letters failed (consumption is paused), else 0.", registry=r)
+        self._dlq_shrunk = Counter(DLQ_LETTERS_SHRUNK, "Dead letters written shrunk because the "
+                                   "original record plus the worker's headers did not fit the "
+                                   "dead-letter topic.", registry=r)
+        self._call_age = Gauge(PROCESSOR_CALL_AGE_SECONDS, "How long the processor call in "
+                               "progress has been running (0 when none is).", registry=r)
         self._stats_errors = Counter(LIBRDKAFKA_STATS_ERRORS, "librdkafka statistics payloads "
                                      "that could not be parsed.", registry=r)
         self._assigned = Gauge(ASSIGNED_PARTITIONS, "Partitions currently assigned to this "
@@ -478,6 +492,18 @@ class WorkerMetrics:
     def guardrail_tripped(self) -> None:
         self._guardrail.inc()
 
+    def dlq_write(self, ok: bool, shrunk: int = 0) -> None:
+        """A batch's dead letters were written (ok) or could not be (not ok)."""
+        if not ok:
+            self._dlq_failures.inc()
+        if shrunk:
+            self._dlq_shrunk.inc(shrunk)
+        self._dlq_failing.set(0.0 if ok else 1.0)
+
+    def watch_processor_call(self, age: Callable[[], float]) -> None:
+        """Read the age of the processor call in progress at each scrape (no per-call cost)."""
+        self._call_age.set_function(age)
+
     def set_ledger_up(self, up: bool) -> None:
         self._ledger_up.set(1.0 if up else 0.0)
 
@@ -515,6 +541,12 @@ class NullMetrics(WorkerMetrics):
         pass
 
     def guardrail_tripped(self) -> None:
+        pass
+
+    def dlq_write(self, ok: bool, shrunk: int = 0) -> None:
+        pass
+
+    def watch_processor_call(self, age: Callable[[], float]) -> None:
         pass
 
     def set_ledger_up(self, up: bool) -> None:
