@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 def instructions(mode: str, topic: str, events: int, bootstrap: str, batch: int) -> int:
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-           os.path.realpath(sys.executable), str(ROOT / "bench" / "bench_engine.py"),
+           sys.executable, str(ROOT / "bench" / "bench_engine.py"),
            "--child", mode, "--topic", topic, "--events", str(events), "--batch-size",
            str(batch), "--bootstrap", bootstrap]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
