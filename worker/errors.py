@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from worker.vocabulary import ErrorClass
+
 #: How much of an error reason or exception text goes into a dead letter's header or a log line
 #: (characters). An HTTP client that puts a response body into its exception must not make a
 #: dead letter too large to write, nor a log line of megabytes.
@@ -35,14 +37,15 @@ class ConfigError(WorkerError):
 class NonRetriableError(WorkerError):
     """The event itself is bad: retrying cannot help. The engine dead-letters it at once."""
 
-    error_class = "non_retriable"
+    error_class: str = ErrorClass.NON_RETRIABLE
 
 
 class EventDecodeError(NonRetriableError):
     """Bytes that are not a valid event.
 
-    `error_class` is one of: "undecodable" (not UTF-8), "invalid_json", "not_an_object",
-    "schema" (a field missing or of the wrong type), and `reason` names the JSON path,
+    `error_class` is one of `ErrorClass.UNDECODABLE` (not UTF-8), `INVALID_JSON`,
+    `NOT_AN_OBJECT`, `SCHEMA` (a field missing or of the wrong type), and `reason` names the
+    JSON path,
     e.g. "$.data.loyalty_tier_to.points.from: expected int, got str".
     """
 

@@ -7,8 +7,8 @@ processors' effects, a single mark-done round trip, one commit. On SQL ledgers a
 transaction, so a crash anywhere leaves either every effect of the batch with its done marks, or
 none of them (and the events come back from Kafka).
 
-Outcomes per (event, processor): ok, duplicate (the ledger says it already happened), retried (one
-count per failed attempt that was retried), dead_lettered, skipped (no processor matched).
+Outcomes per (event, processor): `worker.vocabulary.Outcome` (ok, duplicate, retried,
+dead_lettered); why an event was dead-lettered: `worker.vocabulary.ErrorClass`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from worker.observability.stats import BatchStats
 from worker.processors.api import Context, Processor
 from worker.processors.keys import event_key, group_key
 from worker.types import BatchResult, DeadLetter, Message
+from worker.vocabulary import ErrorClass, Outcome
 
 log = structlog.get_logger("worker.pipeline")
 
@@ -167,8 +168,8 @@ class Pipeline:
         for item in work:
             msg, event, proc, key, _ = item
             if key in bad:
-                self._dead_letter(msg, proc, "ledger_rejected", f"{exc}; key {key[:80]!r}", 1,
-                                  stats, dead)
+                self._dead_letter(msg, proc, ErrorClass.LEDGER_REJECTED,
+                                  f"{exc}; key {key[:80]!r}", 1, stats, dead)
                 log.error("ledger refused a key; event dead-lettered for this processor",
                           processor=proc.name, event_id=event.id[:200], topic=msg.topic(),
                           partition=msg.partition(), offset=msg.offset(), error=str(exc))
@@ -239,8 +240,8 @@ class Pipeline:
             if not procs:
                 stats.unmatched[etype] += 1
                 if self.unmatched == "dead_letter":
-                    stats.dead_letters["unmatched"] += 1
-                    dead.append(DeadLetter(msg, "unmatched",
+                    stats.dead_letters[ErrorClass.UNMATCHED] += 1
+                    dead.append(DeadLetter(msg, ErrorClass.UNMATCHED,
                                            f"$.type: no processor matches {etype!r}"))
                 continue
             for proc, mode, index in procs:
@@ -252,9 +253,10 @@ class Pipeline:
                     try:
                         key = proc.idempotency_key(event)
                     except Exception as exc:  # a custom key function failed on this event
-                        stats.outcomes[(proc.name, "dead_lettered")] += 1
-                        stats.dead_letters["key_failed"] += 1
-                        dead.append(DeadLetter(msg, "key_failed", describe(exc), proc.name))
+                        stats.outcomes[(proc.name, Outcome.DEAD_LETTERED)] += 1
+                        stats.dead_letters[ErrorClass.KEY_FAILED] += 1
+                        dead.append(DeadLetter(msg, ErrorClass.KEY_FAILED, describe(exc),
+                                               proc.name))
                         continue
                 add((msg, event, proc, key, index))
         if topic is not None:
@@ -335,9 +337,9 @@ class Pipeline:
         outcomes = stats.outcomes
         for i, name in enumerate(self._names):
             if ok[i]:
-                outcomes[(name, "ok")] += ok[i]
+                outcomes[(name, Outcome.OK)] += ok[i]
             if duplicate[i]:
-                outcomes[(name, "duplicate")] += duplicate[i]
+                outcomes[(name, Outcome.DUPLICATE)] += duplicate[i]
             if timings[i]:
                 stats.processing_seconds.setdefault(name, []).extend(timings[i])
 
@@ -383,14 +385,14 @@ class Pipeline:
                         f"{event.id} ({msg.topic()}[{msg.partition()}]@{msg.offset()}): "
                         f"{describe(exc)}; on_failure='stop', so the worker stops here"
                     ) from exc
-                self._dead_letter(msg, proc, "processor_failed", describe(exc), attempt, stats,
-                                  dead)
+                self._dead_letter(msg, proc, ErrorClass.PROCESSOR_FAILED, describe(exc), attempt,
+                                  stats, dead)
                 log.error("processor failed; event dead-lettered", processor=proc.name,
                           event_id=event.id, event_type=event.type, group_id=event.group_id,
                           topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
                           attempts=attempt, error=describe(exc))
                 return False
-            stats.outcomes[(proc.name, "retried")] += 1
+            stats.outcomes[(proc.name, Outcome.RETRIED)] += 1
             self._sleep(proc.retry.delay(attempt), cancelled)
             attempt += 1
             if cancelled():
@@ -415,7 +417,7 @@ class Pipeline:
     @staticmethod
     def _dead_letter(msg: Message, proc: Processor, error_class: str, reason: str, attempts: int,
                      stats: BatchStats, dead: list[DeadLetter]) -> None:
-        stats.outcomes[(proc.name, "dead_lettered")] += 1
+        stats.outcomes[(proc.name, Outcome.DEAD_LETTERED)] += 1
         stats.dead_letters[error_class] += 1
         dead.append(DeadLetter(msg, error_class, reason, proc.name, attempts))
 

@@ -6,6 +6,7 @@ import argparse
 from collections import Counter
 
 from worker.settings import add_client_arguments, client_config
+from worker.vocabulary import ErrorClass
 
 HELP = ("look into a dead-letter topic (show) and replay its letters to their source topic "
         "once the cause is fixed (replay)")
@@ -29,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rep.add_argument("--to", metavar="TOPIC",
                      help="produce here instead of each letter's worker.source.topic")
     rep.add_argument("--error-class", action="append", default=[], metavar="CLASS",
-                     help="only letters of this error class (repeatable): schema, "
-                     "invalid_json, undecodable, not_an_object, processor_failed, unmatched, ...")
+                     help="only letters of this error class (repeatable): "
+                     + ", ".join(ErrorClass))
     rep.add_argument("--processor", action="append", default=[], metavar="NAME",
                      help="only letters of this processor (repeatable)")
     rep.add_argument("--group", metavar="GROUP",

@@ -54,6 +54,7 @@ import msgspec
 from worker.errors import EventDecodeError
 from worker.events.models import EventData, EventSource
 from worker.events.registry import DATA_TYPES
+from worker.vocabulary import ErrorClass
 
 #: The longest `id`, `type` and `group_id` accepted (Voucherify's are 20-60 characters): a longer
 #: one is a `schema` dead letter ("$.id: expected str of length <= 256"), so a producer's bug
@@ -79,7 +80,7 @@ class _LazyData:
             return self
         value: Any
         if obj.raw_data is MISSING_DATA:
-            raise EventDecodeError("schema", "$.data: missing required field")
+            raise EventDecodeError(ErrorClass.SCHEMA, "$.data: missing required field")
         decoder = _DECODERS.get(obj.type)
         if decoder is None:
             value, source = _decode_untyped(obj.raw_data)
@@ -165,7 +166,7 @@ def check_utf8(value: bytes) -> None:
         return  # (a str or other buffer given to decode_event: nothing to check here)
     problem = _utf8_error(value)
     if problem is not None:
-        raise EventDecodeError("undecodable", f"$: {problem}")
+        raise EventDecodeError(ErrorClass.UNDECODABLE, f"$: {problem}")
 
 
 def _utf8_error(value: bytes | bytearray) -> str | None:
@@ -182,7 +183,7 @@ def _utf8_error(value: bytes | bytearray) -> str | None:
 def decode_event(value: bytes | None) -> Event:
     """Decode one Kafka record value into an `Event`. Raises only `EventDecodeError`."""
     if value is None:
-        raise EventDecodeError("undecodable", "$: message has no value (tombstone)")
+        raise EventDecodeError(ErrorClass.UNDECODABLE, "$: message has no value (tombstone)")
     try:
         event = _envelope_decoder.decode(value)
         if event.delivered is NOT_DELIVERED:
@@ -197,13 +198,13 @@ def decode_event(value: bytes | None) -> Event:
         # Bytes that are not even UTF-8 (binary junk, another encoding) say more about the
         # producer than "malformed JSON": classify them as undecodable (error path only).
         check_utf8(value)
-        raise EventDecodeError("invalid_json", f"$: {_lower_first(str(exc))}") from None
+        raise EventDecodeError(ErrorClass.INVALID_JSON, f"$: {_lower_first(str(exc))}") from None
     except UnicodeDecodeError as exc:
-        raise EventDecodeError("undecodable", f"$: invalid UTF-8: {exc.reason}") from None
+        raise EventDecodeError(ErrorClass.UNDECODABLE, f"$: invalid UTF-8: {exc.reason}") from None
     except RecursionError:
-        raise EventDecodeError("invalid_json", "$: JSON nested too deeply") from None
+        raise EventDecodeError(ErrorClass.INVALID_JSON, "$: JSON nested too deeply") from None
     except TypeError:
-        raise EventDecodeError("undecodable", "$: value is not bytes") from None
+        raise EventDecodeError(ErrorClass.UNDECODABLE, "$: value is not bytes") from None
 
 
 _webhook_event_decoder = msgspec.json.Decoder(WebhookEvent)
@@ -221,7 +222,8 @@ def _delivered_event(outer: Event) -> Event:
             return outer
         raise _validation_error(text, "$.event") from None
     except UnicodeDecodeError as exc:
-        raise EventDecodeError("undecodable", f"$.event: invalid UTF-8: {exc.reason}") from None
+        raise EventDecodeError(ErrorClass.UNDECODABLE,
+                               f"$.event: invalid UTF-8: {exc.reason}") from None
     return _from_delivery(inner, outer.id, outer.raw_data)
 
 
@@ -278,7 +280,8 @@ def _unwrap(value: EventData) -> EventData:
 def _decode_untyped(raw: msgspec.Raw | bytes) -> tuple[dict[str, Any], EventSource | None]:
     value = _decode(_any_decoder, raw, "$.data")
     if not isinstance(value, dict):
-        raise EventDecodeError("schema", f"$.data: expected object, got {_json_kind(value)}")
+        raise EventDecodeError(ErrorClass.SCHEMA,
+                               f"$.data: expected object, got {_json_kind(value)}")
     inner = value.get("data")
     if "event_source" in value and isinstance(inner, dict):
         try:
@@ -304,12 +307,12 @@ def _data_error(exc: Exception, path: str, raw: msgspec.Raw | bytes) -> EventDec
         # outcome does not depend on the msgspec version (error path only).
         bad_utf8 = _utf8_error(bytes(raw))
         if bad_utf8 is not None:
-            return EventDecodeError("undecodable", f"{path}: {bad_utf8}")
-        return EventDecodeError("invalid_json", f"{path}: {_lower_first(str(exc))}")
+            return EventDecodeError(ErrorClass.UNDECODABLE, f"{path}: {bad_utf8}")
+        return EventDecodeError(ErrorClass.INVALID_JSON, f"{path}: {_lower_first(str(exc))}")
     if isinstance(exc, UnicodeDecodeError):
-        return EventDecodeError("undecodable", f"{path}: invalid UTF-8: {exc.reason}")
+        return EventDecodeError(ErrorClass.UNDECODABLE, f"{path}: invalid UTF-8: {exc.reason}")
     if isinstance(exc, RecursionError):
-        return EventDecodeError("invalid_json", f"{path}: JSON nested too deeply")
+        return EventDecodeError(ErrorClass.INVALID_JSON, f"{path}: JSON nested too deeply")
     raise exc
 
 
@@ -320,7 +323,7 @@ _MISSING = "Object missing required field `"
 
 def _validation_error(message: str, root: str) -> EventDecodeError:
     """Turn msgspec's "Expected `int`, got `str` - at `$.a.b`" into
-    EventDecodeError("schema", "<root>.a.b: expected int, got str")."""
+    EventDecodeError(ErrorClass.SCHEMA, "<root>.a.b: expected int, got str")."""
     reason, sep, at = message.rpartition(" - at `")
     if sep:
         path = root + at.rstrip("`")[1:]
@@ -330,10 +333,11 @@ def _validation_error(message: str, root: str) -> EventDecodeError:
         path = f"{path}.{reason[len(_MISSING) :].rstrip('`')}"
         reason = "missing required field"
     if root == "$" and path == "$" and reason.startswith("Expected `object`"):
-        return EventDecodeError("not_an_object", f"$: {_lower_first(reason.replace('`', ''))}")
+        return EventDecodeError(ErrorClass.NOT_AN_OBJECT,
+                                f"$: {_lower_first(reason.replace('`', ''))}")
     # Every field is nullable, so "expected int | null" says no more than "expected int".
     reason = reason.replace("`", "").replace(" | null", "")
-    return EventDecodeError("schema", f"{path}: {_lower_first(reason)}")
+    return EventDecodeError(ErrorClass.SCHEMA, f"{path}: {_lower_first(reason)}")
 
 
 def _lower_first(text: str) -> str:

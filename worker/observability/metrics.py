@@ -40,6 +40,7 @@ from prometheus_client.core import (
 
 from worker.observability.stats import BatchStats
 from worker.types import TopicPartition
+from worker.vocabulary import ErrorClass, Outcome
 
 __all__ = [
     "BATCH_SIZE_BUCKETS",
@@ -96,12 +97,10 @@ METRIC_NAMES: tuple[str, ...] = tuple(
     and v.startswith(PREFIX) and v != PREFIX
 )
 
-OUTCOMES = ("ok", "duplicate", "retried", "dead_lettered", "skipped")
+OUTCOMES = tuple(Outcome)
 # Error classes of worker.errors / the pipeline, exported at 0 from the start so dashboards and
 # rate() see a series before the first dead letter (other reasons appear when they happen).
-KNOWN_DLQ_REASONS = ("undecodable", "invalid_json", "not_an_object", "schema",
-                     "processor_failed", "non_retriable", "key_failed", "ledger_rejected",
-                     "unmatched")
+KNOWN_DLQ_REASONS = tuple(ErrorClass)
 REBALANCE_KINDS = ("assigned", "revoked", "lost")
 
 PROCESSING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -345,7 +344,7 @@ class WorkerMetrics:
         self._consumed = Counter(EVENTS_CONSUMED, "Events consumed, by topic.", ["topic"],
                                  registry=r)
         self._outcomes = Counter(PROCESSOR_OUTCOMES, "Processor results per event: ok, "
-                                 "duplicate, retried, dead_lettered, skipped.",
+                                 "duplicate, retried, dead_lettered.",
                                  ["processor", "outcome"], registry=r)
         self._unmatched = Counter(UNMATCHED_EVENTS, "Events whose type matched no processor, "
                                   "by type (capped; the rest are 'other').", ["type"], registry=r)

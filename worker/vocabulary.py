@@ -1,0 +1,41 @@
+"""The words the worker counts and dead-letters with, defined once. The pipeline, the metrics,
+the dead-letter headers, the docs and the dashboard use these; a test fails when the docs or the
+dashboard drift from them (tests/unit/test_vocabulary.py).
+
+Members are `StrEnum`s, so they are their strings on the wire, in metric labels and as dict
+keys: `ErrorClass.SCHEMA == "schema"`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    """What happened to one (event, processor) pair; the `outcome` label of
+    `processor_outcomes_total`. An event that no processor matches has no processor outcome:
+    it is counted by `unmatched_events_total` (and dead-lettered with `--unmatched
+    dead_letter`)."""
+
+    OK = "ok"
+    DUPLICATE = "duplicate"          # the ledger says the effect already happened
+    RETRIED = "retried"              # one count per failed attempt that was retried
+    DEAD_LETTERED = "dead_lettered"  # for this processor only
+
+
+class ErrorClass(StrEnum):
+    """Why an event went to the dead-letter topic: the `worker.error.class` header and the
+    `reason` label of `dead_letters_total`."""
+
+    # the bytes are not a valid event (worker.events.envelope)
+    UNDECODABLE = "undecodable"        # no value (tombstone), not UTF-8
+    INVALID_JSON = "invalid_json"      # malformed, truncated, too deep
+    NOT_AN_OBJECT = "not_an_object"    # an array, string, number, bool or null
+    SCHEMA = "schema"                  # a field missing, too long or of the wrong type
+    # one processor could not handle it (the others ran)
+    PROCESSOR_FAILED = "processor_failed"  # retries exhausted
+    NON_RETRIABLE = "non_retriable"        # the processor raised NonRetriableError
+    KEY_FAILED = "key_failed"              # its custom key function raised
+    LEDGER_REJECTED = "ledger_rejected"    # the ledger's store refused its key's data
+    # no processor matched it, with --unmatched dead_letter
+    UNMATCHED = "unmatched"
