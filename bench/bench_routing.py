@@ -14,9 +14,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from worker.events import Event
+from worker.events.types import KNOWN_TYPES
 from worker.processors.api import Context, Processor
 from worker.processors.discovery import load_processors
-from worker.processors.known_types import KNOWN_TYPES
 from worker.routing import Router
 
 

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 import structlog
 
 from worker.errors import ConfigError
+from worker.events.types import KNOWN_TYPES
 from worker.processors.api import Processor
-from worker.processors.known_types import KNOWN_TYPES
 
 __all__ = ["CompiledPattern", "Router", "compile_pattern"]
 

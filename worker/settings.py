@@ -20,6 +20,7 @@ from typing import Any
 
 from worker.errors import ConfigError
 from worker.kafka.consumer import build_consumer_config, config_from_env, parse_pairs
+from worker.ledger.base import DEFAULT_LEASE_SECONDS, DEFAULT_RETENTION_SECONDS
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_TOPIC = "customer-activity"
@@ -63,10 +64,10 @@ OPTIONS: tuple[_Opt, ...] = (
     _Opt("--ledger", "str", DEFAULT_LEDGER,
          "idempotency ledger URL: memory://, sqlite:///path, redis://..., postgresql://...",
          metavar="URL"),
-    _Opt("--ledger-retention", "float", 7 * 86400.0,
+    _Opt("--ledger-retention", "float", DEFAULT_RETENTION_SECONDS,
          "keep done marks this many seconds, then prune them (7 days: longer than the 24 h "
          "webhook retry window)", metavar="SECONDS"),
-    _Opt("--ledger-lease", "float", 120.0,
+    _Opt("--ledger-lease", "float", DEFAULT_LEASE_SECONDS,
          "how long a claim of a crashed worker blocks the key (Redis, memory); must cover a "
          "batch", metavar="SECONDS"),
     _Opt("--dlq-topic", "str", None,
@@ -124,8 +125,8 @@ class Settings:
     processors: list[str] = field(default_factory=list)
     no_builtin_processors: bool = False
     ledger: str = DEFAULT_LEDGER
-    ledger_retention: float = 7 * 86400.0
-    ledger_lease: float = 120.0
+    ledger_retention: float = DEFAULT_RETENTION_SECONDS
+    ledger_lease: float = DEFAULT_LEASE_SECONDS
     dlq_topic: str | None = None
     metrics_address: str | None = DEFAULT_METRICS_ADDRESS
     drain: bool = False

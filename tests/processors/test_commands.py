@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from worker.cli import main
+from worker.events.types import KNOWN_TYPES
 from worker.processors.api import Context
-from worker.processors.known_types import KNOWN_TYPES
 from worker.routing import Router
 
 from .conftest import builtin, make_event

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.processors.known_types import KNOWN_TYPES
+from worker.events.types import KNOWN_TYPES
 from worker.routing import Router
 
 from .conftest import builtin, make_event

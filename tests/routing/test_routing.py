@@ -7,8 +7,8 @@ from structlog.testing import capture_logs
 
 from worker.errors import ConfigError
 from worker.events import Event
+from worker.events.types import KNOWN_TYPES
 from worker.processors.api import Context, Processor
-from worker.processors.known_types import KNOWN_TYPES
 from worker.routing import CACHE_LIMIT, Router, compile_pattern
 
 

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from worker.errors import ConfigError
 from worker.events import Event
+from worker.events.types import KNOWN_TYPES
 from worker.processors.api import Context, Processor
-from worker.processors.known_types import KNOWN_TYPES
 from worker.routing import Router, compile_pattern
 
 # --- reference implementation -------------------------------------------------------------

@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from worker.errors import ConfigError
+from worker.events.types import KNOWN_TYPES
 from worker.processors.discovery import add_discovery_arguments, load_from_args
-from worker.processors.known_types import KNOWN_TYPES
 from worker.routing import Router
 
 HELP = ("Show processors x patterns x the known event types each matches, or, given a TYPE, "

@@ -95,7 +95,9 @@ class EventType(StrEnum):
     HOLDER_ASSIGNMENT_DELETED = "customer.holder.assignment.deleted"
 
 
-KNOWN_TYPES: frozenset[str] = frozenset(t.value for t in EventType)
+#: The known `type` values in seed order (for display, `routes` and the typo warning). Not used
+#: for validation: an unknown type is normal (new ones appear over time).
+KNOWN_TYPES: tuple[str, ...] = tuple(t.value for t in EventType)
 
 #: Messaging channels: `customer.<channel>.{sent,recovered,failed}` share one family.
 MESSAGING_CHANNELS: tuple[str, ...] = (

@@ -16,18 +16,22 @@ from urllib.parse import urlsplit
 
 from worker.errors import ConfigError
 from worker.ledger._common import redacted_url
-from worker.ledger.base import ClaimState, Ledger, LedgerSession
+from worker.ledger.base import (
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_PRUNE_INTERVAL_SECONDS,
+    DEFAULT_RETENTION_SECONDS,
+    ClaimState,
+    Ledger,
+    LedgerSession,
+)
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "DEFAULT_RETENTION_SECONDS", "ClaimState", "Ledger",
            "LedgerSession", "open_ledger", "redacted_url"]
 
-DEFAULT_RETENTION_SECONDS = 7 * 86400  # longer than the 24 h webhook retry window
-DEFAULT_LEASE_SECONDS = 120.0
-
 
 def open_ledger(url: str, *, retention_seconds: float = DEFAULT_RETENTION_SECONDS,
                 lease_seconds: float = DEFAULT_LEASE_SECONDS,
-                prune_interval_seconds: float = 60.0,
+                prune_interval_seconds: float = DEFAULT_PRUNE_INTERVAL_SECONDS,
                 clock: Callable[[], float] = time.time) -> Ledger:
     """Build the ledger for `url`. Validates the URL and settings (ConfigError) but does not
     contact the store: call `ping()` to check it is reachable (LedgerUnavailable if not).

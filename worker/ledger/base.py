@@ -44,6 +44,13 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+#: How long done marks are kept: longer than the 24 h webhook retry window and any sensible
+#: Kafka replay. The one place these defaults are written (settings, CLI and backends use them).
+DEFAULT_RETENTION_SECONDS = 7 * 86400.0
+#: How long a crashed worker's claim blocks a key (Redis, memory); it must cover a whole batch.
+DEFAULT_LEASE_SECONDS = 120.0
+DEFAULT_PRUNE_INTERVAL_SECONDS = 60.0
+
 
 class ClaimState(enum.IntEnum):
     NEW = 0

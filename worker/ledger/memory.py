@@ -22,16 +22,22 @@ from itertools import islice
 
 from worker.errors import ConfigError
 from worker.ledger._common import BUSY, DONE, NEW, SessionBase, split_options
-from worker.ledger.base import ClaimState
+from worker.ledger.base import (
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_PRUNE_INTERVAL_SECONDS,
+    DEFAULT_RETENTION_SECONDS,
+    ClaimState,
+)
 
 _DONE: None = None  # owner of a done mark
 _Entry = tuple[float, str | None]  # (expires_at, owner token or None for a done mark)
 
 
 class MemoryLedger:
-    def __init__(self, url: str = "memory://", *, retention_seconds: float = 7 * 86400,
-                 lease_seconds: float = 120.0, max_keys: int | None = None,
-                 prune_interval_seconds: float = 60.0,
+    def __init__(self, url: str = "memory://", *,
+                 retention_seconds: float = DEFAULT_RETENTION_SECONDS,
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS, max_keys: int | None = None,
+                 prune_interval_seconds: float = DEFAULT_PRUNE_INTERVAL_SECONDS,
                  clock: Callable[[], float] = time.time) -> None:
         _, opts = split_options(url, ("max_keys",))
         if max_keys is None:

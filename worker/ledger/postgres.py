@@ -39,7 +39,12 @@ from worker.ledger._common import (
     split_options,
     stored_key,
 )
-from worker.ledger.base import ClaimState
+from worker.ledger.base import (
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_PRUNE_INTERVAL_SECONDS,
+    DEFAULT_RETENTION_SECONDS,
+    ClaimState,
+)
 
 # SQLSTATE classes of a statement refused for its data, not for the store: 22 "data
 # exception", 54 "program limit exceeded" (e.g. an index row too large).
@@ -97,8 +102,9 @@ class _FlushingCursor(psycopg.Cursor[Any]):
 
 
 class PostgresLedger:
-    def __init__(self, url: str, *, retention_seconds: float = 7 * 86400,
-                 lease_seconds: float = 120.0, prune_interval_seconds: float = 60.0,
+    def __init__(self, url: str, *, retention_seconds: float = DEFAULT_RETENTION_SECONDS,
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS,
+                 prune_interval_seconds: float = DEFAULT_PRUNE_INTERVAL_SECONDS,
                  prune_chunk: int = 1000, connect_timeout: int = 5,
                  clock: Callable[[], float] = time.time) -> None:
         parts, opts = split_options(url, ("table",))

@@ -26,7 +26,11 @@ from redis.retry import Retry
 
 from worker.errors import LedgerUnavailable
 from worker.ledger._common import SessionBase, redacted_url, split_options, stored_key
-from worker.ledger.base import ClaimState
+from worker.ledger.base import (
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_RETENTION_SECONDS,
+    ClaimState,
+)
 
 _DONE = b"done"
 
@@ -68,8 +72,8 @@ _STATES = (ClaimState.NEW, ClaimState.DONE, ClaimState.BUSY)
 
 
 class RedisLedger:
-    def __init__(self, url: str, *, retention_seconds: float = 7 * 86400,
-                 lease_seconds: float = 120.0, socket_timeout: float = 5.0,
+    def __init__(self, url: str, *, retention_seconds: float = DEFAULT_RETENTION_SECONDS,
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS, socket_timeout: float = 5.0,
                  clock: Callable[[], float] = time.time) -> None:
         parts, opts = split_options(url, ("prefix",))
         self.url = url

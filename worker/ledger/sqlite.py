@@ -43,7 +43,12 @@ from worker.ledger._common import (
     check_identifier,
     split_options,
 )
-from worker.ledger.base import ClaimState
+from worker.ledger.base import (
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_PRUNE_INTERVAL_SECONDS,
+    DEFAULT_RETENTION_SECONDS,
+    ClaimState,
+)
 
 _CHUNK = 500  # keys per IN (...) query, below SQLite's bound-parameter limit
 _CACHE_KIB = 65536          # page cache per connection (64 MiB at most)
@@ -130,8 +135,9 @@ class _FlushingCursor(sqlite3.Cursor):
 
 
 class SqliteLedger:
-    def __init__(self, url: str, *, retention_seconds: float = 7 * 86400,
-                 lease_seconds: float = 120.0, prune_interval_seconds: float = 60.0,
+    def __init__(self, url: str, *, retention_seconds: float = DEFAULT_RETENTION_SECONDS,
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS,
+                 prune_interval_seconds: float = DEFAULT_PRUNE_INTERVAL_SECONDS,
                  prune_chunk: int = 1000, clock: Callable[[], float] = time.time) -> None:
         _, opts = split_options(url, ("busy_timeout", "table", "synchronous"))
         self.url = url
