@@ -97,7 +97,7 @@ def _peak_rss_mb() -> float:
 def run_plain(bootstrap: str, topic: str, n: int, batch: int) -> dict[str, Any]:
     from confluent_kafka import Consumer
 
-    from worker.kafka.consumer import build_consumer_config
+    from worker.kafka.config import build_consumer_config
 
     # The worker's own fetch settings, so the ratio measures the engine, not librdkafka tuning.
     c = Consumer(build_consumer_config(bootstrap, f"bench-plain-{uuid.uuid4()}"))
@@ -180,7 +180,7 @@ def run_engine(bootstrap: str, topic: str, batch: int, mode: str,
                overrides: dict[str, str]) -> dict[str, Any]:
     import structlog
 
-    from worker.kafka.consumer import build_consumer_config, producer_config
+    from worker.kafka.config import build_consumer_config, producer_config
     from worker.kafka.dlq import DeadLetterProducer
     from worker.kafka.engine import Engine, EngineConfig
 

@@ -14,7 +14,7 @@ import structlog
 
 from worker.errors import ConfigError, LedgerUnavailable
 from worker.kafka.admin import missing_topics, topic_max_bytes
-from worker.kafka.consumer import producer_config
+from worker.kafka.config import producer_config
 from worker.kafka.dlq import DeadLetterProducer, default_dlq_topic
 from worker.kafka.engine import EXIT_ERROR, Engine, EngineConfig
 from worker.observability.stats import BatchStats

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.errors import ConfigError
-from worker.kafka.consumer import build_consumer_config, config_from_env, parse_pairs
+from worker.kafka.config import build_consumer_config, config_from_env, parse_pairs
 from worker.ledger.base import DEFAULT_LEASE_SECONDS, DEFAULT_RETENTION_SECONDS
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from worker.kafka.consumer import build_consumer_config
+from worker.kafka.config import build_consumer_config
 from worker.kafka.engine import Engine, EngineConfig
 from worker.types import BatchResult, Message
 

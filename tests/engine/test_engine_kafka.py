@@ -28,7 +28,7 @@ from tests.engine.helpers import (
     wait_for,
 )
 from worker.errors import NonRetriableError
-from worker.kafka.consumer import build_consumer_config, producer_config
+from worker.kafka.config import build_consumer_config, producer_config
 from worker.kafka.dlq import DeadLetterProducer
 from worker.kafka.engine import (
     EXIT_FATAL_PROCESSING,

@@ -12,7 +12,7 @@ import pytest
 
 from tests.engine.helpers import create_topic, event_json, produce, wait_for
 from tests.engine.test_engine_kafka import Running
-from worker.kafka.consumer import build_consumer_config
+from worker.kafka.config import build_consumer_config
 from worker.kafka.engine import EXIT_OK, Engine, EngineConfig
 from worker.observability.health import HealthState
 from worker.types import BatchResult, Message

@@ -35,7 +35,7 @@ from tests.engine.helpers import (
 from tests.engine.test_engine_kafka import Running
 from tests.kafka_helpers import unique_name
 from tests.secure_kafka import SecureBroker, set_scram_password
-from worker.kafka.consumer import build_consumer_config
+from worker.kafka.config import build_consumer_config
 from worker.kafka.engine import EXIT_BAD_SETTINGS, EXIT_OK, Engine, EngineConfig
 from worker.observability.health import HealthState
 from worker.types import BatchResult, Message

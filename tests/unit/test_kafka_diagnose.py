@@ -4,8 +4,8 @@ tests/integration/test_secured_kafka.py)."""
 
 from __future__ import annotations
 
-from worker.kafka.consumer import scrub, secret_values
 from worker.kafka.diagnose import classify
+from worker.kafka.secrets import scrub, secret_values
 
 SASL = {"bootstrap.servers": "b:9094", "security.protocol": "SASL_SSL",
         "sasl.username": "worker", "sasl.password": "hunter2-secret"}

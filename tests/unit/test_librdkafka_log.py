@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import structlog
 
-from worker.kafka.consumer import make_consumer
+from worker.kafka.clients import new_consumer as make_consumer
 from worker.kafka.produce import ProduceError, produce_records
 from worker.kafka.rdkafka_log import LibrdkafkaLogger
 

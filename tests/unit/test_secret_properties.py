@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.kafka.consumer import is_secret, redact
+from worker.kafka.secrets import is_secret, redact
 
 SECRET = [
     "sasl.password",

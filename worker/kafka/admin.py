@@ -22,17 +22,10 @@ class KafkaUnreachable(WorkerError):
 
 
 def _admin(config: Mapping[str, Any], **extra: Any) -> Any:
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
+    from worker.kafka.clients import new_admin
 
-    from worker.kafka.consumer import CONSUMER_ONLY_PREFIXES, settings_refused
-
-    try:
-        return AdminClient({**{k: v for k, v in config.items()
-                               if not k.startswith(CONSUMER_ONLY_PREFIXES) and not callable(v)},
-                            **extra})
-    except (KafkaException, ValueError, TypeError) as exc:
-        raise settings_refused(exc, config, "client") from None
+    logger = extra.pop("logger", None)
+    return new_admin(config, logger=logger, **extra)
 
 
 def _rank(d: Diagnosis) -> int:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from worker.kafka.consumer import scrub, secret_values
+from worker.kafka.secrets import scrub, secret_values
 
 SASL_SETTINGS = ("sasl.mechanism, sasl.username and sasl.password (or the sasl.oauthbearer.* "
                  "settings) via --kafka-config or KAFKA_SASL_* env")

@@ -42,20 +42,14 @@ class DeadLetterProducer:
 
     def __init__(self, config: Mapping[str, Any], topic: str | Callable[[str], str] | None = None,
                  *, timeout: float = 30.0, max_bytes: int | None = None) -> None:
-        from confluent_kafka import KafkaException, Producer
-
-        from worker.kafka.consumer import settings_refused
-        from worker.kafka.rdkafka_log import LibrdkafkaLogger
+        from worker.kafka.clients import new_producer
 
         conf = dict(config)
         if max_bytes is not None:
             conf["message.max.bytes"] = max(1000, min(max_bytes, 1_000_000_000))
         self.max_bytes = int(conf.get("message.max.bytes", DEFAULT_MAX_BYTES))
         self.shrunk = 0
-        try:
-            self._producer = Producer(conf, logger=LibrdkafkaLogger(conf))
-        except (KafkaException, ValueError, TypeError) as exc:
-            raise settings_refused(exc, config, "DLQ producer") from None
+        self._producer = new_producer(conf, "DLQ producer")
         if topic is None:
             self._topic_for: Callable[[str], str] = default_dlq_topic
         elif isinstance(topic, str):

@@ -37,9 +37,10 @@ from confluent_kafka import KafkaException
 
 from worker.errors import FatalProcessingError, WorkerError
 from worker.kafka.admin import committed_offsets, topic_partitions, watermarks
-from worker.kafka.consumer import make_consumer, redact, scrub, secret_values
+from worker.kafka.clients import new_consumer
 from worker.kafka.diagnose import classify
 from worker.kafka.dlq import DeadLetterError, DeadLetterProducer
+from worker.kafka.secrets import redact, scrub, secret_values
 from worker.types import BatchHandler, BatchResult, DeadLetter, Message, TopicPartition
 
 log = structlog.get_logger("worker.engine")
@@ -258,7 +259,7 @@ class Engine:
         """Consume until stopped, drained, --max-events reached or a fatal error; return the
         process exit code."""
         started = time.monotonic()
-        self._consumer = make_consumer(self._consumer_config)  # ConfigError: bad settings
+        self._consumer = new_consumer(self._consumer_config)  # ConfigError: bad settings
         gc_restore = _tune_gc(self.config.gc_gen0_threshold)
         old_handlers = self._install_signals() if self.config.install_signals else {}
         log.info("consumer starting", topics=self.config.topics,

@@ -485,15 +485,10 @@ _QUIET.propagate = False
 def probe(bootstrap: str, timeout_s: float = 15.0) -> None:
     """Ready means: metadata answers, the readiness topic exists, one record produced to it
     is consumed back, and an offset commit goes through the group coordinator."""
-    from confluent_kafka import (
-        Consumer,
-        KafkaError,
-        KafkaException,
-        Producer,
-        TopicPartition,
-    )
-    from confluent_kafka.admin import AdminClient
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
     from confluent_kafka.cimpl import NewTopic
+
+    from worker.kafka.clients import new_admin, new_consumer, new_producer
 
     deadline = time.monotonic() + timeout_s
 
@@ -501,7 +496,7 @@ def probe(bootstrap: str, timeout_s: float = 15.0) -> None:
         return max(0.1, deadline - time.monotonic())
 
     common: dict[str, str | int | float | bool] = {"bootstrap.servers": bootstrap}
-    admin = AdminClient(common, logger=_QUIET)
+    admin = new_admin(common, logger=_QUIET)
     try:
         md = admin.list_topics(timeout=left())
     except KafkaException as exc:
@@ -525,7 +520,7 @@ def probe(bootstrap: str, timeout_s: float = 15.0) -> None:
 
     token = uuid.uuid4().hex.encode()
     delivered: list[tuple[object, int]] = []
-    producer = Producer(
+    producer = new_producer(
         {**common, "acks": "all", "linger.ms": 0, "message.timeout.ms": int(left() * 1000)},
         logger=_QUIET,
     )
@@ -543,7 +538,7 @@ def probe(bootstrap: str, timeout_s: float = 15.0) -> None:
         raise ProbeFailed(f"produce failed: {err}")
 
     group = f"launcher-readiness-{uuid.uuid4().hex[:12]}"
-    consumer = Consumer(
+    consumer = new_consumer(
         {**common, "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest"},
         logger=_QUIET,
     )
@@ -575,10 +570,11 @@ def probe(bootstrap: str, timeout_s: float = 15.0) -> None:
 def _speaks_kafka(bootstrap: str, timeout_s: float) -> bool:
     """Whether something at `bootstrap` answers a Kafka metadata request."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
+
+    from worker.kafka.clients import new_admin
 
     try:
-        md = AdminClient({"bootstrap.servers": bootstrap}, logger=_QUIET).list_topics(
+        md = new_admin({"bootstrap.servers": bootstrap}, logger=_QUIET).list_topics(
             timeout=timeout_s
         )
     except KafkaException:
@@ -1069,6 +1065,9 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `deploy/local/kafka status | head -1`: the reader left
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

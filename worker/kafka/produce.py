@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from worker.errors import WorkerError
+from worker.kafka.clients import new_producer
 
 
 class ProduceError(WorkerError):
@@ -42,12 +43,7 @@ def produce_records(
         "message.timeout.ms": int(flush_timeout * 1000),
     }
     conf.update(config or {})
-    from worker.kafka.rdkafka_log import LibrdkafkaLogger
-
-    try:
-        producer = Producer(conf, logger=LibrdkafkaLogger(conf))
-    except KafkaException as exc:
-        raise ProduceError(f"cannot create a Kafka producer: {exc}; check the settings") from None
+    producer = new_producer(conf, "producer")
     delivered = 0
     errors: list[KafkaError] = []
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from worker.kafka.consumer import scrub, secret_values
+from worker.kafka.secrets import scrub, secret_values
 
 _MAX_TRACKED = 1000  # distinct lines remembered for the repeat window
 

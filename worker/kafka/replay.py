@@ -45,11 +45,11 @@ def read_letters(config: Mapping[str, Any], dlq_topic: str,
     in offset order per partition. With `group`, start at the group's committed offsets and
     (if `commit`) commit after each `on_batch` returns (it raises to stop without committing);
     without, read from the beginning and commit nothing. Returns the number of letters read."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
     from worker.kafka.admin import checked_metadata
-    from worker.kafka.consumer import CONSUMER_ONLY_PREFIXES
-    from worker.kafka.rdkafka_log import LibrdkafkaLogger
+    from worker.kafka.clients import new_consumer
+    from worker.kafka.config import CONSUMER_ONLY_PREFIXES
 
     md = checked_metadata(config, timeout).topics.get(dlq_topic)
     if md is None or md.error is not None or not md.partitions:
@@ -58,7 +58,7 @@ def read_letters(config: Mapping[str, Any], dlq_topic: str,
     conf.update({"group.id": group or f"activity-worker-dlq-read-{uuid.uuid4().hex[:8]}",
                  "enable.auto.commit": False, "enable.auto.offset.store": False,
                  "auto.offset.reset": "earliest", "enable.partition.eof": False})
-    consumer = Consumer(conf, logger=LibrdkafkaLogger(conf))
+    consumer = new_consumer(conf, "dead-letter reader")
     try:
         tps = [TopicPartition(dlq_topic, p) for p in sorted(md.partitions)]
         ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout)[1] for tp in tps}
@@ -106,17 +106,15 @@ def replay(config: Mapping[str, Any], dlq_topic: str, *, group: str, to: str | N
            error_classes: Collection[str] = (), processors: Collection[str] = (),
            dry_run: bool = False, timeout: float = 30.0) -> ReplaySummary:
     """Replay the letters of `dlq_topic` that match the filters (see the module docstring)."""
-    from confluent_kafka import Producer
-
-    from worker.kafka.consumer import producer_config
-    from worker.kafka.rdkafka_log import LibrdkafkaLogger
+    from worker.kafka.clients import new_producer
+    from worker.kafka.config import producer_config
 
     summary = ReplaySummary()
     pconf = producer_config(config)
     # An original read back for a shrunk letter may be as large as the source topic allows
     # (the broker still checks the target topic's own limit).
     pconf.setdefault("message.max.bytes", 100_000_000)
-    producer = None if dry_run else Producer(pconf, logger=LibrdkafkaLogger(pconf))
+    producer = None if dry_run else new_producer(pconf, "replay producer")
     originals = _Originals(config, timeout)
 
     def wanted(letter: Letter) -> bool:
@@ -186,9 +184,10 @@ class _Originals:
         what is at that offset is not it: the SHA-256 differs)."""
         import hashlib
 
-        from confluent_kafka import Consumer, TopicPartition
+        from confluent_kafka import TopicPartition
 
-        from worker.kafka.consumer import CONSUMER_ONLY_PREFIXES
+        from worker.kafka.clients import new_consumer
+        from worker.kafka.config import CONSUMER_ONLY_PREFIXES
 
         if letter.source_partition is None or letter.source_offset is None:
             return None
@@ -198,7 +197,7 @@ class _Originals:
             conf.update({"group.id": f"activity-worker-dlq-originals-{uuid.uuid4().hex[:8]}",
                          "enable.auto.commit": False, "enable.auto.offset.store": False,
                          "auto.offset.reset": "error", "enable.partition.eof": True})
-            self._consumer = Consumer(conf)
+            self._consumer = new_consumer(conf, "source reader")
         tp = TopicPartition(letter.source_topic, letter.source_partition, letter.source_offset)
         low, high = self._consumer.get_watermark_offsets(tp, timeout=self._timeout)
         if not low <= letter.source_offset < high:

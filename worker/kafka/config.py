@@ -1,4 +1,5 @@
-"""librdkafka configuration for the worker's consumer and DLQ producer.
+"""librdkafka configuration for the worker's consumer and DLQ producer (the clients themselves
+are made in `worker.kafka.clients`).
 
 The engine's delivery guarantee rests on three settings that this module owns: offsets are
 stored by the engine only after an event is fully handled (`enable.auto.offset.store=false`),
@@ -14,13 +15,6 @@ from typing import Any
 
 from worker.errors import ConfigError
 
-# Properties whose value is a secret (matched on the full key or as a substring).
-# "passphrase" and "private.key": sasl.oauthbearer.assertion.private.key.{passphrase,pem}
-# (librdkafka's JWT-bearer client assertion).
-_SECRET_MARKERS = ("password", "secret", "sasl.oauthbearer.config", "ssl.key.pem",
-                   "sasl.jaas.config", "ssl_key", "token", "credentials", "passphrase",
-                   "private.key")
-
 # Properties the KIP-848 protocol takes from the broker; librdkafka refuses them with
 # group.protocol=consumer.
 _CLASSIC_ONLY = ("partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms",
@@ -35,47 +29,6 @@ CONSUMER_ONLY_PREFIXES = ("group.", "enable.auto.", "auto.offset.reset", "auto.c
                            "offset.store.", "client.rack")
 
 _TRUE = {"true", "1", "yes", "on"}
-
-
-def is_secret(key: str) -> bool:
-    k = key.lower()
-    return any(marker in k for marker in _SECRET_MARKERS)
-
-
-def redact(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy safe to log: secret values replaced, callables shown by name."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if is_secret(key):
-            out[key] = "***"
-        elif callable(value):
-            out[key] = f"<{getattr(value, '__name__', 'callable')}>"
-        else:
-            out[key] = value
-    return out
-
-
-def secret_values(config: Mapping[str, Any]) -> list[str]:
-    """The values of secret properties (for `scrub`), longest first."""
-    values = [str(v) for k, v in config.items() if is_secret(k) and not callable(v) and v]
-    return sorted((v for v in values if len(v) >= 3), key=len, reverse=True)
-
-
-def scrub(text: str, secrets: list[str]) -> str:
-    """`text` with every secret value replaced by ***."""
-    for value in secrets:
-        text = text.replace(value, "***")
-    return text
-
-
-def settings_refused(exc: BaseException, config: Mapping[str, Any], client: str) -> ConfigError:
-    """librdkafka refused to create a client: a ConfigError naming the property (no secret)."""
-    err: Any = exc.args[0] if exc.args else None
-    text = scrub(err.str() if hasattr(err, "str") else str(exc), secret_values(config))
-    hint = (" (an encrypted key needs ssl.key.password, and the right one)"
-            if "ssl.key" in text else "")
-    return ConfigError(f"Kafka {client} settings were refused by librdkafka: {text}{hint}; fix "
-                       "the named property (--kafka-config / KAFKA_* env).")
 
 
 def _truthy(value: Any) -> bool:
@@ -189,15 +142,3 @@ def parse_pairs(pairs: list[str], source: str) -> dict[str, str]:
                               "--kafka-config security.protocol=SASL_SSL.")
         out[key.strip()] = value.strip()
     return out
-
-
-def make_consumer(config: Mapping[str, Any]) -> Any:
-    """Create the confluent_kafka Consumer, turning librdkafka's refusal into a ConfigError."""
-    from confluent_kafka import Consumer, KafkaException
-
-    from worker.kafka.rdkafka_log import LibrdkafkaLogger
-
-    try:
-        return Consumer(dict(config), logger=LibrdkafkaLogger(config))
-    except (KafkaException, ValueError, TypeError) as exc:
-        raise settings_refused(exc, config, "consumer") from None
