@@ -361,6 +361,20 @@ def test_a_dead_letter_too_large_for_its_topic_is_written_shrunk_and_replayed_wh
     assert again.value() == big and again.key() == b"b"
     assert [k for k, _ in again.headers()] == [k for k, _ in headers] + [Header.REPLAYED_FROM]
 
+    # Once the source topic no longer retains the original, a replay says so and skips it.
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for fut in admin.delete_records([TopicPartition(topic, 0, 3)]).values():
+        fut.result(30)
+    later = subprocess.run([sys.executable, "-m", "worker", "dlq", "replay", dlq, "--to",
+                            target, "--group", unique_name("replay-later"),
+                            "--bootstrap-servers", bootstrap], capture_output=True, text=True,
+                           env=env, timeout=120, check=False)
+    assert later.returncode == 0, later.stderr
+    assert "1 shrunk letter(s) NOT replayed: their original is no longer retained" in later.stdout
+    assert len(_read_all(bootstrap, target)) == 1
+
 
 def _get(url: str) -> tuple[int, str]:
     import urllib.error
