@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import msgspec
 import orjson
 
+from devtools.generate import EventGenerator
 from worker.events import decode_event, family_of
-from worker.events.generate import EventGenerator
 
 
 def _envelope(values: list[bytes]) -> None:

@@ -60,10 +60,10 @@ def _fallback_events(n: int, seed: int = 0) -> Iterator[bytes]:
 
 def events(n: int) -> tuple[Iterator[bytes], str]:
     try:
-        from worker.events.generate import generate_events  # type: ignore[import-not-found]
+        from devtools.generate import generate_events  # type: ignore[import-not-found]
     except ImportError:
         return _fallback_events(n), "bench fallback generator"
-    return generate_events(n, seed=1), "worker.events.generate"
+    return generate_events(n, seed=1), "devtools.generate"
 
 
 def produce(bootstrap: str, topic: str, n: int, partitions: int) -> str:

@@ -73,7 +73,7 @@ def kafka_bootstrap() -> Iterator[str]:
             yield container.get_bootstrap_server()
         return
 
-    from worker.kafka.local_broker import settings_from
+    from devtools.local_broker import settings_from
 
     bootstrap = settings_from().bootstrap
     was_running = run_launcher("status", timeout=60).returncode == 0

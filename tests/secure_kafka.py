@@ -1,6 +1,6 @@
 """A private Kafka broker with secured client listeners, for the tests of the worker against
 SASL/SCRAM, SASL/OAUTHBEARER and mTLS. Built on the local launcher's internals
-(worker/kafka/local_broker.py: `settings_from` + extra `Listener`s + `--add-scram` at format
+(devtools/local_broker.py: `settings_from` + extra `Listener`s + `--add-scram` at format
 time), on free ports and a temp data dir; it never touches the broker on 9092.
 
 Listeners (the controller and the inter-broker PLAINTEXT listener stay plain):
@@ -28,8 +28,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.kafka_helpers import free_port
-from worker.kafka.local_broker import (
+from devtools.local_broker import (
     BrokerSettings,
     LauncherError,
     Listener,
@@ -38,6 +37,7 @@ from worker.kafka.local_broker import (
     settings_from,
     up,
 )
+from tests.kafka_helpers import free_port
 
 SCRAM_USER = "worker"
 

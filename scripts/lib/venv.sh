@@ -25,6 +25,10 @@ ensure_venv() {
     fi
   fi
   PY=$VENV/bin/python
+  # The checkout's own top level (devtools/: the demo generator and the local broker launcher,
+  # which the package does not ship) is importable from this virtualenv, from any directory.
+  "$PY" -c 'import sys, sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()["purelib"],
+    "activity-worker-checkout.pth").write_text(sys.argv[1] + "\n")' "$_venv_root"
   local pip=("$PY" -m pip --disable-pip-version-check)
   if [ -n "${LATEST:-}" ]; then
     echo "LATEST=1: installing the newest versions pyproject.toml allows (the lock is ignored)"

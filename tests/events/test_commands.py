@@ -10,10 +10,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from devtools.generate import BAD_KINDS, BAD_KINDS_EXPECTED, EventGenerator, expected_counts
 from worker.cli import main
 from worker.errors import EventDecodeError
 from worker.events import KNOWN_TYPES, decode_event
-from worker.events.generate import BAD_KINDS, BAD_KINDS_EXPECTED, EventGenerator, expected_counts
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -236,3 +236,30 @@ def test_top_level_help_imports_no_subcommand() -> None:
     ours = {m for m in imported if m == "worker" or m.startswith("worker.")}
     assert ours == {"worker", "worker.cli", "worker.errors", "worker.vocabulary"}
     assert not imported & {"msgspec", "structlog", "confluent_kafka", "prometheus_client"}
+
+
+def test_the_dev_tools_say_so_where_no_checkout_provides_them(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Installed from the wheel, `devtools/` is absent: `generate` and `kafka` say what to do."""
+    from worker.cli import main
+
+    monkeypatch.setitem(sys.modules, "devtools.generate", None)
+    monkeypatch.setitem(sys.modules, "devtools.local_broker", None)
+    monkeypatch.setitem(sys.modules, "devtools", None)
+    assert main(["generate", "--count", "1"]) == 2
+    assert "development tool" in capsys.readouterr().err
+    assert main(["kafka", "status"]) == 2
+    assert "run deploy/local/kafka from a checkout" in capsys.readouterr().err
+
+
+def test_the_wheel_ships_the_product_package_only(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                             "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    import zipfile
+
+    [wheel] = tmp_path.glob("activity_worker-*.whl")
+    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert "worker" in tops
+    assert not tops & {"devtools", "tests", "bench", "deploy", "scripts"}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.events.generate import EventGenerator
+from devtools.generate import EventGenerator
 from worker.kafka.produce import ProduceError, produce_records
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,10 +8,10 @@ from typing import Any
 import msgspec
 import pytest
 
+from devtools.generate import EventGenerator
 from tests.events.helpers import load_fixtures
 from worker.errors import EventDecodeError
 from worker.events import decode_event
-from worker.events.generate import EventGenerator
 from worker.events.models import EventSource
 from worker.processors.api import Processor
 from worker.testing import Harness

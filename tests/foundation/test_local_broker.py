@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.local_broker import port_free
 from tests.conftest import REPO_ROOT, run_launcher
 from tests.kafka_helpers import KafkaHelper, free_port
-from worker.kafka.local_broker import port_free
 
 pytestmark = pytest.mark.kafka
 

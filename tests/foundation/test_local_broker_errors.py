@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from devtools import local_broker
+from devtools.local_broker import LauncherError, settings_from
 from tests.conftest import run_launcher
 from tests.kafka_helpers import free_port
-from worker.kafka import local_broker
-from worker.kafka.local_broker import LauncherError, settings_from
 
 
 def bin_dir_with(tmp_path: Path, *tools: str) -> Path:

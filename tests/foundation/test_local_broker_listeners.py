@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from worker.kafka.local_broker import Listener, server_properties, settings_from
+from devtools.local_broker import Listener, server_properties, settings_from
 
 
 def test_listeners_are_added_next_to_plaintext_with_scoped_properties(tmp_path: Path) -> None:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.generate import EventGenerator
 from tests.kafka_helpers import KafkaHelper, unique_name
-from worker.events.generate import EventGenerator
 from worker.kafka.produce import produce_records
 
 pytestmark = pytest.mark.kafka

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from devtools.generate import generate_events
 from worker.events import decode_event
-from worker.events.generate import generate_events
 from worker.processors.api import Context, Processor
 from worker.types import LocalMessage
 

@@ -68,7 +68,7 @@ def test_query_needs_a_sql_ledger() -> None:
 
 
 def test_builtins_in_the_harness_write_their_read_models() -> None:
-    from worker.events.generate import generate_events
+    from devtools.generate import generate_events
 
     with Harness(builtins=True) as h:
         values = list(generate_events(count=400, seed=3, duplicate_share=0.0, bad_share=0.0))

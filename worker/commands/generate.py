@@ -1,4 +1,7 @@
-"""`activity-worker generate`: realistic events as JSON Lines on stdout, or to a Kafka topic."""
+"""`activity-worker generate`: realistic events as JSON Lines on stdout, or to a Kafka topic.
+
+A development tool: the generator lives in `devtools/` of a checkout, which the installed
+package does not ship."""
 
 from __future__ import annotations
 
@@ -6,8 +9,9 @@ import argparse
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
-from worker.events.generate import EventGenerator, Record
+from worker.errors import ConfigError
 from worker.settings import add_client_arguments, client_config
 
 HELP = "Generate realistic CustomerActivity events (all 74 types) to stdout or a Kafka topic."
@@ -70,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no summary on stderr")
 
 
-def _paced(records: Iterator[Record], rate: float) -> Iterator[Record]:
+def _paced(records: Iterator[Any], rate: float) -> Iterator[Any]:
     """Hold back records so that no more than `rate` per second go out."""
     start = time.monotonic()
     for i, rec in enumerate(records):
@@ -91,6 +95,12 @@ def run(args: argparse.Namespace) -> int:
     if args.duplicate_share + args.bad_share >= 1.0:
         print("error: --duplicate-share + --bad-share must be below 1", file=sys.stderr)
         return 2
+    try:
+        from devtools.generate import EventGenerator
+    except ImportError:
+        raise ConfigError("the event generator is a development tool that is not installed "
+                          "with the package: run `activity-worker generate` from a checkout "
+                          "of the repository.") from None
     gen = EventGenerator(args.seed, args.duplicate_share, args.bad_share, customers=args.customers,
                          webhook_share=args.webhook_share)
     records = gen.records(args.count)

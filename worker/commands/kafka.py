@@ -1,17 +1,39 @@
-"""`activity-worker kafka up|down|status`: the local broker launcher (deploy/local/README.md)."""
+"""`activity-worker kafka up|down|status`: the local broker launcher (deploy/local/README.md).
+
+A development tool: the launcher lives in `devtools/` of a checkout, which the installed
+package does not ship."""
 
 from __future__ import annotations
 
 import argparse
+from types import ModuleType
 
-from worker.kafka import local_broker
+from worker.errors import ConfigError
 
 HELP = "Run a local single-node Apache Kafka broker for development and tests (up, down, status)."
 
 
+def _launcher() -> ModuleType | None:
+    try:
+        from devtools import local_broker
+    except ImportError:
+        return None
+    return local_broker
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    local_broker.add_arguments(parser)
+    launcher = _launcher()
+    if launcher is not None:
+        launcher.add_arguments(parser)
+    else:  # take whatever was asked, so run() can say what to do instead
+        parser.add_argument("ignored", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
-    return local_broker.run(args)
+    launcher = _launcher()
+    if launcher is None:
+        raise ConfigError("the local broker launcher is a development tool that is not "
+                          "installed with the package: run deploy/local/kafka from a checkout "
+                          "of the repository.")
+    code: int = launcher.run(args)
+    return code

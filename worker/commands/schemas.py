@@ -13,7 +13,8 @@ HELP = "Write the JSON Schema files of the envelope and each data family (or --c
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--dir", type=Path, default=DEFAULT_DIR, help=f"output directory (default: {DEFAULT_DIR})"
+        "--dir", type=Path, default=DEFAULT_DIR,
+        help=f"output directory (default: ./{DEFAULT_DIR}, run at the top of a checkout)",
     )
     parser.add_argument(
         "--check",

@@ -5,7 +5,7 @@
   `event.event_source` is set for the wrapped data shape. Errors: EventDecodeError only (see
   worker.events.envelope for what is fatal and what is tolerated).
 - `EventType`, `KNOWN_TYPES`, `family_of`: the 74 known types (worker.events.types).
-- `worker.events.generate`: realistic events for demos, benchmarks and tests.
+- `devtools.generate`: realistic events for demos, benchmarks and tests.
 - `worker.events.export`: the JSON Schema files in schemas/.
 """
 

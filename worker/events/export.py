@@ -19,7 +19,9 @@ from worker.events.registry import DATA_TYPES
 from worker.events.types import FAMILIES, UNTYPED_TYPES
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"
+#: Where `activity-worker schemas` writes, relative to the current directory (run it at the top
+#: of a checkout; the installed package knows no checkout).
+DEFAULT_DIR = Path("schemas")
 
 
 def _wire_struct(cls: type[msgspec.Struct], name: str) -> type[msgspec.Struct]:

@@ -1,7 +1,7 @@
 """A local single-node KRaft Apache Kafka broker for development, tests and CI.
 
 `deploy/local/kafka up|down|status` and `activity-worker kafka up|down|status` both run this
-module (`python -m worker.kafka.local_broker`). Two ways to run the broker:
+module (`python -m devtools.local_broker`). Two ways to run the broker:
 
 * jvm: the broker jars are resolved from Maven Central with `mvn dependency:copy-dependencies`
   on deploy/local/pom.xml into a cache dir keyed by the Kafka version, then run on the local
@@ -42,7 +42,7 @@ from pathlib import Path
 
 from worker.errors import WorkerError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]  # devtools/ lives at the top of a checkout
 DEPLOY_DIR = REPO_ROOT / "deploy" / "local"
 POM_FILE = DEPLOY_DIR / "pom.xml"
 LOG4J_CONFIG = DEPLOY_DIR / "log4j2.xml"
@@ -477,7 +477,7 @@ class ProbeFailed(Exception):
     """One readiness attempt did not complete; the message says which step."""
 
 
-_QUIET = logging.getLogger("worker.kafka.local_broker.librdkafka")
+_QUIET = logging.getLogger("devtools.local_broker.librdkafka")
 _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False
 
