@@ -408,15 +408,8 @@ def test_a_dead_letter_that_cannot_be_written_pauses_the_worker_it_does_not_cras
         ("bad", (b"b", b"{bad json", None, None, "dlq")),
         ("good2", (b"c", _j(_event("evcus_dlqdown2")), None, None, "ok"))])
     port = free_port()
-    (tmp_path / "hostile_procs.py").write_text(PROCESSORS)
-    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{REPO}",
-               WORKER_BUILTIN_PROCESSORS="false", HOSTILE_EFFECTS=str(tmp_path / "effects.jsonl"))
     log = (tmp_path / "worker.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "worker", "run", "--bootstrap-servers", bootstrap, "--topic",
-         topic, "--group", unique_name("dlqdown"), "--processors", "hostile_procs",
-         "--ledger", "memory://", "--metrics-address", f"127.0.0.1:{port}", "--drain"],
-        cwd=tmp_path, env=env, stdout=log, stderr=log)
+    proc = _spawn(tmp_path, bootstrap, topic, port, log)
     try:
         deadline = time.monotonic() + 60
         metrics = ""
@@ -454,6 +447,18 @@ def test_a_dead_letter_that_cannot_be_written_pauses_the_worker_it_does_not_cras
     assert "dead letters written again; consumption resumes" in text
 
 
+def _spawn(tmp: Path, bootstrap: str, topic: str, port: int, log: Any) -> subprocess.Popen[bytes]:
+    """The worker in drain mode with the hostile processors and metrics on `port`."""
+    (tmp / "hostile_procs.py").write_text(PROCESSORS)
+    env = dict(os.environ, PYTHONPATH=f"{tmp}{os.pathsep}{REPO}",
+               WORKER_BUILTIN_PROCESSORS="false", HOSTILE_EFFECTS=str(tmp / "effects.jsonl"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker", "run", "--bootstrap-servers", bootstrap, "--topic",
+         topic, "--group", unique_name("hostile"), "--processors", "hostile_procs",
+         "--ledger", "memory://", "--metrics-address", f"127.0.0.1:{port}", "--drain"],
+        cwd=tmp, env=env, stdout=log, stderr=log)
+
+
 def _port_open(port: int) -> bool:
     import socket
 
@@ -478,16 +483,9 @@ def test_a_processor_that_does_not_return_shows_in_the_metrics_within_seconds(
         ("hang", (b"a", _j(_event("evcus_hang", "customer.test.hang")), None, None, "ok")),
         ("after", (b"b", _j(_event("evcus_afterhang")), None, None, "ok"))])
     port = free_port()
-    (tmp_path / "hostile_procs.py").write_text(PROCESSORS)
     effects = tmp_path / "effects.jsonl"
-    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{REPO}",
-               WORKER_BUILTIN_PROCESSORS="false", HOSTILE_EFFECTS=str(effects))
     log = (tmp_path / "worker.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "worker", "run", "--bootstrap-servers", bootstrap, "--topic",
-         topic, "--group", unique_name("hang"), "--processors", "hostile_procs",
-         "--ledger", "memory://", "--metrics-address", f"127.0.0.1:{port}", "--drain"],
-        cwd=tmp_path, env=env, stdout=log, stderr=log)
+    proc = _spawn(tmp_path, bootstrap, topic, port, log)
     try:
         age = 0.0
         deadline = time.monotonic() + 60

@@ -32,26 +32,21 @@ def without_consumer_settings(config: Mapping[str, Any]) -> dict[str, Any]:
             if not k.startswith(CONSUMER_ONLY_PREFIXES) and not callable(v)}
 
 
-def new_consumer(config: Mapping[str, Any], what: str = "consumer",
-                 logger: Any = None) -> Any:
-    try:
-        return Consumer(dict(config), logger=logger or LibrdkafkaLogger(config))
-    except (KafkaException, ValueError, TypeError) as exc:
-        raise settings_refused(exc, config, what) from None
+def new_consumer(config: Mapping[str, Any], what: str = "consumer", logger: Any = None) -> Any:
+    return _made(Consumer, dict(config), what, logger)
 
 
-def new_producer(config: Mapping[str, Any], what: str = "producer",
-                 logger: Any = None) -> Any:
-    try:
-        return Producer(dict(config), logger=logger or LibrdkafkaLogger(config))
-    except (KafkaException, ValueError, TypeError) as exc:
-        raise settings_refused(exc, config, what) from None
+def new_producer(config: Mapping[str, Any], what: str = "producer", logger: Any = None) -> Any:
+    return _made(Producer, dict(config), what, logger)
 
 
 def new_admin(config: Mapping[str, Any], logger: Any = None,
               **extra: Any) -> Any:
-    conf = {**without_consumer_settings(config), **extra}
+    return _made(AdminClient, {**without_consumer_settings(config), **extra}, "client", logger)
+
+
+def _made(client: Any, conf: dict[str, Any], what: str, logger: Any) -> Any:
     try:
-        return AdminClient(conf, logger=logger or LibrdkafkaLogger(conf))
+        return client(conf, logger=logger or LibrdkafkaLogger(conf))
     except (KafkaException, ValueError, TypeError) as exc:
-        raise settings_refused(exc, config, "client") from None
+        raise settings_refused(exc, conf, what) from None
