@@ -13,8 +13,8 @@ import pytest
 
 from worker.errors import ConfigError
 from worker.kafka.config import build_consumer_config, config_from_env, producer_config
+from worker.kafka.deadletters import Guardrail
 from worker.kafka.dlq import dlq_headers
-from worker.kafka.engine import Guardrail
 from worker.kafka.secrets import redact
 from worker.settings import Settings, add_arguments, from_args
 from worker.types import DeadLetter, LocalMessage

@@ -26,7 +26,6 @@ import signal
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
@@ -38,10 +37,11 @@ from confluent_kafka import KafkaException
 from worker.errors import FatalProcessingError, WorkerError
 from worker.kafka.admin import committed_offsets, topic_partitions, watermarks
 from worker.kafka.clients import new_consumer
+from worker.kafka.deadletters import DeadLetterPolicy, Guardrail
 from worker.kafka.diagnose import classify
-from worker.kafka.dlq import DeadLetterError, DeadLetterProducer
+from worker.kafka.dlq import DeadLetterProducer
 from worker.kafka.secrets import redact, scrub, secret_values
-from worker.types import BatchHandler, BatchResult, DeadLetter, Message, TopicPartition
+from worker.types import BatchHandler, BatchResult, Message, TopicPartition
 
 log = structlog.get_logger("worker.engine")
 
@@ -152,38 +152,6 @@ class _Batch:
         self.finalized = False
 
 
-class Guardrail:
-    """Trips when more than `share` of the last `window` events were dead-lettered (evaluated
-    once at least `min_events` are in the window)."""
-
-    def __init__(self, share: float, window: int, min_events: int) -> None:
-        self.share = share
-        self.window = window
-        self.min_events = min(min_events, window)
-        self._entries: deque[tuple[int, int]] = deque()
-        self._events = 0
-        self._dead = 0
-
-    def add(self, events: int, dead: int) -> bool:
-        self._entries.append((events, dead))
-        self._events += events
-        self._dead += dead
-        while self._entries and self._events - self._entries[0][0] >= self.window:
-            e, d = self._entries.popleft()
-            self._events -= e
-            self._dead -= d
-        return self.tripped()
-
-    def tripped(self) -> bool:
-        if self.share >= 1.0 or self._events < self.min_events:
-            return False
-        return self._dead > self.share * self._events
-
-    @property
-    def current_share(self) -> float:
-        return self._dead / self._events if self._events else 0.0
-
-
 class Engine:
     """Runs the consume → handle → dead-letter → store → commit loop until stopped."""
 
@@ -196,7 +164,6 @@ class Engine:
         self.config = config
         self._summary_extra = summary
         self._handler = handler
-        self._dlq = dlq
         self._metrics = metrics
         self._health = health
         cfg = dict(consumer_config)
@@ -233,8 +200,9 @@ class Engine:
         self._ever_assigned = False
         self._secrets = secret_values(cfg)
         self._next_auth_log = 0.0
-        self._guardrail = Guardrail(config.guardrail_share, config.guardrail_window,
-                                    config.guardrail_min_events)
+        self._dead_letters = DeadLetterPolicy(
+            dlq, Guardrail(config.guardrail_share, config.guardrail_window,
+                           config.guardrail_min_events), metrics=metrics, health=health)
         self._drain_targets: dict[TP, tuple[int, int]] = {}
         self._next_drain_check = 0.0
         self._next_lag = 0.0
@@ -323,8 +291,7 @@ class Engine:
             if now >= self._next_lag:
                 self._next_lag = now + cfg.lag_interval
                 self._record_lag()
-                if self._dlq is not None:
-                    self._dlq.serve()  # its log lines; nothing else queues up while idle
+                self._dead_letters.serve()  # its log lines; nothing else queues up while idle
             if now >= self._next_progress:
                 self._log_progress(now)
 
@@ -422,67 +389,33 @@ class Engine:
             return
         letters = result.dead_letters
         dead_events = len({id(d.source) for d in letters}) if letters else 0
-        if self._guardrail.add(len(batch.messages), dead_events):
-            if self._metrics is not None:
-                self._metrics.guardrail_tripped()
-            self._fail(EXIT_GUARDRAIL, (
-                f"DLQ guardrail tripped: {self._guardrail.current_share:.0%} of the last "
-                f"{self._guardrail._events} events were dead-lettered (limit "
-                f"{self._guardrail.share:.0%}); this batch was not dead-lettered or committed. "
-                "Check the latest deploy or the producer, then restart (or raise "
-                "--dlq-max-share)"))
+        tripped = self._dead_letters.check(len(batch.messages), dead_events)
+        if tripped is not None:
+            self._fail(EXIT_GUARDRAIL, tripped)
             return
         if letters:
-            if self._dlq is None:
+            if not self._dead_letters.can_write:
                 self._fail(EXIT_ERROR, "events must be dead-lettered but no DLQ producer is "
                                        "configured; set --dlq-topic")
                 return
-            if not self._write_dead_letters(letters, batch):
+            if not self._dead_letters.write(letters, lambda delay: self._wait_for_dlq(batch,
+                                                                                   delay)):
+                log.warning("dead letters not written; their batch is not committed and "
+                            "comes back", letters=len(letters))
                 return  # stopping, or its partitions are gone: nothing of it is stored
             self.dead_letters += len(letters)
             self.dead_lettered_events += dead_events
         self._store(batch)
 
-    def _write_dead_letters(self, letters: list[DeadLetter], batch: _Batch) -> bool:
-        """Write the batch's dead letters; True once they are acknowledged. A write that fails
-        (the DLQ topic missing or not writable, the broker away) is not a crash: consumption
-        pauses and the write is retried with backoff (0.5 s doubling to 30 s), one log line
-        per state change, `dlq_write_failures_total` and `/readyz` telling. False when the
-        worker stops or the batch's partitions are revoked meanwhile: then nothing of the batch
-        is stored, and it is redelivered."""
-        assert self._dlq is not None
-        delay, failing, metrics, health = 0.5, False, self._metrics, self._health
-        while True:
-            shrunk_before = self._dlq.shrunk
-            try:
-                self._dlq.send(letters)
-            except DeadLetterError as exc:
-                if metrics is not None:
-                    metrics.dlq_write(False)
-                if not failing:
-                    failing = True
-                    log.error("dead letters cannot be written; consumption paused, retrying",
-                              error=str(exc), letters=len(letters))
-                    if health is not None:
-                        health.set_dlq_writable(False)
-                self._pause_assigned()
-                until = time.monotonic() + delay
-                while time.monotonic() < until and not self._stop.is_set():
-                    self._serve_while_busy(batch)
-                    time.sleep(0.05)
-                if self._stop.is_set() or not batch.last.keys() & self._assigned:
-                    log.warning("dead letters not written; their batch is not committed and "
-                                "comes back", letters=len(letters))
-                    return False
-                delay = min(delay * 2, 30.0)
-                continue
-            if metrics is not None:
-                metrics.dlq_write(True, self._dlq.shrunk - shrunk_before)
-            if failing:
-                log.info("dead letters written again; consumption resumes")
-                if health is not None:
-                    health.set_dlq_writable(True)
-            return True
+    def _wait_for_dlq(self, batch: _Batch, delay: float) -> bool:
+        """While dead letters cannot be written: pause, keep the consumer served for `delay`
+        seconds; False once the worker stops or the batch's partitions are gone."""
+        self._pause_assigned()
+        until = time.monotonic() + delay
+        while time.monotonic() < until and not self._stop.is_set():
+            self._serve_while_busy(batch)
+            time.sleep(0.05)
+        return not self._stop.is_set() and bool(batch.last.keys() & self._assigned)
 
     def _store(self, batch: _Batch) -> None:
         from confluent_kafka import TopicPartition as KTP
@@ -809,8 +742,7 @@ class Engine:
             consumer.close()  # leaves the group; the revoke callback commits nothing new
         except Exception as exc:
             log.error("consumer close failed", error=str(exc))
-        if self._dlq is not None:
-            self._dlq.close()
+        self._dead_letters.close()
 
     def _summary(self, seconds: float) -> None:
         rate = self.events / seconds if seconds > 0 else 0.0

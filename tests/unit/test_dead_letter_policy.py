@@ -1,0 +1,72 @@
+"""The dead-letter policy without a broker: the guardrail's sentence, and a write that fails
+retried with backoff while the engine waits (the real-broker side is in
+tests/integration/test_hostile_inputs.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.kafka.deadletters import DeadLetterPolicy, Guardrail
+from worker.kafka.dlq import DeadLetterError
+from worker.types import DeadLetter, LocalMessage
+
+
+class FlakyProducer:
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.sent: list[int] = []
+        self.shrunk = 0
+
+    def send(self, letters: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise DeadLetterError("DLQ topic refuses (test)")
+        self.sent.append(len(letters))
+        self.shrunk += 1
+
+
+class Seen:
+    def __init__(self) -> None:
+        self.writes: list[tuple[bool, int]] = []
+        self.trips = 0
+        self.writable: list[bool] = []
+
+    def dlq_write(self, ok: bool, shrunk: int = 0) -> None:
+        self.writes.append((ok, shrunk))
+
+    def guardrail_tripped(self) -> None:
+        self.trips += 1
+
+    def set_dlq_writable(self, ok: bool) -> None:
+        self.writable.append(ok)
+
+
+LETTERS = [DeadLetter(LocalMessage(b"x"), "invalid_json", "$: bad")]
+
+
+def test_a_failing_write_is_retried_with_backoff_until_it_succeeds() -> None:
+    seen, producer, waits = Seen(), FlakyProducer(failures=4), []
+    policy = DeadLetterPolicy(producer, Guardrail(1.0, 10, 1), metrics=seen,  # type: ignore[arg-type]
+                              health=seen)
+    assert policy.write(LETTERS, lambda d: waits.append(d) or True)
+    assert waits == [0.5, 1.0, 2.0, 4.0]
+    assert producer.sent == [1]
+    assert seen.writes == [(False, 0)] * 4 + [(True, 1)]
+    assert seen.writable == [False, True]  # once per state change
+
+
+def test_a_write_gives_up_when_the_engine_says_so() -> None:
+    policy = DeadLetterPolicy(FlakyProducer(failures=10**6), Guardrail(1.0, 10, 1))  # type: ignore[arg-type]
+    waits: list[float] = []
+    assert not policy.write(LETTERS, lambda d: waits.append(d) or len(waits) < 3)
+    assert waits == [0.5, 1.0, 2.0]
+
+
+def test_the_guardrail_trips_with_a_sentence() -> None:
+    seen = Seen()
+    policy = DeadLetterPolicy(None, Guardrail(share=0.5, window=100, min_events=10),
+                              metrics=seen)
+    assert policy.check(10, 2) is None
+    tripped = policy.check(10, 9)
+    assert tripped is not None and "55% of the last 20 events" in tripped
+    assert seen.trips == 1 and not policy.can_write
