@@ -40,6 +40,7 @@ from worker.kafka.clients import new_consumer
 from worker.kafka.deadletters import DeadLetterPolicy, Guardrail
 from worker.kafka.diagnose import classify
 from worker.kafka.dlq import DeadLetterProducer
+from worker.kafka.offsets import OffsetTracker
 from worker.kafka.secrets import redact, scrub, secret_values
 from worker.types import BatchHandler, BatchResult, Message, TopicPartition
 
@@ -179,12 +180,7 @@ class Engine:
         self._assigned: set[TP] = set()
         self._paused: set[TP] = set()
         self._pending: list[Any] = []
-        self._seek_back: dict[TP, int] = {}
-        self._stored: dict[TP, int] = {}
-        self._last_ts: dict[TP, int] = {}
-        self._committed: dict[TP, int] = {}
-        self._uncommitted = 0
-        self._last_commit = time.monotonic()
+        self._offsets = OffsetTracker(config)
         self._inflight: _Batch | None = None
         self._queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -380,12 +376,10 @@ class Engine:
         assert result is not None
         if not result.completed:
             self.cancelled_batches += 1
-            for tp, off in batch.first.items():
-                if tp in self._assigned:
-                    self._seek_back[tp] = off
-            if self._seek_back:
+            rewind = self._offsets.cancelled(batch.first, self._assigned)
+            if rewind:
                 self._pending = [m for m in self._pending
-                                 if (m.topic(), m.partition()) not in self._seek_back]
+                                 if (m.topic(), m.partition()) not in rewind]
             return
         letters = result.dead_letters
         dead_events = len({id(d.source) for d in letters}) if letters else 0
@@ -420,16 +414,11 @@ class Engine:
     def _store(self, batch: _Batch) -> None:
         from confluent_kafka import TopicPartition as KTP
 
-        offsets = []
-        for tp, last in batch.last.items():
-            if tp in self._assigned:
-                offsets.append(KTP(tp[0], tp[1], last + 1))
-                self._stored[tp] = last + 1
-                self._last_ts[tp] = batch.last_ts[tp]
+        offsets = self._offsets.finished(batch.last, batch.last_ts, len(batch.messages),
+                                         self._assigned)
         if offsets:
-            self._consumer.store_offsets(offsets=offsets)
+            self._consumer.store_offsets(offsets=[KTP(t, p, o) for (t, p), o in offsets])
         self.events += len(batch.messages)
-        self._uncommitted += len(batch.messages)
 
     # -- pause / resume / seek ---------------------------------------------------------------
     def _pause_assigned(self) -> None:
@@ -452,10 +441,7 @@ class Engine:
         from confluent_kafka import KafkaException
         from confluent_kafka import TopicPartition as KTP
 
-        if not self._seek_back:
-            return
-        seeks, self._seek_back = self._seek_back, {}
-        for (t, p), off in seeks.items():
+        for (t, p), off in self._offsets.seeks().items():
             if (t, p) not in self._assigned:
                 continue
             try:
@@ -468,10 +454,7 @@ class Engine:
 
     # -- commits -----------------------------------------------------------------------------
     def _maybe_commit(self) -> None:
-        if not self._uncommitted:
-            return
-        if (self._uncommitted >= self.config.commit_every
-                or time.monotonic() - self._last_commit >= self.config.commit_interval):
+        if self._offsets.commit_due():
             self._commit(asynchronous=True)
 
     def _commit(self, *, asynchronous: bool, partitions: Sequence[TP] | None = None) -> None:
@@ -480,20 +463,19 @@ class Engine:
 
         try:
             if partitions is None:
-                if not self._uncommitted:
+                if not self._offsets.uncommitted:
                     return
                 result = self._consumer.commit(asynchronous=asynchronous)
-                self._uncommitted = 0
+                self._offsets.committing_all()
             else:
-                offsets = [KTP(t, p, self._stored[(t, p)]) for t, p in partitions
-                           if (t, p) in self._stored
-                           and self._stored[(t, p)] != self._committed.get((t, p))]
+                offsets = self._offsets.to_commit(partitions)
                 if not offsets:
                     return
-                result = self._consumer.commit(offsets=offsets, asynchronous=False)
+                result = self._consumer.commit(
+                    offsets=[KTP(t, p, o) for (t, p), o in offsets], asynchronous=False)
+                self._offsets.committed_partitions()
             if not asynchronous:
                 self._on_commit(None, result)
-            self._last_commit = time.monotonic()
             self.commits += 1
         except KafkaException as exc:
             err = exc.args[0] if exc.args else None
@@ -512,9 +494,7 @@ class Engine:
         for tp in partitions or ():
             if tp.error is not None or tp.offset < 0:
                 continue
-            key = (tp.topic, tp.partition)
-            if self._committed.get(key) != tp.offset:
-                self._committed[key] = tp.offset
+            if self._offsets.confirmed((tp.topic, tp.partition), tp.offset):
                 advanced = True
                 if self._metrics is not None:
                     self._metrics.record_commit(TopicPartition(tp.topic, tp.partition),
@@ -602,9 +582,7 @@ class Engine:
         for tp in gone:
             self._assigned.discard(tp)
             self._paused.discard(tp)
-            self._seek_back.pop(tp, None)
-            self._stored.pop(tp, None)
-            self._committed.pop(tp, None)
+        self._offsets.forget(gone)
         if self._health is not None:
             self._health.set_assigned(len(self._assigned))
 
@@ -614,9 +592,9 @@ class Engine:
         self._next_drain_check = now + 0.5
         targets = self._drain_targets
         for tp, (low, high) in targets.items():
-            if tp in self._stored and self._stored[tp] < high and low < high:
+            if self._offsets.behind(tp, high) and low < high:
                 return False  # ours, consuming, not there yet: no need to ask the broker
-        if self._uncommitted:
+        if self._offsets.uncommitted:
             self._commit(asynchronous=False)
         try:
             committed = committed_offsets(self._consumer, list(targets), timeout=2.0)
@@ -650,9 +628,9 @@ class Engine:
         for tp, (low, high) in marks.items():
             if high < 0:
                 continue
-            pos = self._stored.get(tp, self._committed.get(tp, low))
+            pos = self._offsets.position(tp, low)
             lag = max(0, high - max(pos, low))
-            ts = self._last_ts.get(tp)
+            ts = self._offsets.last_ts.get(tp)
             secs = max(0.0, (now_ms - ts) / 1000) if lag and ts else 0.0
             self._metrics.record_lag(TopicPartition(*tp), lag, secs)
 

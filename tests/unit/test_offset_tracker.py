@@ -1,0 +1,56 @@
+"""The offset tracker without a broker: what may be stored, committed, re-read and forgotten.
+The same rules on the real broker: tests/engine/test_engine_kafka.py,
+tests/integration/test_lost_partitions.py and the kill -9 test."""
+
+from __future__ import annotations
+
+from worker.kafka.offsets import OffsetTracker, Policy
+
+A, B = ("t", 0), ("t", 1)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_only_finished_batches_of_assigned_partitions_are_stored() -> None:
+    t = OffsetTracker(Policy(commit_every=10, commit_interval=5))
+    assert t.finished({A: 9, B: 4}, {A: 1, B: 2}, 15, assigned={A}) == [(A, 10)]
+    assert t.stored == {A: 10} and t.uncommitted == 15
+    assert t.position(A, 0) == 10 and t.position(B, 3) == 3
+    assert t.behind(A, 11) and not t.behind(A, 10) and not t.behind(B, 99)
+
+
+def test_a_cancelled_batch_stores_nothing_and_is_re_read_once() -> None:
+    t = OffsetTracker(Policy(commit_every=10, commit_interval=5))
+    assert t.cancelled({A: 20, B: 7}, assigned={A}) == {A}
+    assert t.stored == {} and t.uncommitted == 0
+    assert t.seeks() == {A: 20}
+    assert t.seeks() == {}
+
+
+def test_the_commit_policy_counts_events_and_time() -> None:
+    clock = Clock()
+    t = OffsetTracker(Policy(commit_every=10, commit_interval=5), clock=clock)
+    assert not t.commit_due()  # nothing finished
+    t.finished({A: 3}, {A: 0}, 4, assigned={A})
+    assert not t.commit_due()
+    clock.now += 5
+    assert t.commit_due()
+    t.committing_all()
+    assert not t.commit_due() and t.uncommitted == 0
+    t.finished({A: 20}, {A: 0}, 10, assigned={A})
+    assert t.commit_due()  # commit_every reached, whatever the time
+
+
+def test_on_revoke_only_what_is_stored_and_not_yet_committed_is_sent() -> None:
+    t = OffsetTracker(Policy(commit_every=10, commit_interval=5))
+    t.finished({A: 9, B: 4}, {A: 0, B: 0}, 15, assigned={A, B})
+    assert t.confirmed(A, 10) and not t.confirmed(A, 10)
+    assert t.to_commit([A, B]) == [(B, 5)]
+    t.forget([A, B])
+    assert t.stored == {} and t.committed == {} and t.to_commit([A, B]) == []

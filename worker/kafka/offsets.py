@@ -1,0 +1,119 @@
+"""Where offsets are decided: the one object that knows, per partition, what is stored (finished
+and may be committed), what the broker has committed, what must be re-read after a cancelled
+batch, and when the commit policy (every N events or T seconds) asks for a commit.
+
+It talks to no broker: the engine applies what it decides (`store_offsets`, `commit`, `seek`)
+and reports what the broker confirmed. So the rules are testable without Kafka:
+- an offset is stored only past a batch whose every event finished (`finished`), and only for
+  partitions still assigned;
+- a cancelled batch stores nothing and is re-read from its first offset (`cancelled`, `seeks`);
+- a revoked partition gets a last commit of what is stored; a lost one gets none; both are
+  forgotten (`forget`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+TP = tuple[str, int]
+
+
+class CommitPolicy(Protocol):
+    """Read at each decision, so a running engine's policy can be changed (EngineConfig)."""
+
+    commit_every: int        # commit once this many events finished since the last commit
+    commit_interval: float   # ... or once this many seconds passed
+
+
+@dataclass
+class Policy:
+    commit_every: int
+    commit_interval: float
+
+
+class OffsetTracker:
+    def __init__(self, policy: CommitPolicy,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.policy = policy
+        self._clock = clock
+        self.stored: dict[TP, int] = {}      # next offset to read, past finished events
+        self.committed: dict[TP, int] = {}   # as the broker confirmed it
+        self.last_ts: dict[TP, int] = {}     # Kafka timestamp of the last finished event
+        self._seek_back: dict[TP, int] = {}
+        self.uncommitted = 0                 # events finished since the last commit
+        self._last_commit = clock()
+
+    # -- a batch ended ------------------------------------------------------------------------
+    def finished(self, last: Mapping[TP, int], last_ts: Mapping[TP, int], events: int,
+                 assigned: Collection[TP]) -> list[tuple[TP, int]]:
+        """Every event of a batch is done (dead letters confirmed): the offsets to store, one
+        past each partition's last event, for the partitions still ours."""
+        out: list[tuple[TP, int]] = []
+        for tp, offset in last.items():
+            if tp in assigned:
+                self.stored[tp] = offset + 1
+                self.last_ts[tp] = last_ts[tp]
+                out.append((tp, offset + 1))
+        self.uncommitted += events
+        return out
+
+    def cancelled(self, first: Mapping[TP, int], assigned: Collection[TP]) -> set[TP]:
+        """A batch was cancelled (revoke, shutdown): nothing of it is stored, and its partitions
+        that are still ours are re-read from its first offset. Returns those partitions."""
+        for tp, offset in first.items():
+            if tp in assigned:
+                self._seek_back[tp] = offset
+        return set(self._seek_back)
+
+    def seeks(self) -> dict[TP, int]:
+        """The rewinds to apply now (each once)."""
+        seeks, self._seek_back = self._seek_back, {}
+        return seeks
+
+    # -- commits ------------------------------------------------------------------------------
+    def commit_due(self) -> bool:
+        policy = self.policy
+        return bool(self.uncommitted) and (
+            self.uncommitted >= policy.commit_every
+            or self._clock() - self._last_commit >= policy.commit_interval)
+
+    def committing_all(self) -> None:
+        """A commit of everything stored was sent."""
+        self.uncommitted = 0
+        self._last_commit = self._clock()
+
+    def to_commit(self, partitions: Iterable[TP]) -> list[tuple[TP, int]]:
+        """What a commit of just these partitions (on revoke) must send: their stored offsets
+        not yet committed."""
+        return [(tp, self.stored[tp]) for tp in partitions
+                if tp in self.stored and self.stored[tp] != self.committed.get(tp)]
+
+    def committed_partitions(self) -> None:
+        self._last_commit = self._clock()
+
+    def confirmed(self, tp: TP, offset: int) -> bool:
+        """The broker confirmed a commit; True if it advanced this partition."""
+        if self.committed.get(tp) == offset:
+            return False
+        self.committed[tp] = offset
+        return True
+
+    # -- assignment ---------------------------------------------------------------------------
+    def forget(self, partitions: Iterable[TP]) -> None:
+        """Partitions revoked or lost: nothing of them is kept (a later owner starts from what
+        the broker has committed)."""
+        for tp in partitions:
+            self._seek_back.pop(tp, None)
+            self.stored.pop(tp, None)
+            self.committed.pop(tp, None)
+
+    def position(self, tp: TP, low: int) -> int:
+        """Where reading this partition stands, for lag."""
+        return self.stored.get(tp, self.committed.get(tp, low))
+
+    def behind(self, tp: TP, high: int) -> bool:
+        """Ours, consuming, and not yet past `high` (drain mode needs no broker round trip)."""
+        return tp in self.stored and self.stored[tp] < high
