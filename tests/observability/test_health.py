@@ -68,19 +68,21 @@ def test_idle_worker_with_old_commit_stays_live(health: HealthState, clock: Fake
     assert health.liveness() == (True, [])
 
 
-def test_readiness_needs_connection_assignment_and_ledger(health: HealthState) -> None:
+def test_readiness_needs_connection_and_ledger_not_partitions(health: HealthState) -> None:
     ok, reasons = health.readiness()
-    assert not ok and reasons == ["not connected to Kafka", "no partitions assigned",
-                                  "ledger unreachable"]
+    assert not ok and reasons == ["not connected to Kafka", "ledger unreachable"]
     health.set_connected(True)
-    health.set_assigned(3)
     health.set_ledger_ok(True)
-    assert health.readiness() == (True, [])
+    assert health.readiness() == (True, [])  # no partitions: still ready
+    assert health.details() == {"assigned_partitions": 0}
+    health.set_assigned(3)
+    assert health.readiness() == (True, []) and health.details() == {"assigned_partitions": 3}
     health.set_ledger_ok(False)
     assert health.readiness() == (False, ["ledger unreachable"])
     health.set_ledger_ok(True)
-    health.set_assigned(0)
-    assert health.readiness() == (False, ["no partitions assigned"])
+    health.set_dlq_writable(False)
+    assert health.readiness() == (False, ["dead letters cannot be written (consumption "
+                                          "paused)"])
 
 
 def test_bounds_must_be_positive() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import urllib.error
 import urllib.request
@@ -57,9 +58,11 @@ def test_readyz_reports_reasons_then_ready(served: tuple[HttpServer, WorkerMetri
     assert status == 503 and ctype == "application/json"
     assert b"not connected to Kafka" in body
     health.set_connected(True)
-    health.set_assigned(1)
     health.set_ledger_ok(True)
-    assert fetch(server, "/readyz")[0] == 200
+    status, _, body = fetch(server, "/readyz")
+    assert status == 200 and json.loads(body)["assigned_partitions"] == 0
+    health.set_assigned(1)
+    assert json.loads(fetch(server, "/readyz")[2])["assigned_partitions"] == 1
     assert fetch(server, "/healthz")[0] == 200
 
 

@@ -80,12 +80,16 @@ class HealthState:
                            f"advanced since (bound {self.commit_stall_after:g}s)")
         return (not reasons, reasons)
 
+    def details(self) -> dict[str, int]:
+        """Shown in the `/readyz` body, not part of the verdict: a consumer without partitions
+        (a replica beyond the partition count, one waiting for its share) is ready — nothing
+        routes traffic to it, and a PodDisruptionBudget must be able to count it."""
+        return {"assigned_partitions": self._assigned}
+
     def readiness(self) -> tuple[bool, list[str]]:
         reasons: list[str] = []
         if not self._connected:
             reasons.append("not connected to Kafka")
-        if self._assigned <= 0:
-            reasons.append("no partitions assigned")
         if not self._ledger_ok:
             reasons.append("ledger unreachable")
         if not self._dlq_ok:

@@ -70,7 +70,10 @@ class _Handler(BaseHTTPRequestHandler):
             check = (self.server.health.liveness if path == "/healthz"
                      else self.server.health.readiness)
             ok, reasons = check()
-            body = json.dumps({"status": "ok" if ok else "fail", "reasons": reasons}).encode()
+            doc: dict[str, Any] = {"status": "ok" if ok else "fail", "reasons": reasons}
+            if path == "/readyz":
+                doc.update(self.server.health.details())
+            body = json.dumps(doc).encode()
             self._send(200 if ok else 503, "application/json", body, head)
         else:
             self._send(404, "text/plain; charset=utf-8",

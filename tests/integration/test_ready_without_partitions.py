@@ -1,0 +1,66 @@
+"""A worker with no partition is ready: two real workers in one group on a one-partition topic
+of the real broker; the one left without a partition answers /readyz 200 and says it has 0
+(a Kubernetes replica beyond the partition count must not block a PodDisruptionBudget)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.kafka_helpers import KafkaHelper, free_port, unique_name
+from worker.kafka.admin import ensure_topics
+
+pytestmark = pytest.mark.kafka
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _ready(port: int) -> tuple[int, dict[str, object]] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=3) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+    except OSError:
+        return None
+
+
+def test_the_worker_without_a_partition_is_ready(kafka_helper: KafkaHelper,
+                                                  tmp_path: Path) -> None:
+    topic = kafka_helper.new_topic(partitions=1, prefix="ready")
+    ensure_topics({"bootstrap.servers": kafka_helper.bootstrap}, {f"{topic}.dlq": 1})
+    kafka_helper.created.append(f"{topic}.dlq")
+    group = unique_name("ready")
+    env = dict(os.environ, PYTHONPATH=str(REPO), WORKER_BUILTIN_PROCESSORS="false")
+    ports = [free_port(), free_port()]
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "worker", "run", "--bootstrap-servers", kafka_helper.bootstrap,
+         "--topic", topic, "--group", group, "--ledger", "memory://",
+         "--metrics-address", f"127.0.0.1:{port}"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for port in ports]
+    try:
+        deadline = time.monotonic() + 90
+        seen: list[tuple[int, dict[str, object]] | None] = []
+        while time.monotonic() < deadline:
+            assert all(p.poll() is None for p in procs)
+            seen = [_ready(port) for port in ports]
+            if all(seen) and sorted(s[1]["assigned_partitions"] for s in seen if s) == [0, 1]:
+                break
+            time.sleep(0.3)
+        assert all(seen), seen
+        assert sorted((s[0], s[1]["assigned_partitions"]) for s in seen if s) == [(200, 0),
+                                                                                  (200, 1)]
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(60)
