@@ -41,24 +41,32 @@ def test_the_worker_without_a_partition_is_ready(kafka_helper: KafkaHelper,
     group = unique_name("ready")
     env = dict(os.environ, PYTHONPATH=str(REPO), WORKER_BUILTIN_PROCESSORS="false")
     ports = [free_port(), free_port()]
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "worker", "run", "--bootstrap-servers", kafka_helper.bootstrap,
-         "--topic", topic, "--group", group, "--ledger", "memory://",
-         "--metrics-address", f"127.0.0.1:{port}"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for port in ports]
-    try:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(port: int) -> None:
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "worker", "run", "--bootstrap-servers",
+             kafka_helper.bootstrap, "--topic", topic, "--group", group, "--ledger", "memory://",
+             "--metrics-address", f"127.0.0.1:{port}"],
+            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def wait_for(want: list[tuple[int, object]]) -> list[tuple[int, object]]:
         deadline = time.monotonic() + 90
-        seen: list[tuple[int, dict[str, object]] | None] = []
+        got: list[tuple[int, object]] = []
         while time.monotonic() < deadline:
             assert all(p.poll() is None for p in procs)
-            seen = [_ready(port) for port in ports]
-            if all(seen) and sorted(s[1]["assigned_partitions"] for s in seen if s) == [0, 1]:
+            seen = [_ready(port) for port in ports[:len(procs)]]
+            got = [(s[0], s[1]["assigned_partitions"]) for s in seen if s]
+            if got == want:
                 break
             time.sleep(0.3)
-        assert all(seen), seen
-        assert sorted((s[0], s[1]["assigned_partitions"]) for s in seen if s) == [(200, 0),
-                                                                                  (200, 1)]
+        return got
+
+    try:
+        start(ports[0])  # the first member takes the only partition
+        assert wait_for([(200, 1)]) == [(200, 1)]
+        start(ports[1])  # the second joins with none: it sees no assignment, no message
+        assert wait_for([(200, 1), (200, 0)]) == [(200, 1), (200, 0)]
     finally:
         for p in procs:
             p.terminate()

@@ -202,6 +202,7 @@ class Engine:
         self._drain_targets: dict[TP, tuple[int, int]] = {}
         self._next_drain_check = 0.0
         self._next_lag = 0.0
+        self._next_probe = 0.0
         self._next_progress = time.monotonic() + self.config.progress_interval
         self._progress_mark = (time.monotonic(), 0)
         # Counters for the summary line.
@@ -284,12 +285,28 @@ class Engine:
                 if batch is not None:
                     self._run_batch(batch)
             self._maybe_commit()
+            if not self._connected and now >= self._next_probe:
+                self._probe_connection(now)
             if now >= self._next_lag:
                 self._next_lag = now + cfg.lag_interval
                 self._record_lag()
                 self._dead_letters.serve()  # its log lines; nothing else queues up while idle
             if now >= self._next_progress:
                 self._log_progress(now)
+
+    def _probe_connection(self, now: float) -> None:
+        """A member without partitions sees no assignment and no message, yet it is connected
+        once it has joined the group and a broker answers; check that every 2 s while it is
+        not known to be (at start, and after all brokers went down)."""
+        self._next_probe = now + 2.0
+        if self._health is None or not self._consumer.memberid():
+            return
+        try:
+            self._consumer.list_topics(self.config.topics[0], timeout=0.5)
+        except KafkaException:
+            return
+        self._connected = True
+        self._health.set_connected(True)
 
     def _batch_of(self, msgs: list[Any]) -> _Batch | None:
         """The batch to run: `msgs` less error events (handled) and messages of partitions no
