@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from worker.errors import LedgerUnavailable
-from worker.ledger import ClaimState, open_ledger
+from worker.ledger import ClaimState, open_ledger, sqlite_schema
 from worker.ledger.base import Ledger
 
 Keys = Callable[[int], list[str]]
@@ -96,7 +96,7 @@ def test_unknown_synchronous_level_is_refused(tmp_path: Path) -> None:
 # -- hashed keys: collisions and the first schema's files ---------------------------------------
 
 def test_rows_are_keyed_by_the_hash_of_the_key(tmp_path: Path, keys: Keys) -> None:
-    from worker.ledger.sqlite import key_hash
+    from worker.ledger.sqlite_connection import key_hash
 
     ledger = open_ledger(f"sqlite:///{tmp_path}/l.db")
     ks = keys(3)
@@ -206,8 +206,10 @@ def test_a_file_of_the_first_schema_is_migrated_with_its_done_marks(tmp_path: Pa
 def test_migration_keeps_colliding_keys(tmp_path: Path, keys: Keys,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import worker.ledger.sqlite as sqlite_ledger
+    import worker.ledger.sqlite_connection as sqlite_connection
 
-    monkeypatch.setattr(sqlite_ledger, "key_hashes", lambda keys: [1] * len(keys))
+    for module in (sqlite_ledger, sqlite_connection):  # claims, and the migration's hashes
+        monkeypatch.setattr(module, "key_hashes", lambda keys: [1] * len(keys))
     done = keys(5)
     _v1_file(tmp_path / "l.db", [(k, 10**13) for k in done])
     ledger = open_ledger(f"sqlite:///{tmp_path}/l.db")
@@ -364,7 +366,7 @@ def _v2_file(path: Path, rows: list[tuple[int, str, int]]) -> None:
 
 def test_a_file_of_the_second_schema_is_migrated_with_its_done_marks(tmp_path: Path,
                                                                       keys: Keys) -> None:
-    from worker.ledger.sqlite import key_hash
+    from worker.ledger.sqlite_connection import key_hash
 
     done = keys(1500)
     collide = keys(2)  # two rows of one hash, as the second schema allowed
@@ -419,7 +421,7 @@ def test_merges_into_the_cold_index_keep_every_done_mark(tmp_path: Path, keys: K
     their keys, and collisions are still told apart."""
     import worker.ledger.sqlite as sqlite_ledger
 
-    monkeypatch.setattr(sqlite_ledger, "_HOT_MIN", 5)
+    monkeypatch.setattr(sqlite_schema, "HOT_MIN", 5)
     if colliding:
         monkeypatch.setattr(sqlite_ledger, "key_hashes", lambda keys: [3] * len(keys))
     path = tmp_path / "l.db"
@@ -447,9 +449,8 @@ def test_merges_into_the_cold_index_keep_every_done_mark(tmp_path: Path, keys: K
 
 def test_a_merge_drops_the_entries_of_pruned_rows(tmp_path: Path, keys: Keys,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import worker.ledger.sqlite as sqlite_ledger
 
-    monkeypatch.setattr(sqlite_ledger, "_HOT_MIN", 4)
+    monkeypatch.setattr(sqlite_schema, "HOT_MIN", 4)
     now = [1_000_000.0]
     ledger = open_ledger(f"sqlite:///{tmp_path}/l.db", retention_seconds=100, lease_seconds=10,
                          prune_interval_seconds=0, clock=lambda: now[0])
@@ -480,7 +481,7 @@ def test_a_merge_waits_for_no_other_process(tmp_path: Path, keys: Keys,
     next batch's commit merges."""
     import worker.ledger.sqlite as sqlite_ledger
 
-    monkeypatch.setattr(sqlite_ledger, "_HOT_MIN", 2)
+    monkeypatch.setattr(sqlite_schema, "HOT_MIN", 2)
     ledger = open_ledger(f"sqlite:///{tmp_path}/l.db?busy_timeout=5")
     ledger.ping()
     s = ledger.session()
@@ -524,7 +525,7 @@ def test_a_merge_overdue_twice_over_waits_for_the_lock(tmp_path: Path, keys: Key
 
     import worker.ledger.sqlite as sqlite_ledger
 
-    monkeypatch.setattr(sqlite_ledger, "_HOT_MIN", 2)
+    monkeypatch.setattr(sqlite_schema, "HOT_MIN", 2)
     ledger = open_ledger(f"sqlite:///{tmp_path}/l.db?busy_timeout=10")
     ks = keys(4)
     s = ledger.session()

@@ -24,13 +24,12 @@ together with their done marks while Kafka already committed past them).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, suppress
-from typing import Any, Self
+from typing import Any
 
 from worker.errors import ConfigError, LedgerUnavailable
 from worker.ledger._common import (
@@ -38,7 +37,6 @@ from worker.ledger._common import (
     NEW,
     PRUNE_CHUNKS_PER_CALL,
     LazySavepoint,
-    LazySavepoints,
     SessionBase,
     check_identifier,
     split_options,
@@ -49,89 +47,10 @@ from worker.ledger.base import (
     DEFAULT_RETENTION_SECONDS,
     ClaimState,
 )
+from worker.ledger.sqlite_connection import LedgerConnection, key_hashes, path_from_url
+from worker.ledger.sqlite_schema import HOT_MIN, count_index, setup
 
 _CHUNK = 500  # keys per IN (...) query, below SQLite's bound-parameter limit
-_CACHE_KIB = 65536          # page cache per connection (64 MiB at most)
-_CHECKPOINT_PAGES = 20000   # WAL size (pages) that triggers an automatic checkpoint
-_HOT_MIN = 20_000           # hot index entries that trigger a merge into the cold index,
-_HOT_RATIO = 8              # or the table's rows / _HOT_RATIO if that is more
-_COLUMNS = ["id", "kh", "key", "created_ms"]  # rows; (kh, id) in the hot and cold index tables
-_V2_COLUMNS = ["id", "h", "key", "created_ms"]  # the second schema: one index on h
-_V1_COLUMNS = ["key", "created_ms"]  # the first schema: (key TEXT PRIMARY KEY) WITHOUT ROWID
-
-
-def key_hashes(keys: list[str]) -> list[int]:
-    """The `kh` of each key: the first 8 bytes of its BLAKE2b digest as a signed 64-bit int.
-
-    Rows are found through index tables of `(kh, id)` rather than an index on the long random
-    TEXT key (see docs/ledger.md); the full key is kept in the row to tell a collision apart."""
-    blake2b, from_bytes = hashlib.blake2b, int.from_bytes
-    return [from_bytes(blake2b(k.encode(), digest_size=8).digest(), "big", signed=True)
-            for k in keys]
-
-
-def key_hash(key: str) -> int:
-    return key_hashes([key])[0]
-
-
-def _path_from_url(url: str) -> str:
-    parts, _ = split_options(url, ("busy_timeout", "table", "synchronous"))
-    if parts.netloc or not parts.path or parts.path == "/":
-        raise ConfigError(f"SQLite ledger URL {url!r} has no file path: use "
-                          "sqlite:///relative/path.db or sqlite:////absolute/path.db.")
-    return parts.path[1:]
-
-
-class _LedgerConnection(sqlite3.Connection, LazySavepoints):
-    """A `sqlite3.Connection` with lazy savepoints (see LazySavepoints) that refuses what would
-    end the batch's transaction from inside a processor."""
-
-    def _aw_exec(self, statements: list[str]) -> None:
-        for statement in statements:
-            sqlite3.Connection.execute(self, statement)
-
-    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        self._aw_flush()
-        return super().execute(sql, parameters)
-
-    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
-        self._aw_flush()
-        return super().executemany(sql, parameters)
-
-    def executescript(self, script: str, /) -> sqlite3.Cursor:
-        raise RuntimeError("executescript() would commit the ledger's open transaction first: "
-                           "run the statements one by one with execute()")
-
-    def cursor(self, factory: Any = None) -> Any:
-        return super().cursor(factory or _FlushingCursor)
-
-    def commit(self) -> None:
-        self._aw_refuse("commit")
-        super().commit()
-
-    def rollback(self) -> None:
-        self._aw_refuse("roll back")
-        super().rollback()
-
-
-class _FlushingCursor(sqlite3.Cursor):
-    """A cursor of the ledger's connection: creates the pending savepoint before running."""
-
-    def execute(self, sql: str, parameters: Any = (), /) -> Self:
-        conn = self.connection
-        if isinstance(conn, _LedgerConnection):
-            conn._aw_flush()
-        return super().execute(sql, parameters)
-
-    def executemany(self, sql: str, parameters: Any, /) -> Self:
-        conn = self.connection
-        if isinstance(conn, _LedgerConnection):
-            conn._aw_flush()
-        return super().executemany(sql, parameters)
-
-    def executescript(self, script: str, /) -> sqlite3.Cursor:
-        raise RuntimeError("executescript() would commit the ledger's open transaction first: "
-                           "run the statements one by one with execute()")
 
 
 class SqliteLedger:
@@ -145,7 +64,7 @@ class SqliteLedger:
         if self.synchronous not in ("FULL", "NORMAL"):
             raise ConfigError(f"SQLite ledger: synchronous={opts['synchronous']!r} is not "
                               "supported; use ?synchronous=full (default) or ?synchronous=normal.")
-        self.path = _path_from_url(url)
+        self.path = path_from_url(url)
         try:
             self.busy_timeout = float(opts.get("busy_timeout", "30"))
         except ValueError:
@@ -159,9 +78,9 @@ class SqliteLedger:
         self._clock = clock
         self._last_prune = float("-inf")
         self._active: SqliteSession | None = None
-        self._conn: _LedgerConnection | None = None
+        self._conn: LedgerConnection | None = None
         self._hot_inserts = 0             # entries in the hot index table (this process's view)
-        self._hot_limit = _HOT_MIN        # merge into the cold one past this many
+        self._hot_limit = HOT_MIN        # merge into the cold one past this many
         self._purged_below = 0            # cold entries of ids below this were purged
         self._lookups: dict[int, str] = {}  # lookup statement per number of keys
 
@@ -177,7 +96,7 @@ class SqliteLedger:
             f"SQLite ledger {self.path} failed while {doing} ({type(exc).__name__}: {text}): "
             "check that the file's directory exists, is writable and is on a local disk.")
 
-    def _connect(self) -> _LedgerConnection:
+    def _connect(self) -> LedgerConnection:
         if self._conn is not None:
             return self._conn
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -192,11 +111,12 @@ class SqliteLedger:
             try:
                 conn = sqlite3.connect(self.path, timeout=self.busy_timeout,
                                        isolation_level=None, check_same_thread=False,
-                                       factory=_LedgerConnection)
+                                       factory=LedgerConnection)
             except sqlite3.Error as exc:
                 raise self._unavailable(exc, "opening the file") from exc
             try:
-                self._setup(conn)
+                self._hot_inserts, self._hot_limit = setup(conn, self.path, self.table,
+                                                           self.synchronous)
                 break
             except sqlite3.OperationalError as exc:
                 conn.close()
@@ -211,96 +131,6 @@ class SqliteLedger:
             delay = min(delay * 2, 0.2)
         self._conn = conn
         return conn
-
-    def _setup(self, conn: sqlite3.Connection) -> None:
-        if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise ConfigError(f"SQLite ledger {self.path} cannot use WAL mode (got {mode!r}): "
-                                  "put the file on a local filesystem.")
-        conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        # Each batch inserts into random pages of the hash index. A bigger page cache keeps the
-        # index in memory, and a checkpoint every 20000 WAL pages (~80 MB, instead of 1000)
-        # copies each index page back once for many batches: ~3x faster at a million rows.
-        conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
-        conn.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
-        table = self.table
-        # A worker of the first schema opening a migrated file adds back its created_ms index.
-        names = {r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE name IN (?, ?, ?)",
-            (f"{table}_hot", f"{table}_cold", f"{table}_created"))}
-        if self._columns(conn) == _COLUMNS and names == {f"{table}_hot", f"{table}_cold"}:
-            self._count_index(conn)
-            return  # the current schema: nothing to create (no write lock taken)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            columns = self._columns(conn)
-            conn.execute(f"DROP INDEX IF EXISTS {table}_created")
-            if not columns:
-                self._create(conn)
-            elif columns == _V1_COLUMNS:
-                self._migrate_v1(conn)
-            elif columns == _V2_COLUMNS:
-                conn.execute(f"DROP INDEX IF EXISTS {table}_h")
-                conn.execute(f"ALTER TABLE {table} RENAME COLUMN h TO kh")
-                self._build_index(conn)
-            elif columns == _COLUMNS:
-                self._build_index(conn)  # an index table is missing: rebuild both
-            else:
-                raise ConfigError(
-                    f"SQLite ledger {self.path}: table {table} has columns {columns}, not a "
-                    "ledger's: point ?table= at another table name or the URL at another file.")
-            self._count_index(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-
-    def _columns(self, conn: sqlite3.Connection) -> list[str]:
-        return [r[1] for r in conn.execute(f"PRAGMA table_info({self.table})")]
-
-    def _create(self, conn: sqlite3.Connection) -> None:
-        # Rows are appended in claim order (id), so a batch's inserts touch the table's last
-        # pages only and pruning walks it from the start. Rows are found by kh = key_hash(key)
-        # through the hot and cold index tables (see docs/ledger.md), not an index on the table.
-        conn.execute(f"CREATE TABLE {self.table} (id INTEGER PRIMARY KEY, kh INTEGER NOT NULL, "
-                     "key TEXT NOT NULL, created_ms INTEGER NOT NULL)")
-        self._build_index(conn)
-
-    def _build_index(self, conn: sqlite3.Connection) -> None:
-        """(Re)create the hot and cold index tables, every row's (kh, id) in the cold one."""
-        table = self.table
-        for part in ("hot", "cold"):
-            conn.execute(f"DROP TABLE IF EXISTS {table}_{part}")
-            # (kh, id) is unique even when two keys share a hash (about one pair in 10^19).
-            conn.execute(f"CREATE TABLE {table}_{part} (kh INTEGER NOT NULL, "
-                         "id INTEGER NOT NULL, PRIMARY KEY (kh, id)) WITHOUT ROWID")
-        conn.execute(f"INSERT INTO {table}_cold (kh, id) SELECT kh, id FROM {table} "
-                     "ORDER BY kh, id")
-
-    def _count_index(self, conn: sqlite3.Connection) -> None:
-        """Size the next merge from the index tables (once per connection)."""
-        table = self.table
-        first, last = conn.execute(f"SELECT (SELECT min(id) FROM {table}), "
-                                   f"(SELECT max(id) FROM {table})").fetchone()
-        rows = 0 if first is None else last - first + 1  # at most: ids of pruned rows skipped
-        self._hot_inserts = conn.execute(f"SELECT count(*) FROM {table}_hot").fetchone()[0]
-        self._hot_limit = max(_HOT_MIN, rows // _HOT_RATIO)
-
-    def _migrate_v1(self, conn: sqlite3.Connection) -> None:
-        """Rewrite a ledger file of the first schema, `(key TEXT PRIMARY KEY, created_ms)`,
-        into the current one, keeping every done mark (inside the caller's transaction)."""
-        table = self.table
-        conn.create_function("aw_key_hash", 1, key_hash, deterministic=True)
-        conn.execute(f"DROP INDEX IF EXISTS {table}_created")
-        conn.execute(f"ALTER TABLE {table} RENAME TO {table}_v1")
-        conn.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, kh INTEGER NOT NULL, "
-                     "key TEXT NOT NULL, created_ms INTEGER NOT NULL)")
-        conn.execute(f"INSERT INTO {table} (kh, key, created_ms) SELECT aw_key_hash(key), key, "
-                     f"created_ms FROM {table}_v1 ORDER BY created_ms")
-        conn.execute(f"DROP TABLE {table}_v1")
-        self._build_index(conn)
 
     def _merge(self) -> None:
         """Move the hot index table's entries into the cold one, in a short transaction of its
@@ -325,7 +155,7 @@ class SqliteLedger:
                 conn.execute(f"DELETE FROM {table}_cold WHERE id < ?", (first,))
             conn.execute("COMMIT")
             self._purged_below = first
-            self._count_index(conn)
+            self._hot_inserts, self._hot_limit = count_index(conn, table)
         except sqlite3.Error:
             with suppress(sqlite3.Error):
                 if conn.in_transaction:
@@ -430,7 +260,7 @@ class SqliteSession(SessionBase):
         self._began = False
         self._savepoint: LazySavepoint | None = None
 
-    def _begin(self) -> _LedgerConnection:
+    def _begin(self) -> LedgerConnection:
         self._check_open()
         conn = self._ledger._connect()
         if not self._began:
