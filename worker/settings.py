@@ -20,6 +20,7 @@ from typing import Any
 
 from worker.errors import ConfigError
 from worker.kafka.config import build_consumer_config, config_from_env, parse_pairs
+from worker.kafka.engine_config import EngineConfig
 from worker.ledger.base import DEFAULT_LEASE_SECONDS, DEFAULT_RETENTION_SECONDS
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -27,6 +28,8 @@ DEFAULT_TOPIC = "customer-activity"
 DEFAULT_GROUP = "activity-worker"
 DEFAULT_LEDGER = "sqlite:///./.local/activity-worker.db"
 DEFAULT_METRICS_ADDRESS = "127.0.0.1:9400"
+# The engine's defaults, written once in EngineConfig; the flags and Settings take them from it.
+_ENGINE = EngineConfig(topics=[])
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,15 +87,15 @@ OPTIONS: tuple[_Opt, ...] = (
     _Opt("--kafka-config", "list", [],
          "librdkafka property key=value (repeatable), e.g. security.protocol=SASL_SSL; "
          "also settable as KAFKA_<PROPERTY> env vars", metavar="KEY=VALUE"),
-    _Opt("--batch-size", "int", 500, "events per consume() batch", metavar="N"),
-    _Opt("--commit-interval", "float", 5.0,
+    _Opt("--batch-size", "int", _ENGINE.batch_size, "events per consume() batch", metavar="N"),
+    _Opt("--commit-interval", "float", _ENGINE.commit_interval,
          "commit stored offsets at least every this many seconds", metavar="SECONDS"),
-    _Opt("--commit-every", "int", 10_000,
+    _Opt("--commit-every", "int", _ENGINE.commit_every,
          "commit stored offsets after this many events", metavar="N"),
-    _Opt("--shutdown-timeout", "float", 30.0,
+    _Opt("--shutdown-timeout", "float", _ENGINE.shutdown_timeout,
          "on SIGTERM/SIGINT: finish the in-flight batch, commit and exit within this bound",
          metavar="SECONDS"),
-    _Opt("--revoke-timeout", "float", 10.0,
+    _Opt("--revoke-timeout", "float", _ENGINE.revoke_timeout,
          "on partition revoke: wait this long for the in-flight batch, then cancel it",
          metavar="SECONDS"),
     _Opt("--retry-attempts", "int", None,
@@ -108,10 +111,11 @@ OPTIONS: tuple[_Opt, ...] = (
     _Opt("--unmatched", "choice", "skip",
          "events whose type matches no processor: 'skip' (commit past) or 'dead_letter'",
          choices=("skip", "dead_letter")),
-    _Opt("--dlq-max-share", "float", 0.5,
+    _Opt("--dlq-max-share", "float", _ENGINE.guardrail_share,
          "DLQ guardrail: stop (exit 4) when more than this share of the last --dlq-window "
          "events were dead-lettered (1 disables)", metavar="SHARE"),
-    _Opt("--dlq-window", "int", 1000, "DLQ guardrail window, in events", metavar="N"),
+    _Opt("--dlq-window", "int", _ENGINE.guardrail_window, "DLQ guardrail window, in events",
+         metavar="N"),
 )
 
 
@@ -132,18 +136,18 @@ class Settings:
     drain: bool = False
     max_events: int | None = None
     kafka_config: dict[str, str] = field(default_factory=dict)
-    batch_size: int = 500
-    commit_interval: float = 5.0
-    commit_every: int = 10_000
-    shutdown_timeout: float = 30.0
-    revoke_timeout: float = 10.0
+    batch_size: int = _ENGINE.batch_size
+    commit_interval: float = _ENGINE.commit_interval
+    commit_every: int = _ENGINE.commit_every
+    shutdown_timeout: float = _ENGINE.shutdown_timeout
+    revoke_timeout: float = _ENGINE.revoke_timeout
     retry_attempts: int | None = None
     retry_backoff: float | None = None
     retry_max_backoff: float | None = None
     on_failure: str | None = None
     unmatched: str = "skip"
-    dlq_max_share: float = 0.5
-    dlq_window: int = 1000
+    dlq_max_share: float = _ENGINE.guardrail_share
+    dlq_window: int = _ENGINE.guardrail_window
 
     def consumer_config(self) -> dict[str, Any]:
         """librdkafka properties for the consumer (validated; raises ConfigError)."""

@@ -204,3 +204,24 @@ def test_cli_refuses_a_lease_longer_than_the_retention(tmp_path: Path) -> None:
         timeout=60, env={**os.environ, "WORKER_METRICS_ADDRESS": "off"})
     assert proc.returncode == 2, proc.stderr
     assert b"must be shorter than its retention" in proc.stderr
+
+
+def test_each_default_is_one_value_for_flag_env_settings_and_engine() -> None:
+    """A flag's default is the Settings default, and the engine's settings come from the same
+    place (EngineConfig), so changing one default changes --help, the env var and the run."""
+    from worker.app import engine_config
+    from worker.kafka.engine_config import EngineConfig
+    from worker.settings import OPTIONS
+
+    defaults = Settings()
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    parsed = from_args(parser.parse_args([]), environ={})
+    for opt in OPTIONS:
+        value = getattr(defaults, opt.dest if opt.dest != "topic" else "topics")
+        if opt.flag == "--kafka-config":  # pairs on the command line, a dict once parsed
+            value = [f"{k}={v}" for k, v in value.items()]
+        assert value == opt.default, opt.flag
+    assert parsed == defaults
+    built, engine = engine_config(defaults), EngineConfig(topics=list(defaults.topics))
+    assert built == engine
