@@ -173,7 +173,7 @@ def _pipeline(mode: str) -> tuple[Any, Any]:
         # holding every key of a 1M-event run (max_keys=2000000) adds ~190 MB of keys.
         ledger = open_ledger(os.environ.get("BENCH_MEMORY_LEDGER", "memory://"))
     metrics = None if mode == "pipeline-nometrics" else WorkerMetrics()
-    return Pipeline(procs, ledger, metrics), metrics
+    return Pipeline(procs, ledger), metrics
 
 
 def run_engine(bootstrap: str, topic: str, batch: int, mode: str,
@@ -195,11 +195,11 @@ def run_engine(bootstrap: str, topic: str, batch: int, mode: str,
     engine = Engine(config, handler, EngineConfig(topics=[topic], batch_size=batch, drain=True,
                                                   install_signals=False),
                     dlq=DeadLetterProducer(producer_config(config), topic + ".dlq"),
-                    metrics=metrics)
+                    observers=[metrics] if metrics is not None else [])
     t0 = time.perf_counter()
     code = engine.run()
     wall = time.perf_counter() - t0
-    return {"events": engine.events, "seconds": handler.last - handler.first, "wall": wall,
+    return {"events": engine.counts.events, "seconds": handler.last - handler.first, "wall": wall,
             "exit_code": code}
 
 

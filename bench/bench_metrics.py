@@ -6,7 +6,6 @@ Measures, for a realistic batch (3 processors, 5 outcomes, 500 end-to-end latenc
 processor-call timings):
   aggregate   the pipeline's per-event work to fill BatchStats (Counter += 1, list.append)
   record      WorkerMetrics.record_batch(stats), once per batch
-  null        NULL_METRICS.record_batch(stats) (metrics off)
   naive       what per-event instrumentation would cost: labels().inc() and Histogram.observe()
               for every event, the thing the design avoids
 The engine benchmark reports events/s with metrics on and off; this isolates the metrics part.
@@ -27,11 +26,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from worker.observability.metrics import (
     LATENCY_BUCKETS,
-    NULL_METRICS,
     PROCESSING_BUCKETS,
     WorkerMetrics,
 )
-from worker.observability.stats import BatchStats
+from worker.types import BatchStats
 
 PROCESSORS = ("loyalty_points", "tier_changes", "segment_sync")
 
@@ -92,8 +90,6 @@ def main() -> int:
     rows = [
         ("aggregate (pipeline fills BatchStats)", timeit(lambda: aggregate(events), args.repeat)),
         ("record_batch (WorkerMetrics)", timeit(lambda: wm.record_batch(stats), args.repeat)),
-        ("record_batch (NULL_METRICS, metrics off)",
-         timeit(lambda: NULL_METRICS.record_batch(stats), args.repeat)),
         ("naive per-event labels()/observe()", timeit(naive, max(1, args.repeat // 10))),
     ]
     print(f"batch of {args.batch} events; best of 5 rounds")

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.kafka_helpers import KafkaHelper
+from tests.secure_kafka import SecureBroker, secure_broker
 from tests.servers import postgres_url, redis_url  # noqa: F401  (shared fixtures)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +91,14 @@ def kafka_bootstrap() -> Iterator[str]:
     finally:
         if not was_running:
             run_launcher("down", timeout=120)
+
+
+@pytest.fixture(scope="session")
+def private_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
+    """A broker of the tests' own (tests/secure_kafka.py), started once per session on first
+    use, for tests that need SASL/mTLS listeners or a broker they may freeze (lost partitions)."""
+    with secure_broker(tmp_path_factory.mktemp("secure-kafka")) as broker:
+        yield broker
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,9 +14,11 @@ import structlog
 from worker.errors import ConfigError, LedgerUnavailable
 from worker.kafka.admin import missing_topics, topic_max_bytes
 from worker.kafka.config import producer_config
+from worker.kafka.confluent_consumer import ConfluentConsumer
 from worker.kafka.dlq import DeadLetterProducer, default_dlq_topic
-from worker.kafka.engine import EXIT_ERROR, Engine, EngineConfig
-from worker.observability.stats import BatchStats
+from worker.kafka.engine import Engine, EngineConfig
+from worker.kafka.lifecycle import EXIT_ERROR
+from worker.observer import WorkerObserver
 from worker.processors.api import Processor, RetryPolicy
 from worker.settings import Settings
 
@@ -83,7 +84,6 @@ def run(settings: Settings) -> int:
         base = f"http://{server.host}:{server.port}"
         log.info("serving metrics and health", metrics=f"{base}/metrics",
                  healthz=f"{base}/healthz", readyz=f"{base}/readyz")
-    sink = _PipelineSink(metrics, health)
 
     ledger = open_ledger(settings.ledger, retention_seconds=settings.ledger_retention,
                          lease_seconds=settings.ledger_lease)
@@ -93,7 +93,6 @@ def run(settings: Settings) -> int:
         except LedgerUnavailable as exc:
             raise ConfigError(f"the ledger at {settings.ledger} cannot be reached ({exc}); "
                               "start it or point --ledger at a running one.") from None
-        sink.set_ledger_up(True)
         builtins = not settings.no_builtin_processors and builtins_from_env()
         processors = apply_overrides(load_processors(settings.processors, builtins=builtins),
                                      settings)
@@ -104,15 +103,22 @@ def run(settings: Settings) -> int:
         ledger.close()
         raise
 
-    pipeline = Pipeline(processors, ledger, sink,
+    pipeline = Pipeline(processors, ledger,
                         unmatched="dead_letter" if settings.unmatched == "dead_letter"
                         else "skip")
     dlq = DeadLetterProducer(producer_config(consumer_config), settings.dlq_topic,
                              max_bytes=min(topic_max_bytes(consumer_config, dlq_topics).values()))
+    observers: list[WorkerObserver] = []
     if metrics is not None:
         metrics.watch_processor_call(pipeline.call_age)
-    engine = Engine(consumer_config, pipeline, engine_config(settings), dlq=dlq,
-                    metrics=metrics, health=health, summary=sink.summary)
+        metrics.watch_ledger(lambda: pipeline.ledger_up)
+        observers.append(metrics)
+    if health is not None:
+        health.watch_ledger(lambda: pipeline.ledger_up)
+        observers.append(health)
+    consumer = ConfluentConsumer(consumer_config, stats=None if metrics is None
+                                 else metrics.record_librdkafka_stats)
+    engine = Engine(consumer, pipeline, engine_config(settings), dlq=dlq, observers=observers)
     try:
         return engine.run()
     except Exception:
@@ -122,38 +128,6 @@ def run(settings: Settings) -> int:
         if server is not None:
             server.close()
         ledger.close()
-
-
-class _PipelineSink:
-    """What the pipeline reports to: WorkerMetrics (when on), ledger up/down also sent to
-    HealthState (/readyz) so both endpoints agree, and outcome totals for the exit summary
-    (one Counter update per batch)."""
-
-    def __init__(self, metrics: Any | None, health: Any | None) -> None:
-        self._metrics = metrics
-        self._health = health
-        self.outcomes: Counter[str] = Counter()
-        self.dead_letters: Counter[str] = Counter()
-
-    def record_batch(self, stats: BatchStats) -> None:
-        for (_proc, outcome), n in stats.outcomes.items():
-            self.outcomes[outcome] += n
-        self.dead_letters.update(stats.dead_letters)
-        if self._metrics is not None:
-            self._metrics.record_batch(stats)
-
-    def record_ledger_op(self, op: str, seconds: float, error: bool) -> None:
-        if self._metrics is not None:
-            self._metrics.record_ledger_op(op, seconds, error)
-
-    def set_ledger_up(self, up: bool) -> None:
-        if self._metrics is not None:
-            self._metrics.set_ledger_up(up)
-        if self._health is not None:
-            self._health.set_ledger_ok(up)
-
-    def summary(self) -> dict[str, Any]:
-        return {"outcomes": dict(self.outcomes), "dead_letter_reasons": dict(self.dead_letters)}
 
 
 def _configure_logging() -> None:

@@ -14,13 +14,13 @@ dead_lettered); why an event was dead-lettered: `worker.vocabulary.ErrorClass`.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import structlog
 
 from worker.errors import (
-    EventDecodeError,
     FatalProcessingError,
     LedgerKeyRejected,
     LedgerUnavailable,
@@ -28,38 +28,18 @@ from worker.errors import (
     cut,
     describe,
 )
-from worker.events import Event, decode_event
+from worker.events import Event
 from worker.ledger.base import ClaimState, Ledger, LedgerSession
-from worker.observability.stats import BatchStats
 from worker.processors.api import Context, Processor
-from worker.processors.keys import event_key, group_key
-from worker.types import BatchResult, DeadLetter, Message
+from worker.types import BatchResult, BatchStats, DeadLetter, Message
 from worker.vocabulary import ErrorClass, Outcome
+from worker.work import Resolver, Unmatched, Work, WorkPlanner
 
 log = structlog.get_logger("worker.pipeline")
-
-Unmatched = Literal["skip", "dead_letter"]
-
-
-class Resolver(Protocol):
-    def resolve(self, event_type: str) -> tuple[Processor, ...]: ...
-
-
-class MetricsSink(Protocol):
-    def record_batch(self, stats: BatchStats) -> None: ...
-    def record_ledger_op(self, op: str, seconds: float, error: bool) -> None: ...
-    def set_ledger_up(self, up: bool) -> None: ...
-
 
 class _Cancelled(Exception):
     """Internal: the engine asked us to stop this batch (revoke or shutdown)."""
 
-
-# One (event, processor) pair of a batch: (message, event, processor, key, processor index).
-# A plain tuple: it is made once per event and processor on the hot path.
-_Work = tuple[Message, Event, Processor, str, int]
-
-_KEY_EVENT, _KEY_GROUP, _KEY_CUSTOM = 0, 1, 2
 
 _PRUNE_CHECK_S = 1.0  # how often the pipeline offers the ledger a prune (it gates itself too)
 
@@ -71,7 +51,6 @@ class Pipeline:
         self,
         processors: Sequence[Processor],
         ledger: Ledger,
-        metrics: MetricsSink | None = None,
         *,
         unmatched: Unmatched = "skip",
         router: Resolver | None = None,
@@ -87,14 +66,20 @@ class Pipeline:
         self.processors = list(processors)
         self.router = router
         self.ledger = ledger
-        self.metrics = metrics
+        # False from a failed ledger call until one succeeds: read by /readyz and the
+        # ledger_up gauge while a batch is still retrying (it returns only once the ledger is
+        # back)
+        self.ledger_up = True
+        # ledger calls' timings since the last result (prunes between batches included)
+        self._ledger_seconds: dict[str, list[float]] = {}
+        self._ledger_errors: Counter[str] = Counter()
         self.unmatched = unmatched
         self._ledger_backoff = ledger_backoff
         self._busy_backoff = busy_backoff
         self._sleep = sleep or _interruptible_sleep
         self._names = [p.name for p in self.processors]
         self._index = {name: i for i, name in enumerate(self._names)}
-        self._route_cache: dict[str, tuple[tuple[Processor, int, int], ...]] = {}
+        self._planner = WorkPlanner(self._index, router, unmatched)
         self._next_prune = 0.0
         self._prune_every = prune_every
         # perf_counter() when the processor call in progress began (None between calls): read
@@ -110,37 +95,37 @@ class Pipeline:
     def handle(self, messages: Sequence[Message], cancelled: Callable[[], bool]) -> BatchResult:
         stats = BatchStats(batch_size=len(messages))
         dead: list[DeadLetter] = []
-        work = self._decode_and_route(messages, stats, dead)
+        work = self._planner.plan(messages, stats, dead)
         delay, max_delay = self._ledger_backoff
         while True:
             if cancelled():
-                return BatchResult(completed=False)
+                return self._result(False, BatchStats(), [])
             run_stats = _fresh_run_stats(stats)
             run_dead = list(dead)
             try:
                 self._run(work, run_stats, run_dead, cancelled)
             except _Cancelled:
-                return BatchResult(completed=False)
+                return self._result(False, BatchStats(), [])
             except LedgerKeyRejected as exc:
                 work = self._drop_rejected(work, stats, dead, exc, cancelled)
                 continue
             except LedgerUnavailable as exc:
-                if self.metrics is not None:
-                    self.metrics.set_ledger_up(False)
                 log.warning("ledger unavailable; retrying the batch", error=str(exc),
                             retry_in_s=round(delay, 2), batch_size=len(messages))
                 self._sleep(delay, cancelled)
                 delay = min(delay * 2, max_delay)
                 continue
-            if self.metrics is not None:
-                if delay != self._ledger_backoff[0]:
-                    self.metrics.set_ledger_up(True)
-                self.metrics.record_batch(run_stats)
             self._maybe_prune()
-            return BatchResult(completed=True, dead_letters=run_dead)
+            return self._result(True, run_stats, run_dead)
 
-    def _drop_rejected(self, work: list[_Work], stats: BatchStats, dead: list[DeadLetter],
-                       exc: LedgerKeyRejected, cancelled: Callable[[], bool]) -> list[_Work]:
+    def _result(self, completed: bool, stats: BatchStats, dead: list[DeadLetter]) -> BatchResult:
+        """The result, carrying the ledger timings gathered since the last one."""
+        stats.ledger_seconds, self._ledger_seconds = self._ledger_seconds, {}
+        stats.ledger_errors, self._ledger_errors = self._ledger_errors, Counter()
+        return BatchResult(completed, dead, stats)
+
+    def _drop_rejected(self, work: list[Work], stats: BatchStats, dead: list[DeadLetter],
+                       exc: LedgerKeyRejected, cancelled: Callable[[], bool]) -> list[Work]:
         """The store refused some key's data: find which keys (halving the batch, claims
         rolled back), dead-letter those (event, processor) pairs and return the rest of the
         work. The refusal is the event's fault, not an outage: the batch goes on."""
@@ -164,7 +149,7 @@ class Pipeline:
                 parts += [part[: len(part) // 2], part[len(part) // 2 :]]
         if not bad:  # refused as a whole, by no single key: treat it as an outage
             raise LedgerUnavailable(str(exc)) from exc
-        kept: list[_Work] = []
+        kept: list[Work] = []
         for item in work:
             msg, event, proc, key, _ = item
             if key in bad:
@@ -195,82 +180,8 @@ class Pipeline:
         if pruned:
             log.info("ledger pruned", keys=pruned)
 
-    # -- phase 1: pure, no I/O -----------------------------------------------------------------
-    def _routes(self, event_type: str) -> tuple[tuple[Processor, int, int], ...]:
-        """(processor, key mode, processor index) per matching processor, cached per type."""
-        hit = self._route_cache.get(event_type)
-        if hit is None:
-            hit = tuple((proc, _key_mode(proc), self._index[proc.name])
-                        for proc in self.router.resolve(event_type))
-            if len(self._route_cache) < 10_000:  # junk types must not grow it without bound
-                self._route_cache[event_type] = hit
-        return hit
-
-    def _decode_and_route(self, messages: Sequence[Message], stats: BatchStats,
-                          dead: list[DeadLetter]) -> list[_Work]:
-        work: list[_Work] = []
-        add = work.append
-        consumed: dict[str, int] = {}
-        timestamps: list[int] = []
-        stamp = timestamps.append
-        cache = self._route_cache
-        routes = self._routes
-        decode = decode_event
-        topic: str | None = None
-        run_start = 0
-        for i, msg in enumerate(messages):
-            t = msg.topic() or ""
-            if t != topic:  # count per run of one topic, not per message
-                if topic is not None:
-                    consumed[topic] = consumed.get(topic, 0) + i - run_start
-                topic, run_start = t, i
-            ts_type, ts_ms = msg.timestamp()
-            if ts_type:
-                stamp(ts_ms)
-            try:
-                event = decode(msg.value())
-            except EventDecodeError as exc:
-                stats.dead_letters[exc.error_class] += 1
-                dead.append(DeadLetter(msg, exc.error_class, exc.reason))
-                continue
-            etype = event.type
-            procs = cache.get(etype)
-            if procs is None:
-                procs = routes(etype)
-            if not procs:
-                stats.unmatched[etype] += 1
-                if self.unmatched == "dead_letter":
-                    stats.dead_letters[ErrorClass.UNMATCHED] += 1
-                    dead.append(DeadLetter(msg, ErrorClass.UNMATCHED,
-                                           f"$.type: no processor matches {etype!r}"))
-                continue
-            for proc, mode, index in procs:
-                if mode == _KEY_EVENT:
-                    key = event_key(proc.name, event)
-                elif mode == _KEY_GROUP:
-                    key = group_key(proc.name, event)
-                else:
-                    try:
-                        key = proc.idempotency_key(event)
-                    except Exception as exc:  # a custom key function failed on this event
-                        stats.outcomes[(proc.name, Outcome.DEAD_LETTERED)] += 1
-                        stats.dead_letters[ErrorClass.KEY_FAILED] += 1
-                        dead.append(DeadLetter(msg, ErrorClass.KEY_FAILED, describe(exc),
-                                               proc.name))
-                        continue
-                add((msg, event, proc, key, index))
-        if topic is not None:
-            consumed[topic] = consumed.get(topic, 0) + len(messages) - run_start
-        stats.consumed.update(consumed)
-        if timestamps:
-            now_ms = time.time() * 1000.0
-            # (a clock behind the producer's counts as 0; no max() call per event)
-            stats.latency_seconds.extend([(now_ms - t) * 0.001 if t < now_ms else 0.0
-                                          for t in timestamps])
-        return work
-
     # -- phase 2: ledger + processors ------------------------------------------------------------
-    def _run(self, work: list[_Work], stats: BatchStats, dead: list[DeadLetter],
+    def _run(self, work: list[Work], stats: BatchStats, dead: list[DeadLetter],
              cancelled: Callable[[], bool]) -> None:
         if not work:
             return
@@ -422,22 +333,22 @@ class Pipeline:
         dead.append(DeadLetter(msg, error_class, reason, proc.name, attempts))
 
     def _timed(self, op: str, fn: Callable[..., Any], *args: Any) -> Any:
-        if self.metrics is None:
-            return fn(*args)
         t0 = time.perf_counter()
         try:
             result = fn(*args)
         except LedgerUnavailable:
-            self.metrics.record_ledger_op(op, time.perf_counter() - t0, True)
+            self._ledger_errors[op] += 1
+            self._record_op(op, t0, False)
             raise
-        self.metrics.record_ledger_op(op, time.perf_counter() - t0, False)
+        self._record_op(op, t0, True)
         return result
 
-
-def _key_mode(proc: Processor) -> int:
-    if proc.key is not None:
-        return _KEY_CUSTOM
-    return _KEY_GROUP if proc.once_per == "group" else _KEY_EVENT
+    def _record_op(self, op: str, t0: float, up: bool) -> None:
+        seconds = self._ledger_seconds.get(op)
+        if seconds is None:
+            seconds = self._ledger_seconds[op] = []
+        seconds.append(time.perf_counter() - t0)
+        self.ledger_up = up
 
 
 def _fresh_run_stats(decoded: BatchStats) -> BatchStats:

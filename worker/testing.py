@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from worker.ledger import open_ledger
-from worker.observability.stats import BatchStats
-from worker.pipeline import Pipeline, Unmatched
+from worker.pipeline import Pipeline
 from worker.processors.api import Processor
 from worker.processors.discovery import load_processors, run_setup
 from worker.types import DeadLetter, LocalMessage
+from worker.work import Unmatched
 
 EventInput = Mapping[str, Any] | str | bytes
 
@@ -44,20 +44,6 @@ class SendResult:
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     unmatched: Counter[str] = field(default_factory=Counter)
-
-
-class _Collector:
-    def __init__(self) -> None:
-        self.last = BatchStats()
-
-    def record_batch(self, stats: BatchStats) -> None:
-        self.last = stats
-
-    def record_ledger_op(self, op: str, seconds: float, error: bool) -> None:
-        pass
-
-    def set_ledger_up(self, up: bool) -> None:
-        pass
 
 
 class Harness:
@@ -77,9 +63,7 @@ class Harness:
         self.processors = list(processors)
         self.ledger = open_ledger(ledger)
         run_setup(self.processors, self.ledger)
-        self._collector = _Collector()
-        self.pipeline = Pipeline(self.processors, self.ledger, self._collector,
-                                 unmatched=unmatched,
+        self.pipeline = Pipeline(self.processors, self.ledger, unmatched=unmatched,
                                  sleep=None if retry_sleep else (lambda s, c: None))
         self.topic = topic
         self._offset = 0
@@ -94,7 +78,7 @@ class Harness:
             msgs.append(LocalMessage(v, self.topic, partition, self._offset))
             self._offset += 1
         result = self.pipeline.handle(msgs, lambda: False)
-        stats = self._collector.last
+        stats = result.stats
         out = SendResult(values, Counter(stats.outcomes), list(result.dead_letters),
                          Counter(stats.unmatched))
         self.outcomes.update(out.outcomes)

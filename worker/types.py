@@ -9,6 +9,7 @@ allocation on the hot path), while tests and the in-memory harness use
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -62,6 +63,10 @@ class LocalMessage:
         # (TIMESTAMP_CREATE_TIME, ms) like confluent-kafka; 0 type means "not available".
         return (1 if self._timestamp_ms else 0, self._timestamp_ms)
 
+    def error(self) -> None:
+        """A record, never a consumer error event (confluent_kafka.Message's error())."""
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class TopicPartition:
@@ -90,11 +95,36 @@ class DeadLetter:
 
 
 @dataclass(slots=True)
+class BatchStats:
+    """One batch's counts, aggregated in plain dicts on the hot path and folded into the
+    metrics once per batch (no `labels()` call per event)."""
+
+    batch_size: int = 0
+    # topic -> events consumed
+    consumed: Counter[str] = field(default_factory=Counter)
+    # (processor, worker.vocabulary.Outcome) -> count
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # event type -> events that matched no processor
+    unmatched: Counter[str] = field(default_factory=Counter)
+    # worker.vocabulary.ErrorClass -> dead letters
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    # processor -> seconds of each call in this batch
+    processing_seconds: dict[str, list[float]] = field(default_factory=dict)
+    # now minus the Kafka timestamp, per event that has one (seconds)
+    latency_seconds: list[float] = field(default_factory=list)
+    # ledger operation (claim, mark_done, commit, ...) -> seconds of each call, failed ones too
+    # (including the attempts of a batch retried while the ledger was down)
+    ledger_seconds: dict[str, list[float]] = field(default_factory=dict)
+    # ledger operation -> calls that failed with LedgerUnavailable
+    ledger_errors: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
 class BatchResult:
     """What the pipeline hands back to the engine for one batch.
 
-    completed=True: every message's effects are done (ok, duplicate, skipped or to be
-    dead-lettered). The engine must produce `dead_letters` and confirm them, then store the
+    completed=True: every message's effects are done (ok, duplicate or to be dead-lettered).
+    The engine must produce `dead_letters` and confirm them, then store the
     offsets of all messages of the batch.
     completed=False: the batch was cancelled (revoke/shutdown) and rolled back: the engine must
     store no offset of it; the events will be consumed again.
@@ -102,6 +132,9 @@ class BatchResult:
 
     completed: bool
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    # what happened, for the observers (metrics, the exit summary, tests): the counts of the
+    # attempt that completed; of a cancelled batch only its ledger timings
+    stats: BatchStats = field(default_factory=BatchStats)
 
 
 class BatchHandler(Protocol):

@@ -3,6 +3,7 @@ waiting on conditions with deadlines)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -11,6 +12,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from worker.kafka.admin import ensure_topics
+from worker.kafka.engine import Engine
 
 
 def broker_reachable(bootstrap: str) -> bool:
@@ -102,3 +104,26 @@ def event_json(i: int, etype: str = "customer.order.paid") -> bytes:
         f'{{"id":"evcus_{i:020d}","type":"{etype}","group_id":"v-{i:018d}",'
         f'"created_at":"2024-03-11T12:06:34.423Z","data":{{"customer":{{"id":"cust_{i}"}}}}}}'
     ).encode()
+
+
+class Running:
+    """An Engine running on a thread (signals are the main thread's; tests stop it by call)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.code: int | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.code = self.engine.run()
+
+    def stop(self, timeout: float = 30) -> int:
+        self.engine.stop("test")
+        return self.join(timeout)
+
+    def join(self, timeout: float = 30) -> int:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "engine did not stop in time"
+        assert self.code is not None
+        return self.code

@@ -20,6 +20,7 @@ import pytest
 
 from tests.engine.fakes import ExactResolver, FakeLedger
 from tests.engine.helpers import (
+    Running,
     committed,
     create_topic,
     event_json,
@@ -30,13 +31,9 @@ from tests.engine.helpers import (
 from worker.errors import NonRetriableError
 from worker.kafka.config import build_consumer_config, producer_config
 from worker.kafka.dlq import DeadLetterProducer
-from worker.kafka.engine import (
-    EXIT_FATAL_PROCESSING,
-    EXIT_GUARDRAIL,
-    EXIT_OK,
-    Engine,
-    EngineConfig,
-)
+from worker.kafka.engine import Engine, EngineConfig
+from worker.kafka.lifecycle import EXIT_FATAL_PROCESSING, EXIT_GUARDRAIL, EXIT_OK
+from worker.observer import WorkerObserver
 from worker.pipeline import Pipeline
 from worker.processors.api import Processor, RetryPolicy
 from worker.types import BatchResult, Message, TopicPartition
@@ -72,7 +69,7 @@ class Recorder:
         return BatchResult(completed=True)
 
 
-class RecordingMetrics:
+class RecordingMetrics(WorkerObserver):
     """Records rebalance callbacks in the same global sequence as Recorder."""
 
     def __init__(self) -> None:
@@ -94,43 +91,14 @@ class RecordingMetrics:
         self.events.append((next(SEQ), "lost", [tp.partition for tp in tps]))
         self.assigned -= {tp.partition for tp in tps}
 
-    def record_lag(self, tp: TopicPartition, lag_offsets: int, lag_seconds: float) -> None:
-        pass
-
     def record_commit(self, tp: TopicPartition, offset: int) -> None:
         self.commits.append((tp.partition, offset))
-
-    def record_librdkafka_stats(self, json_str: str) -> None:
-        pass
 
     def guardrail_tripped(self) -> None:
         self.guardrail += 1
 
     def dlq_write(self, ok: bool, shrunk: int = 0) -> None:
         self.dlq_writes.append(ok)
-
-
-class Running:
-    """An Engine running on a thread (signals are the main thread's; tests stop it by call)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.code: int | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        self.code = self.engine.run()
-
-    def stop(self, timeout: float = 30) -> int:
-        self.engine.stop("test")
-        return self.join(timeout)
-
-    def join(self, timeout: float = 30) -> int:
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "engine did not stop in time"
-        assert self.code is not None
-        return self.code
 
 
 def engine_for(bootstrap: str, topic: str, group: str, handler: Any, *,
@@ -143,7 +111,7 @@ def engine_for(bootstrap: str, topic: str, group: str, handler: Any, *,
     cfg.setdefault("commit_interval", 0.2)
     cfg.setdefault("install_signals", False)
     return Engine(config, handler, EngineConfig(topics=[topic], **cfg), dlq=dlq,
-                  metrics=metrics)
+                  observers=[metrics] if metrics is not None else [])
 
 
 def spawn_worker(bootstrap: str, topic: str, group: str, out: Path, *args: str
@@ -404,7 +372,7 @@ def test_revoke_during_inflight_batch(engine_bootstrap: str, unique_name: Any,
     assert late_touches(rec_a, met_a) == []
     assert total_committed(b, group, topic, 2) == 160
     if revoke_timeout < 1:
-        assert a.engine.cancelled_batches >= 1
+        assert a.engine.counts.cancelled_batches >= 1
 
 
 def test_backpressure_keeps_membership_beyond_max_poll_interval(
@@ -438,7 +406,7 @@ class Calls:
 
 
 def make_pipeline(processors: list[Processor]) -> Pipeline:
-    return Pipeline(processors, FakeLedger(), None, router=ExactResolver(processors))
+    return Pipeline(processors, FakeLedger(), router=ExactResolver(processors))
 
 
 def dlq_headers(msg: Any) -> dict[str, bytes]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gc
 
-from worker.kafka.engine import EngineConfig, _tune_gc
+from worker.kafka.engine import EngineConfig
+from worker.kafka.lifecycle import tune_gc
 
 
 def test_tune_gc_raises_gen0_threshold_and_restores_it() -> None:
     before = gc.get_threshold()
     frozen_before = gc.get_freeze_count()
-    restore = _tune_gc(20_000)
+    restore = tune_gc(20_000)
     try:
         assert gc.get_threshold() == (max(20_000, before[0]), *before[1:])
         assert gc.get_freeze_count() >= frozen_before
@@ -22,7 +23,7 @@ def test_tune_gc_raises_gen0_threshold_and_restores_it() -> None:
 
 def test_tune_gc_none_leaves_the_gc_alone() -> None:
     before = gc.get_threshold()
-    restore = _tune_gc(None)
+    restore = tune_gc(None)
     assert gc.get_threshold() == before
     restore()
     assert gc.get_threshold() == before

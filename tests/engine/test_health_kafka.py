@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.engine.helpers import create_topic, event_json, produce, wait_for
-from tests.engine.test_engine_kafka import Running
+from tests.engine.helpers import Running, create_topic, event_json, produce, wait_for
 from worker.kafka.config import build_consumer_config
-from worker.kafka.engine import EXIT_OK, Engine, EngineConfig
+from worker.kafka.engine import Engine, EngineConfig
+from worker.kafka.lifecycle import EXIT_OK
 from worker.observability.health import HealthState
 from worker.types import BatchResult, Message
 
@@ -44,7 +44,7 @@ def test_liveness_fails_while_commits_stall_and_recovers(engine_bootstrap: str,
     gate = Gate()
     engine = Engine(build_consumer_config(b, group, None), gate,
                     EngineConfig(topics=[topic], poll_timeout=0.1, commit_interval=0.1,
-                                 install_signals=False), health=health)
+                                 install_signals=False), observers=[health])
     run = Running(engine)
     try:
         assert gate.started.wait(30), "the first batch never reached the handler"

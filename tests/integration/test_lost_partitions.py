@@ -28,11 +28,11 @@ from collections.abc import Callable, Sequence
 import pytest
 from structlog.testing import capture_logs
 
-from tests.engine.helpers import committed, create_topic, event_json, produce, wait_for
-from tests.engine.test_engine_kafka import Running, engine_for
+from tests.engine.helpers import Running, committed, create_topic, event_json, produce, wait_for
+from tests.engine.test_engine_kafka import engine_for
 from tests.kafka_helpers import unique_name
 from tests.secure_kafka import SecureBroker
-from worker.kafka.engine import EXIT_OK
+from worker.kafka.lifecycle import EXIT_OK
 from worker.observability.metrics import REBALANCES, WorkerMetrics
 from worker.types import BatchResult, Message, TopicPartition
 
@@ -113,7 +113,7 @@ def test_lost_partitions_are_never_committed_and_their_events_come_back(
         run = Running(engine)
         try:
             wait_for(lambda: metrics.count("assigned") >= 1
-                     and engine._assigned == {(topic, 0), (topic, 1)}, 30, "both partitions")
+                     and engine.assigned == {(topic, 0), (topic, 1)}, 30, "both partitions")
             # Partition 0: a batch finished and stored, not committed (commit interval 1 h).
             produce(b, topic, [(0, None, event_json(i)) for i in range(PER_PARTITION)])
             wait_for(lambda: handler.processed(0) == list(range(PER_PARTITION)), 30,

@@ -25,6 +25,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.engine.helpers import (
+    Running,
     committed,
     create_topic,
     event_json,
@@ -32,11 +33,11 @@ from tests.engine.helpers import (
     read_all,
     wait_for,
 )
-from tests.engine.test_engine_kafka import Running
 from tests.kafka_helpers import unique_name
 from tests.secure_kafka import SecureBroker, set_scram_password
 from worker.kafka.config import build_consumer_config
-from worker.kafka.engine import EXIT_BAD_SETTINGS, EXIT_OK, Engine, EngineConfig
+from worker.kafka.engine import Engine, EngineConfig
+from worker.kafka.lifecycle import EXIT_BAD_SETTINGS, EXIT_OK
 from worker.observability.health import HealthState
 from worker.types import BatchResult, Message
 
@@ -222,8 +223,8 @@ def test_engine_stops_on_authentication_failure_instead_of_retrying_for_ever(
     t0 = time.monotonic()
     assert engine.run() == EXIT_BAD_SETTINGS
     assert time.monotonic() - t0 < 15
-    assert engine._fatal_message is not None
-    assert "rejected the worker's credentials" in engine._fatal_message
+    assert engine.fatal_message is not None
+    assert "rejected the worker's credentials" in engine.fatal_message
 
 
 class _Counting:
@@ -250,7 +251,7 @@ def test_credentials_refused_after_assignment_are_reported_and_the_engine_recove
     health.set_ledger_ok(True)  # no ledger here: only Kafka decides readiness
     engine = Engine(config, handler, EngineConfig(topics=[topic], install_signals=False,
                                                   poll_timeout=0.1, commit_interval=0.2),
-                    health=health)
+                    observers=[health])
     with capture_logs() as logs:
         run = Running(engine)
         try:
@@ -261,7 +262,7 @@ def test_credentials_refused_after_assignment_are_reported_and_the_engine_recove
                 wait_for(lambda: [e for e in logs if e["event"].startswith("kafka refuses")],
                          30, "the refused re-authentication reported")
                 assert "not connected to Kafka" in health.readiness()[1]
-                assert run.thread.is_alive() and engine._fatal_message is None
+                assert run.thread.is_alive() and engine.fatal_message is None
             finally:
                 set_scram_password(b, private_kafka.scram_password)
             produce(b, topic, [(0, None, event_json(GOOD + BAD))])

@@ -10,8 +10,7 @@ from pathlib import Path
 
 from worker.observability.health import HealthState
 from worker.observability.metrics import WorkerMetrics
-from worker.observability.stats import BatchStats
-from worker.types import TopicPartition
+from worker.types import BatchStats, TopicPartition
 
 TOPIC = "customer-activity"
 PROCESSORS = ("loyalty_points", "tier_changes", "segment_sync")

@@ -15,7 +15,7 @@ from worker.errors import ConfigError
 from worker.observability.health import HealthState
 from worker.observability.http import DEFAULT_ADDRESS, HttpServer, parse_address, serve_http
 from worker.observability.metrics import WorkerMetrics
-from worker.observability.stats import BatchStats
+from worker.types import BatchStats
 
 
 @pytest.fixture

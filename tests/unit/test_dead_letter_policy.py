@@ -8,6 +8,7 @@ from typing import Any
 
 from worker.kafka.deadletters import DeadLetterPolicy, Guardrail
 from worker.kafka.dlq import DeadLetterError
+from worker.observer import WorkerObserver
 from worker.types import DeadLetter, LocalMessage
 
 
@@ -25,7 +26,7 @@ class FlakyProducer:
         self.shrunk += 1
 
 
-class Seen:
+class Seen(WorkerObserver):
     def __init__(self) -> None:
         self.writes: list[tuple[bool, int]] = []
         self.trips = 0
@@ -46,8 +47,7 @@ LETTERS = [DeadLetter(LocalMessage(b"x"), "invalid_json", "$: bad")]
 
 def test_a_failing_write_is_retried_with_backoff_until_it_succeeds() -> None:
     seen, producer, waits = Seen(), FlakyProducer(failures=4), []
-    policy = DeadLetterPolicy(producer, Guardrail(1.0, 10, 1), metrics=seen,  # type: ignore[arg-type]
-                              health=seen)
+    policy = DeadLetterPolicy(producer, Guardrail(1.0, 10, 1), seen)  # type: ignore[arg-type]
     assert policy.write(LETTERS, lambda d: waits.append(d) or True)
     assert waits == [0.5, 1.0, 2.0, 4.0]
     assert producer.sent == [1]
@@ -65,7 +65,7 @@ def test_a_write_gives_up_when_the_engine_says_so() -> None:
 def test_the_guardrail_trips_with_a_sentence() -> None:
     seen = Seen()
     policy = DeadLetterPolicy(None, Guardrail(share=0.5, window=100, min_events=10),
-                              metrics=seen)
+                              seen)
     assert policy.check(10, 2) is None
     tripped = policy.check(10, 9)
     assert tripped is not None and "55% of the last 20 events" in tripped

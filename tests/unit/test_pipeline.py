@@ -17,11 +17,10 @@ from worker.errors import EventDecodeError, FatalProcessingError, LedgerUnavaila
 from worker.events import Event
 from worker.ledger import open_ledger
 from worker.ledger.base import Ledger, LedgerSession
-from worker.observability.stats import BatchStats
 from worker.pipeline import Pipeline
 from worker.processors.api import Context, Processor, RetryPolicy
 from worker.routing import Router
-from worker.types import LocalMessage
+from worker.types import BatchResult, BatchStats, LocalMessage, Message
 
 
 def event(n: int, type_: str = "customer.order.paid", group: str | None = None,
@@ -38,20 +37,12 @@ def messages(values: Sequence[bytes], start: int = 0) -> list[LocalMessage]:
 
 
 class Recorder:
-    """Metrics sink that keeps every batch's stats."""
+    """Keeps every completed batch's stats (they come back in the result) and the pipeline's
+    `ledger_up` at each backoff sleep."""
 
     def __init__(self) -> None:
         self.batches: list[BatchStats] = []
         self.ledger_up: list[bool] = []
-
-    def record_batch(self, stats: BatchStats) -> None:
-        self.batches.append(stats)
-
-    def record_ledger_op(self, op: str, seconds: float, error: bool) -> None:
-        pass
-
-    def set_ledger_up(self, up: bool) -> None:
-        self.ledger_up.append(up)
 
     @property
     def outcomes(self) -> Counter[tuple[str, str]]:
@@ -59,6 +50,16 @@ class Recorder:
         for b in self.batches:
             total.update(b.outcomes)
         return total
+
+
+class RecordedPipeline(Pipeline):
+    rec: Recorder
+
+    def handle(self, messages: Sequence[Message], cancelled: Callable[[], bool]) -> BatchResult:
+        result = super().handle(messages, cancelled)
+        if result.completed:
+            self.rec.batches.append(result.stats)
+        return result
 
 
 def proc(name: str, pattern: str, func: Callable[[Event, Context], None],
@@ -81,8 +82,10 @@ def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
 
 def make(processors: list[Processor], ledger: Ledger, **kw: Any) -> tuple[Pipeline, Recorder]:
     rec = Recorder()
-    return Pipeline(processors, ledger, rec, router=Router(processors),
-                    sleep=lambda s, c: None, **kw), rec
+    pipe = RecordedPipeline(processors, ledger, router=Router(processors),
+                            sleep=lambda s, c: rec.ledger_up.append(pipe.ledger_up), **kw)
+    pipe.rec = rec
+    return pipe, rec
 
 
 def test_fan_out_runs_every_matching_processor_once(ledger: Ledger) -> None:
@@ -283,7 +286,9 @@ def test_an_unreachable_ledger_is_retried_and_nothing_is_skipped(ledger: Ledger)
     pipe, rec = make([proc("p", "**", lambda e, c: seen.append(e.id))], flaky)
     result = pipe.handle(messages([event(1)]), never)
     assert result.completed and seen == ["evcus_000000000000000001"]
-    assert rec.ledger_up == [False, False, True]
+    assert rec.ledger_up == [False, False] and pipe.ledger_up
+    assert result.stats.ledger_errors == {"session": 2}
+    assert len(result.stats.ledger_seconds["session"]) == 3
 
 
 def test_an_unreachable_ledger_gives_up_only_when_cancelled(ledger: Ledger) -> None:

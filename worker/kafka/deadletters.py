@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import structlog
 
 from worker.kafka.dlq import DeadLetterError, DeadLetterProducer
+from worker.kafka.lifecycle import EXIT_ERROR, EXIT_GUARDRAIL, RunCounts
+from worker.observer import WorkerObserver
 from worker.types import DeadLetter
 
 log = structlog.get_logger("worker.engine")
@@ -53,15 +55,45 @@ class Guardrail:
         return self._dead / self.events if self.events else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What became of a finished batch's dead letters: whether its offsets may be stored, and
+    the exit code and sentence to stop the worker with, if it must stop."""
+
+    stored: bool
+    failure: tuple[int, str] | None = None
+
+
 class DeadLetterPolicy:
     """The guardrail and the dead-letter writes of one engine."""
 
-    def __init__(self, producer: DeadLetterProducer | None, guardrail: Guardrail, *,
-                 metrics: Any = None, health: Any = None) -> None:
+    def __init__(self, producer: DeadLetterProducer | None, guardrail: Guardrail,
+                 observer: WorkerObserver | None = None,
+                 counts: RunCounts | None = None) -> None:
         self._producer = producer
         self.guardrail = guardrail
-        self._metrics = metrics
-        self._health = health
+        self._observer = observer or WorkerObserver()
+        self.counts = counts or RunCounts()
+
+    def settle(self, events: int, letters: Sequence[DeadLetter],
+               wait: Callable[[float], bool]) -> Settled:
+        """A batch of `events` finished with `letters`: count it in the guardrail, then write
+        and confirm the letters (see `write` for `wait`)."""
+        dead_events = len({id(d.source) for d in letters}) if letters else 0
+        tripped = self.check(events, dead_events)
+        if tripped is not None:
+            return Settled(False, (EXIT_GUARDRAIL, tripped))
+        if letters:
+            if not self.can_write:
+                return Settled(False, (EXIT_ERROR, "events must be dead-lettered but no DLQ "
+                                                   "producer is configured; set --dlq-topic"))
+            if not self.write(letters, wait):
+                log.warning("dead letters not written; their batch is not committed and "
+                            "comes back", letters=len(letters))
+                return Settled(False)  # stopping, or its partitions are gone
+            self.counts.dead_letters += len(letters)
+            self.counts.dead_lettered_events += dead_events
+        return Settled(True)
 
     @property
     def can_write(self) -> bool:
@@ -72,8 +104,7 @@ class DeadLetterPolicy:
         g = self.guardrail
         if not g.add(events, dead_events):
             return None
-        if self._metrics is not None:
-            self._metrics.guardrail_tripped()
+        self._observer.guardrail_tripped()
         return (f"DLQ guardrail tripped: {g.current_share:.0%} of the last {g.events} events "
                 f"were dead-lettered (limit {g.share:.0%}); this batch was not dead-lettered "
                 "or committed. Check the latest deploy or the producer, then restart (or raise "
@@ -86,30 +117,26 @@ class DeadLetterPolicy:
         state change; `dlq_write_failing`/`dlq_write_failures_total` and `/readyz` tell."""
         producer = self._producer
         assert producer is not None
-        delay, failing, metrics, health = RETRY_FIRST_S, False, self._metrics, self._health
+        delay, failing, observer = RETRY_FIRST_S, False, self._observer
         while True:
             shrunk_before = producer.shrunk
             try:
                 producer.send(letters)
             except DeadLetterError as exc:
-                if metrics is not None:
-                    metrics.dlq_write(False)
+                observer.dlq_write(False)
                 if not failing:
                     failing = True
                     log.error("dead letters cannot be written; consumption paused, retrying",
                               error=str(exc), letters=len(letters))
-                    if health is not None:
-                        health.set_dlq_writable(False)
+                    observer.set_dlq_writable(False)
                 if not wait(delay):
                     return False
                 delay = min(delay * 2, RETRY_MAX_S)
                 continue
-            if metrics is not None:
-                metrics.dlq_write(True, producer.shrunk - shrunk_before)
+            observer.dlq_write(True, producer.shrunk - shrunk_before)
             if failing:
                 log.info("dead letters written again; consumption resumes")
-                if health is not None:
-                    health.set_dlq_writable(True)
+                observer.set_dlq_writable(True)
             return True
 
     def serve(self) -> None:

@@ -1,8 +1,10 @@
 """Liveness and readiness of the worker, as the HTTP endpoints `/healthz` and `/readyz` report them.
 
-The poll loop calls `heartbeat()` on every iteration and `record_traffic()` when a poll returned
-messages; the commit path calls `record_commit_advance()` when a committed offset moved forward.
-Each of these is one clock read and an attribute store, cheap enough for every iteration.
+It is one of the engine's observers (worker.observer): the poll loop calls `heartbeat()` on every
+iteration and `record_traffic()` when a poll returned messages; the commit path calls
+`record_commit_advance()` when a committed offset moved forward. Each of these is one clock read
+and an attribute store, cheap enough for every iteration. Whether the ledger answers is read
+from the pipeline when asked (`watch_ledger`).
 
 - live: the poll loop ran within `poll_stale_after` seconds, and, if messages arrived since the
   last commit advance, a commit advanced within `commit_stall_after` seconds of the first of them.
@@ -16,10 +18,12 @@ import threading
 import time
 from collections.abc import Callable
 
+from worker.observer import WorkerObserver
+
 __all__ = ["HealthState"]
 
 
-class HealthState:
+class HealthState(WorkerObserver):
     def __init__(self, poll_stale_after: float = 30.0, commit_stall_after: float = 300.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if poll_stale_after <= 0 or commit_stall_after <= 0:
@@ -35,7 +39,7 @@ class HealthState:
         self._pending_since: float | None = None  # first traffic not yet covered by a commit
         self._connected = False
         self._assigned = 0
-        self._ledger_ok = False
+        self._ledger_ok: Callable[[], bool] = lambda: False
         self._dlq_ok = True
 
     # -- called by the worker ----------------------------------------------------------------
@@ -60,6 +64,10 @@ class HealthState:
         self._assigned = count
 
     def set_ledger_ok(self, ok: bool) -> None:
+        self._ledger_ok = lambda: ok
+
+    def watch_ledger(self, ok: Callable[[], bool]) -> None:
+        """Ask `ok()` (the pipeline's `ledger_up`) at each readiness check."""
         self._ledger_ok = ok
 
     def set_dlq_writable(self, ok: bool) -> None:
@@ -90,7 +98,7 @@ class HealthState:
         reasons: list[str] = []
         if not self._connected:
             reasons.append("not connected to Kafka")
-        if not self._ledger_ok:
+        if not self._ledger_ok():
             reasons.append("ledger unreachable")
         if not self._dlq_ok:
             reasons.append("dead letters cannot be written (consumption paused)")

@@ -1,0 +1,62 @@
+"""The partitions this worker holds, which of them are paused, and the messages fetched for
+them that wait for the next batch (fetched while a long batch ran, before the pause took
+effect). A partition's pause flag and its waiting messages go with it when it is let go."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from worker.kafka.port import TP, ConsumerPort
+
+
+class Assignment:
+    def __init__(self, consumer: ConsumerPort) -> None:
+        self._consumer = consumer
+        self.assigned: set[TP] = set()
+        self.paused: set[TP] = set()
+        self.pending: list[Any] = []
+
+    def add(self, partitions: Collection[TP], *, paused: bool) -> None:
+        """Partitions assigned; `paused` while a batch runs, so nothing piles up in memory."""
+        self.assigned.update(partitions)
+        if not partitions:
+            return
+        if paused:
+            self._consumer.pause(partitions)
+            self.paused.update(partitions)
+        else:
+            # librdkafka keeps a partition's pause flag across unassign/assign: clear it.
+            self._consumer.resume(partitions)
+
+    def remove(self, gone: Collection[TP]) -> None:
+        """Partitions revoked or lost: forget them, their pause flag and waiting messages."""
+        gone = set(gone)
+        self.drop_pending(gone)
+        paused = gone & self.paused
+        if paused:
+            self._consumer.resume(paused)  # the flag would outlive the assignment (see add)
+        self.assigned -= gone
+        self.paused -= gone
+
+    def pause_all(self) -> None:
+        todo = self.assigned - self.paused
+        if todo:
+            self._consumer.pause(todo)
+            self.paused |= todo
+
+    def resume_all(self) -> None:
+        todo = self.paused & self.assigned
+        self.paused.clear()
+        if todo:
+            self._consumer.resume(todo)
+
+    def take_pending(self, n: int) -> list[Any]:
+        msgs = self.pending[:n]
+        del self.pending[:n]
+        return msgs
+
+    def drop_pending(self, partitions: Collection[TP]) -> None:
+        if self.pending:
+            self.pending = [m for m in self.pending
+                            if (m.topic(), m.partition()) not in partitions]

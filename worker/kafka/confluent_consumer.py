@@ -1,0 +1,187 @@
+"""The consumer port (worker.kafka.port) over confluent-kafka: the one place the engine's
+wishes become librdkafka calls — assign vs incremental_assign, TopicPartition objects, error
+codes (`_NO_OFFSET`, `_PARTITION_EOF`, `_ALL_BROKERS_DOWN`), commit callbacks, statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
+
+import structlog
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import TopicPartition as KTP
+
+from worker.errors import WorkerError
+from worker.kafka.clients import new_consumer
+from worker.kafka.diagnose import classify
+from worker.kafka.port import TP, ClientError, CommitFailed, ConsumerListener
+from worker.kafka.secrets import redact, scrub, secret_values
+
+log = structlog.get_logger("worker.engine")
+
+STATS_INTERVAL_MS = 15_000  # librdkafka statistics (metrics) when a stats callback is given
+
+
+class ConfluentConsumer:
+    """Implements worker.kafka.port.ConsumerPort."""
+
+    def __init__(self, config: Mapping[str, Any],
+                 stats: Callable[[str], None] | None = None) -> None:
+        self._config = dict(config)
+        if stats is not None:
+            self._config["stats_cb"] = stats
+            self._config.setdefault("statistics.interval.ms", STATS_INTERVAL_MS)
+        self._incremental = (self._config.get("group.protocol") == "consumer"
+                             or "cooperative-sticky"
+                             in str(self._config.get("partition.assignment.strategy", "")))
+        self._secrets = secret_values(self._config)
+        self._listener: ConsumerListener | None = None
+        self._c: Any = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def open(self, listener: ConsumerListener) -> None:
+        self._listener = listener
+        self._c = new_consumer({**self._config, "on_commit": self._on_commit,
+                                "error_cb": self._on_error})  # ConfigError: bad settings
+
+    def settings(self) -> dict[str, Any]:
+        return redact({k: v for k, v in self._config.items() if not callable(v)})
+
+    def subscribe(self, topics: Sequence[str]) -> None:
+        self._c.subscribe(list(topics), on_assign=self._on_assign, on_revoke=self._on_revoke,
+                          on_lost=self._on_lost)
+
+    def close(self) -> None:
+        self._c.close()
+
+    # -- reading ---------------------------------------------------------------------------
+    def consume(self, n: int, timeout: float) -> list[Any]:
+        return self._c.consume(n, timeout)  # type: ignore[no-any-return]
+
+    def poll(self) -> Any | None:
+        return self._c.poll(0)
+
+    def message_error(self, message: Any) -> ClientError | None:
+        err = message.error()
+        if err is None:
+            return None
+        return ClientError(scrub(str(err), self._secrets), fatal=err.fatal(),
+                           end_of_partition=err.code() == KafkaError._PARTITION_EOF)
+
+    def pause(self, partitions: Collection[TP]) -> None:
+        self._c.pause([KTP(t, p) for t, p in partitions])
+
+    def resume(self, partitions: Collection[TP]) -> None:
+        self._c.resume([KTP(t, p) for t, p in partitions])
+
+    def seek(self, tp: TP, offset: int) -> None:
+        try:
+            self._c.seek(KTP(tp[0], tp[1], offset))
+        except KafkaException as exc:
+            raise RuntimeError(str(exc)) from None
+
+    # -- offsets ---------------------------------------------------------------------------
+    def store(self, offsets: Sequence[tuple[TP, int]]) -> None:
+        self._c.store_offsets(offsets=[KTP(t, p, o) for (t, p), o in offsets])
+
+    def commit(self, offsets: Sequence[tuple[TP, int]] | None = None, *,
+               asynchronous: bool) -> list[tuple[TP, int]]:
+        try:
+            if offsets is None:
+                result = self._c.commit(asynchronous=asynchronous)
+            else:
+                result = self._c.commit(offsets=[KTP(t, p, o) for (t, p), o in offsets],
+                                        asynchronous=asynchronous)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if getattr(err, "code", lambda: None)() == KafkaError._NO_OFFSET:
+                return []
+            raise CommitFailed(str(exc)) from None
+        if asynchronous:
+            return []
+        done = _offsets(result)
+        if self._listener is not None:
+            self._listener.on_commit(done)
+        return done
+
+    def committed(self, partitions: Collection[TP], timeout: float) -> dict[TP, int]:
+        if not partitions:
+            return {}
+        try:
+            got = self._c.committed([KTP(t, p) for t, p in partitions], timeout=timeout)
+        except KafkaException as exc:
+            raise CommitFailed(str(exc)) from None
+        return {(tp.topic, tp.partition): int(tp.offset) for tp in got}
+
+    # -- metadata --------------------------------------------------------------------------
+    def member_id(self) -> str:
+        return str(self._c.memberid() or "")
+
+    def reachable(self, topic: str, timeout: float) -> bool:
+        try:
+            self._c.list_topics(topic, timeout=timeout)
+        except KafkaException:
+            return False
+        return True
+
+    def partitions_of(self, topics: Sequence[str]) -> list[TP]:
+        out: list[TP] = []
+        for topic in topics:
+            md = self._c.list_topics(topic, timeout=10.0).topics.get(topic)
+            if md is None or md.error is not None:
+                raise WorkerError(f"topic {topic!r} does not exist or cannot be described "
+                                  f"({getattr(md, 'error', None)}); create it first")
+            out.extend((topic, p) for p in sorted(md.partitions))
+        return out
+
+    def watermarks(self, partitions: Collection[TP], *, cached: bool = False
+                   ) -> dict[TP, tuple[int, int]]:
+        out: dict[TP, tuple[int, int]] = {}
+        for t, p in partitions:
+            if cached:
+                low, high = self._c.get_watermark_offsets(KTP(t, p), cached=True)
+            else:
+                low, high = self._c.get_watermark_offsets(KTP(t, p), timeout=10.0)
+            out[(t, p)] = (int(low), int(high))
+        return out
+
+    # -- librdkafka's callbacks ------------------------------------------------------------
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        if self._incremental:
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
+        assert self._listener is not None
+        self._listener.on_assign([(tp.topic, tp.partition) for tp in partitions])
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        # (confluent-kafka unassigns after the callback returns)
+        assert self._listener is not None
+        self._listener.on_revoke([(tp.topic, tp.partition) for tp in partitions])
+
+    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+        assert self._listener is not None
+        self._listener.on_lost([(tp.topic, tp.partition) for tp in partitions])
+
+    def _on_commit(self, err: Any, partitions: Any) -> None:
+        if err is not None:
+            if err.code() != KafkaError._NO_OFFSET:
+                log.warning("offset commit failed; will retry on the next commit", error=str(err))
+            return
+        if self._listener is not None:
+            self._listener.on_commit(_offsets(partitions))
+
+    def _on_error(self, err: Any) -> None:
+        found = classify(err.name(), err.str(), self._config)
+        problem = found if found is not None and found.is_settings_problem else None
+        if self._listener is not None:
+            self._listener.on_error(ClientError(
+                scrub(str(err), self._secrets), fatal=err.fatal(),
+                all_brokers_down=err.code() == KafkaError._ALL_BROKERS_DOWN,
+                settings_problem=problem.message if problem else None,
+                kind=problem.kind if problem else None))
+
+
+def _offsets(partitions: Any) -> list[tuple[TP, int]]:
+    return [((tp.topic, tp.partition), tp.offset) for tp in partitions or ()
+            if tp.error is None and tp.offset >= 0]

@@ -1,0 +1,120 @@
+"""Phase 1 of a batch, pure (no I/O): decode each message, route its event to the matching
+processors, and make each (event, processor) pair's idempotency key. What cannot be decoded,
+matches no processor (with `unmatched="dead_letter"`) or has no key becomes a dead letter here;
+the rest is the batch's work for phase 2 (worker.pipeline: ledger + processors)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Literal, Protocol
+
+from worker.errors import EventDecodeError, describe
+from worker.events import Event, decode_event
+from worker.processors.api import Processor
+from worker.processors.keys import event_key, group_key
+from worker.types import BatchStats, DeadLetter, Message
+from worker.vocabulary import ErrorClass, Outcome
+
+Unmatched = Literal["skip", "dead_letter"]
+
+
+class Resolver(Protocol):
+    def resolve(self, event_type: str) -> tuple[Processor, ...]: ...
+
+
+# One (event, processor) pair of a batch: (message, event, processor, key, processor index).
+# A plain tuple: it is made once per event and processor on the hot path.
+Work = tuple[Message, Event, Processor, str, int]
+
+KEY_EVENT, KEY_GROUP, KEY_CUSTOM = 0, 1, 2
+
+MAX_CACHED_TYPES = 10_000  # junk types must not grow the route cache without bound
+
+
+class WorkPlanner:
+    def __init__(self, index: Mapping[str, int], router: Resolver, unmatched: Unmatched) -> None:
+        """`index`: each processor's position (for per-processor counts in phase 2)."""
+        self._index = index
+        self.router = router
+        self.unmatched = unmatched
+        self._route_cache: dict[str, tuple[tuple[Processor, int, int], ...]] = {}
+
+    def _routes(self, event_type: str) -> tuple[tuple[Processor, int, int], ...]:
+        """(processor, key mode, processor index) per matching processor, cached per type."""
+        hit = self._route_cache.get(event_type)
+        if hit is None:
+            hit = tuple((proc, _key_mode(proc), self._index[proc.name])
+                        for proc in self.router.resolve(event_type))
+            if len(self._route_cache) < MAX_CACHED_TYPES:
+                self._route_cache[event_type] = hit
+        return hit
+
+    def plan(self, messages: Sequence[Message], stats: BatchStats,
+                          dead: list[DeadLetter]) -> list[Work]:
+        work: list[Work] = []
+        add = work.append
+        consumed: dict[str, int] = {}
+        timestamps: list[int] = []
+        stamp = timestamps.append
+        cache = self._route_cache
+        routes = self._routes
+        decode = decode_event
+        topic: str | None = None
+        run_start = 0
+        for i, msg in enumerate(messages):
+            t = msg.topic() or ""
+            if t != topic:  # count per run of one topic, not per message
+                if topic is not None:
+                    consumed[topic] = consumed.get(topic, 0) + i - run_start
+                topic, run_start = t, i
+            ts_type, ts_ms = msg.timestamp()
+            if ts_type:
+                stamp(ts_ms)
+            try:
+                event = decode(msg.value())
+            except EventDecodeError as exc:
+                stats.dead_letters[exc.error_class] += 1
+                dead.append(DeadLetter(msg, exc.error_class, exc.reason))
+                continue
+            etype = event.type
+            procs = cache.get(etype)
+            if procs is None:
+                procs = routes(etype)
+            if not procs:
+                stats.unmatched[etype] += 1
+                if self.unmatched == "dead_letter":
+                    stats.dead_letters[ErrorClass.UNMATCHED] += 1
+                    dead.append(DeadLetter(msg, ErrorClass.UNMATCHED,
+                                           f"$.type: no processor matches {etype!r}"))
+                continue
+            for proc, mode, index in procs:
+                if mode == KEY_EVENT:
+                    key = event_key(proc.name, event)
+                elif mode == KEY_GROUP:
+                    key = group_key(proc.name, event)
+                else:
+                    try:
+                        key = proc.idempotency_key(event)
+                    except Exception as exc:  # a custom key function failed on this event
+                        stats.outcomes[(proc.name, Outcome.DEAD_LETTERED)] += 1
+                        stats.dead_letters[ErrorClass.KEY_FAILED] += 1
+                        dead.append(DeadLetter(msg, ErrorClass.KEY_FAILED, describe(exc),
+                                               proc.name))
+                        continue
+                add((msg, event, proc, key, index))
+        if topic is not None:
+            consumed[topic] = consumed.get(topic, 0) + len(messages) - run_start
+        stats.consumed.update(consumed)
+        if timestamps:
+            now_ms = time.time() * 1000.0
+            # (a clock behind the producer's counts as 0; no max() call per event)
+            stats.latency_seconds.extend([(now_ms - t) * 0.001 if t < now_ms else 0.0
+                                          for t in timestamps])
+        return work
+
+
+def _key_mode(proc: Processor) -> int:
+    if proc.key is not None:
+        return KEY_CUSTOM
+    return KEY_GROUP if proc.once_per == "group" else KEY_EVENT
