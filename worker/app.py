@@ -103,7 +103,7 @@ def run(settings: Settings) -> int:
         ledger.close()
         raise
 
-    pipeline = Pipeline(processors, ledger,
+    pipeline = Pipeline(processors, ledger, max_in_flight=settings.max_in_flight,
                         unmatched="dead_letter" if settings.unmatched == "dead_letter"
                         else "skip")
     dlq = DeadLetterProducer(producer_config(consumer_config), settings.dlq_topic,
@@ -112,6 +112,8 @@ def run(settings: Settings) -> int:
     if metrics is not None:
         metrics.watch_processor_call(pipeline.call_age)
         metrics.watch_ledger(lambda: pipeline.ledger_up)
+        if pipeline.effects is not None:
+            metrics.watch_effects(pipeline.effects)
         observers.append(metrics)
     if health is not None:
         health.watch_ledger(lambda: pipeline.ledger_up)

@@ -20,17 +20,16 @@ from typing import Any
 
 import structlog
 
+from worker.effects import DEFAULT_MAX_IN_FLIGHT, ConcurrentEffects, EffectsCancelled
 from worker.errors import (
-    FatalProcessingError,
     LedgerKeyRejected,
     LedgerUnavailable,
     NonRetriableError,
-    cut,
-    describe,
 )
 from worker.events import Event
 from worker.ledger.base import ClaimState, Ledger, LedgerSession
 from worker.processors.api import Context, Processor
+from worker.retries import GiveUp, after_failure
 from worker.types import BatchResult, BatchStats, DeadLetter, Message
 from worker.vocabulary import ErrorClass, Outcome
 from worker.work import Resolver, Unmatched, Work, WorkPlanner
@@ -58,6 +57,7 @@ class Pipeline:
         busy_backoff: tuple[float, float] = (0.05, 2.0),
         sleep: Callable[[float, Callable[[], bool]], None] | None = None,
         prune_every: float = _PRUNE_CHECK_S,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         if router is None:
             from worker.routing import Router
@@ -80,6 +80,10 @@ class Pipeline:
         self._names = [p.name for p in self.processors]
         self._index = {name: i for i, name in enumerate(self._names)}
         self._planner = WorkPlanner(self._index, router, unmatched)
+        # Async processors' effects run concurrently, after the batch's sync ones
+        self._async = frozenset(i for i, p in enumerate(self.processors) if p.is_async)
+        self.effects = (ConcurrentEffects(max_in_flight, [self._names[i] for i in self._async])
+                        if self._async else None)
         self._next_prune = 0.0
         self._prune_every = prune_every
         # perf_counter() when the processor call in progress began (None between calls): read
@@ -202,12 +206,17 @@ class Pipeline:
             perf = time.perf_counter
             DONE = ClaimState.DONE
             make_ctx = Context.of_message
+            concurrent = self._async  # empty (falsy) unless some processor is async
+            deferred: list[Work] = []
             # One clock read per call: a call's time runs from the end of the previous one, so
             # it includes the pipeline's own per-call work (~0.2 us).
             t0 = perf()
             for (msg, event, proc, key, index), state in zip(work, states, strict=True):
                 if state is DONE:
                     duplicate[index] += 1
+                    continue
+                if concurrent and index in concurrent:
+                    deferred.append((msg, event, proc, key, index))
                     continue
                 if cancelled():
                     raise _Cancelled
@@ -238,6 +247,9 @@ class Pipeline:
                 ok[index] += 1
                 done(key)
             self._call_t0 = None
+            if deferred:
+                self._run_concurrent(deferred, session, done_keys, stats, dead, timings,
+                                     cancelled)
             if done_keys:
                 self._timed("mark_done", session.mark_done, done_keys)
             self._timed("commit", session.commit)
@@ -253,6 +265,19 @@ class Pipeline:
                 outcomes[(name, Outcome.DUPLICATE)] += duplicate[i]
             if timings[i]:
                 stats.processing_seconds.setdefault(name, []).extend(timings[i])
+
+    def _run_concurrent(self, work: list[Work], session: LedgerSession, done_keys: list[str],
+                        stats: BatchStats, dead: list[DeadLetter], timings: list[list[float]],
+                        cancelled: Callable[[], bool]) -> None:
+        """The batch's async effects (worker.effects), claimed with the batch above."""
+        assert self.effects is not None
+        try:
+            done, released = self.effects.run(work, stats, dead, timings, cancelled)
+        except EffectsCancelled:
+            raise _Cancelled from None
+        done_keys.extend(done)
+        if released:
+            self._timed("release", session.release, released)
 
     def _claim_all(self, session: LedgerSession, keys: list[str],
                    cancelled: Callable[[], bool]) -> list[ClaimState]:
@@ -276,35 +301,24 @@ class Pipeline:
                first_error: BaseException, session: LedgerSession, transaction: Any | None,
                stats: BatchStats, dead: list[DeadLetter], timings: list[list[float]],
                cancelled: Callable[[], bool]) -> bool:
-        """Attempt 1 raised `first_error`: retry per the processor's policy. True when the
-        effect is finally done; False when it was dead-lettered.
-
-        Anything a processor raises counts, BaseException subclasses too (SystemExit from a
-        library, a KeyboardInterrupt of its own): processors run in the engine's handler
-        thread, where no signal is delivered, so none of them is the operator's Ctrl-C."""
+        """Attempt 1 raised `first_error`: retry per the processor's policy (worker.retries).
+        True when the effect is finally done; False when it was dead-lettered."""
         exc: BaseException = first_error
         attempt = 1
         while True:
-            if isinstance(exc, NonRetriableError):
-                self._dead_letter(msg, proc, exc.error_class, cut(str(exc)), attempt, stats,
-                                  dead)
-                return False
-            if attempt >= proc.retry.max_attempts:
-                if proc.on_failure == "stop":
-                    raise FatalProcessingError(
-                        f"processor {proc.name!r} failed {attempt} times on event "
-                        f"{event.id} ({msg.topic()}[{msg.partition()}]@{msg.offset()}): "
-                        f"{describe(exc)}; on_failure='stop', so the worker stops here"
-                    ) from exc
-                self._dead_letter(msg, proc, ErrorClass.PROCESSOR_FAILED, describe(exc), attempt,
+            decision = after_failure(proc, event, msg, exc, attempt)
+            if isinstance(decision, GiveUp):
+                self._dead_letter(msg, proc, decision.error_class, decision.reason, attempt,
                                   stats, dead)
-                log.error("processor failed; event dead-lettered", processor=proc.name,
-                          event_id=event.id, event_type=event.type, group_id=event.group_id,
-                          topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
-                          attempts=attempt, error=describe(exc))
+                if not isinstance(exc, NonRetriableError):
+                    log.error("processor failed; event dead-lettered", processor=proc.name,
+                              event_id=event.id, event_type=event.type,
+                              group_id=event.group_id, topic=msg.topic(),
+                              partition=msg.partition(), offset=msg.offset(), attempts=attempt,
+                              error=decision.reason)
                 return False
             stats.outcomes[(proc.name, Outcome.RETRIED)] += 1
-            self._sleep(proc.retry.delay(attempt), cancelled)
+            self._sleep(decision.delay, cancelled)
             attempt += 1
             if cancelled():
                 raise _Cancelled

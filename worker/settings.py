@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from worker.effects import DEFAULT_MAX_IN_FLIGHT
 from worker.errors import ConfigError
 from worker.kafka.config import build_consumer_config, config_from_env, parse_pairs
 from worker.kafka.engine_config import EngineConfig
@@ -98,6 +99,9 @@ OPTIONS: tuple[_Opt, ...] = (
     _Opt("--revoke-timeout", "float", _ENGINE.revoke_timeout,
          "on partition revoke: wait this long for the in-flight batch, then cancel it",
          metavar="SECONDS"),
+    _Opt("--max-in-flight", "int", DEFAULT_MAX_IN_FLIGHT,
+         "async processors: calls in flight at once per worker (effects of one ordering key "
+         "still run one at a time, in offset order)", metavar="N"),
     _Opt("--retry-attempts", "int", None,
          "attempts per processor call before dead-lettering (for processors that keep the "
          "library default retry policy)", metavar="N"),
@@ -141,6 +145,7 @@ class Settings:
     commit_every: int = _ENGINE.commit_every
     shutdown_timeout: float = _ENGINE.shutdown_timeout
     revoke_timeout: float = _ENGINE.revoke_timeout
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     retry_attempts: int | None = None
     retry_backoff: float | None = None
     retry_max_backoff: float | None = None
@@ -283,6 +288,8 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None
     if values["dlq_topic"] and values["dlq_topic"] in topics:
         raise ConfigError("--dlq-topic must differ from the consumed topics, or dead letters "
                           "would be consumed again.")
+    if values["max_in_flight"] < 1:
+        raise ConfigError(f"--max-in-flight={values['max_in_flight']} must be at least 1.")
     retention, lease = values["ledger_retention"], values["ledger_lease"]
     if retention <= 0 or lease <= 0 or lease >= retention:
         raise ConfigError(f"--ledger-lease ({lease:g} s) must be shorter than its retention "

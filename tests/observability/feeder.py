@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
+from worker.effects import ConcurrentEffects
 from worker.observability.health import HealthState
 from worker.observability.metrics import WorkerMetrics
 from worker.types import BatchStats, TopicPartition
@@ -59,6 +61,8 @@ class Feeder:
         m.set_ledger_up(True)
         m.guardrail_tripped()
         m.record_librdkafka_stats(STATS_JSON)
+        self.effects = ConcurrentEffects(64, ["forwarder"])
+        m.watch_effects(self.effects)
         if self.health is not None:
             self.health.set_connected(True)
             self.health.set_assigned(len(self.tps))
@@ -81,6 +85,10 @@ class Feeder:
                     m.record_commit(tp, offsets[i])
                 lag = 2000 + 300 * n if i == 0 else rng.randint(0, 50)
                 m.record_lag(tp, lag, 1.0 * n if i == 0 else rng.uniform(0.0, 0.5))
+            # async effects of a running batch: some in flight, some waiting for their key
+            self.effects._started = {i: time.perf_counter() - i for i in range(n % 7 + 1)}
+            self.effects._per_processor["forwarder"] = n % 7 + 1
+            self.effects._queued[(TOPIC, 1)] = rng.randint(1, 40)
             if n % 5 == 0:
                 m.record_librdkafka_stats(STATS_JSON)
                 # a cooperative rebalance moving partition 2 away and back

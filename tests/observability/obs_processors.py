@@ -3,6 +3,7 @@ they touch nothing, and fail now and then so that every outcome has a series."""
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 
 from worker.events import Event
@@ -25,3 +26,9 @@ def obs_flaky(event: Event, ctx: Context) -> None:
     """Fails the first attempt of 1 event in 5 (retried) and every attempt of 1 in 40."""
     if _bucket(event, 40) == 0 or (ctx.attempt == 1 and _bucket(event, 5) == 0):
         raise RuntimeError("obs_flaky: planned failure")
+
+
+@processor("customer.order.**", "customer.segment.**", name="obs_async")
+async def obs_async(event: Event, ctx: Context) -> None:
+    """An async call of 20 ms (an external effect): in flight, queued, the oldest age."""
+    await asyncio.sleep(0.02)

@@ -7,12 +7,14 @@ from __future__ import annotations
 import ast
 import json
 import random
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
+from worker.effects import ConcurrentEffects
 from worker.observability import metrics as m
 from worker.observability.metrics import (
     LATENCY_BUCKETS,
@@ -291,6 +293,9 @@ def test_every_exposed_sample_is_declared() -> None:
     wm.record_commit(TP0, 1)
     wm.record_librdkafka_stats(STATS_JSON)
     wm.record_ledger_op("claim", 0.1, True)
+    effects = ConcurrentEffects(4, ["p"])
+    effects._queued[("t", 0)] = 1  # an effect waiting, as inside a batch
+    wm.watch_effects(effects)
     exposed = set(sample_names(wm.registry))
     suffixes = ("_total", "_created", "_bucket", "_sum", "_count")
     bases = {next((n[: -len(x)] for x in suffixes if n.endswith(x) and n[: -len(x)] in
@@ -323,3 +328,16 @@ def test_metrics_are_declared_only_in_metrics_module() -> None:
                     node.value == n or node.value.startswith(n + "_") for n in names):
                 offenders.append(f"{path}:{node.lineno} spells {node.value!r}")
     assert not offenders
+
+
+def test_async_effects_are_shown_at_scrape_time() -> None:
+    wm, effects = WorkerMetrics(), ConcurrentEffects(8, ["fwd"])
+    wm.watch_effects(effects)
+    assert value(wm, "activity_worker_effects_in_flight", processor="fwd") == 0
+    assert value(wm, "activity_worker_effects_max_in_flight") == 8
+    effects._started[1] = time.perf_counter() - 2.0
+    effects._per_processor["fwd"] += 1
+    effects._queued[("t", 3)] = 5
+    assert value(wm, "activity_worker_effects_in_flight", processor="fwd") == 1
+    assert value(wm, "activity_worker_effects_queued", topic="t", partition="3") == 5
+    assert (value(wm, "activity_worker_effect_oldest_age_seconds") or 0) >= 2.0

@@ -17,6 +17,7 @@ import threading
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -30,6 +31,10 @@ from worker.observability.metric_names import (
     COMMITTED_OFFSET,
     CONSUMER_LAG_OFFSETS,
     CONSUMER_LAG_SECONDS,
+    EFFECT_OLDEST_AGE_SECONDS,
+    EFFECTS_IN_FLIGHT,
+    EFFECTS_MAX_IN_FLIGHT,
+    EFFECTS_QUEUED,
     LIBRDKAFKA_ASSIGNMENT_SIZE,
     LIBRDKAFKA_BROKER_RTT_AVG_SECONDS,
     LIBRDKAFKA_BROKER_RTT_P99_SECONDS,
@@ -258,3 +263,47 @@ class LibrdkafkaCollector:
             assign.add_metric([], snap.assignment_size or 0.0)
             out += [reb, reb_age, assign]
         return out
+
+
+class Effects(Protocol):
+    """What worker.effects.ConcurrentEffects shows (read at scrape time)."""
+
+    max_in_flight: int
+
+    def in_flight_by_processor(self) -> dict[str, int]: ...
+    def queued_by_partition(self) -> dict[tuple[str, int], int]: ...
+    def oldest_age(self) -> float: ...
+
+
+class EffectsCollector:
+    """Async processors' effects: in flight per processor, waiting per partition, the oldest
+    one's age, and the bound."""
+
+    def __init__(self, effects: Effects) -> None:
+        self.effects = effects
+
+    def _families(self) -> list[GaugeMetricFamily]:
+        return [
+            GaugeMetricFamily(EFFECTS_IN_FLIGHT, "Async processor calls in flight, by "
+                              "processor.", labels=["processor"]),
+            GaugeMetricFamily(EFFECTS_QUEUED, "Async effects of the running batch not started "
+                              "yet (their key is busy, or every slot is), by partition.",
+                              labels=["topic", "partition"]),
+            GaugeMetricFamily(EFFECT_OLDEST_AGE_SECONDS, "How long the oldest async call in "
+                              "flight has been running (0 when none is)."),
+            GaugeMetricFamily(EFFECTS_MAX_IN_FLIGHT, "The bound on async calls in flight "
+                              "(--max-in-flight)."),
+        ]
+
+    def describe(self) -> list[Metric]:
+        return list(self._families())
+
+    def collect(self) -> list[Metric]:
+        in_flight, queued, oldest, bound = self._families()
+        for proc, n in sorted(self.effects.in_flight_by_processor().items()):
+            in_flight.add_metric([proc], n)
+        for (topic, partition), n in sorted(self.effects.queued_by_partition().items()):
+            queued.add_metric([topic, str(partition)], n)
+        oldest.add_metric([], self.effects.oldest_age())
+        bound.add_metric([], self.effects.max_in_flight)
+        return [in_flight, queued, oldest, bound]

@@ -19,6 +19,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from worker.observability.collectors import (
     BatchHistogram,
+    Effects,
+    EffectsCollector,
     LibrdkafkaCollector,
     PartitionCollector,
     parse_librdkafka,
@@ -255,6 +257,10 @@ class WorkerMetrics(WorkerObserver):
 
     def set_ledger_up(self, up: bool) -> None:
         self._ledger_up.set(1.0 if up else 0.0)
+
+    def watch_effects(self, effects: Effects) -> None:
+        """Show the async processors' effects (worker.effects), read at each scrape."""
+        self.registry.register(EffectsCollector(effects))
 
     def watch_ledger(self, up: Callable[[], bool]) -> None:
         """Read whether the ledger answers at each scrape (the pipeline's `ledger_up`): it shows

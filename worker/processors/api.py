@@ -1,13 +1,16 @@
 """The processor API: the `@processor` decorator, `Processor` and the per-call `Context`.
 
-A processor is a function `(event, ctx) -> None` with a pattern over event types. It is its own
-unit of idempotency and failure: its key decides what counts as "the same effect", and its
-retry policy decides what happens when it raises.
+A processor is a function `(event, ctx) -> None`, or an `async def` one, with a pattern over
+event types. It is its own unit of idempotency and failure: its key decides what counts as "the
+same effect", and its retry policy decides what happens when it raises. Async processors run
+concurrently, ordered per key (worker.effects); sync ones one after another, inside the batch's
+ledger transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import inspect
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -16,8 +19,11 @@ import structlog
 from worker.events import Event
 from worker.processors.keys import custom_key, event_key, group_key
 
-ProcessorFunc = Callable[[Event, "Context"], None]
+ProcessorFunc = Callable[[Event, "Context"], None] | Callable[[Event, "Context"], Awaitable[None]]
 KeyFunc = Callable[[Event], str]
+# An async processor's ordering key (effects of one key run one at a time, in offset order);
+# by default the Kafka message key, else the partition.
+OrderFunc = Callable[[Event], Hashable]
 # Creates the processor's read-model tables. The app runs it once at startup, on the SQL
 # ledger's DB-API connection (sqlite3 or psycopg), inside a transaction it then commits.
 SetupFunc = Callable[[Any], None]
@@ -55,6 +61,25 @@ class Processor:
     # ledger (sqlite, postgresql); the app refuses to start it on another ledger.
     requires_transaction: bool = False
     description: str = ""
+    # Async processors only: the ordering key (see OrderFunc) and the most calls of this
+    # processor in flight at once (e.g. an external API's concurrency limit; None: only the
+    # worker's --max-in-flight bounds it).
+    order_by: OrderFunc | None = None
+    max_concurrency: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.is_async and self.requires_transaction:
+            raise ValueError(f"processor {self.name!r}: an async processor cannot write through "
+                             "ctx.transaction (requires_transaction=True); make it a plain def, "
+                             "which runs inside the batch's transaction")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise ValueError(f"processor {self.name!r}: max_concurrency must be at least 1")
+
+    @property
+    def is_async(self) -> bool:
+        func = self.func  # an `async def`, or an object with an `async def __call__`
+        return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+            type(func).__call__)
 
     def idempotency_key(self, event: Event) -> str:
         """processor + group_id + event id by default (see `worker.processors.keys`)."""
@@ -141,9 +166,12 @@ def processor(*patterns: str, name: str | None = None, once_per: OncePer = "even
               on_failure: OnFailure = "dead_letter",
               settings: Mapping[str, Any] | None = None,
               setup: SetupFunc | None = None, requires_transaction: bool = False,
+              order_by: OrderFunc | None = None, max_concurrency: int | None = None,
               ) -> Callable[[ProcessorFunc], ProcessorFunc]:
     """Register `func` as a processor for events whose type matches any of `patterns`.
 
+    `func` may be `async def`: then it runs concurrently with other keys' effects (ordered per
+    `order_by`, default the Kafka message key; at most `max_concurrency` calls at once).
     The first line of `func`'s docstring is its description in `activity-worker processors`.
     """
     if not patterns:
@@ -155,7 +183,8 @@ def processor(*patterns: str, name: str | None = None, once_per: OncePer = "even
             key=key, retry=retry or RetryPolicy(), on_failure=on_failure,
             settings=dict(settings or {}), module=func.__module__, setup=setup,
             requires_transaction=requires_transaction,
-            description=(func.__doc__ or "").strip().split("\n")[0]))
+            description=(func.__doc__ or "").strip().split("\n")[0], order_by=order_by,
+            max_concurrency=max_concurrency))
         return func
 
     return register
