@@ -129,6 +129,7 @@ def run(settings: Settings) -> int:
     finally:
         if server is not None:
             server.close()
+        pipeline.close()
         ledger.close()
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Hashable, Iterable
@@ -58,16 +59,32 @@ def ordering_key(msg: Message, proc: Processor, event: Any) -> Hashable:
 
 
 class ConcurrentEffects:
+    """The async effects of one pipeline, on an event loop of their own (a daemon thread).
+
+    Ordering keys chain across batches: each effect waits for the previous effect of its key,
+    wherever that one came from. Batches register their effects in the order the engine read
+    them (the `ticket` taken when a batch is handed over), so a key's chain is in offset order
+    even when several batches are in flight at once (Pipeline.overlaps)."""
+
     def __init__(self, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-                 processors: Iterable[str] = ()) -> None:
+                 processors: Iterable[Processor] = ()) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
+        procs = list(processors)
         self.max_in_flight = max_in_flight
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
         self._ids = itertools.count()
+        self._tickets = itertools.count()
+        self._turn = 0                                    # the next ticket to register
+        self._turn_waiters: dict[int, asyncio.Future[None]] = {}
+        self._tails: dict[Hashable, asyncio.Future[None]] = {}  # key -> its last effect
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._limits = {p.name: asyncio.Semaphore(p.max_concurrency) for p in procs
+                        if p.max_concurrency is not None}
         self._started: dict[int, float] = {}   # effect in flight -> perf_counter() at start
         # processor -> its calls in flight (every async processor shown, at 0 too)
-        self._per_processor: Counter[str] = Counter(dict.fromkeys(processors, 0))
+        self._per_processor: Counter[str] = Counter(dict.fromkeys((p.name for p in procs), 0))
         self._queued: Counter[tuple[str, int]] = Counter()  # partition -> effects not started
 
     # -- read at scrape time (worker.observability.collectors.Effects) -------------------------
@@ -85,62 +102,111 @@ class ConcurrentEffects:
         started = list(self._started.values())
         return max(0.0, time.perf_counter() - min(started)) if started else 0.0
 
-    # -- one batch -----------------------------------------------------------------------------
-    def run(self, work: list[Work], stats: BatchStats, dead: list[DeadLetter],
-            timings: list[list[float]], cancelled: Callable[[], bool]) -> tuple[list[str],
-                                                                                list[str]]:
-        """Run the batch's async effects; returns (done keys, keys to release). Raises
+    # -- batches ---------------------------------------------------------------------------------
+    def ticket(self) -> int:
+        """A batch's place in the order of registration; take it when the batch is read."""
+        return next(self._tickets)
+
+    def run(self, ticket: int | None, work: list[Work], stats: BatchStats,
+            dead: list[DeadLetter], timings: list[list[float]],
+            cancelled: Callable[[], bool]) -> tuple[list[str], list[str]]:
+        """Run a batch's async effects (blocking the calling thread); returns (done keys, keys
+        to release). `ticket` None: registered already (a retry of the batch). Raises
         EffectsCancelled, or FatalProcessingError from a processor with on_failure='stop'."""
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(self._batch(work, stats, dead, timings, cancelled))
+        return asyncio.run_coroutine_threadsafe(
+            self._batch(ticket, work, stats, dead, timings, cancelled), self._running()
+        ).result()
+
+    def skip(self, ticket: int) -> None:
+        """A batch that runs no async effect gives its turn up (without waiting)."""
+        asyncio.run_coroutine_threadsafe(self._skip(ticket), self._running())
 
     def close(self) -> None:
-        if self._loop is not None:
-            self._loop.close()
-            self._loop = None
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
 
-    async def _batch(self, work: list[Work], stats: BatchStats, dead: list[DeadLetter],
-                     timings: list[list[float]], cancelled: Callable[[], bool]
-                     ) -> tuple[list[str], list[str]]:
-        chains: dict[Hashable, list[Work]] = {}
-        queued = self._queued
-        for item in work:
-            chains.setdefault(ordering_key(item[0], item[2], item[1]), []).append(item)
-            queued[(item[0].topic() or "", item[0].partition() or 0)] += 1
-        slots = asyncio.Semaphore(self.max_in_flight)
-        limits = {p.name: asyncio.Semaphore(p.max_concurrency)
-                  for _, _, p, _, _ in work if p.max_concurrency is not None}
+    def _running(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = self._loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="async-effects",
+                                 daemon=True).start()
+            return self._loop
+
+    async def _wait_turn(self, ticket: int | None) -> None:
+        if ticket is None:
+            return
+        while self._turn < ticket:
+            waiter = self._turn_waiters.get(ticket)
+            if waiter is None:
+                waiter = self._turn_waiters[ticket] = asyncio.get_running_loop().create_future()
+            await waiter
+        self._turn = max(self._turn, ticket + 1)
+        nxt = self._turn_waiters.pop(self._turn, None)
+        if nxt is not None and not nxt.done():
+            nxt.set_result(None)
+
+    async def _skip(self, ticket: int) -> None:
+        await self._wait_turn(ticket)
+
+    async def _batch(self, ticket: int | None, work: list[Work], stats: BatchStats,
+                     dead: list[DeadLetter], timings: list[list[float]],
+                     cancelled: Callable[[], bool]) -> tuple[list[str], list[str]]:
+        loop = asyncio.get_running_loop()
+        await self._wait_turn(ticket)  # earlier batches' effects are in the chains now
         done: list[str] = []
         released: list[str] = []
-
-        async def chain(items: list[Work]) -> None:
-            for item in items:
-                ok = await self._effect(item, slots, limits.get(item[2].name), stats, dead,
-                                        timings)
-                (done if ok else released).append(item[3])
-
-        tasks = [asyncio.ensure_future(chain(items)) for items in chains.values()]
+        tails, queued = self._tails, self._queued
+        tasks = []
+        for item in work:
+            key = ordering_key(item[0], item[2], item[1])
+            mine: asyncio.Future[None] = loop.create_future()
+            tasks.append(loop.create_task(self._after(tails.get(key), mine, key, item, stats,
+                                                      dead, timings, cancelled, done,
+                                                      released)))
+            tails[key] = mine
+            queued[(item[0].topic() or "", item[0].partition() or 0)] += 1
+        every = asyncio.gather(*tasks)
         try:
-            pending: set[asyncio.Future[None]] = set(tasks)
-            while pending:
-                finished, pending = await asyncio.wait(pending, timeout=CANCEL_CHECK_S,
-                                                       return_when=asyncio.FIRST_EXCEPTION)
-                for task in finished:
-                    task.result()  # a FatalProcessingError stops the batch here
-                if pending and cancelled():
+            while True:
+                finished, _ = await asyncio.wait([every], timeout=CANCEL_CHECK_S)
+                if finished:
+                    every.result()  # a FatalProcessingError stops the batch here
+                    return done, released
+                if cancelled():
                     raise EffectsCancelled
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            queued.clear()
-        return done, released
+            every.cancel()
 
-    async def _effect(self, item: Work, slots: asyncio.Semaphore,
-                      limit: asyncio.Semaphore | None, stats: BatchStats,
-                      dead: list[DeadLetter], timings: list[list[float]]) -> bool:
+    async def _after(self, previous: asyncio.Future[None] | None, mine: asyncio.Future[None],
+                     key: Hashable, item: Work, stats: BatchStats, dead: list[DeadLetter],
+                     timings: list[list[float]], cancelled: Callable[[], bool],
+                     done: list[str], released: list[str]) -> None:
+        """One effect, once the previous effect of its key is over."""
+        started = [False]
+        try:
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])  # (cancelling us does not cancel it)
+            if cancelled():
+                raise EffectsCancelled
+            ok = await self._effect(item, stats, dead, timings, started)
+            (done if ok else released).append(item[3])
+        finally:
+            if not started[0]:
+                self._queued[(item[0].topic() or "", item[0].partition() or 0)] -= 1
+            if not mine.done():
+                mine.set_result(None)
+            if self._tails.get(key) is mine:
+                del self._tails[key]
+
+    async def _effect(self, item: Work, stats: BatchStats, dead: list[DeadLetter],
+                      timings: list[list[float]], started: list[bool]) -> bool:
         msg, event, proc, _key, index = item
+        slots, limit = self._slots, self._limits.get(proc.name)
         attempt = 1
         while True:
             error: BaseException | None = None
@@ -149,6 +215,7 @@ class ConcurrentEffects:
                     await limit.acquire()
                 if attempt == 1:
                     self._queued[(msg.topic() or "", msg.partition() or 0)] -= 1
+                    started[0] = True
                 effect = next(self._ids)
                 t0 = self._started[effect] = time.perf_counter()
                 self._per_processor[proc.name] += 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import structlog
@@ -82,13 +83,28 @@ class Pipeline:
         self._planner = WorkPlanner(self._index, router, unmatched)
         # Async processors' effects run concurrently, after the batch's sync ones
         self._async = frozenset(i for i, p in enumerate(self.processors) if p.is_async)
-        self.effects = (ConcurrentEffects(max_in_flight, [self._names[i] for i in self._async])
+        self.effects = (ConcurrentEffects(max_in_flight,
+                                          [self.processors[i] for i in self._async])
                         if self._async else None)
+        # Several batches in flight at once (worker.kafka.batch.InFlight): only when every
+        # processor is async (sync ones run in batch order) and the ledger takes concurrent
+        # sessions (memory, Redis; a SQL ledger's session is one transaction at a time).
+        self.overlaps = (bool(self.processors) and len(self._async) == len(self.processors)
+                         and bool(getattr(ledger, "concurrent_sessions", False)))
+        self.max_events_in_flight = 4 * max_in_flight
+        self._pool: ThreadPoolExecutor | None = None
         self._next_prune = 0.0
         self._prune_every = prune_every
         # perf_counter() when the processor call in progress began (None between calls): read
         # by the metrics at scrape time, so a processor that never returns shows within seconds
         self._call_t0: float | None = None
+
+    def close(self) -> None:
+        """Stop the async effects' loop and the batch threads (after the engine stopped)."""
+        if self.effects is not None:
+            self.effects.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
 
     def call_age(self) -> float:
         """Seconds the processor call in progress has been running; 0.0 when none is."""
@@ -96,7 +112,30 @@ class Pipeline:
         return 0.0 if t0 is None else max(0.0, time.perf_counter() - t0)
 
     # -- the BatchHandler entry point -------------------------------------------------------
+    def submit(self, messages: Sequence[Message], cancelled: Callable[[], bool]
+               ) -> Future[BatchResult]:
+        """Handle a batch in the background (only when `overlaps`); call in the order the
+        batches were read."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="batch")
+        assert self.effects is not None
+        return self._pool.submit(self._handle, messages, cancelled, [self.effects.ticket()])
+
     def handle(self, messages: Sequence[Message], cancelled: Callable[[], bool]) -> BatchResult:
+        ticket: list[int | None] = [self.effects.ticket() if self.effects is not None else None]
+        return self._handle(messages, cancelled, ticket)
+
+    def _handle(self, messages: Sequence[Message], cancelled: Callable[[], bool],
+                ticket: list[int | None]) -> BatchResult:
+        """`ticket`: the batch's turn to register async effects, None once used."""
+        try:
+            return self._attempts(messages, cancelled, ticket)
+        finally:
+            if ticket[0] is not None and self.effects is not None:
+                self.effects.skip(ticket[0])
+
+    def _attempts(self, messages: Sequence[Message], cancelled: Callable[[], bool],
+                  ticket: list[int | None]) -> BatchResult:
         stats = BatchStats(batch_size=len(messages))
         dead: list[DeadLetter] = []
         work = self._planner.plan(messages, stats, dead)
@@ -107,7 +146,7 @@ class Pipeline:
             run_stats = _fresh_run_stats(stats)
             run_dead = list(dead)
             try:
-                self._run(work, run_stats, run_dead, cancelled)
+                self._run(work, run_stats, run_dead, cancelled, ticket)
             except _Cancelled:
                 return self._result(False, BatchStats(), [])
             except LedgerKeyRejected as exc:
@@ -186,7 +225,7 @@ class Pipeline:
 
     # -- phase 2: ledger + processors ------------------------------------------------------------
     def _run(self, work: list[Work], stats: BatchStats, dead: list[DeadLetter],
-             cancelled: Callable[[], bool]) -> None:
+             cancelled: Callable[[], bool], ticket: list[int | None]) -> None:
         if not work:
             return
         n = len(self._names)
@@ -249,7 +288,7 @@ class Pipeline:
             self._call_t0 = None
             if deferred:
                 self._run_concurrent(deferred, session, done_keys, stats, dead, timings,
-                                     cancelled)
+                                     cancelled, ticket)
             if done_keys:
                 self._timed("mark_done", session.mark_done, done_keys)
             self._timed("commit", session.commit)
@@ -268,11 +307,12 @@ class Pipeline:
 
     def _run_concurrent(self, work: list[Work], session: LedgerSession, done_keys: list[str],
                         stats: BatchStats, dead: list[DeadLetter], timings: list[list[float]],
-                        cancelled: Callable[[], bool]) -> None:
+                        cancelled: Callable[[], bool], ticket: list[int | None]) -> None:
         """The batch's async effects (worker.effects), claimed with the batch above."""
         assert self.effects is not None
+        turn, ticket[0] = ticket[0], None
         try:
-            done, released = self.effects.run(work, stats, dead, timings, cancelled)
+            done, released = self.effects.run(turn, work, stats, dead, timings, cancelled)
         except EffectsCancelled:
             raise _Cancelled from None
         done_keys.extend(done)

@@ -98,6 +98,7 @@ class Harness:
         return rows
 
     def close(self) -> None:
+        self.pipeline.close()
         self.ledger.close()
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)

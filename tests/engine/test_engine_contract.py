@@ -9,6 +9,7 @@ with SIGSTOP for longer than the session timeout; the in-memory broker expires t
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import signal
@@ -16,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -141,7 +143,11 @@ class Handler:
     the first batch as cancelled; `dead` dead-letters every event."""
 
     def __init__(self, slow: float = 0.0, cancel_first: bool = False,
-                 dead: bool = False) -> None:
+                 dead: bool = False, overlap: bool = False) -> None:
+        if overlap:  # batches handed over with submit(), several in flight (InFlight)
+            self.overlaps = True
+            self.max_events_in_flight = 40
+            self._pool = ThreadPoolExecutor(max_workers=8)
         self.lock = threading.Lock()
         self.slow, self.cancel_first, self.dead = slow, cancel_first, dead
         self.hold: set[int] = set()
@@ -172,6 +178,10 @@ class Handler:
             self.completed.extend(offsets)
         letters = [DeadLetter(m, "schema", "$: test") for m in messages] if self.dead else []
         return BatchResult(completed=True, dead_letters=letters)
+
+    def submit(self, messages: Sequence[Message], cancelled: Callable[[], bool]
+               ) -> Future[BatchResult]:
+        return self._pool.submit(self.handle, messages, cancelled)
 
     def _cancelled(self) -> BatchResult:
         with self.lock:
@@ -212,6 +222,12 @@ class Rebalances(WorkerObserver):
         return late
 
 
+@pytest.fixture(params=["serial", "overlap"])
+def make(request: pytest.FixtureRequest) -> Callable[..., Handler]:
+    """Handlers that take one batch at a time, or several at once (like Pipeline.overlaps)."""
+    return functools.partial(Handler, overlap=request.param == "overlap")
+
+
 @pytest.fixture
 def group() -> str:
     return f"g-{uuid.uuid4().hex[:10]}"
@@ -226,10 +242,12 @@ def every(partitions: int, per_partition: int) -> set[tuple[int, int]]:
 
 
 # -- the contract ------------------------------------------------------------------------------
-def test_drain_commits_past_every_finished_batch_and_stops(backend: Backend, group: str) -> None:
+def test_drain_commits_past_every_finished_batch_and_stops(backend: Backend, group: str,
+                                                            make: Callable[..., Handler]
+                                                            ) -> None:
     topic = backend.topic(2)
     backend.produce(topic, events(2, 30))
-    handler, seen = Handler(), Rebalances()
+    handler, seen = make(), Rebalances()
     engine = backend.engine(group, topic, handler, observer=seen, batch_size=7, drain=True)
     assert Running(engine).join() == EXIT_OK
     assert sorted(handler.completed) == sorted(every(2, 30))  # each once
@@ -237,21 +255,25 @@ def test_drain_commits_past_every_finished_batch_and_stops(backend: Backend, gro
     assert engine.counts.events == 60 and engine.counts.commits >= 1
 
 
-def test_a_cancelled_batch_stores_nothing_and_is_read_again(backend: Backend,
-                                                              group: str) -> None:
+def test_a_cancelled_batch_stores_nothing_and_is_read_again(backend: Backend, group: str,
+                                                              make: Callable[..., Handler]
+                                                              ) -> None:
     topic = backend.topic(1)
     backend.produce(topic, events(1, 25))
-    handler, seen = Handler(cancel_first=True), Rebalances()
+    handler, seen = make(cancel_first=True), Rebalances()
     engine = backend.engine(group, topic, handler, observer=seen, batch_size=10, drain=True)
     assert Running(engine).join() == EXIT_OK
-    assert engine.counts.cancelled_batches == 1
-    assert handler.started[1][:10] == handler.started[0]  # sought back to the first offset
-    assert sorted(handler.completed) == sorted(every(1, 25))
+    # (with batches in flight, those behind the cancelled one are cancelled with it)
+    assert engine.counts.cancelled_batches >= 1
+    # sought back to the first offset: the first batch is read again
+    assert any(b[:10] == handler.started[0] for b in handler.started[1:])
+    assert set(handler.completed) == every(1, 25)
     assert backend.committed(group, topic, 1) == {0: 25}
 
 
 @pytest.mark.parametrize("revoke_timeout", [10.0, 0.05], ids=["wait", "cancel"])
 def test_revoke_waits_or_cancels_then_lets_go(backend: Backend, group: str,
+                                              make: Callable[..., Handler],
                                               revoke_timeout: float) -> None:
     """B joins while A is inside a slow batch of both partitions: A finishes it within the
     revoke timeout or cancels it; A touches nothing of the revoked partition afterwards; every
@@ -260,7 +282,7 @@ def test_revoke_waits_or_cancels_then_lets_go(backend: Backend, group: str,
     backend.produce(topic, events(2, 80))
     # The eager `range` assignor on Kafka: the revoke surely covers the in-flight partition.
     eager = {"partition.assignment.strategy": "range"}
-    rec_a, rec_b, seen_a, seen_b = Handler(slow=0.03), Handler(), Rebalances(), Rebalances()
+    rec_a, rec_b, seen_a, seen_b = make(slow=0.03), make(), Rebalances(), Rebalances()
     kw: dict[str, Any] = {"batch_size": 20, "revoke_timeout": revoke_timeout,
                           "pause_after": 0.02, "overrides": eager}
     a = Running(backend.engine(group, topic, rec_a, observer=seen_a, **kw))
@@ -276,14 +298,15 @@ def test_revoke_waits_or_cancels_then_lets_go(backend: Backend, group: str,
         assert a.engine.counts.cancelled_batches >= 1
 
 
-def test_lost_partitions_are_never_committed_and_come_back(freezable: Backend,
-                                                           group: str) -> None:
+def test_lost_partitions_are_never_committed_and_come_back(freezable: Backend, group: str,
+                                                           make: Callable[..., Handler]
+                                                           ) -> None:
     """A finished but uncommitted batch (commit interval 1 h) and an in-flight one when the
     assignment is lost: the in-flight batch is cancelled, nothing of the old assignment is
     committed, and every event is processed again after the partitions come back."""
     backend = freezable
     topic = backend.topic(2)
-    handler, seen = Handler(), Rebalances()
+    handler, seen = make(), Rebalances()
     engine = backend.engine(group, topic, handler, observer=seen, batch_size=100,
                             commit_interval=3600.0, commit_every=1_000_000,
                             overrides={"session.timeout.ms": "2000",
@@ -312,20 +335,23 @@ def test_lost_partitions_are_never_committed_and_come_back(freezable: Backend,
         assert run.stop() == EXIT_OK
 
 
-def test_the_guardrail_stops_before_anything_is_committed(backend: Backend, group: str) -> None:
+def test_the_guardrail_stops_before_anything_is_committed(backend: Backend, group: str,
+                                                          make: Callable[..., Handler]
+                                                          ) -> None:
     topic = backend.topic(1)
     backend.produce(topic, events(1, 40))
-    handler, seen = Handler(dead=True), Rebalances()
+    handler, seen = make(dead=True), Rebalances()
     engine = backend.engine(group, topic, handler, observer=seen, batch_size=10,
                             guardrail_share=0.5, guardrail_window=20, guardrail_min_events=10)
     assert Running(engine).join() == EXIT_GUARDRAIL
     assert backend.committed(group, topic, 1) == {0: NONE}
 
 
-def test_shutdown_finishes_the_batch_and_commits_it(backend: Backend, group: str) -> None:
+def test_shutdown_finishes_the_batch_and_commits_it(backend: Backend, group: str,
+                                                    make: Callable[..., Handler]) -> None:
     topic = backend.topic(1)
     backend.produce(topic, events(1, 10))
-    handler, seen = Handler(slow=0.05), Rebalances()
+    handler, seen = make(slow=0.05), Rebalances()
     run = Running(backend.engine(group, topic, handler, observer=seen, batch_size=10,
                                  commit_interval=3600.0))
     wait_for(lambda: handler.touched, 30, "a batch in flight")
@@ -335,10 +361,10 @@ def test_shutdown_finishes_the_batch_and_commits_it(backend: Backend, group: str
 
 
 def test_the_shutdown_bound_cancels_the_batch_and_commits_none_of_it(
-        backend: Backend, group: str) -> None:
+        backend: Backend, group: str, make: Callable[..., Handler]) -> None:
     topic = backend.topic(1)
     backend.produce(topic, events(1, 10))
-    handler, seen = Handler(), Rebalances()
+    handler, seen = make(), Rebalances()
     handler.hold = {0}
     run = Running(backend.engine(group, topic, handler, observer=seen, batch_size=10,
                                  shutdown_timeout=1.5))

@@ -224,3 +224,30 @@ def test_an_async_processor_cannot_require_the_transaction() -> None:
 
     with pytest.raises(ValueError, match="async"):
         processor("customer.**", requires_transaction=True)(needs_tx)
+
+
+def test_batches_in_flight_together_keep_each_keys_order() -> None:
+    """All processors async on a ledger with concurrent sessions: several batches overlap
+    (Pipeline.submit), and a key's effects still run in offset order across them."""
+    rng = random.Random(3)
+    calls = Calls(lambda: rng.uniform(0.0, 0.003))
+    ledger = open_ledger("memory://")
+    pipe = Pipeline([proc("fwd", calls)], ledger, max_in_flight=32)
+    assert pipe.overlaps
+    msgs = batch(600, 30)
+    futures = [pipe.submit(msgs[i:i + 100], never) for i in range(0, 600, 100)]
+    results = [f.result(timeout=30) for f in futures]
+    assert all(r.completed for r in results)
+    assert sorted(o for _, o, _, _ in calls.calls) == list(range(600))
+    for key, seen in calls.per_key().items():
+        seen.sort(key=lambda c: c[1])
+        assert [o for o, _, _ in seen] == sorted(o for o, _, _ in seen), key
+    pipe.close()
+
+
+def test_sync_processors_or_a_sql_ledger_keep_one_batch_at_a_time(tmp_path: Path) -> None:
+    sync = Processor(name="sync", patterns=("customer.**",), func=lambda e, c: None)
+    assert not Pipeline([sync, proc("a", Calls())], open_ledger("memory://")).overlaps
+    sqlite = open_ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    assert not Pipeline([proc("a", Calls())], sqlite).overlaps
+    sqlite.close()

@@ -1,15 +1,25 @@
-"""The in-flight batch and the thread that runs the handler on it.
+"""The batches in flight and what runs the handler on them.
 
-The engine's main thread owns the consumer; the handler (worker.pipeline.Pipeline) runs on one
-batch at a time in the `batch-handler` thread, so the main thread keeps serving rebalance
-callbacks and polls while a batch takes long. `Batch` is what the two share: the messages,
-each partition's first and last offset, the cancel flag and the outcome."""
+The engine's main thread owns the consumer; the handler (worker.pipeline.Pipeline) runs
+elsewhere, so the main thread keeps serving rebalance callbacks and polls while a batch takes
+long. `Batch` is what the two share: the messages, each partition's first and last offset, the
+cancel flag and the outcome.
+
+A plain handler runs one batch at a time in the `batch-handler` thread. A handler that
+`overlaps` (only async processors, on a ledger with concurrent sessions: see
+Pipeline.overlaps) takes batches with `submit` and finishes them in the background while the
+engine reads the next ones, up to `max_events_in_flight` events; the engine still finishes
+batches in the order it read them (`InFlight.ready`), so offsets, dead letters and commits
+follow the same rules as for one batch at a time."""
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Collection
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import Future
 from typing import Any
 
 from worker.types import BatchHandler, BatchResult
@@ -20,6 +30,7 @@ TP = tuple[str, int]
 class Batch:
     __slots__ = ("cancel", "clean", "done", "error", "finalized", "first", "last", "last_ts",
                  "messages", "result")
+
 
     def __init__(self, messages: list[Any], assigned: Collection[TP] | None = None) -> None:
         """One pass over `messages` for each partition's first and last offset. With
@@ -60,6 +71,14 @@ class Batch:
         self.error: BaseException | None = None
         self.finalized = False
 
+    def took(self, future: Future[BatchResult]) -> None:
+        """The overlapping handler finished (a done-callback, on the handler's thread)."""
+        try:
+            self.result = future.result()
+        except BaseException as exc:
+            self.error = exc
+        self.done.set()
+
 
 class HandlerThread:
     """Runs `handler.handle` on each submitted batch, one at a time; sets `batch.done`."""
@@ -90,3 +109,60 @@ class HandlerThread:
                 batch.error = exc
             finally:
                 batch.done.set()
+
+
+class InFlight:
+    """The batches handed to the handler and not finished by the engine yet, oldest first."""
+
+    def __init__(self, handler: BatchHandler, batch_size: int) -> None:
+        self._serial = HandlerThread(handler)
+        self._submit: Callable[..., Future[BatchResult]] | None = None
+        self.limit = 0  # events in flight before the engine waits: 0 = one batch at a time
+        if getattr(handler, "overlaps", False):
+            self._submit = handler.submit  # type: ignore[attr-defined]
+            self.limit = max(int(handler.max_events_in_flight), batch_size)  # type: ignore[attr-defined]
+        self._batches: deque[Batch] = deque()
+        self.events = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._batches)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return iter(list(self._batches))
+
+    @property
+    def head(self) -> Batch:
+        return self._batches[0]
+
+    def start(self) -> None:
+        self._serial.start()
+
+    def stop(self) -> None:
+        self._serial.stop()
+
+    def submit(self, batch: Batch) -> None:
+        self._batches.append(batch)
+        self.events += len(batch.messages)
+        if self._submit is None:
+            self._serial.submit(batch)
+        else:
+            self._submit(batch.messages, batch.cancel.is_set).add_done_callback(batch.took)
+
+    def full(self) -> bool:
+        return bool(self._batches) and self.events > self.limit
+
+    def ready(self) -> Iterator[Batch]:
+        """The oldest batches whose handler is done, in order (each leaves the queue)."""
+        while self._batches and self._batches[0].done.is_set():
+            batch = self._batches.popleft()
+            self.events -= len(batch.messages)
+            yield batch
+
+    def cancel_all(self) -> None:
+        for batch in self._batches:
+            batch.cancel.set()
+
+    def wait_all(self, timeout: float) -> bool:
+        """Wait for the handler to be done with every batch; False if it is not in time."""
+        deadline = time.monotonic() + timeout
+        return all(b.done.wait(max(0.0, deadline - time.monotonic())) for b in self)

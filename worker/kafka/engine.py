@@ -30,7 +30,7 @@ import structlog
 
 from worker.errors import FatalProcessingError, WorkerError
 from worker.kafka.assignment import Assignment
-from worker.kafka.batch import Batch, HandlerThread
+from worker.kafka.batch import Batch, InFlight
 from worker.kafka.connection import Connection
 from worker.kafka.deadletters import DeadLetterPolicy, Guardrail
 from worker.kafka.dlq import DeadLetterProducer
@@ -68,12 +68,12 @@ class Engine:
             consumer = ConfluentConsumer(consumer)
         self.config = config
         self._consumer: ConsumerPort = consumer
-        self._runner = HandlerThread(handler)
+        self._inflight = InFlight(handler, config.batch_size)
         self.totals = OutcomeTotals()
         self._observer = Observers([*observers, self.totals])
         self._parts = Assignment(consumer)
         self._offsets = OffsetTracker(config)
-        self._inflight: Batch | None = None
+        self._rewinding = False  # a batch was cancelled: the rest in flight is too
         self._stop = threading.Event()
         self._stop_reason = ""
         self._stop_deadline: float | None = None
@@ -115,7 +115,7 @@ class Engine:
             self._signals.install()
         log.info("consumer starting", topics=self.config.topics,
                  config=self._consumer.settings())
-        self._runner.start()
+        self._inflight.start()
         try:
             if self.config.drain:
                 self._drain = DrainTarget(self._consumer, self._offsets, self.config.topics)
@@ -152,12 +152,15 @@ class Engine:
                 n = min(n, cfg.max_events - self.counts.events)
             if self._parts.pending:
                 msgs = self._parts.take_pending(n)
-            else:
-                msgs = consumer.consume(n, cfg.poll_timeout)
+            else:  # (batches in flight: back soon to finish them)
+                msgs = consumer.consume(n, 0.01 if self._inflight else cfg.poll_timeout)
             if msgs:
                 batch = self._batch_of(msgs)
                 if batch is not None:
                     self._run_batch(batch)
+            elif self._inflight:
+                self._finish_ready()
+                self._apply_seek_back()
             if self._offsets.commit_due():
                 self._commit(asynchronous=True)
             self._connection.probe(now)
@@ -191,20 +194,30 @@ class Engine:
         return (m.topic(), m.partition()) in self._parts.assigned
 
     def _run_batch(self, batch: Batch) -> None:
+        """Hand the batch over; while too much is in flight (a plain handler: this batch), wait
+        for the oldest, pausing the partitions if that takes longer than pause_after."""
         self._observer.record_traffic()  # arms /healthz's "commits stopped advancing" check
-        self._inflight = batch
-        self._runner.submit(batch)
-        if not batch.done.wait(self.config.pause_after):
-            self._parts.pause_all()
-            while not batch.done.wait(0.02):
-                self._serve_while_busy(batch)
-        if not batch.finalized:
-            self._finish(batch)
-        self._inflight = None
+        inflight = self._inflight
+        inflight.submit(batch)
+        while inflight.full():
+            head = inflight.head
+            if not head.done.wait(0.0 if self._parts.paused else self.config.pause_after):
+                self._parts.pause_all()
+                while not head.done.wait(0.02):
+                    self._serve_while_busy()
+            self._finish_ready()
+        self._finish_ready()
         self._parts.resume_all()
         self._apply_seek_back()
 
-    def _serve_while_busy(self, batch: Batch) -> None:
+    def _finish_ready(self) -> None:
+        for batch in self._inflight.ready():
+            if not batch.finalized:
+                self._finish(batch)
+        if not self._inflight:
+            self._rewinding = False
+
+    def _serve_while_busy(self) -> None:
         """Keep the consumer alive while the handler works: callbacks, pending messages, the
         shutdown bound."""
         consumer = self._consumer
@@ -216,44 +229,57 @@ class Engine:
                 # Fetched before the pause took effect: keep it for the next batch, in order.
                 self._parts.pending.append(m)
         self._observer.heartbeat()
-        if self._stop.is_set() and not batch.cancel.is_set() and self._stop_deadline:
+        if self._stop.is_set() and self._inflight and self._stop_deadline:
             # Leave a reserve of the shutdown bound for commit and close.
             reserve = min(5.0, self.config.shutdown_timeout / 3)
-            if time.monotonic() >= self._stop_deadline - reserve:
-                log.warning("shutdown bound reached; cancelling the in-flight batch",
-                            batch_size=len(batch.messages))
-                batch.cancel.set()
+            if time.monotonic() >= self._stop_deadline - reserve and not self._rewinding:
+                log.warning("shutdown bound reached; cancelling the in-flight batches",
+                            events=self._inflight.events)
+                self._inflight.cancel_all()
 
     def _finish(self, batch: Batch) -> None:
-        """The handler returned: dead letters, then offsets (or seek back on cancel)."""
+        """The handler returned: dead letters, then offsets (or seek back on cancel). A batch
+        that is not stored holds back every batch behind it: they are cancelled and read
+        again, so no offset passes an event that did not finish."""
         batch.finalized = True
+        if not self._store(batch):
+            self._rewinding = True
+            self._inflight.cancel_all()
+            if not self._inflight.wait_all(max(5.0, self.config.revoke_timeout)):
+                log.critical("the batch handler did not stop after cancellation; exiting at "
+                             "once")
+                hard_exit(EXIT_ERROR)
+
+    def _store(self, batch: Batch) -> bool:
         if batch.error is not None:
             err = batch.error
             if isinstance(err, FatalProcessingError):
                 self._fail(EXIT_FATAL_PROCESSING, str(err))
             else:
                 self._fail(EXIT_ERROR, f"the batch handler raised {type(err).__name__}: {err}")
-            return
+            return False
         result = batch.result
         assert result is not None
         self._observer.batch_finished(result)
-        if not result.completed:
+        if not result.completed or self._rewinding:
+            # Cancelled (or behind one that was): nothing of it is stored, it is read again.
             self.counts.cancelled_batches += 1
             self._parts.drop_pending(self._offsets.cancelled(batch.first,
                                                              self._parts.assigned))
-            return
+            return False
         settled = self._dead_letters.settle(
             len(batch.messages), result.dead_letters,
             lambda delay: self._wait_for_dlq(batch, delay))
         if settled.failure is not None:
             self._fail(*settled.failure)
         if not settled.stored:
-            return
+            return False
         offsets = self._offsets.finished(batch.last, batch.last_ts, len(batch.messages),
                                          self._parts.assigned)
         if offsets:
             self._consumer.store(offsets)
         self.counts.events += len(batch.messages)
+        return True
 
     def _wait_for_dlq(self, batch: Batch, delay: float) -> bool:
         """While dead letters cannot be written: pause, keep the consumer served for `delay`
@@ -261,7 +287,7 @@ class Engine:
         self._parts.pause_all()
         until = time.monotonic() + delay
         while time.monotonic() < until and not self._stop.is_set():
-            self._serve_while_busy(batch)
+            self._serve_while_busy()
             time.sleep(0.05)
         return not self._stop.is_set() and bool(batch.last.keys() & self._parts.assigned)
 
@@ -315,21 +341,21 @@ class Engine:
             self._observer.record_commit_advance()
 
     def on_assign(self, partitions: list[TP]) -> None:
-        self._parts.add(partitions, paused=self._inflight is not None and bool(self._parts.paused))
+        self._parts.add(partitions, paused=bool(self._inflight) and bool(self._parts.paused))
         self._connection.assigned()
         log.info("partitions assigned", partitions=[f"{t}[{p}]" for t, p in partitions])
         self._observer.partitions_assigned([TopicPartition(t, p) for t, p in partitions])
         self._observer.set_assigned(len(self._parts.assigned))
 
     def _settle_inflight(self, gone: set[TP], *, lost: bool) -> None:
-        """Make sure the in-flight batch no longer touches `gone` partitions: wait for it (up to
-        revoke_timeout, not at all when lost), else cancel it and wait for the rollback."""
-        batch = self._inflight
-        if batch is None or batch.finalized or not (gone & batch.last.keys()):
+        """Make sure no batch in flight touches `gone` partitions any more: wait for them (up to
+        revoke_timeout, not at all when lost), else cancel them and wait for the rollback."""
+        inflight = self._inflight
+        if not any(gone & b.last.keys() for b in inflight if not b.finalized):
             return
-        if lost or not batch.done.wait(self.config.revoke_timeout):
-            batch.cancel.set()
-            if not batch.done.wait(max(5.0, self.config.revoke_timeout)):
+        if lost or not inflight.wait_all(self.config.revoke_timeout):
+            inflight.cancel_all()
+            if not inflight.wait_all(max(5.0, self.config.revoke_timeout)):
                 # The handler ignores cancellation: letting go now could process an event of a
                 # partition another worker owns. Exit at once; the restart resumes from commits.
                 log.critical("the batch handler did not stop after cancellation during a "
@@ -338,7 +364,7 @@ class Engine:
         if lost:
             # Nothing of a lost partition may be stored; drop them before finishing.
             self._parts.assigned -= gone
-        self._finish(batch)
+        self._finish_ready()
 
     def on_revoke(self, partitions: list[TP]) -> None:
         gone = set(partitions)
@@ -380,11 +406,15 @@ class Engine:
         self.stop("error")
 
     def _shutdown(self) -> None:
-        batch = self._inflight
-        if batch is not None and not batch.finalized:
-            batch.cancel.set()
-            batch.done.wait(5.0)
-        self._runner.stop()
+        inflight = self._inflight
+        while inflight and self._stop_reason != "error" and not inflight.head.done.wait(0.02):
+            self._serve_while_busy()  # a graceful stop finishes what is in flight, bounded
+            self._finish_ready()
+        self._finish_ready()
+        inflight.cancel_all()
+        inflight.wait_all(5.0)
+        self._finish_ready()
+        inflight.stop()
         try:
             self._commit(asynchronous=False)
         except Exception as exc:

@@ -64,8 +64,8 @@ class OffsetTracker:
         """A batch was cancelled (revoke, shutdown): nothing of it is stored, and its partitions
         that are still ours are re-read from its first offset. Returns those partitions."""
         for tp, offset in first.items():
-            if tp in assigned:
-                self._seek_back[tp] = offset
+            if tp in assigned:  # several batches cancelled together: the earliest first offset
+                self._seek_back[tp] = min(offset, self._seek_back.get(tp, offset))
         return set(self._seek_back)
 
     def seeks(self) -> dict[TP, int]:

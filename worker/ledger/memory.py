@@ -34,6 +34,9 @@ _Entry = tuple[float, str | None]  # (expires_at, owner token or None for a done
 
 
 class MemoryLedger:
+    # Sessions may run side by side (several batches in flight): see Pipeline.overlaps.
+    concurrent_sessions = True
+
     def __init__(self, url: str = "memory://", *,
                  retention_seconds: float = DEFAULT_RETENTION_SECONDS,
                  lease_seconds: float = DEFAULT_LEASE_SECONDS, max_keys: int | None = None,

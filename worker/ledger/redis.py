@@ -72,6 +72,9 @@ _STATES = (ClaimState.NEW, ClaimState.DONE, ClaimState.BUSY)
 
 
 class RedisLedger:
+    # Sessions may run side by side (several batches in flight): see Pipeline.overlaps.
+    concurrent_sessions = True
+
     def __init__(self, url: str, *, retention_seconds: float = DEFAULT_RETENTION_SECONDS,
                  lease_seconds: float = DEFAULT_LEASE_SECONDS, socket_timeout: float = 5.0,
                  clock: Callable[[], float] = time.time) -> None:
