@@ -86,6 +86,11 @@ class ConcurrentEffects:
         # processor -> its calls in flight (every async processor shown, at 0 too)
         self._per_processor: Counter[str] = Counter(dict.fromkeys((p.name for p in procs), 0))
         self._queued: Counter[tuple[str, int]] = Counter()  # partition -> effects not started
+        # What the engine's window counts (pending()): messages of batches handed over and not
+        # registered yet, plus effects registered and not finished
+        self._handed: dict[int, int] = {}  # ticket -> its batch's messages
+        self._waiting = 0
+        self._unfinished = 0
 
     # -- read at scrape time (worker.observability.collectors.Effects) -------------------------
     def in_flight(self) -> int:
@@ -103,9 +108,18 @@ class ConcurrentEffects:
         return max(0.0, time.perf_counter() - min(started)) if started else 0.0
 
     # -- batches ---------------------------------------------------------------------------------
-    def ticket(self) -> int:
+    def ticket(self, messages: int = 0) -> int:
         """A batch's place in the order of registration; take it when the batch is read."""
-        return next(self._tickets)
+        with self._lock:
+            ticket = next(self._tickets)
+            self._handed[ticket] = messages
+            self._waiting += messages
+        return ticket
+
+    def pending(self) -> int:
+        """Messages handed over but not registered, plus effects not finished: the work still
+        to do (done effects of a batch that is not finished yet do not count)."""
+        return self._waiting + self._unfinished
 
     def run(self, ticket: int | None, work: list[Work], stats: BatchStats,
             dead: list[DeadLetter], timings: list[list[float]],
@@ -137,6 +151,8 @@ class ConcurrentEffects:
     async def _wait_turn(self, ticket: int | None) -> None:
         if ticket is None:
             return
+        with self._lock:
+            self._waiting -= self._handed.pop(ticket, 0)
         while self._turn < ticket:
             waiter = self._turn_waiters.get(ticket)
             if waiter is None:
@@ -167,6 +183,7 @@ class ConcurrentEffects:
                                                       released)))
             tails[key] = mine
             queued[(item[0].topic() or "", item[0].partition() or 0)] += 1
+        self._unfinished += len(work)
         every = asyncio.gather(*tasks)
         try:
             while True:
@@ -196,6 +213,7 @@ class ConcurrentEffects:
             ok = await self._effect(item, stats, dead, timings, started)
             (done if ok else released).append(item[3])
         finally:
+            self._unfinished -= 1
             if not started[0]:
                 self._queued[(item[0].topic() or "", item[0].partition() or 0)] -= 1
             if not mine.done():

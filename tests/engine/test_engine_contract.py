@@ -147,6 +147,8 @@ class Handler:
         if overlap:  # batches handed over with submit(), several in flight (InFlight)
             self.overlaps = True
             self.max_events_in_flight = 40
+            self.max_pending = 30
+            self.running = 0
             self._pool = ThreadPoolExecutor(max_workers=8)
         self.lock = threading.Lock()
         self.slow, self.cancel_first, self.dead = slow, cancel_first, dead
@@ -181,7 +183,19 @@ class Handler:
 
     def submit(self, messages: Sequence[Message], cancelled: Callable[[], bool]
                ) -> Future[BatchResult]:
-        return self._pool.submit(self.handle, messages, cancelled)
+        with self.lock:
+            self.running += len(messages)
+        future = self._pool.submit(self.handle, messages, cancelled)
+        future.add_done_callback(lambda _: self._ran(len(messages)))
+        return future
+
+    def _ran(self, n: int) -> None:
+        with self.lock:
+            self.running -= n
+
+    def pending(self) -> int:
+        """Messages handed over whose batch is not done (the engine's window)."""
+        return self.running
 
     def _cancelled(self) -> BatchResult:
         with self.lock:

@@ -118,9 +118,13 @@ class InFlight:
         self._serial = HandlerThread(handler)
         self._submit: Callable[..., Future[BatchResult]] | None = None
         self.limit = 0  # events in flight before the engine waits: 0 = one batch at a time
+        self._pending: Callable[[], int] = lambda: 0
+        self._max_pending = 0
         if getattr(handler, "overlaps", False):
-            self._submit = handler.submit  # type: ignore[attr-defined]
-            self.limit = max(int(handler.max_events_in_flight), batch_size)  # type: ignore[attr-defined]
+            h: Any = handler
+            self._submit = h.submit
+            self.limit = max(int(h.max_events_in_flight), batch_size)
+            self._pending, self._max_pending = h.pending, max(int(h.max_pending), batch_size)
         self._batches: deque[Batch] = deque()
         self.events = 0
 
@@ -148,8 +152,16 @@ class InFlight:
         else:
             self._submit(batch.messages, batch.cancel.is_set).add_done_callback(batch.took)
 
+    @property
+    def serial(self) -> bool:
+        return self._submit is None
+
     def full(self) -> bool:
-        return bool(self._batches) and self.events > self.limit
+        """Too much in flight to read more: for a plain handler, any batch; for one that
+        overlaps, more events than `limit` in unfinished batches or more than `max_pending` of
+        its work not done."""
+        return bool(self._batches) and (self.events > self.limit
+                                        or self._pending() > self._max_pending)
 
     def ready(self) -> Iterator[Batch]:
         """The oldest batches whose handler is done, in order (each leaves the queue)."""

@@ -199,13 +199,20 @@ class Engine:
         self._observer.record_traffic()  # arms /healthz's "commits stopped advancing" check
         inflight = self._inflight
         inflight.submit(batch)
-        while inflight.full():
-            head = inflight.head
-            if not head.done.wait(0.0 if self._parts.paused else self.config.pause_after):
+        if inflight.serial:
+            if not batch.done.wait(self.config.pause_after):
                 self._parts.pause_all()
-                while not head.done.wait(0.02):
+                while not batch.done.wait(0.02):
                     self._serve_while_busy()
-            self._finish_ready()
+        else:
+            since = time.monotonic()
+            while inflight.full():
+                if not inflight.head.done.wait(0.002) and not self._parts.paused and (
+                        time.monotonic() - since > self.config.pause_after):
+                    self._parts.pause_all()
+                if self._parts.paused:
+                    self._serve_while_busy()
+                self._finish_ready()
         self._finish_ready()
         self._parts.resume_all()
         self._apply_seek_back()
