@@ -40,6 +40,15 @@ class NonRetriableError(WorkerError):
     error_class: str = ErrorClass.NON_RETRIABLE
 
 
+class RetryLater(WorkerError):
+    """Retry, but not before `after` seconds (e.g. an HTTP 429 or 503 with Retry-After): the
+    processor's retry policy still counts the attempt and keeps its own delay if longer."""
+
+    def __init__(self, message: str, after: float) -> None:
+        super().__init__(message)
+        self.after = max(0.0, after)
+
+
 class EventDecodeError(NonRetriableError):
     """Bytes that are not a valid event.
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from worker.errors import FatalProcessingError, NonRetriableError, cut, describe
+from worker.errors import FatalProcessingError, NonRetriableError, RetryLater, cut, describe
 from worker.events import Event
 from worker.processors.api import Processor
 from worker.types import Message
 from worker.vocabulary import ErrorClass
+
+MAX_RETRY_AFTER_S = 300.0  # the longest wait a RetryLater (Retry-After) may ask for
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +40,10 @@ def after_failure(proc: Processor, event: Event, msg: Message, exc: BaseExceptio
     if isinstance(exc, NonRetriableError):
         return GiveUp(exc.error_class, cut(str(exc)))
     if attempt < proc.retry.max_attempts:
-        return Retry(proc.retry.delay(attempt))
+        delay = proc.retry.delay(attempt)
+        if isinstance(exc, RetryLater):  # the other side said when (bounded: a bad header)
+            delay = max(delay, min(exc.after, MAX_RETRY_AFTER_S))
+        return Retry(delay)
     if proc.on_failure == "stop":
         raise FatalProcessingError(
             f"processor {proc.name!r} failed {attempt} times on event {event.id} "

@@ -144,6 +144,18 @@ class Context:
         return self._offset if msg is None else (msg.offset() or 0)
 
     @property
+    def value(self) -> bytes:
+        """The event's original bytes, as consumed (b"" when the context has no message)."""
+        msg = self._msg
+        return b"" if msg is None else (msg.value() or b"")
+
+    @property
+    def key(self) -> str:
+        """This effect's idempotency key, as the ledger stores it (e.g. for an
+        Idempotency-Key header, so a receiver can drop the rare repeat after a crash)."""
+        return self.processor.idempotency_key(self.event)
+
+    @property
     def settings(self) -> Mapping[str, Any]:
         return self.processor.settings
 
