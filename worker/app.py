@@ -13,7 +13,7 @@ import structlog
 
 from worker.errors import ConfigError, LedgerUnavailable
 from worker.kafka.admin import missing_topics, topic_max_bytes
-from worker.kafka.config import producer_config
+from worker.kafka.config import for_overlapping_batches, producer_config
 from worker.kafka.confluent_consumer import ConfluentConsumer
 from worker.kafka.dlq import DeadLetterProducer, default_dlq_topic
 from worker.kafka.engine import Engine, EngineConfig
@@ -118,6 +118,8 @@ def run(settings: Settings) -> int:
     if health is not None:
         health.watch_ledger(lambda: pipeline.ledger_up)
         observers.append(health)
+    if pipeline.overlaps:
+        consumer_config = for_overlapping_batches(consumer_config)
     consumer = ConfluentConsumer(consumer_config, stats=None if metrics is None
                                  else metrics.record_librdkafka_stats)
     engine = Engine(consumer, pipeline, engine_config(settings), dlq=dlq, observers=observers)

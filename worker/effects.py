@@ -20,6 +20,7 @@ cancellation (revoke, shutdown) is checked every 50 ms and cancels every effect 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
@@ -46,7 +47,8 @@ CANCEL_CHECK_S = 0.05
 
 
 class EffectsCancelled(Exception):
-    """The engine cancelled the batch while effects were in flight."""
+    """The engine cancelled the batch while effects were in flight (those that had finished
+    are marked done all the same: they happened)."""
 
 
 def ordering_key(msg: Message, proc: Processor, event: Any) -> Hashable:
@@ -123,12 +125,15 @@ class ConcurrentEffects:
 
     def run(self, ticket: int | None, work: list[Work], stats: BatchStats,
             dead: list[DeadLetter], timings: list[list[float]],
-            cancelled: Callable[[], bool]) -> tuple[list[str], list[str]]:
-        """Run a batch's async effects (blocking the calling thread); returns (done keys, keys
-        to release). `ticket` None: registered already (a retry of the batch). Raises
-        EffectsCancelled, or FatalProcessingError from a processor with on_failure='stop'."""
+            cancelled: Callable[[], bool], mark: Callable[[list[str]], None]) -> list[str]:
+        """Run a batch's async effects (blocking the calling thread); returns the keys to
+        release. Finished effects' keys go to `mark` (the batch's ledger session's mark_done)
+        as they finish, every CANCEL_CHECK_S, so a crash repeats only the effects of the last
+        moments, not of every batch in flight. `ticket` None: registered already (a retry of
+        the batch). Raises EffectsCancelled, or FatalProcessingError from a processor with
+        on_failure='stop'."""
         return asyncio.run_coroutine_threadsafe(
-            self._batch(ticket, work, stats, dead, timings, cancelled), self._running()
+            self._batch(ticket, work, stats, dead, timings, cancelled, mark), self._running()
         ).result()
 
     def skip(self, ticket: int) -> None:
@@ -168,7 +173,8 @@ class ConcurrentEffects:
 
     async def _batch(self, ticket: int | None, work: list[Work], stats: BatchStats,
                      dead: list[DeadLetter], timings: list[list[float]],
-                     cancelled: Callable[[], bool]) -> tuple[list[str], list[str]]:
+                     cancelled: Callable[[], bool], mark: Callable[[list[str]], None]
+                     ) -> list[str]:
         loop = asyncio.get_running_loop()
         await self._wait_turn(ticket)  # earlier batches' effects are in the chains now
         done: list[str] = []
@@ -185,12 +191,16 @@ class ConcurrentEffects:
             queued[(item[0].topic() or "", item[0].partition() or 0)] += 1
         self._unfinished += len(work)
         every = asyncio.gather(*tasks)
+        marked = 0
         try:
             while True:
                 finished, _ = await asyncio.wait([every], timeout=CANCEL_CHECK_S)
                 if finished:
                     every.result()  # a FatalProcessingError stops the batch here
-                    return done, released
+                    return released
+                if len(done) > marked:
+                    mark(done[marked:])
+                    marked = len(done)
                 if cancelled():
                     raise EffectsCancelled
         finally:
@@ -198,6 +208,10 @@ class ConcurrentEffects:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             every.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await every  # (retrieved, so asyncio does not log it as unhandled)
+            if len(done) > marked:
+                mark(done[marked:])
 
     async def _after(self, previous: asyncio.Future[None] | None, mine: asyncio.Future[None],
                      key: Hashable, item: Work, stats: BatchStats, dead: list[DeadLetter],

@@ -247,10 +247,10 @@ class Pipeline:
         # once: the session answers DONE for its later copies, counted as duplicates below.
         keys = [w[3] for w in work]
 
+        done_keys: list[str] = []
         session = self._timed("session", self.ledger.session)
         try:
             states = self._claim_all(session, keys, cancelled)
-            done_keys: list[str] = []
             done = done_keys.append
             transaction = session.transaction
             perf = time.perf_counter
@@ -298,11 +298,15 @@ class Pipeline:
                 done(key)
             self._call_t0 = None
             if deferred:
-                self._run_concurrent(deferred, session, done_keys, stats, dead, timings,
-                                     cancelled, ticket)
+                self._run_concurrent(deferred, session, stats, dead, timings, cancelled,
+                                     ticket)
             if done_keys:
                 self._timed("mark_done", session.mark_done, done_keys)
             self._timed("commit", session.commit)
+        except _Cancelled:
+            self._call_t0 = None
+            self._keep_finished(session, done_keys)
+            raise
         except BaseException:
             self._call_t0 = None
             _quiet_rollback(session)
@@ -316,17 +320,31 @@ class Pipeline:
             if timings[i]:
                 stats.processing_seconds.setdefault(name, []).extend(timings[i])
 
-    def _run_concurrent(self, work: list[Work], session: LedgerSession, done_keys: list[str],
+    def _keep_finished(self, session: LedgerSession, done_keys: list[str]) -> None:
+        """A cancelled batch: the effects that finished did happen, so their keys are marked
+        done (with their writes, on a SQL ledger) and a redelivery skips them; the rest is
+        released and runs again. Offsets stay unstored: the batch is read again."""
+        try:
+            if done_keys:
+                self._timed("mark_done", session.mark_done, done_keys)
+            self._timed("commit", session.commit)
+        except Exception as exc:  # the ledger failed: the effects may repeat, as after a crash
+            log.warning("could not mark the finished effects of a cancelled batch done",
+                        error=str(exc), keys=len(done_keys))
+            _quiet_rollback(session)
+
+    def _run_concurrent(self, work: list[Work], session: LedgerSession,
                         stats: BatchStats, dead: list[DeadLetter], timings: list[list[float]],
                         cancelled: Callable[[], bool], ticket: list[int | None]) -> None:
         """The batch's async effects (worker.effects), claimed with the batch above."""
         assert self.effects is not None
         turn, ticket[0] = ticket[0], None
         try:
-            done, released = self.effects.run(turn, work, stats, dead, timings, cancelled)
+            released = self.effects.run(
+                turn, work, stats, dead, timings, cancelled,
+                lambda keys: self._timed("mark_done", session.mark_done, keys))
         except EffectsCancelled:
             raise _Cancelled from None
-        done_keys.extend(done)
         if released:
             self._timed("release", session.release, released)
 

@@ -160,6 +160,7 @@ class Engine:
                     self._run_batch(batch)
             elif self._inflight:
                 self._finish_ready()
+            if self._offsets.rewinds_pending:  # (a revoke may have cancelled batches)
                 self._apply_seek_back()
             if self._offsets.commit_due():
                 self._commit(asynchronous=True)

@@ -68,6 +68,10 @@ class OffsetTracker:
                 self._seek_back[tp] = min(offset, self._seek_back.get(tp, offset))
         return set(self._seek_back)
 
+    @property
+    def rewinds_pending(self) -> bool:
+        return bool(self._seek_back)
+
     def seeks(self) -> dict[TP, int]:
         """The rewinds to apply now (each once)."""
         seeks, self._seek_back = self._seek_back, {}
