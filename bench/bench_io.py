@@ -141,7 +141,7 @@ def run_worker(a: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(latency)
             rec.add(ctx._msg.key(), ctx.partition, ctx.offset)
     pipeline = Pipeline([Processor(name="bench", patterns=("customer.**",), func=func)],
-                        open_ledger("memory://?max_keys=4000000"), max_in_flight=a.max_in_flight)
+                        open_ledger("memory://"), max_in_flight=a.max_in_flight)
     overrides = dict(kv.split("=", 1) for kv in os.environ.get("BENCH_KAFKA_CONFIG", "").split(",")
                      if kv)
     config = build_consumer_config(a.bootstrap, f"bench-io-{uuid.uuid4()}", overrides)
@@ -259,6 +259,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=12.0,
                    help="aim each run at about this long at the bound (sets events per key)")
     p.add_argument("--latency-ms", default="100,10")
+    p.add_argument("--max-events", type=int, default=300_000)
     p.add_argument("--max-in-flight", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--partitions", type=int, default=6)
@@ -279,7 +280,9 @@ def main() -> None:
     pyr = pyrallel_python() if "pyrallel" in variants else None
     for latency in [float(x) for x in a.latency_ms.split(",")]:
         bound = min(a.keys, a.max_in_flight) / (latency / 1000)
-        per_key = max(2, round(bound * a.seconds / a.keys))
+        # about --seconds at the goal (or the bound), at most --max-events
+        per_key = max(2, round(min(GOALS.get(latency, bound) * 1.5, bound) * a.seconds / a.keys))
+        per_key = min(per_key, a.max_events // a.keys)
         n = a.keys * per_key
         print(f"L = {latency:g} ms: {a.keys:,} keys x {per_key} events = {n:,} events on "
               f"{a.partitions} partitions, --max-in-flight {a.max_in_flight}", flush=True)
