@@ -11,7 +11,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,14 +75,6 @@ class Calls:
 def proc(name: str, func: Any, **kw: Any) -> Processor:
     kw.setdefault("retry", RetryPolicy(max_attempts=3, initial_backoff=0.0))
     return Processor(name=name, patterns=("customer.**",), func=func, **kw)
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'ledger.db'}"
-    led = open_ledger(url)
-    yield led
-    led.close()
 
 
 def never() -> bool:

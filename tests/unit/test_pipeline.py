@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +70,6 @@ def proc(name: str, pattern: str, func: Callable[[Event, Context], None],
 
 def never() -> bool:
     return False
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'ledger.db'}"
-    led = open_ledger(url)
-    yield led
-    led.close()
 
 
 def make(processors: list[Processor], ledger: Ledger, **kw: Any) -> tuple[Pipeline, Recorder]:
