@@ -28,16 +28,11 @@ from collections import Counter
 from collections.abc import Callable, Coroutine, Hashable, Iterable
 from typing import Any
 
-import structlog
-
-from worker.errors import describe
 from worker.processors.api import Context, Processor
-from worker.retries import GiveUp, Retry, after_failure
+from worker.retries import GiveUp, Retry, after_failure, gave_up
 from worker.types import BatchStats, DeadLetter, Message
 from worker.vocabulary import Outcome
 from worker.work import Work
-
-log = structlog.get_logger("worker.pipeline")
 
 #: Effects in flight per worker by default: enough for 100 ms calls to run at 2,500 events/s;
 #: raise it (--max-in-flight) for more distinct keys at once, lower it for a fragile endpoint.
@@ -275,12 +270,5 @@ class ConcurrentEffects:
                 attempt += 1
                 continue
             assert isinstance(decision, GiveUp)
-            stats.outcomes[(proc.name, Outcome.DEAD_LETTERED)] += 1
-            stats.dead_letters[decision.error_class] += 1
-            dead.append(DeadLetter(msg, decision.error_class, decision.reason, proc.name,
-                                   attempt))
-            log.error("processor failed; event dead-lettered", processor=proc.name,
-                      event_id=event.id, event_type=event.type, topic=msg.topic(),
-                      partition=msg.partition(), offset=msg.offset(), attempts=attempt,
-                      error=describe(error))
+            gave_up(msg, event, proc, decision, error, attempt, stats, dead)
             return False

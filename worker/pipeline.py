@@ -25,12 +25,12 @@ from worker.effects import DEFAULT_MAX_IN_FLIGHT, ConcurrentEffects, EffectsCanc
 from worker.errors import (
     LedgerKeyRejected,
     LedgerUnavailable,
-    NonRetriableError,
 )
 from worker.events import Event
 from worker.ledger.base import ClaimState, Ledger, LedgerSession
+from worker.ledger_calls import interruptible_sleep, quiet_rollback, refused_keys
 from worker.processors.api import Context, Processor
-from worker.retries import GiveUp, after_failure
+from worker.retries import GiveUp, after_failure, dead_letter, gave_up
 from worker.types import BatchResult, BatchStats, DeadLetter, Message
 from worker.vocabulary import ErrorClass, Outcome
 from worker.work import Resolver, Unmatched, Work, WorkPlanner
@@ -77,7 +77,7 @@ class Pipeline:
         self.unmatched = unmatched
         self._ledger_backoff = ledger_backoff
         self._busy_backoff = busy_backoff
-        self._sleep = sleep or _interruptible_sleep
+        self._sleep = sleep or interruptible_sleep
         self._names = [p.name for p in self.processors]
         self._index = {name: i for i, name in enumerate(self._names)}
         self._planner = WorkPlanner(self._index, router, unmatched)
@@ -183,31 +183,16 @@ class Pipeline:
         """The store refused some key's data: find which keys (halving the batch, claims
         rolled back), dead-letter those (event, processor) pairs and return the rest of the
         work. The refusal is the event's fault, not an outage: the batch goes on."""
-        bad: set[str] = set()
-        parts = [[w[3] for w in work]]
-        while parts:
-            if cancelled():
-                raise _Cancelled
-            part = parts.pop()
-            session = self.ledger.session()
-            try:
-                session.claim(part)
-                continue
-            except LedgerKeyRejected:
-                pass
-            finally:
-                _quiet_rollback(session)
-            if len(part) == 1:
-                bad.add(part[0])
-            else:
-                parts += [part[: len(part) // 2], part[len(part) // 2 :]]
+        bad = refused_keys(self.ledger, [w[3] for w in work], cancelled)
+        if bad is None:
+            raise _Cancelled
         if not bad:  # refused as a whole, by no single key: treat it as an outage
             raise LedgerUnavailable(str(exc)) from exc
         kept: list[Work] = []
         for item in work:
             msg, event, proc, key, _ = item
             if key in bad:
-                self._dead_letter(msg, proc, ErrorClass.LEDGER_REJECTED,
+                dead_letter(msg, proc, ErrorClass.LEDGER_REJECTED,
                                   f"{exc}; key {key[:80]!r}", 1, stats, dead)
                 log.error("ledger refused a key; event dead-lettered for this processor",
                           processor=proc.name, event_id=event.id[:200], topic=msg.topic(),
@@ -309,7 +294,7 @@ class Pipeline:
             raise
         except BaseException:
             self._call_t0 = None
-            _quiet_rollback(session)
+            quiet_rollback(session)
             raise
         outcomes = stats.outcomes
         for i, name in enumerate(self._names):
@@ -331,7 +316,7 @@ class Pipeline:
         except Exception as exc:  # the ledger failed: the effects may repeat, as after a crash
             log.warning("could not mark the finished effects of a cancelled batch done",
                         error=str(exc), keys=len(done_keys))
-            _quiet_rollback(session)
+            quiet_rollback(session)
 
     def _run_concurrent(self, work: list[Work], session: LedgerSession,
                         stats: BatchStats, dead: list[DeadLetter], timings: list[list[float]],
@@ -377,14 +362,7 @@ class Pipeline:
         while True:
             decision = after_failure(proc, event, msg, exc, attempt)
             if isinstance(decision, GiveUp):
-                self._dead_letter(msg, proc, decision.error_class, decision.reason, attempt,
-                                  stats, dead)
-                if not isinstance(exc, NonRetriableError):
-                    log.error("processor failed; event dead-lettered", processor=proc.name,
-                              event_id=event.id, event_type=event.type,
-                              group_id=event.group_id, topic=msg.topic(),
-                              partition=msg.partition(), offset=msg.offset(), attempts=attempt,
-                              error=decision.reason)
+                gave_up(msg, event, proc, decision, exc, attempt, stats, dead)
                 return False
             stats.outcomes[(proc.name, Outcome.RETRIED)] += 1
             self._sleep(decision.delay, cancelled)
@@ -407,13 +385,6 @@ class Pipeline:
                 continue
             timings[index].append(time.perf_counter() - t0)
             return True
-
-    @staticmethod
-    def _dead_letter(msg: Message, proc: Processor, error_class: str, reason: str, attempts: int,
-                     stats: BatchStats, dead: list[DeadLetter]) -> None:
-        stats.outcomes[(proc.name, Outcome.DEAD_LETTERED)] += 1
-        stats.dead_letters[error_class] += 1
-        dead.append(DeadLetter(msg, error_class, reason, proc.name, attempts))
 
     def _timed(self, op: str, fn: Callable[..., Any], *args: Any) -> Any:
         t0 = time.perf_counter()
@@ -443,20 +414,3 @@ def _fresh_run_stats(decoded: BatchStats) -> BatchStats:
     stats.outcomes.update(decoded.outcomes)
     stats.latency_seconds.extend(decoded.latency_seconds)
     return stats
-
-
-def _quiet_rollback(session: LedgerSession) -> None:
-    try:
-        session.rollback()
-    except Exception as exc:  # the store may be gone; the transaction dies with it
-        log.debug("ledger rollback failed", error=str(exc))
-
-
-def _interruptible_sleep(seconds: float, cancelled: Callable[[], bool]) -> None:
-    """Sleep in small steps, returning early once `cancelled()` (noticed within ~50 ms)."""
-    deadline = time.monotonic() + seconds
-    while not cancelled():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return
-        time.sleep(min(left, 0.05))

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import structlog
+
 from worker.errors import FatalProcessingError, NonRetriableError, RetryLater, cut, describe
 from worker.events import Event
 from worker.processors.api import Processor
-from worker.types import Message
-from worker.vocabulary import ErrorClass
+from worker.types import BatchStats, DeadLetter, Message
+from worker.vocabulary import ErrorClass, Outcome
+
+log = structlog.get_logger("worker.pipeline")
 
 MAX_RETRY_AFTER_S = 300.0  # the longest wait a RetryLater (Retry-After) may ask for
 
@@ -50,3 +54,24 @@ def after_failure(proc: Processor, event: Event, msg: Message, exc: BaseExceptio
             f"({msg.topic()}[{msg.partition()}]@{msg.offset()}): {describe(exc)}; "
             "on_failure='stop', so the worker stops here") from exc
     return GiveUp(ErrorClass.PROCESSOR_FAILED, describe(exc))
+
+
+def dead_letter(msg: Message, proc: Processor, error_class: str, reason: str, attempts: int,
+                stats: BatchStats, dead: list[DeadLetter]) -> None:
+    """Count and keep the dead letter of one (event, processor)."""
+    stats.outcomes[(proc.name, Outcome.DEAD_LETTERED)] += 1
+    stats.dead_letters[error_class] += 1
+    dead.append(DeadLetter(msg, error_class, reason, proc.name, attempts))
+
+
+def gave_up(msg: Message, event: Event, proc: Processor, decision: GiveUp,
+            error: BaseException, attempts: int, stats: BatchStats,
+            dead: list[DeadLetter]) -> None:
+    """The processor's retries ended in a dead letter: keep it, and say so in one log line
+    (not for a NonRetriableError, whose event was refused on purpose)."""
+    dead_letter(msg, proc, decision.error_class, decision.reason, attempts, stats, dead)
+    if not isinstance(error, NonRetriableError):
+        log.error("processor failed; event dead-lettered", processor=proc.name,
+                  event_id=event.id, event_type=event.type, group_id=event.group_id,
+                  topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
+                  attempts=attempts, error=decision.reason)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import structlog
@@ -31,6 +31,7 @@ import structlog
 from worker.errors import FatalProcessingError, WorkerError
 from worker.kafka.assignment import Assignment
 from worker.kafka.batch import Batch, InFlight
+from worker.kafka.commits import Commits
 from worker.kafka.connection import Connection
 from worker.kafka.deadletters import DeadLetterPolicy, Guardrail
 from worker.kafka.dlq import DeadLetterProducer
@@ -46,7 +47,7 @@ from worker.kafka.lifecycle import (
     tune_gc,
 )
 from worker.kafka.offsets import OffsetTracker
-from worker.kafka.port import TP, ClientError, CommitFailed, ConsumerPort
+from worker.kafka.port import TP, ClientError, ConsumerPort
 from worker.kafka.progress import DrainTarget, ProgressLog, record_lag
 from worker.observer import Observers, WorkerObserver
 from worker.types import BatchHandler, TopicPartition
@@ -82,6 +83,7 @@ class Engine:
         self._fatal_message: str | None = None
         self._connection = Connection(consumer, self._observer, config.topics[0], self._fail)
         self.counts = RunCounts()
+        self._commits = Commits(consumer, self._offsets, self._observer, self.counts)
         self._dead_letters = DeadLetterPolicy(
             dlq, Guardrail(config.guardrail_share, config.guardrail_window,
                            config.guardrail_min_events), self._observer, self.counts)
@@ -144,7 +146,7 @@ class Engine:
                 self.stop("--max-events reached")
                 break
             now = time.monotonic()
-            if self._drain is not None and self._drain.reached(now, self._commit_sync):
+            if self._drain is not None and self._drain.reached(now, self._commits.sync):
                 self.stop("drained")
                 break
             n = cfg.batch_size
@@ -163,7 +165,7 @@ class Engine:
             if self._offsets.rewinds_pending:  # (a revoke may have cancelled batches)
                 self._apply_seek_back()
             if self._offsets.commit_due():
-                self._commit(asynchronous=True)
+                self._commits.send(asynchronous=True)
             self._connection.probe(now)
             if now >= self._next_lag:
                 self._next_lag = now + cfg.lag_interval
@@ -299,7 +301,7 @@ class Engine:
             time.sleep(0.05)
         return not self._stop.is_set() and bool(batch.last.keys() & self._parts.assigned)
 
-    # -- seek back, commits ----------------------------------------------------------------
+    # -- seek back ---------------------------------------------------------------------------
     def _apply_seek_back(self) -> None:
         for tp, off in self._offsets.seeks().items():
             if tp not in self._parts.assigned:
@@ -312,41 +314,9 @@ class Engine:
                 self._fail(EXIT_ERROR, f"could not rewind {tp[0]}[{tp[1]}] to {off} after a "
                                        f"cancelled batch ({exc}); restart the worker")
 
-    def _commit_sync(self) -> None:
-        self._commit(asynchronous=False)
-
-    def _commit(self, *, asynchronous: bool, partitions: Sequence[TP] | None = None) -> None:
-        """Everything stored (or, on revoke, just these partitions, synchronously)."""
-        offsets = None
-        if partitions is None:
-            if not self._offsets.uncommitted:
-                return
-        else:
-            offsets = self._offsets.to_commit(partitions)
-            if not offsets:
-                return
-        try:
-            self._consumer.commit(offsets, asynchronous=asynchronous)
-        except CommitFailed as exc:
-            log.error("commit failed", error=str(exc), asynchronous=asynchronous)
-            if not asynchronous:
-                raise
-            return
-        if offsets is None:
-            self._offsets.committing_all()
-        else:
-            self._offsets.committed_partitions()
-        self.counts.commits += 1
-
     # -- the port's callbacks (on the main thread, inside consume/poll/commit/close) ---------
     def on_commit(self, committed: list[tuple[TP, int]]) -> None:
-        advanced = False
-        for tp, offset in committed:
-            if self._offsets.confirmed(tp, offset):
-                advanced = True
-                self._observer.record_commit(TopicPartition(*tp), offset)
-        if advanced:
-            self._observer.record_commit_advance()
+        self._commits.confirmed(committed)
 
     def on_assign(self, partitions: list[TP]) -> None:
         self._parts.add(partitions, paused=bool(self._inflight) and bool(self._parts.paused))
@@ -378,7 +348,8 @@ class Engine:
         gone = set(partitions)
         self._settle_inflight(gone, lost=False)
         try:
-            self._commit(asynchronous=False, partitions=sorted(gone & self._parts.assigned))
+            self._commits.send(asynchronous=False,
+                               partitions=sorted(gone & self._parts.assigned))
         except Exception as exc:
             log.error("commit on revoke failed; the next owner re-processes from the last "
                       "commit", error=str(exc))
@@ -424,7 +395,7 @@ class Engine:
         self._finish_ready()
         inflight.stop()
         try:
-            self._commit(asynchronous=False)
+            self._commits.sync()
         except Exception as exc:
             log.error("final commit failed", error=str(exc))
         try:
