@@ -41,6 +41,11 @@ DEFAULT_MAX_IN_FLIGHT = 256
 CANCEL_CHECK_S = 0.05
 
 
+class CallTimedOut(Exception):
+    """An async processor call ran past its timeout and was cancelled (a failure: retried,
+    then dead-lettered)."""
+
+
 class EffectsCancelled(Exception):
     """The engine cancelled the batch while effects were in flight (those that had finished
     are marked done all the same: they happened)."""
@@ -249,7 +254,15 @@ class ConcurrentEffects:
                 try:
                     call: Coroutine[Any, Any, None] = proc.func(  # type: ignore[assignment]
                         event, Context.of_message(proc, event, msg, None, attempt))
-                    await call
+                    if proc.timeout is None:
+                        await call
+                    else:
+                        try:
+                            await asyncio.wait_for(call, proc.timeout)
+                        except TimeoutError:
+                            raise CallTimedOut(f"processor {proc.name!r} did not return "
+                                               f"within {proc.timeout:g} s; cancelled"
+                                               ) from None
                 except asyncio.CancelledError:
                     raise
                 except BaseException as exc:  # processor code (see worker.retries)

@@ -173,3 +173,27 @@ def test_the_module_reads_its_settings_from_the_environment(tmp_path: Path) -> N
                         capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert "http_forwarder" in ok.stdout and "customer.order.*" in ok.stdout
+
+
+@pytest.mark.kafka
+def test_forwarding_from_a_real_broker(endpoint: Endpoint, kafka_bootstrap: str) -> None:
+    """Through the engine on a real broker: every event POSTed once, then committed."""
+    import uuid
+
+    from tests.engine.helpers import Running, committed, create_topic, produce
+    from worker.kafka.config import build_consumer_config, for_overlapping_batches
+    from worker.kafka.engine import Engine, EngineConfig
+    from worker.kafka.lifecycle import EXIT_OK
+
+    topic, group = f"fwd-{uuid.uuid4().hex[:8]}", f"fwd-{uuid.uuid4().hex[:8]}"
+    create_topic(kafka_bootstrap, topic, 2)
+    produce(kafka_bootstrap, topic, [(i % 2, f"cust_{i}".encode(), event(1000 + i))
+                                     for i in range(60)])
+    pipe = forwarder(endpoint.url("ok"))
+    assert pipe.overlaps
+    before = endpoint.calls.get("ok", 0)
+    engine = Engine(for_overlapping_batches(build_consumer_config(kafka_bootstrap, group, None)),
+                    pipe, EngineConfig(topics=[topic], drain=True, install_signals=False))
+    assert Running(engine).join(60) == EXIT_OK
+    assert endpoint.calls["ok"] - before == 60
+    assert sum(committed(kafka_bootstrap, group, topic, 2).values()) == 60

@@ -179,7 +179,7 @@ def test_events_without_a_key_keep_partition_order(ledger: Ledger) -> None:
     assert [o for o in offsets if o % 2 == 0] == list(range(0, 40, 2))
 
 
-def test_a_cancelled_batch_marks_nothing_done_and_comes_back_whole(ledger: Ledger) -> None:
+def test_a_cancelled_batch_keeps_what_finished_and_runs_the_rest_again(ledger: Ledger) -> None:
     started = threading.Event()
     calls = Calls(lambda: 0.05)
 
@@ -191,11 +191,16 @@ def test_a_cancelled_batch_marks_nothing_done_and_comes_back_whole(ledger: Ledge
     msgs = batch(40, 40)
     result = pipe.handle(msgs, lambda: started.is_set())
     assert not result.completed
+    finished = {o for _, o, _, _ in calls.calls}
+    assert len(finished) < 40
     calls.calls.clear()
     again = pipe.handle(msgs, never)
-    assert again.completed and len(calls.calls) == 40  # nothing was marked done
+    assert again.completed
+    # what had finished is done (not run again); everything else runs now, once
+    assert {o for _, o, _, _ in calls.calls} == set(range(40)) - finished
+    calls.calls.clear()
     pipe.handle(msgs, never)
-    assert len(calls.calls) == 40  # now every key is done: duplicates
+    assert calls.calls == []  # now every key is done: duplicates
 
 
 def test_sync_and_async_processors_share_a_batch(ledger: Ledger) -> None:
@@ -243,3 +248,23 @@ def test_sync_processors_or_a_sql_ledger_keep_one_batch_at_a_time(tmp_path: Path
     sqlite = open_ledger(f"sqlite:///{tmp_path / 'l.db'}")
     assert not Pipeline([proc("a", Calls())], sqlite).overlaps
     sqlite.close()
+
+
+def test_an_async_call_that_never_returns_is_cancelled_at_its_timeout(ledger: Ledger) -> None:
+    calls = Calls()
+
+    async def hangs(event: Event, ctx: Context) -> None:
+        if event.data.customer.id == "cust_0":  # type: ignore[union-attr]
+            await asyncio.sleep(3600)
+        await calls(event, ctx)
+
+    pipe = Pipeline([proc("p", hangs, timeout=0.2)], ledger)
+    msgs = [LocalMessage(event(i, f"cust_{i % 4}"), "t", 0, i, f"cust_{i % 4}".encode())
+            for i in range(8)]
+    t0 = time.monotonic()
+    result = pipe.handle(msgs, never)
+    assert result.completed and time.monotonic() - t0 < 5
+    assert sorted(d.source.offset() for d in result.dead_letters) == [0, 4]
+    assert all("did not return within 0.2 s" in d.reason and d.attempts == 3
+               for d in result.dead_letters)
+    assert len(calls.calls) == 6  # the other keys were not held up

@@ -24,6 +24,7 @@ KeyFunc = Callable[[Event], str]
 # An async processor's ordering key (effects of one key run one at a time, in offset order);
 # by default the Kafka message key, else the partition.
 OrderFunc = Callable[[Event], Hashable]
+DEFAULT_CALL_TIMEOUT_S = 30.0
 # Creates the processor's read-model tables. The app runs it once at startup, on the SQL
 # ledger's DB-API connection (sqlite3 or psycopg), inside a transaction it then commits.
 SetupFunc = Callable[[Any], None]
@@ -66,6 +67,10 @@ class Processor:
     # worker's --max-in-flight bounds it).
     order_by: OrderFunc | None = None
     max_concurrency: int | None = None
+    # Async processors only: a call running longer is cancelled and counts as a failure
+    # (retried, then dead-lettered). Sync calls cannot be cancelled: processor_call_age_seconds
+    # and the ActivityWorkerProcessorStalled alert show them past the same 30 s.
+    timeout: float | None = DEFAULT_CALL_TIMEOUT_S
 
     def __post_init__(self) -> None:
         if self.is_async and self.requires_transaction:
@@ -179,6 +184,7 @@ def processor(*patterns: str, name: str | None = None, once_per: OncePer = "even
               settings: Mapping[str, Any] | None = None,
               setup: SetupFunc | None = None, requires_transaction: bool = False,
               order_by: OrderFunc | None = None, max_concurrency: int | None = None,
+              timeout: float | None = DEFAULT_CALL_TIMEOUT_S,
               ) -> Callable[[ProcessorFunc], ProcessorFunc]:
     """Register `func` as a processor for events whose type matches any of `patterns`.
 
@@ -196,7 +202,7 @@ def processor(*patterns: str, name: str | None = None, once_per: OncePer = "even
             settings=dict(settings or {}), module=func.__module__, setup=setup,
             requires_transaction=requires_transaction,
             description=(func.__doc__ or "").strip().split("\n")[0], order_by=order_by,
-            max_concurrency=max_concurrency))
+            max_concurrency=max_concurrency, timeout=timeout))
         return func
 
     return register
