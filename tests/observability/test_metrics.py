@@ -24,6 +24,7 @@ from worker.observability.metrics import (
     WorkerMetrics,
     sample_names,
 )
+from worker.processors.api import Processor
 from worker.types import BatchResult, BatchStats, TopicPartition
 
 STATS_JSON = (Path(__file__).parent / "data" / "librdkafka_stats.json").read_text()
@@ -293,7 +294,7 @@ def test_every_exposed_sample_is_declared() -> None:
     wm.record_commit(TP0, 1)
     wm.record_librdkafka_stats(STATS_JSON)
     wm.record_ledger_op("claim", 0.1, True)
-    effects = ConcurrentEffects(4, ["p"])
+    effects = ConcurrentEffects(4, [async_processor("p")])
     effects._queued[("t", 0)] = 1  # an effect waiting, as inside a batch
     wm.watch_effects(effects)
     exposed = set(sample_names(wm.registry))
@@ -331,7 +332,7 @@ def test_metrics_are_declared_only_in_metrics_module() -> None:
 
 
 def test_async_effects_are_shown_at_scrape_time() -> None:
-    wm, effects = WorkerMetrics(), ConcurrentEffects(8, ["fwd"])
+    wm, effects = WorkerMetrics(), ConcurrentEffects(8, [async_processor("fwd")])
     wm.watch_effects(effects)
     assert value(wm, "activity_worker_effects_in_flight", processor="fwd") == 0
     assert value(wm, "activity_worker_effects_max_in_flight") == 8
@@ -341,3 +342,12 @@ def test_async_effects_are_shown_at_scrape_time() -> None:
     assert value(wm, "activity_worker_effects_in_flight", processor="fwd") == 1
     assert value(wm, "activity_worker_effects_queued", topic="t", partition="3") == 5
     assert (value(wm, "activity_worker_effect_oldest_age_seconds") or 0) >= 2.0
+
+
+def async_processor(name: str) -> Processor:
+    """An async processor that does nothing (its name labels the effects metrics)."""
+
+    async def func(event: object, ctx: object) -> None:
+        return None
+
+    return Processor(name=name, patterns=("customer.**",), func=func)  # type: ignore[arg-type]
