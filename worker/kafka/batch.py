@@ -28,8 +28,8 @@ TP = tuple[str, int]
 
 
 class Batch:
-    __slots__ = ("cancel", "clean", "done", "error", "finalized", "first", "last", "last_ts",
-                 "messages", "result")
+    __slots__ = ("cancel", "clean", "done", "error", "first", "last", "last_ts", "messages",
+                 "result")
 
 
     def __init__(self, messages: list[Any], assigned: Collection[TP] | None = None) -> None:
@@ -69,7 +69,6 @@ class Batch:
         self.cancel = threading.Event()
         self.result: BatchResult | None = None
         self.error: BaseException | None = None
-        self.finalized = False
 
     def took(self, future: Future[BatchResult]) -> None:
         """The overlapping handler finished (a done-callback, on the handler's thread)."""

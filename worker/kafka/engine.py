@@ -222,8 +222,7 @@ class Engine:
 
     def _finish_ready(self) -> None:
         for batch in self._inflight.ready():
-            if not batch.finalized:
-                self._finish(batch)
+            self._finish(batch)
         if not self._inflight:
             self._rewinding = False
 
@@ -251,7 +250,6 @@ class Engine:
         """The handler returned: dead letters, then offsets (or seek back on cancel). A batch
         that is not stored holds back every batch behind it: they are cancelled and read
         again, so no offset passes an event that did not finish."""
-        batch.finalized = True
         if not self._store(batch):
             self._rewinding = True
             self._inflight.cancel_all()
@@ -329,7 +327,7 @@ class Engine:
         """Make sure no batch in flight touches `gone` partitions any more: wait for them (up to
         revoke_timeout, not at all when lost), else cancel them and wait for the rollback."""
         inflight = self._inflight
-        if not any(gone & b.last.keys() for b in inflight if not b.finalized):
+        if not any(gone & b.last.keys() for b in inflight):
             return
         if lost or not inflight.wait_all(self.config.revoke_timeout):
             inflight.cancel_all()

@@ -230,6 +230,15 @@ class LazySavepoints:
             raise RuntimeError(f"a processor must not {what} the ledger's transaction: the "
                                "ledger commits the batch, effects and done marks together")
 
+    # (the mixin comes first in the connection class's bases, so these wrap the driver's)
+    def commit(self) -> None:
+        self._aw_refuse("commit")
+        super().commit()  # type: ignore[misc]
+
+    def rollback(self) -> None:
+        self._aw_refuse("roll back")
+        super().rollback()  # type: ignore[misc]
+
 
 class LazySavepoint:
     """`LedgerSession.savepoint()` for SQL ledgers (see LazySavepoints): one reusable context

@@ -53,7 +53,7 @@ _SCHEMA_LOCK = 0x61775F6C6564  # advisory lock id serialising CREATE TABLE acros
 _HASH_SEED = 0x6177  # hashtextextended seed for the per-key advisory locks
 
 
-class _LazySavepointConnection(psycopg.Connection[Any], LazySavepoints):
+class _LazySavepointConnection(LazySavepoints, psycopg.Connection[Any]):
     """A plain `psycopg.Connection` with lazy savepoints and no commit/rollback for processors."""
 
     def _aw_exec(self, statements: list[str]) -> None:
@@ -66,14 +66,6 @@ class _LazySavepointConnection(psycopg.Connection[Any], LazySavepoints):
         self._aw_flush()  # psycopg's own savepoints must nest inside ours
         with super().transaction(savepoint_name, force_rollback) as tx:
             yield tx
-
-    def commit(self) -> None:
-        self._aw_refuse("commit")
-        super().commit()
-
-    def rollback(self) -> None:
-        self._aw_refuse("roll back")
-        super().rollback()
 
 
 class _FlushingCursor(psycopg.Cursor[Any]):

@@ -34,7 +34,7 @@ def path_from_url(url: str) -> str:
     return parts.path[1:]
 
 
-class LedgerConnection(sqlite3.Connection, LazySavepoints):
+class LedgerConnection(LazySavepoints, sqlite3.Connection):
     """A `sqlite3.Connection` with lazy savepoints (see LazySavepoints) that refuses what would
     end the batch's transaction from inside a processor."""
 
@@ -56,14 +56,6 @@ class LedgerConnection(sqlite3.Connection, LazySavepoints):
 
     def cursor(self, factory: Any = None) -> Any:
         return super().cursor(factory or FlushingCursor)
-
-    def commit(self) -> None:
-        self._aw_refuse("commit")
-        super().commit()
-
-    def rollback(self) -> None:
-        self._aw_refuse("roll back")
-        super().rollback()
 
 
 class FlushingCursor(sqlite3.Cursor):
