@@ -78,7 +78,8 @@ def run(settings: Settings) -> int:
         from worker.observability.http import serve_http
         from worker.observability.metrics import WorkerMetrics
 
-        health = HealthState()
+        health = HealthState(poll_stale_after=settings.liveness_poll_stale,
+                             commit_stall_after=settings.liveness_commit_stall)
         metrics = WorkerMetrics()
         server = serve_http(settings.metrics_address, metrics, health)
         base = f"http://{server.host}:{server.port}"
