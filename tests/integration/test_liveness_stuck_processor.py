@@ -7,19 +7,17 @@ restarted, not taken out of anything); once the call returns and the offsets are
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.engine.helpers import committed, event_json, wait_for
+from tests.http_helpers import get_json
 from tests.kafka_helpers import KafkaHelper, free_port, unique_name
 from worker.kafka.admin import ensure_topics
 from worker.kafka.lifecycle import EXIT_OK
@@ -44,16 +42,6 @@ def stuck(event, ctx):
 '''
 
 
-def _get(url: str) -> tuple[int, dict[str, object]] | None:
-    try:
-        with urllib.request.urlopen(url, timeout=3) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-    except OSError:
-        return None
-
-
 def test_healthz_fails_while_a_processor_is_stuck_and_recovers(kafka_helper: KafkaHelper,
                                                                tmp_path: Path) -> None:
     topic = kafka_helper.new_topic(partitions=1, prefix="stuck")
@@ -71,25 +59,25 @@ def test_healthz_fails_while_a_processor_is_stuck_and_recovers(kafka_helper: Kaf
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     healthz, readyz = f"http://127.0.0.1:{port}/healthz", f"http://127.0.0.1:{port}/readyz"
     try:
-        wait_for(lambda: _get(readyz) == (200, {"status": "ok", "reasons": [],
+        wait_for(lambda: get_json(readyz) == (200, {"status": "ok", "reasons": [],
                                                 "assigned_partitions": 1})
                  or proc.poll() is not None, 60, "the worker to be ready with the partition")
         assert proc.poll() is None
-        assert _get(healthz) == (200, {"status": "ok", "reasons": []})
+        assert get_json(healthz) == (200, {"status": "ok", "reasons": []})
         kafka_helper.produce(topic, [event_json(i) for i in range(3)])
         wait_for(lambda: (tmp_path / "entered").exists(), 30, "the processor to be entered")
 
         stuck_at = time.monotonic()
-        seen = wait_for(lambda: (s := _get(healthz)) and s[0] == 503 and s, 30,
+        seen = wait_for(lambda: (s := get_json(healthz)) and s[0] == 503 and s, 30,
                         "/healthz to fail while the processor is stuck", interval=0.2)
         print(f"\n/healthz 503 after {time.monotonic() - stuck_at:.1f}s stuck: {seen[1]}")
         assert any("no commit has advanced" in str(r) for r in seen[1]["reasons"]), seen
         assert not any("poll loop" in str(r) for r in seen[1]["reasons"]), seen
-        status = _get(readyz)
+        status = get_json(readyz)
         assert status is not None and status[0] == 200, status  # live-or-restart, not unready
 
         (tmp_path / "release").touch()
-        wait_for(lambda: _get(healthz) == (200, {"status": "ok", "reasons": []}), 30,
+        wait_for(lambda: get_json(healthz) == (200, {"status": "ok", "reasons": []}), 30,
                  "/healthz to recover once the call returned and the commit advanced")
         assert committed(kafka_helper.bootstrap, group, topic, 1) == {0: 3}
     finally:
