@@ -136,9 +136,13 @@ def test_an_empty_render_fails_the_check(tmp_path: Path) -> None:
       "keda.trigger.allowIdleConsumers=true"], "cannot both be true"),
     (["ledger.url=postgresql://db/aw", "config.SHUTDOWN_TIMEOUT=5"],
      "keys are WORKER_<FLAG> or KAFKA_<PROPERTY>"),
+    (["ledger.url=postgresql://db/aw", "replicaCont=3"],
+     "additional properties 'replicaCont' not allowed"),
+    (["ledger.url=postgresql://db/aw", "kafka.partitons=3"],
+     "additional properties 'partitons' not allowed"),
 ], ids=["sqlite-3", "memory-2", "sqlite-emptydir", "sqlite-keda", "no-url", "kind-vs-url",
         "deployment-static", "keda-no-partitions", "keda-above-partitions", "keda-typo",
-        "keda-idle-and-limit", "config-key"])
+        "keda-idle-and-limit", "config-key", "typo-top-level", "typo-nested"])
 def test_the_chart_refuses_unsafe_values(values: list[str], says: str) -> None:
     out = render(*values)
     assert out.returncode != 0, out.stdout[:2000]
@@ -217,3 +221,11 @@ def test_the_chart_carries_the_current_alerts_and_dashboard(copy: str, source: s
     # Helm reads only files inside the chart: these are copies, kept identical here.
     assert (CHART / copy).read_bytes() == (REPO / source).read_bytes(), (
         f"cp {source} deploy/helm/activity-worker/{copy}")
+
+
+def test_the_dashboard_configmap_is_the_dashboard_for_the_sidecar() -> None:
+    docs = resources("ledger.url=postgresql://db/aw", "grafanaDashboard.enabled=true")
+    dashboard = docs["ConfigMap/dashboard"]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["data"]["activity-worker.json"].strip() == (
+        REPO / "deploy/grafana/dashboards/activity-worker.json").read_text().strip()
