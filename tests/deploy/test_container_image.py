@@ -5,6 +5,8 @@ the base image from Debian's packages).
 Each test runs the image as a user would: `podman run --read-only` (nothing written outside the
 mounted data directory), as the image's non-root user, on the host network against the real
 local broker, with a processor module mounted from outside (as a user adds their own):
+- bad settings: exit 2 with the sentence saying what to fix as the last line (what Kubernetes
+  keeps as the termination message);
 - `run --drain`: every good event processed once, every bad one dead-lettered, the end offsets
   committed, exit 0, and the default SQLite ledger written inside the data volume;
 - SIGTERM mid-stream (to the container, i.e. to tini as PID 1): the worker finishes its batch,
@@ -193,3 +195,21 @@ def test_sigterm_mid_stream_commits_within_the_shutdown_bound(
     # partition not reached yet has no commit (-1001).
     assert sum(max(o, 0) for o in offsets.values()) == len(seen), (offsets, len(seen))
     assert summary(stdout)["events"] == len(seen)
+
+
+def test_bad_settings_exit_2_with_the_reason_last(engine: str, image: str, kafka_bootstrap: str,
+                                                  mounts: tuple[Path, Path]) -> None:
+    """What Kubernetes keeps as the termination message (terminationMessagePolicy:
+    FallbackToLogsOnError takes the log's tail): the sentence that says what to fix."""
+    data, plugins = mounts
+    topic = unique_name("image-nodlq")
+    create_topic(kafka_bootstrap, topic, 1)  # and no dead-letter topic
+    proc = subprocess.run(
+        run_args(engine, image, f"aw-deploy-nodlq-{uuid.uuid4().hex[:8]}", data, plugins, {},
+                 ["--bootstrap-servers", kafka_bootstrap, "--topic", topic,
+                  "--metrics-address", "off"]),
+        capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    last = (proc.stdout + proc.stderr).strip().splitlines()[-1]
+    print(f"\nexit 2, last line: {last}")
+    assert f"{topic}.dlq do not exist" in last and "topics create --with-dlq" in last
