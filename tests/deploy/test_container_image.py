@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -27,7 +28,8 @@ from pathlib import Path
 import pytest
 
 from tests.engine.helpers import committed, create_topic, event_json, produce, read_all, wait_for
-from tests.kafka_helpers import free_port, unique_name
+from tests.http_helpers import get_json
+from tests.kafka_helpers import unique_name
 
 pytestmark = [
     pytest.mark.kafka,
@@ -37,6 +39,10 @@ pytestmark = [
 ]
 
 REPO = Path(__file__).resolve().parents[2]
+# The containers share the host's network: their metrics ports come from this range
+# (CONTAINER_E2E_PORTS=first-last), not from anywhere.
+_FIRST, _LAST = os.environ.get("CONTAINER_E2E_PORTS", "29400-29499").split("-")
+PORTS = range(int(_FIRST), int(_LAST) + 1)
 IMAGE_USER = 10001  # the image's USER (deploy/container/Containerfile)
 DATA = "/var/lib/activity-worker"
 
@@ -91,6 +97,17 @@ def mounts(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     shutil.rmtree(data, ignore_errors=True)
 
 
+def metrics_port() -> int:
+    for port in PORTS:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port in {PORTS}")
+
+
 def run_args(engine: str, image: str, name: str, data: Path, plugins: Path,
              extra_env: dict[str, str], args: list[str]) -> list[str]:
     envs = {"PYTHONPATH": "/plugins", "SEEN_FILE": f"{DATA}/seen.txt",
@@ -129,7 +146,7 @@ def test_drain_in_the_container(engine: str, image: str, kafka_bootstrap: str,
     proc = subprocess.run(
         run_args(engine, image, name, data, plugins, {},
                  ["--bootstrap-servers", kafka_bootstrap, "--topic", topic, "--group", group,
-                  "--processors", "seen_proc", "--metrics-address", f"127.0.0.1:{free_port()}",
+                  "--processors", "seen_proc", "--metrics-address", f"127.0.0.1:{metrics_port()}",
                   "--commit-interval", "0.5", "--drain"]),
         capture_output=True, text=True, timeout=180, check=False)
     print(f"\ndrain: exit {proc.returncode} after {time.monotonic() - started:.1f}s")
@@ -158,11 +175,11 @@ def test_sigterm_mid_stream_commits_within_the_shutdown_bound(
     produce(kafka_bootstrap, topic,
             [(i % parts, f"k{i}".encode(), event_json(i)) for i in range(total)])
 
-    name = f"aw-deploy-term-{uuid.uuid4().hex[:8]}"
+    name, port = f"aw-deploy-term-{uuid.uuid4().hex[:8]}", metrics_port()
     proc = subprocess.Popen(
         run_args(engine, image, name, data, plugins, {"SEEN_DELAY": "0.02"},
                  ["--bootstrap-servers", kafka_bootstrap, "--topic", topic, "--group", group,
-                  "--processors", "seen_proc", "--metrics-address", f"127.0.0.1:{free_port()}",
+                  "--processors", "seen_proc", "--metrics-address", f"127.0.0.1:{port}",
                   "--batch-size", "20", "--commit-interval", "60", "--commit-every", "100000",
                   "--shutdown-timeout", str(shutdown_timeout)]),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -170,6 +187,11 @@ def test_sigterm_mid_stream_commits_within_the_shutdown_bound(
         wait_for(lambda: len(seen_ids(data)) >= 60 or proc.poll() is not None, 120,
                  "the worker in the container to process its first events")
         assert proc.poll() is None, proc.communicate()[1][-4000:]
+        # The probes the chart points at, served from inside the container.
+        assert get_json(f"http://127.0.0.1:{port}/healthz") == (200, {"status": "ok",
+                                                                   "reasons": []})
+        ready = get_json(f"http://127.0.0.1:{port}/readyz")
+        assert ready is not None and ready[0] == 200, ready
         # No commit yet: the commit policy (60 s, 100,000 events) is out of reach, so what is
         # committed after the stop was committed by the stop.
         assert all(o < 0 for o in committed(kafka_bootstrap, group, topic, parts).values())
