@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -29,7 +28,7 @@ import pytest
 
 from tests.engine.helpers import committed, create_topic, event_json, produce, read_all, wait_for
 from tests.http_helpers import get_json
-from tests.kafka_helpers import unique_name
+from tests.kafka_helpers import free_port_in, unique_name
 
 pytestmark = [
     pytest.mark.kafka,
@@ -98,14 +97,7 @@ def mounts(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
 
 
 def metrics_port() -> int:
-    for port in PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError(f"no free port in {PORTS}")
+    return free_port_in(PORTS, f"in {PORTS}")
 
 
 def run_args(engine: str, image: str, name: str, data: Path, plugins: Path,
