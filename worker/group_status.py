@@ -13,7 +13,7 @@ from enum import IntEnum
 import msgspec
 
 __all__ = ["Assigned", "DlqDepth", "GroupStatus", "MemberStatus", "PartitionStatus",
-           "StatusExit", "from_json", "problems", "to_json"]
+           "StatusExit", "format_age", "from_json", "problems", "to_json"]
 
 
 class StatusExit(IntEnum):
@@ -101,3 +101,14 @@ def problems(status: GroupStatus, max_lag: int | None = None,
             out.append(f"{p.topic}[{p.partition}] lags {p.lag_seconds:.1f}s "
                        f"(limit {max_lag_seconds:g}s)")
     return out
+
+
+def format_age(seconds: float | None) -> str:
+    """12.3s, 4m05s, 2h10m; '?' when unknown."""
+    if seconds is None:
+        return "?"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"

@@ -13,6 +13,7 @@ from typing import TextIO
 
 from worker.errors import ConfigError
 from worker.group_status import GroupStatus, StatusExit, problems, to_json
+from worker.group_status import format_age as age
 from worker.settings import DEFAULT_GROUP, add_client_arguments, client_config
 
 HELP = ("the consumer group from the broker's view: members and their partitions, committed and "
@@ -76,17 +77,6 @@ def run(args: argparse.Namespace) -> int:
                 return int(code)
     finally:
         inspector.close()
-
-
-def age(seconds: float | None) -> str:
-    """12.3s, 4m05s, 2h10m; '?' when unknown."""
-    if seconds is None:
-        return "?"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
 
 
 def _table(rows: list[list[str]], out: TextIO) -> None:
