@@ -37,6 +37,10 @@ class Console:
         return {
             "worker": self.state.snapshot(),
             "group": msgspec.to_builtins(status) if status is not None else None,
+            "group_summary": None if status is None else {
+                "members": len(status.members), "lag": status.total_lag,
+                "lag_seconds": status.max_lag_seconds,
+                "dead_letters": sum(d.depth for d in status.dlq)},
             "group_error": cached.error if cached else "the group view is off",
             "group_age_seconds": cached.age_seconds if cached else None,
         }

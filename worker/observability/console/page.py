@@ -157,14 +157,19 @@ def render_page(doc: dict[str, Any]) -> bytes:
     {_field(doc, "worker.retries", "int")} · unmatched
     {_field(doc, "worker.totals.unmatched", "int")}</small></h2>
   {chart_svg(rates)}
-  <p class="effects">async effects in flight {_field(doc, "worker.effects.in_flight", "int")}
+  <p class="effects" data-show="worker.effects"{"" if w["effects"] else " hidden"}>async
+    effects in flight {_field(doc, "worker.effects.in_flight", "int")}
     of {_field(doc, "worker.effects.max_in_flight", "int")} · queued
     {_field(doc, "worker.effects.queued", "int")}</p>
 </section>
 {worker_tables}
 <section class="card wide" id="group">
   <h2>Consumer group {_field(doc, "group.group")} <small>state
-    <b>{_field(doc, "group.state")}</b> · protocol {_field(doc, "group.protocol")} · view
+    <b>{_field(doc, "group.state")}</b> · protocol {_field(doc, "group.protocol")} · members
+    {_field(doc, "group_summary.members", "int")} · lag
+    {_field(doc, "group_summary.lag", "int")} events,
+    {_field(doc, "group_summary.lag_seconds", "age")} · dead letters
+    {_field(doc, "group_summary.dead_letters", "int")} · view
     {_field(doc, "group_age_seconds", "age")} old</small></h2>
   <p class="error" data-field="group_error" data-format="text"
     {"" if doc.get("group_error") else "hidden"}>{html.escape(doc.get("group_error") or "")}</p>

@@ -74,6 +74,9 @@
       el.textContent = fmt(el.dataset.format, v, doc);
       if (el.classList.contains("error")) el.hidden = !v;
     });
+    document.querySelectorAll("[data-show]").forEach((el) => {
+      el.hidden = !lookup(doc, el.dataset.show);
+    });
     document.querySelectorAll("[data-flag]").forEach((el) => {
       const on = Boolean(lookup(doc, el.dataset.flag));
       el.classList.toggle("on", on);
