@@ -7,7 +7,6 @@ phone) go to .local/artefacts/console/."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,4 +140,3 @@ def test_console_page_in_chromium(kafka_helper: KafkaHelper, start_worker: Start
     assert overflow <= 0, f"the page is {overflow}px wider than a phone's screen"
     page.screenshot(path=str(ARTEFACTS / "console-phone.png"), full_page=True)
     assert problems == []
-    shutil.copy(ARTEFACTS / "console-wide.png", ARTEFACTS / "console-last.png")

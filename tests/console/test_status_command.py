@@ -5,9 +5,11 @@ the exit code follows the thresholds and the group's members."""
 
 from __future__ import annotations
 
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -129,9 +131,12 @@ def test_status_shows_members_assignment_and_lag(kafka_helper: KafkaHelper,
         [sys.executable, "-m", "worker", "status", "--group", group, "--topic", topic,
          "--bootstrap-servers", bootstrap, "--json", "--watch", "0.5", "--max-lag", "5"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    assert watch.stdout is not None
+    threading.Thread(target=lambda: [lines.put(x) for x in watch.stdout or ()],
+                     daemon=True).start()
     try:
-        assert watch.stdout is not None
-        refreshes = [from_json(watch.stdout.readline()) for _ in range(2)]  # JSON Lines
+        refreshes = [from_json(lines.get(timeout=30)) for _ in range(2)]  # JSON Lines
         assert refreshes[1].taken_at > refreshes[0].taken_at
     finally:
         watch.send_signal(signal.SIGINT)

@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.watch is not None and args.watch <= 0:
         raise ConfigError(f"--watch {args.watch:g}: give a positive number of seconds")
     inspector = GroupInspector(client_config(args.bootstrap_servers, args.kafka_config))
+    code: StatusExit | None = None
     try:
         while True:
             status = inspector.status(args.group, topics, dlq)
@@ -71,10 +72,11 @@ def run(args: argparse.Namespace) -> int:
             code = StatusExit.UNHEALTHY if found else StatusExit.OK
             if args.watch is None:
                 return int(code)
-            try:
-                time.sleep(args.watch)
-            except KeyboardInterrupt:
-                return int(code)
+            time.sleep(args.watch)
+    except KeyboardInterrupt:  # --watch ends with Ctrl-C: the last refresh's verdict
+        if code is None:
+            raise
+        return int(code)
     finally:
         inspector.close()
 
