@@ -57,7 +57,9 @@ def test_status_shows_members_assignment_and_lag(kafka_helper: KafkaHelper,
            "WORKER_BUILTIN_PROCESSORS": "false"}
     procs = ("--processors", "tests.console.console_processors")
     group = unique_name("status")
+    # A static member stays in the group for its session timeout after it stops: keep it short.
     a = start_worker(None, group, *procs, "--kafka-config", "client.id=worker-a",
+                     "--kafka-config", "session.timeout.ms=6000",
                      "--group-instance-id", "instance-a", partitions=3, env=env)
     b = start_worker(a.topic, group, *procs, "--kafka-config", "client.id=worker-b", env=env)
     topic = a.topic
