@@ -34,13 +34,19 @@ def free_port() -> int:
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(200):
         port = random.randint(min(10000, low - 1000), low - 1)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+        if can_bind(port):
             return port
     raise AssertionError("no free TCP port found below the ephemeral range")
+
+
+def can_bind(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:`port` now."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 class KafkaHelper:
