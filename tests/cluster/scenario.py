@@ -400,19 +400,21 @@ def dead_letters(stream: Stream) -> list[Any]:
 
 
 def stall_after(effects: list[Effect], moment: float,
-                partitions: Callable[[int], bool] = lambda _p: True) -> float:
-    """The longest time any (selected) partition went without an effect across `moment`: from
-    its last effect before it to its first effect after it."""
+                partitions: Callable[[int], bool] = lambda _p: True,
+                horizon: float = 60.0) -> float:
+    """The longest time a (selected) partition went without an effect, over the gaps that
+    began at most 2 s before `moment` and at most `horizon` s after it: the stall that what
+    happened at `moment` caused (the stream keeps every partition busy, so a gap is a stall)."""
     by_part: dict[int, list[float]] = {}
     for e in effects:
         if partitions(e.partition):
             by_part.setdefault(e.partition, []).append(e.at)
     worst = 0.0
     for times in by_part.values():
-        before = [t for t in times if t <= moment]
-        after = [t for t in times if t > moment]
-        if before and after:
-            worst = max(worst, min(after) - max(before))
+        times.sort()
+        for a, b in itertools.pairwise(times):
+            if moment - 2.0 <= a <= moment + horizon:
+                worst = max(worst, b - a)
     return worst
 
 
@@ -438,12 +440,17 @@ def report(name: str, **figures: float | int | str) -> None:
         fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
 
 
-def leaders(bootstrap: str, topic: str) -> Counter[int]:
-    """How many of the topic's partitions each broker leads."""
+def partition_leaders(bootstrap: str, topic: str) -> dict[int, int]:
+    """Each partition's leader (a broker id), from the cluster's metadata."""
     from confluent_kafka.admin import AdminClient
 
     md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
-    return Counter(p.leader for p in md.topics[topic].partitions.values())
+    return {p.id: p.leader for p in md.topics[topic].partitions.values()}
+
+
+def leaders(bootstrap: str, topic: str) -> Counter[int]:
+    """How many of the topic's partitions each broker leads."""
+    return Counter(partition_leaders(bootstrap, topic).values())
 
 
 def coordinator(bootstrap: str, group: str) -> int:

@@ -17,7 +17,14 @@ from pathlib import Path
 import pytest
 
 from devtools.local_cluster import LocalCluster
-from tests.cluster.scenario import PostgresEffects, begin, leaders, report, stall_after
+from tests.cluster.scenario import (
+    PostgresEffects,
+    begin,
+    leaders,
+    partition_leaders,
+    report,
+    stall_after,
+)
 from tests.engine.helpers import wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.timeout(900)]
@@ -40,16 +47,24 @@ def test_broker_kill_and_rolling_restart_lose_and_repeat_nothing(
     try:
         wait_for(lambda: effects.count() > 0, 120, "first effects")
         kill_moments: list[tuple[int, float, float]] = []
+        victim_partitions: list[set[int]] = []
+        failovers: list[float] = []
         for k in range(kills):
             stream.wait_produced((k + 1) * 0.5 / (kills + 1))
             victim = leaders(bootstrap, topic).most_common(1)[0][0]
+            led = {p for p, leader in partition_leaders(bootstrap, topic).items()
+                   if leader == victim}
             t_kill = time.time()
             cluster.kill_node(victim)
+            wait_for(lambda v=victim: v not in leaders(bootstrap, topic), 90,
+                     "new leaders for the killed broker's partitions")
+            failovers.append(time.time() - t_kill)
             # Down long enough for thousands of events (and their dead letters) to pass.
             stream.wait_produced((k + 1.4) * 0.5 / (kills + 1))
             t_back = time.time()
             cluster.start_node(victim, timeout_s=180)
             kill_moments.append((victim, t_kill, t_back))
+            victim_partitions.append(led)
         restarts: list[tuple[int, float]] = []
         for node in cluster.node_ids:  # a rolling restart, one broker at a time
             workers.assert_running()
@@ -67,9 +82,14 @@ def test_broker_kill_and_rolling_restart_lose_and_repeat_nothing(
                           if any(t0 <= m.timestamp()[1] / 1000 <= t1
                                  for _v, t0, t1 in kill_moments)]
     assert written_while_down, "no dead letter was written while the broker was down"
-    kill_stalls = [stall_after(outcome.effects, t) for _v, t, _b in kill_moments]
+    kill_stalls = [stall_after(outcome.effects, t, lambda p, led=led: p in led)
+                   for (_v, t, _b), led in zip(kill_moments, victim_partitions, strict=True)]
+    other_stalls = [stall_after(outcome.effects, t, lambda p, led=led: p not in led)
+                    for (_v, t, _b), led in zip(kill_moments, victim_partitions, strict=True)]
     restart_stalls = [stall_after(outcome.effects, t) for _n, t in restarts]
     report("broker kill -9 + rolling restart", events=events, effects=total,
            dead_letters=len(outcome.dead_letters), while_down=len(written_while_down),
            shares="/".join(f"{shares[w]:.0%}" for w in sorted(shares)),
-           kill_stall_s=max(kill_stalls), rolling_restart_stall_s=max(restart_stalls))
+           leaders_moved_after_s=max(failovers), led_partition_stall_s=max(kill_stalls),
+           other_partition_stall_s=max(other_stalls),
+           rolling_restart_stall_s=max(restart_stalls))

@@ -84,6 +84,8 @@ def test_a_broker_outage_is_one_line_not_one_per_reconnect_attempt() -> None:
             "peer: receive 0 after POLLIN (after {ms}ms in state UP)")
     retry = ("[thrd:127.0.0.1:19194/2]: 127.0.0.1:19194/2: Connect to ipv4#127.0.0.1:19194 "
              "failed: Connection refused (after 0ms in state CONNECT{more})")
+    coordinator = ("[thrd:GroupCoordinator]: GroupCoordinator: 127.0.0.1:19094: Connect to "
+                   "ipv4#127.0.0.1:19094 failed: Connection refused (after 0ms in state CONNECT)")
     other = ("[thrd:127.0.0.1:19192/1]: 127.0.0.1:19192/1: Connect to ipv4#127.0.0.1:19192 "
              "failed: Connection refused (after 0ms in state CONNECT)")
     with structlog.testing.capture_logs() as logs:
@@ -93,7 +95,9 @@ def test_a_broker_outage_is_one_line_not_one_per_reconnect_attempt() -> None:
             logger.log(logging.ERROR, "%s [%s] %s", "FAIL", "rdkafka#consumer-1",
                        retry.format(more=more))
         logger.log(logging.ERROR, "%s [%s] %s", "FAIL", "rdkafka#consumer-1", other)
+        for _ in range(3):
+            logger.log(logging.ERROR, "%s [%s] %s", "FAIL", "rdkafka#consumer-1", coordinator)
         # back up, then lost again: the next outage's first line
         logger.log(logging.INFO, "%s [%s] %s", "FAIL", "rdkafka#consumer-1", lost.format(ms=99))
     texts = [entry["event"] for entry in logs]
-    assert texts == [lost.format(ms=1), other, lost.format(ms=99)]
+    assert texts == [lost.format(ms=1), other, coordinator, lost.format(ms=99)]

@@ -28,8 +28,9 @@ from worker.kafka.secrets import scrub, secret_values
 
 _MAX_TRACKED = 1000  # distinct lines remembered for the repeat window
 
-# "127.0.0.1:9092/1: Connect to ipv4#... failed" (optionally after a "[thrd:...]: " prefix)
-_BROKER = re.compile(r"^(?:\[thrd:[^\]]*\]: )?(\S+:\d+/\w+): ")
+# "127.0.0.1:9092/1: Connect to ipv4#... failed", or "GroupCoordinator: 127.0.0.1:9092: ..."
+# (the consumer's logical connection to its coordinator), after an optional "[thrd:...]: "
+_BROKER = re.compile(r"^(?:\[thrd:[^\]]*\]: )?((?:GroupCoordinator: )?\S+:\d+(?:/\w+)?): ")
 
 
 def about_a_broker(text: str) -> bool:
