@@ -126,6 +126,13 @@ class BrokerSettings:
     # `kafka-storage format --add-scram` values, e.g. "SCRAM-SHA-512=[name=u,password=p]":
     # KRaft stores SCRAM users in the metadata log, created when the storage is formatted.
     scram_credentials: tuple[str, ...] = ()
+    # One node of a local cluster (devtools/local_cluster.py): its id, every voter as
+    # (node id, controller port), the replication of the internal and new topics, and the
+    # cluster id all nodes are formatted with. The defaults are the single node.
+    node_id: int = 1
+    voters: tuple[tuple[int, int], ...] = ()
+    replication: int = 1
+    cluster_id: str | None = None
 
     @property
     def ports(self) -> tuple[int, ...]:
@@ -482,9 +489,10 @@ _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False
 
 
-def probe(bootstrap: str, timeout_s: float = 15.0) -> None:
-    """Ready means: metadata answers, the readiness topic exists, one record produced to it
-    is consumed back, and an offset commit goes through the group coordinator."""
+def probe(bootstrap: str, timeout_s: float = 15.0, brokers: int = 1) -> None:
+    """Ready means: metadata answers and lists `brokers` brokers, the readiness topic exists
+    (replicated on all of them), one record produced to it with acks=all is consumed back, and
+    an offset commit goes through the group coordinator."""
     from confluent_kafka import KafkaError, KafkaException, TopicPartition
     from confluent_kafka.cimpl import NewTopic
 
@@ -501,12 +509,12 @@ def probe(bootstrap: str, timeout_s: float = 15.0) -> None:
         md = admin.list_topics(timeout=left())
     except KafkaException as exc:
         raise ProbeFailed(f"no metadata from {bootstrap}: {exc}") from None
-    if not md.brokers:
-        raise ProbeFailed("metadata lists no broker yet")
+    if len(md.brokers) < brokers:
+        raise ProbeFailed(f"metadata lists {len(md.brokers)} of {brokers} brokers")
     topic_md = md.topics.get(READY_TOPIC)
     if topic_md is None or topic_md.error is not None:
         futures = admin.create_topics(
-            [NewTopic(READY_TOPIC, 1, 1, config={"retention.ms": "3600000"})],
+            [NewTopic(READY_TOPIC, 1, brokers, config={"retention.ms": "3600000"})],
             operation_timeout=left(),
             request_timeout=left(),
         )
@@ -621,6 +629,9 @@ def _new_cluster_id() -> str:
 
 def server_properties(settings: BrokerSettings) -> str:
     h, p, c = HOST, settings.port, settings.controller_port
+    voters = settings.voters or ((settings.node_id, c),)
+    rf = settings.replication
+    min_isr = min(2, rf)  # RF 3 with min.insync.replicas 2: one node may be down
     extra = settings.listeners
     listeners = ",".join(
         [f"PLAINTEXT://{h}:{p}", f"CONTROLLER://{h}:{c}"]
@@ -642,9 +653,9 @@ def server_properties(settings: BrokerSettings) -> str:
         [
             "# Written by deploy/local/kafka at each start; edit the launcher, not this file.",
             "process.roles=broker,controller",
-            "node.id=1",
+            f"node.id={settings.node_id}",
             # A static voter set: the controller port may change between runs of one data dir.
-            f"controller.quorum.voters=1@{h}:{c}",
+            "controller.quorum.voters=" + ",".join(f"{n}@{h}:{port}" for n, port in voters),
             f"listeners={listeners}",
             f"advertised.listeners={advertised}",
             "controller.listener.names=CONTROLLER",
@@ -652,11 +663,13 @@ def server_properties(settings: BrokerSettings) -> str:
             f"listener.security.protocol.map={protocols}",
             f"log.dirs={settings.kraft_dir}",
             "num.partitions=4",
-            "offsets.topic.replication.factor=1",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
+            f"default.replication.factor={rf}",
+            f"min.insync.replicas={min_isr}",
+            f"offsets.topic.replication.factor={rf}",
+            f"transaction.state.log.replication.factor={rf}",
+            f"transaction.state.log.min.isr={min_isr}",
+            f"share.coordinator.state.topic.replication.factor={rf}",
+            f"share.coordinator.state.topic.min.isr={min_isr}",
             # No 3 s wait before a new group's first assignment: every test makes a group.
             "group.initial.rebalance.delay.ms=0",
             *scoped,
@@ -705,7 +718,7 @@ def _format_storage(settings: BrokerSettings, java: str, libs: Path, out: Out) -
         "kafka.tools.StorageTool",
         "format",
         "-t",
-        _new_cluster_id(),
+        settings.cluster_id or _new_cluster_id(),
         "-c",
         str(settings.properties_file),
         *(arg for cred in settings.scram_credentials for arg in ("--add-scram", cred)),
@@ -726,7 +739,9 @@ def _format_storage(settings: BrokerSettings, java: str, libs: Path, out: Out) -
         )
 
 
-def _start_jvm(settings: BrokerSettings, out: Out) -> None:
+def launch_jvm(settings: BrokerSettings, out: Out) -> subprocess.Popen[bytes]:
+    """Write server.properties, format the storage once, and start the broker JVM (its own
+    session, so it outlives the launcher); readiness is the caller's to wait for."""
     for p in settings.ports:
         if not port_free(p):
             raise LauncherError(_port_busy_message(settings, p))
@@ -740,7 +755,8 @@ def _start_jvm(settings: BrokerSettings, out: Out) -> None:
     os.replace(tmp, settings.properties_file)
     _format_storage(settings, java, libs, out)
 
-    out(f"starting: Kafka {settings.version} on {settings.bootstrap} (heap {settings.heap}) ...")
+    out(f"starting: Kafka {settings.version} node {settings.node_id} on {settings.bootstrap} "
+        f"(heap {settings.heap}) ...")
     fd = _open_log(settings, f"starting Kafka {settings.version} on {settings.bootstrap}")
     try:
         proc = subprocess.Popen(
@@ -755,6 +771,11 @@ def _start_jvm(settings: BrokerSettings, out: Out) -> None:
         os.close(fd)
     _CHILDREN.append(proc)
     settings.pid_file.write_text(f"{proc.pid}\n")
+    return proc
+
+
+def _start_jvm(settings: BrokerSettings, out: Out) -> None:
+    proc = launch_jvm(settings, out)
     deadline = time.monotonic() + settings.timeout_s
     try:
         wait_ready(settings, lambda: proc.poll() is None, deadline, "start-up")
@@ -989,6 +1010,8 @@ ACTION_HELP = {
     "down": "stop the broker and wait until its ports are free",
     "status": "exit 0 when the broker runs and answers a produce and a consume, else 3",
 }
+NODE_HELP = ("act on one node of a cluster (--nodes 2 or more): stop (SIGTERM), kill (SIGKILL), "
+             "freeze (SIGSTOP), thaw (SIGCONT), start (and wait until its replicas are in sync)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -999,6 +1022,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Jars are fetched once with Maven (needs `mvn`); the broker needs Java 17+."
     )
     opts = argparse.ArgumentParser(add_help=False)
+    opts.add_argument(
+        "--nodes",
+        type=int,
+        help="nodes: 1 is a single broker; 3 is a cluster of combined broker+controller nodes "
+        "with replication factor 3 and min.insync.replicas 2, node i on port + 2(i-1), "
+        "default port 19092, data dir <repo>/.local/kafka-cluster, heap 512M [KAFKA_NODES] "
+        "(default 1)",
+    )
     opts.add_argument("--port", type=int, help=f"broker port [KAFKA_PORT] (default {DEFAULT_PORT})")
     opts.add_argument(
         "--controller-port",
@@ -1034,6 +1065,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, text in ACTION_HELP.items():
         sub.add_parser(name, parents=[opts], help=text, description=text)
+    from devtools.local_cluster import NODE_ACTIONS
+
+    node = sub.add_parser("node", parents=[opts], help=NODE_HELP, description=NODE_HELP)
+    node.add_argument("node_action", choices=NODE_ACTIONS, metavar="ACTION")
+    node.add_argument("node_id", type=int, metavar="ID", help="the node's id, 1 to --nodes")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -1048,10 +1084,38 @@ def run(args: argparse.Namespace) -> int:
             timeout_s=args.timeout,
             runtime=args.runtime,
         )
-        return ACTIONS[args.action](settings, _print)
+        nodes = args.nodes or int(os.environ.get("KAFKA_NODES") or 1)
+        if nodes == 1:
+            if args.action == "node":
+                raise LauncherError("`node` acts on one node of a cluster: give --nodes 3 (or "
+                                    "KAFKA_NODES=3) as for `up`.")
+            return ACTIONS[args.action](settings, _print)
+        return _run_cluster(args, settings, nodes)
     except LauncherError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_ERROR
+
+
+def _run_cluster(args: argparse.Namespace, settings: BrokerSettings, nodes: int) -> int:
+    from devtools.local_cluster import cluster_from
+
+    if settings.runtime == "docker":
+        raise LauncherError("A cluster runs on the jvm runtime only: install Java 17+.")
+    env = os.environ
+    cluster = cluster_from(
+        nodes,
+        settings,
+        port_given=bool(args.port or env.get("KAFKA_PORT")),
+        data_dir_given=bool(args.data_dir or env.get("KAFKA_DATA_DIR")),
+        heap_given=bool(args.heap or env.get("KAFKA_HEAP")),
+    )
+    if args.action == "node":
+        return cluster.node_action(args.node_action, args.node_id)
+    if args.action == "up":
+        return cluster.up()
+    if args.action == "down":
+        return cluster.down()
+    return cluster.status()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,13 +39,19 @@ def free_port() -> int:
 def free_port_in(ports: Iterable[int], where: str = "") -> int:
     """The first of `ports` that a server can bind on 127.0.0.1 now."""
     for port in ports:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+        if can_bind(port):
             return port
     raise AssertionError(f"no free TCP port found {where}".strip())
+
+
+def can_bind(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:`port` now."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 class KafkaHelper:

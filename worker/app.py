@@ -73,18 +73,32 @@ def run(settings: Settings) -> int:
     metrics: Any = None
     health: Any = None
     server: Any = None
+    console: Any = None
     if settings.metrics_address:
         from worker.observability.health import HealthState
-        from worker.observability.http import serve_http
+        from worker.observability.http import parse_address, serve_http
         from worker.observability.metrics import WorkerMetrics
 
         health = HealthState(poll_stale_after=settings.liveness_poll_stale,
                              commit_stall_after=settings.liveness_commit_stall)
         metrics = WorkerMetrics()
-        server = serve_http(settings.metrics_address, metrics, health)
+        if settings.console == "on":
+            from worker.observability.console import open_console
+
+            console = open_console(parse_address(settings.metrics_address)[0],
+                                   settings.console_token, settings.group, settings.topics,
+                                   dlq_topics, settings.ledger, consumer_config)
+        server = serve_http(settings.metrics_address, metrics, health,
+                            routes=[console.route] if console is not None else None)
         base = f"http://{server.host}:{server.port}"
         log.info("serving metrics and health", metrics=f"{base}/metrics",
                  healthz=f"{base}/healthz", readyz=f"{base}/readyz")
+        if console is not None and console.access.open:
+            log.info("serving the console", console=f"{base}/",
+                     token="required" if settings.console_token else "none (loopback)")
+        elif console is not None:
+            log.warning("the console is refused on this non-loopback address: set "
+                        "--console-token (WORKER_CONSOLE_TOKEN) to open it, or --console off")
 
     ledger = open_ledger(settings.ledger, retention_seconds=settings.ledger_retention,
                          lease_seconds=settings.ledger_lease)
@@ -101,6 +115,8 @@ def run(settings: Settings) -> int:
     except BaseException:
         if server is not None:
             server.close()
+        if console is not None:
+            console.close()
         ledger.close()
         raise
 
@@ -119,6 +135,10 @@ def run(settings: Settings) -> int:
     if health is not None:
         health.watch_ledger(lambda: pipeline.ledger_up)
         observers.append(health)
+    if console is not None:
+        console.state.watch(lambda: pipeline.ledger_up, pipeline.effects,
+                            health.readiness if health is not None else None)
+        observers.append(console.state)
     if pipeline.overlaps:
         consumer_config = for_overlapping_batches(consumer_config)
     consumer = ConfluentConsumer(consumer_config, stats=None if metrics is None
@@ -132,6 +152,8 @@ def run(settings: Settings) -> int:
     finally:
         if server is not None:
             server.close()
+        if console is not None:
+            console.close()
         pipeline.close()
         ledger.close()
 

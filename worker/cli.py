@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "report": "a summary of the built-in read models",
     "topics": "create the source and dead-letter topics",
     "dlq": "look into a dead-letter topic and replay it",
+    "status": "the consumer group from the broker's view: members, partitions, lag, DLQ",
     "schemas": "write (or --check) the JSON Schema files",
     "kafka": "a local Kafka broker for development (up, down, status)",
 }

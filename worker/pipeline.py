@@ -285,9 +285,7 @@ class Pipeline:
             if deferred:
                 self._run_concurrent(deferred, session, stats, dead, timings, cancelled,
                                      ticket)
-            if done_keys:
-                self._timed("mark_done", session.mark_done, done_keys)
-            self._timed("commit", session.commit)
+            self._finish_session(session, done_keys, transaction is None, cancelled)
         except _Cancelled:
             self._call_t0 = None
             self._keep_finished(session, done_keys)
@@ -304,6 +302,31 @@ class Pipeline:
                 outcomes[(name, Outcome.DUPLICATE)] += duplicate[i]
             if timings[i]:
                 stats.processing_seconds.setdefault(name, []).extend(timings[i])
+
+    def _finish_session(self, session: LedgerSession, done_keys: list[str],
+                        effects_outside: bool, cancelled: Callable[[], bool]) -> None:
+        """Mark the batch's finished effects done and commit the session. On a SQL ledger the
+        effects' writes live in the transaction, so an outage here loses them with it and the
+        batch runs again. On a store without transactions (Redis, memory) the effects already
+        happened outside it: while the store is unreachable, only this bookkeeping is retried,
+        so a ledger restart repeats no effect."""
+        delay, max_delay = self._ledger_backoff
+        unmarked = done_keys
+        while True:
+            try:
+                if unmarked:
+                    self._timed("mark_done", session.mark_done, unmarked)
+                    unmarked = []
+                self._timed("commit", session.commit)
+                return
+            except LedgerUnavailable as exc:
+                if not effects_outside or cancelled():
+                    raise
+                log.warning("ledger unavailable; marking the batch's finished effects done "
+                            "again", error=str(exc), retry_in_s=round(delay, 2),
+                            keys=len(done_keys))
+            self._sleep(delay, cancelled)
+            delay = min(delay * 2, max_delay)
 
     def _keep_finished(self, session: LedgerSession, done_keys: list[str]) -> None:
         """A cancelled batch: the effects that finished did happen, so their keys are marked

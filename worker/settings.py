@@ -30,6 +30,7 @@ DEFAULT_TOPIC = "customer-activity"
 DEFAULT_GROUP = "activity-worker"
 DEFAULT_LEDGER = "sqlite:///./.local/activity-worker.db"
 DEFAULT_METRICS_ADDRESS = "127.0.0.1:9400"
+DEFAULT_CONSOLE = "on"
 # The engine's defaults, written once in EngineConfig; the flags and Settings take them from it.
 _ENGINE = EngineConfig(topics=[])
 
@@ -80,6 +81,12 @@ OPTIONS: tuple[_Opt, ...] = (
     _Opt("--metrics-address", "str", DEFAULT_METRICS_ADDRESS,
          "host:port of the /metrics and health HTTP server ('off' disables it)",
          metavar="HOST:PORT"),
+    _Opt("--console", "choice", DEFAULT_CONSOLE,
+         "the ops console at / and /status.json on the metrics address: 'on' or 'off'; on a "
+         "non-loopback address it needs --console-token", choices=("on", "off")),
+    _Opt("--console-token", "str", None,
+         "token the console asks for (Bearer header, or open /?token=TOKEN once); required "
+         "for the console when the metrics address is not loopback", metavar="TOKEN"),
     _Opt("--liveness-poll-stale", "float", DEFAULT_POLL_STALE_AFTER,
          "/healthz fails when the poll loop has not run for this long", metavar="SECONDS"),
     _Opt("--liveness-commit-stall", "float", DEFAULT_COMMIT_STALL_AFTER,
@@ -143,6 +150,8 @@ class Settings:
     ledger_lease: float = DEFAULT_LEASE_SECONDS
     dlq_topic: str | None = None
     metrics_address: str | None = DEFAULT_METRICS_ADDRESS
+    console: str = DEFAULT_CONSOLE
+    console_token: str | None = None
     liveness_poll_stale: float = DEFAULT_POLL_STALE_AFTER
     liveness_commit_stall: float = DEFAULT_COMMIT_STALL_AFTER
     drain: bool = False

@@ -108,3 +108,23 @@ def test_a_failing_setup_names_the_processor_and_rolls_back(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="processor 'broken_setup': its setup failed"):
         run_setup(procs, ledger)
     assert ledger.sessions[-1].rolled_back
+
+
+@pytest.mark.postgres
+def test_the_built_ins_set_up_and_run_on_the_real_postgresql_ledger(postgres_url: str) -> None:
+    """The PostgreSQL ledger's own connection (a psycopg subclass with lazy savepoints), not a
+    plain psycopg one: the built-ins' SQL helper once refused it, and `run` exited 2."""
+    from worker.ledger import open_ledger
+    from worker.processors.sql import dialect_of
+
+    ledger = open_ledger(postgres_url)
+    try:
+        procs = load_processors(entry_points=False)
+        run_setup(procs, ledger)
+        session = ledger.session()
+        try:
+            assert dialect_of(session.transaction) == "postgresql"
+        finally:
+            session.rollback()
+    finally:
+        ledger.close()

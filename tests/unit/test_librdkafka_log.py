@@ -75,3 +75,29 @@ def test_repeats_are_counted_and_reported_after_the_window() -> None:
     assert [(e["event"], e.get("repeated")) for e in logs] == [
         ("down (password ***)", None), ("down (password ***)", 4), ("a note", None)]
     assert [e["log_level"] for e in logs] == ["error", "error", "info"]
+
+
+def test_a_broker_outage_is_one_line_not_one_per_reconnect_attempt() -> None:
+    """The lines librdkafka wrote here while a cluster node was killed and restarted."""
+    logger = LibrdkafkaLogger({})
+    lost = ("[thrd:127.0.0.1:19194/2]: 127.0.0.1:19194/2: Disconnected: connection closed by "
+            "peer: receive 0 after POLLIN (after {ms}ms in state UP)")
+    retry = ("[thrd:127.0.0.1:19194/2]: 127.0.0.1:19194/2: Connect to ipv4#127.0.0.1:19194 "
+             "failed: Connection refused (after 0ms in state CONNECT{more})")
+    coordinator = ("[thrd:GroupCoordinator]: GroupCoordinator: 127.0.0.1:19094: Connect to "
+                   "ipv4#127.0.0.1:19094 failed: Connection refused (after 0ms in state CONNECT)")
+    other = ("[thrd:127.0.0.1:19192/1]: 127.0.0.1:19192/1: Connect to ipv4#127.0.0.1:19192 "
+             "failed: Connection refused (after 0ms in state CONNECT)")
+    with structlog.testing.capture_logs() as logs:
+        logger.log(logging.INFO, "%s [%s] %s", "FAIL", "rdkafka#consumer-1", lost.format(ms=1))
+        for n in range(20):
+            more = f", {n} identical error(s) suppressed" if n else ""
+            logger.log(logging.ERROR, "%s [%s] %s", "FAIL", "rdkafka#consumer-1",
+                       retry.format(more=more))
+        logger.log(logging.ERROR, "%s [%s] %s", "FAIL", "rdkafka#consumer-1", other)
+        for _ in range(3):
+            logger.log(logging.ERROR, "%s [%s] %s", "FAIL", "rdkafka#consumer-1", coordinator)
+        # back up, then lost again: the next outage's first line
+        logger.log(logging.INFO, "%s [%s] %s", "FAIL", "rdkafka#consumer-1", lost.format(ms=99))
+    texts = [entry["event"] for entry in logs]
+    assert texts == [lost.format(ms=1), other, coordinator, lost.format(ms=99)]

@@ -339,3 +339,60 @@ def test_a_failed_prune_is_logged_and_the_batch_still_completes(tmp_path: Path) 
     assert pipe.handle(messages([event(1)]), never).completed
     assert rec.outcomes == Counter({("p", "ok"): 1})
     led.close()
+
+
+class DoneMarkFails:
+    """A session of a store without transactions whose mark_done (then commit) fails while
+    the store is away: the effects already ran."""
+
+    def __init__(self, inner: LedgerSession, failures: dict[str, int]) -> None:
+        self._inner = inner
+        self._failures = failures
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def _maybe_fail(self, op: str) -> None:
+        if self._failures.get(op, 0) > 0:
+            self._failures[op] -= 1
+            raise LedgerUnavailable(f"store down during {op} (test)")
+
+    def mark_done(self, keys: list[str]) -> None:
+        self._maybe_fail("mark_done")
+        self._inner.mark_done(keys)
+
+    def commit(self) -> None:
+        self._maybe_fail("commit")
+        self._inner.commit()
+
+
+class MarkingFails(FlakyLedger):
+    def __init__(self, inner: Ledger, failures: dict[str, int]) -> None:
+        super().__init__(inner, 0)
+        self.op_failures = failures
+
+    def session(self) -> LedgerSession:
+        return DoneMarkFails(self.inner.session(), self.op_failures)  # type: ignore[return-value]
+
+
+def test_effects_outside_the_store_are_not_run_again_when_marking_them_done_fails() -> None:
+    """Redis-like (no transaction): the store goes away after the effects ran; only marking
+    them done is retried, so the ledger's restart repeats no effect."""
+    seen: list[str] = []
+    flaky = MarkingFails(open_ledger("memory://"), {"mark_done": 2, "commit": 1})
+    pipe, _ = make([proc("p", "**", lambda e, c: seen.append(e.id))], flaky)
+    result = pipe.handle(messages([event(1), event(2)]), never)
+    assert result.completed
+    assert seen == [event_id(1), event_id(2)]  # once each
+    assert result.stats.ledger_errors == {"mark_done": 2, "commit": 1}
+    assert pipe.handle(messages([event(1)], start=2), never).completed
+    assert seen == [event_id(1), event_id(2)]  # a redelivery is a duplicate: marked done
+
+
+def test_effects_in_a_sql_transaction_run_again_when_its_commit_fails(tmp_path: Path) -> None:
+    """SQL: the effects' writes die with the transaction, so the batch runs again."""
+    seen: list[str] = []
+    flaky = MarkingFails(open_ledger(f"sqlite:///{tmp_path / 'l.db'}"), {"commit": 1})
+    pipe, _ = make([proc("p", "**", lambda e, c: seen.append(e.id))], flaky)
+    assert pipe.handle(messages([event(1)]), never).completed
+    assert seen == [event_id(1), event_id(1)]

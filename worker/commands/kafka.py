@@ -10,7 +10,8 @@ from types import ModuleType
 
 from worker.errors import ConfigError
 
-HELP = "Run a local single-node Apache Kafka broker for development and tests (up, down, status)."
+HELP = ("Run a local Apache Kafka broker, or a cluster with --nodes 3, for development and "
+        "tests (up, down, status, node).")
 
 
 def _launcher() -> ModuleType | None:

@@ -132,7 +132,8 @@ _NOT_LIBRDKAFKA = {"KAFKA_HEAP_OPTS", "KAFKA_OPTS", "KAFKA_HOME", "KAFKA_JVM_PER
                    "KAFKA_CLASSPATH",
                    # the local broker launcher's own settings (deploy/local/kafka)
                    "KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "KAFKA_DATA_DIR", "KAFKA_HEAP",
-                   "KAFKA_LIBS_DIR", "KAFKA_START_TIMEOUT", "KAFKA_RUNTIME", "KAFKA_TEST_IMAGE"}
+                   "KAFKA_LIBS_DIR", "KAFKA_START_TIMEOUT", "KAFKA_RUNTIME", "KAFKA_TEST_IMAGE",
+                   "KAFKA_NODES"}
 
 
 def config_from_env(environ: Mapping[str, str]) -> dict[str, str]:

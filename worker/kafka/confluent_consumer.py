@@ -15,11 +15,14 @@ from worker.errors import WorkerError
 from worker.kafka.clients import new_consumer
 from worker.kafka.diagnose import classify
 from worker.kafka.port import TP, ClientError, CommitFailed, ConsumerListener
+from worker.kafka.rdkafka_log import about_a_broker
 from worker.kafka.secrets import redact, scrub, secret_values
 
 log = structlog.get_logger("worker.engine")
 
 STATS_INTERVAL_MS = 15_000  # librdkafka statistics (metrics) when a stats callback is given
+FENCED_TEXT = "fenced by other consumer with same group.instance.id"
+DUPLICATE_INSTANCE_ID = "duplicate_instance_id"  # ClientError.kind of a fenced static member
 
 
 class ConfluentConsumer:
@@ -65,8 +68,28 @@ class ConfluentConsumer:
         err = message.error()
         if err is None:
             return None
-        return ClientError(scrub(str(err), self._secrets), fatal=err.fatal(),
-                           end_of_partition=err.code() == KafkaError._PARTITION_EOF)
+        return self._client_error(err, end_of_partition=err.code() == KafkaError._PARTITION_EOF)
+
+    def _client_error(self, err: Any, **fields: Any) -> ClientError:
+        """librdkafka's error as the port's ClientError. A fatal error comes as one whose
+        fatal() is set, or (on a message, or a commit) as code _FATAL; a static member fenced
+        by another process with its group.instance.id is the operator's to fix."""
+        code = err.code()
+        fatal = bool(err.fatal()) or code == KafkaError._FATAL
+        text = scrub(str(err), self._secrets)
+        if code == KafkaError.FENCED_INSTANCE_ID or FENCED_TEXT in err.str():
+            return ClientError(text, fatal=True, settings_problem=self._fenced_sentence(),
+                               kind=DUPLICATE_INSTANCE_ID, **fields)
+        return ClientError(text, fatal=fatal, **fields)
+
+    def _fenced_sentence(self) -> str:
+        instance = self._config.get("group.instance.id")
+        group = self._config.get("group.id")
+        return (f"another consumer joined group {group!r} with this worker's group instance id "
+                f"{instance!r}, and the broker fenced this one: two processes were started with "
+                "the same --group-instance-id (WORKER_GROUP_INSTANCE_ID); give each worker its "
+                "own (e.g. its pod or host name). This worker stops so the other keeps the "
+                "partitions.")
 
     def pause(self, partitions: Collection[TP]) -> None:
         self._c.pause([KTP(t, p) for t, p in partitions])
@@ -165,6 +188,10 @@ class ConfluentConsumer:
 
     def _on_commit(self, err: Any, partitions: Any) -> None:
         if err is not None:
+            error = self._client_error(err)
+            if error.fatal and self._listener is not None:
+                self._listener.on_error(error)  # e.g. fenced: retrying cannot help
+                return
             if err.code() != KafkaError._NO_OFFSET:
                 log.warning("offset commit failed; will retry on the next commit", error=str(err))
             return
@@ -174,6 +201,13 @@ class ConfluentConsumer:
     def _on_error(self, err: Any) -> None:
         found = classify(err.name(), err.str(), self._config)
         problem = found if found is not None and found.is_settings_problem else None
+        if (problem is None and not err.fatal() and err.code() == KafkaError._TRANSPORT
+                and about_a_broker(err.str())):
+            return  # one broker's connection: the log bridge writes it once per outage
+        error = self._client_error(err)
+        if error.fatal and self._listener is not None:
+            self._listener.on_error(error)
+            return
         if self._listener is not None:
             self._listener.on_error(ClientError(
                 scrub(str(err), self._secrets), fatal=err.fatal(),

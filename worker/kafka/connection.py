@@ -20,6 +20,14 @@ PROBE_EVERY_S = 2.0
 AUTH_LOG_EVERY_S = 30.0
 
 
+def fatal_exit(error: ClientError) -> tuple[int, str]:
+    """The exit code and sentence of a fatal client error: one the operator must fix (e.g. a
+    duplicate group instance id) is a settings error."""
+    if error.settings_problem is not None:
+        return EXIT_BAD_SETTINGS, error.settings_problem
+    return EXIT_ERROR, f"fatal Kafka client error: {error.text}"
+
+
 class Connection:
     def __init__(self, consumer: ConsumerPort, observer: WorkerObserver, topic: str,
                  fail: Callable[[int, str], None]) -> None:
@@ -54,7 +62,7 @@ class Connection:
 
     def on_error(self, error: ClientError) -> None:
         if error.fatal:
-            self._fail(EXIT_ERROR, f"fatal Kafka client error: {error.text}")
+            self._fail(*fatal_exit(error))
             return
         if error.all_brokers_down:
             self.set(False)

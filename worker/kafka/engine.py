@@ -32,7 +32,7 @@ from worker.errors import FatalProcessingError, WorkerError
 from worker.kafka.assignment import Assignment
 from worker.kafka.batch import Batch, InFlight
 from worker.kafka.commits import Commits
-from worker.kafka.connection import Connection
+from worker.kafka.connection import Connection, fatal_exit
 from worker.kafka.deadletters import DeadLetterPolicy, Guardrail
 from worker.kafka.dlq import DeadLetterProducer
 from worker.kafka.engine_config import EngineConfig
@@ -190,7 +190,7 @@ class Engine:
         err = self._consumer.message_error(m)
         if err is not None:
             if err.fatal:
-                self._fail(EXIT_ERROR, f"fatal Kafka error: {err.text}")
+                self._fail(*fatal_exit(err))
             elif not err.end_of_partition:
                 log.warning("consumer error", error=err.text)
             return False

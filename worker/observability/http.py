@@ -1,18 +1,31 @@
-"""The worker's HTTP endpoints: `/metrics` (Prometheus text format), `/healthz`, `/readyz`.
+"""The worker's HTTP endpoints: `/metrics` (Prometheus text format), `/healthz`, `/readyz`, and
+the ops console (`/`, `/status.json`, worker.observability.console) when it is on.
 
-`serve_http("127.0.0.1:9400", metrics, health)` starts a stdlib `ThreadingHTTPServer` on a daemon
-thread and returns at once. The default bind address is loopback on purpose: metrics and health
-are not meant for the outside world, and a worker started by hand should not open a port on
-every interface. In a container, bind `0.0.0.0:9400` so Prometheus and the kubelet can reach it.
-Port 0 picks a free port (read it back from `.port`).
+`serve_http("127.0.0.1:9400", metrics, health)` starts the server on a daemon thread and returns
+at once. The default bind address is loopback on purpose: metrics and health are not meant for
+the outside world, and a worker started by hand should not open a port on every interface. In a
+container, bind `0.0.0.0:9400` so Prometheus and the kubelet can reach it. Port 0 picks a free
+port (read it back from `.port`).
+
+The server cannot be held open (`HttpLimits`): one asyncio event loop on one thread holds every
+connection, so a connection costs a socket, never a thread; the whole request head must arrive
+within `request_timeout` (a client dripping a byte at a time is cut off too), a kept-alive
+connection is closed after `idle_timeout` without a new request, a response must be taken within
+`write_timeout`; request heads are capped at `max_request_bytes` and bodies are refused (every
+endpoint is a GET). At most `max_connections` are open at once; when a new one arrives at the
+cap, the oldest connection still waiting for its request is dropped to make room, so probes get
+in while a flood of half-sent requests is open. Responses are rendered on the loop thread: each
+is a read of in-memory state (the group view the console shows is fetched by its own thread).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client.exposition import choose_encoder
@@ -21,9 +34,11 @@ from worker.errors import ConfigError
 from worker.observability.health import HealthState
 from worker.observability.metrics import WorkerMetrics
 
-__all__ = ["DEFAULT_ADDRESS", "HttpServer", "parse_address", "serve_http"]
+__all__ = ["DEFAULT_ADDRESS", "HttpLimits", "HttpServer", "Request", "Response", "Route",
+           "parse_address", "serve_http"]
 
 DEFAULT_ADDRESS = "127.0.0.1:9400"
+PROBE_PATHS = ("/metrics", "/healthz", "/readyz")
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -37,81 +52,226 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, int(port_s)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """What one client can take from the server (see the module docstring)."""
 
-    def __init__(self, addr: tuple[str, int], metrics: WorkerMetrics,
-                 health: HealthState) -> None:
-        if ":" in addr[0]:
-            self.address_family = socket.AF_INET6
-        self.metrics = metrics
-        self.health = health
-        super().__init__(addr, _Handler)
+    max_connections: int = 512
+    request_timeout: float = 10.0
+    idle_timeout: float = 10.0
+    write_timeout: float = 10.0
+    max_request_bytes: int = 8 * 1024
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]  # names lower-cased
 
-    def do_GET(self) -> None:
-        self._respond(head=False)
 
-    def do_HEAD(self) -> None:
-        self._respond(head=True)
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    content_type: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
 
-    def _respond(self, head: bool) -> None:
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
+
+#: A handler for paths beyond the probes: a Response, or None when the path is not its own.
+Route = Callable[[Request], Response | None]
+
+_REASONS = {200: "OK", 302: "Found", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+            404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large",
+            431: "Request Header Fields Too Large", 500: "Internal Server Error",
+            503: "Service Unavailable"}
+_PLAIN = "text/plain; charset=utf-8"
+
+
+def _parse_head(head: bytes) -> Request | None:
+    """The request line and headers, or None when they are not HTTP/1.x."""
+    try:
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, version = lines[0].split(" ")
+    except ValueError:
+        return None
+    if not version.startswith("HTTP/1."):
+        return None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip():
+            return None
+        headers[name.strip().lower()] = value.strip()
+    path, _, query = target.partition("?")
+    if version == "HTTP/1.0" and headers.get("connection", "").lower() != "keep-alive":
+        headers.setdefault("connection", "close")
+    return Request(method, path, query, headers)
+
+
+@dataclass(slots=True, eq=False)
+class _Connection:
+    transport: asyncio.WriteTransport
+    waiting: bool = True  # reading a request head (what eviction may drop)
+
+
+@dataclass(slots=True)
+class _Endpoints:
+    metrics: WorkerMetrics
+    health: HealthState
+    routes: list[Route] = field(default_factory=list)
+
+    def respond(self, req: Request) -> Response:
+        if req.method not in ("GET", "HEAD"):
+            return Response(405, _PLAIN, b"only GET and HEAD are served here\n",
+                            (("Allow", "GET, HEAD"),))
+        if req.path == "/metrics":
             # Content negotiation: Prometheus text format, or OpenMetrics when asked for.
-            encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
-            self._send(200, ctype, encoder(self.server.metrics.registry), head)
-        elif path in ("/healthz", "/readyz"):
-            check = (self.server.health.liveness if path == "/healthz"
-                     else self.server.health.readiness)
+            encoder, ctype = choose_encoder(req.headers.get("accept", ""))
+            return Response(200, ctype, encoder(self.metrics.registry))
+        if req.path in ("/healthz", "/readyz"):
+            check = self.health.liveness if req.path == "/healthz" else self.health.readiness
             ok, reasons = check()
             doc: dict[str, Any] = {"status": "ok" if ok else "fail", "reasons": reasons}
-            if path == "/readyz":
-                doc.update(self.server.health.details())
-            body = json.dumps(doc).encode()
-            self._send(200 if ok else 503, "application/json", body, head)
-        else:
-            self._send(404, "text/plain; charset=utf-8",
-                       b"not found: try /metrics, /healthz or /readyz\n", head)
-
-    def _send(self, code: int, ctype: str, body: bytes, head: bool) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        if not head:
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # one log line per scrape would be noise; errors surface through the worker
+            if req.path == "/readyz":
+                doc.update(self.health.details())
+            return Response(200 if ok else 503, "application/json", json.dumps(doc).encode())
+        for route in self.routes:
+            response = route(req)
+            if response is not None:
+                return response
+        return Response(404, _PLAIN, b"not found: try /metrics, /healthz or /readyz\n")
 
 
 class HttpServer:
     """A running endpoint server; `close()` stops it and frees the port."""
 
-    def __init__(self, server: _Server) -> None:
-        self._server = server
-        self.host: str = str(server.server_address[0])
-        self.port: int = int(server.server_address[1])
-        self._thread = threading.Thread(target=server.serve_forever, name="obs-http",
-                                        kwargs={"poll_interval": 0.2}, daemon=True)
+    def __init__(self, sock: socket.socket, endpoints: _Endpoints, limits: HttpLimits) -> None:
+        self._sock = sock
+        self._endpoints = endpoints
+        self.limits = limits
+        self.host: str = str(sock.getsockname()[0])
+        self.port: int = int(sock.getsockname()[1])
+        self._connections: dict[_Connection, None] = {}  # insertion order: oldest first
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.Server | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="obs-http", daemon=True)
         self._thread.start()
+        self._started.wait(10)
 
     @property
     def address(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
+
+    # -- the loop thread -----------------------------------------------------------------------
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(asyncio.start_server(
+            self._serve, sock=self._sock, limit=self.limits.max_request_bytes))
+        self._started.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.close()
+
+    def _admit(self, conn: _Connection) -> bool:
+        """Register `conn`; at the cap, drop the oldest connection still waiting for its
+        request (or refuse `conn` when every open one is busy answering)."""
+        if len(self._connections) >= self.limits.max_connections:
+            victim = next((c for c in self._connections if c.waiting), None)
+            if victim is None:
+                return False
+            del self._connections[victim]
+            victim.transport.abort()
+        self._connections[conn] = None
+        return True
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = _Connection(writer.transport)
+        if not self._admit(conn):
+            writer.transport.abort()
+            return
+        limits = self.limits
+        timeout = limits.request_timeout
+        try:
+            while True:
+                conn.waiting = True
+                try:
+                    async with asyncio.timeout(timeout):
+                        head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.LimitOverrunError:
+                    await self._write(writer, Response(431, _PLAIN, b"request head too large\n"),
+                                      head_only=False, keep_alive=False)
+                    return
+                except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                    return
+                conn.waiting = False
+                req = _parse_head(head)
+                if req is None:
+                    await self._write(writer, Response(400, _PLAIN, b"bad request\n"),
+                                      head_only=False, keep_alive=False)
+                    return
+                if req.headers.get("content-length", "0") != "0" or \
+                        "transfer-encoding" in req.headers:
+                    await self._write(writer, Response(413, _PLAIN, b"request bodies are not "
+                                                       b"accepted\n"), head_only=False,
+                                      keep_alive=False)
+                    return
+                try:
+                    response = self._endpoints.respond(req)
+                except Exception as exc:  # a bug in a page must not take the probes down
+                    response = Response(500, _PLAIN, f"internal error: {exc!r}\n".encode())
+                keep_alive = req.headers.get("connection", "").lower() != "close"
+                if not await self._write(writer, response, head_only=req.method == "HEAD",
+                                         keep_alive=keep_alive) or not keep_alive:
+                    return
+                timeout = limits.idle_timeout
+        finally:
+            self._connections.pop(conn, None)
+            writer.close()
+
+    async def _write(self, writer: asyncio.StreamWriter, response: Response, *,
+                     head_only: bool, keep_alive: bool) -> bool:
+        status = response.status
+        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}",
+                 f"Content-Type: {response.content_type}",
+                 f"Content-Length: {len(response.body)}",
+                 "Cache-Control: no-store",
+                 f"Connection: {'keep-alive' if keep_alive else 'close'}",
+                 *(f"{name}: {value}" for name, value in response.headers)]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        if not head_only:
+            writer.write(response.body)
+        try:
+            async with asyncio.timeout(self.limits.write_timeout):
+                await writer.drain()
+        except (TimeoutError, ConnectionError):
+            return False
+        return True
+
+    # -- the caller's thread -------------------------------------------------------------------
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        def stop() -> None:
+            if self._server is not None:
+                self._server.close()
+            for conn in list(self._connections):
+                conn.transport.abort()
+            self._connections.clear()
+            self._loop.stop()
+
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(stop)
         self._thread.join(timeout=5)
+        self._sock.close()
 
     def __enter__(self) -> HttpServer:
         return self
@@ -120,12 +280,17 @@ class HttpServer:
         self.close()
 
 
-def serve_http(address: str, metrics: WorkerMetrics, health: HealthState) -> HttpServer:
-    """Serve /metrics, /healthz and /readyz on `address` from a daemon thread."""
+def serve_http(address: str, metrics: WorkerMetrics, health: HealthState, *,
+               routes: list[Route] | None = None,
+               limits: HttpLimits | None = None) -> HttpServer:
+    """Serve /metrics, /healthz and /readyz (and `routes`, e.g. the console) on `address`
+    from a daemon thread."""
     host, port = parse_address(address)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        server = _Server((host, port), metrics, health)
+        sock = socket.create_server((host, port), family=family, backlog=1024)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {address} for metrics and health ({exc.strerror}): "
                           f"choose another address or port, or stop the process using it") from exc
-    return HttpServer(server)
+    return HttpServer(sock, _Endpoints(metrics, health, list(routes or [])),
+                      limits or HttpLimits())

@@ -23,7 +23,8 @@ def dialect_of(conn: Any) -> Dialect:
     """Which engine a DB-API connection talks to (without importing psycopg)."""
     if isinstance(conn, sqlite3.Connection):
         return "sqlite"
-    if type(conn).__module__.split(".")[0] == "psycopg":
+    # The PostgreSQL ledger's connection is a subclass of psycopg's (worker.ledger.postgres).
+    if any(cls.__module__.split(".")[0] == "psycopg" for cls in type(conn).__mro__):
         return "postgresql"
     raise TypeError(f"unsupported DB-API connection {type(conn).__module__}."
                     f"{type(conn).__name__}: expected sqlite3 or psycopg")

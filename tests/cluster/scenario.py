@@ -1,0 +1,462 @@
+"""The pieces of a scale-out scenario on the 3-node cluster: a live stream produced while things
+fail, worker processes (`python -m worker run`) started, killed and restarted by name, a watch of
+the group's committed offsets, and the effects the workers wrote, checked at the end for what
+every scenario asserts: lost = 0, duplicate ledger-protected effects = 0, committed offsets
+never went backwards, final lag = 0.
+
+An effect is one row (PostgreSQL ledger: written in the ledger's transaction, in a table without
+a unique constraint, so a repeat would show as a second row) or one line in the worker's own
+file (Redis ledger), with the worker's name, the partition and the time it happened; the times
+give the stall figures (the longest gap in a partition's effects around a failure).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from confluent_kafka import Consumer, TopicPartition
+
+from devtools.generate import EventGenerator
+from tests.engine.helpers import read_all, wait_for
+from worker.events.envelope import decode_event
+from worker.kafka.admin import ensure_topics
+from worker.kafka.produce import produce_records
+
+REPO = Path(__file__).resolve().parents[2]
+PARTITIONS = 12  # every scenario's topic: 4 partitions a worker
+
+EFFECTS_MODULE = '''
+import os, time
+from worker.processors import processor
+
+WORKER = os.environ["CLUSTER_WORKER"]
+TABLE = os.environ.get("CLUSTER_EFFECTS_TABLE")
+
+if TABLE:
+    INSERT = f"INSERT INTO {TABLE} (event_id, worker, part) VALUES (%s, %s, %s)"
+
+    @processor("**", name="effects", requires_transaction=True)
+    def effects(event, ctx):
+        ctx.transaction.execute(INSERT, (event.id, WORKER, ctx.partition))
+else:
+    LOG = open(os.path.join(os.environ["CLUSTER_EFFECTS_DIR"], f"{WORKER}-{os.getpid()}.log"),
+               "a", buffering=1)
+
+    @processor("**", name="effects")
+    def effects(event, ctx):
+        LOG.write(f"{event.id} {WORKER} {ctx.partition} {time.time():.6f}\\n")
+'''
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Stream:
+    """Events for a topic: `count` generated records (duplicates, and bad ones when asked),
+    produced by a background thread at `rate` per second with acks=all while the test breaks
+    things; `expected` are the event ids that must each have one effect."""
+
+    bootstrap: str
+    topic: str
+    count: int
+    rate: float
+    bad_share: float = 0.0
+    expected: set[str] = field(default_factory=set)
+    undecodable: set[bytes] = field(default_factory=set)  # dead-lettered by the worker
+    produced: int = 0
+    error: BaseException | None = None
+    _thread: threading.Thread | None = None
+
+    def __post_init__(self) -> None:
+        # A seed of its own: the ledger is shared, and another scenario's events would all be
+        # duplicates here.
+        gen = EventGenerator(seed=uuid.uuid4().int & 0xFFFFFFFF, duplicate_share=0.10,
+                             bad_share=self.bad_share)
+        self._records = [(r.key, r.value) for r in gen.records(self.count)]
+        assert gen.counts.duplicates >= self.count * 0.09  # redeliveries really are in it
+        for _key, value in self._records:
+            try:
+                self.expected.add(decode_event(value).id)
+            except Exception:
+                self.undecodable.add(value)
+
+    def start(self) -> Stream:
+        self._thread = threading.Thread(target=self._produce, name="stream", daemon=True)
+        self._thread.start()
+        return self
+
+    def _paced(self) -> Iterator[tuple[bytes | None, bytes]]:
+        t0 = time.monotonic()
+        for i, record in enumerate(self._records):
+            if i % 100 == 0:
+                ahead = i / self.rate - (time.monotonic() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
+            self.produced = i
+            yield record
+        self.produced = len(self._records)
+
+    def _produce(self) -> None:
+        try:
+            produce_records(self._paced(), self.topic, self.bootstrap, flush_timeout=180)
+        except BaseException as exc:
+            self.error = exc
+
+    def wait_produced(self, share: float, timeout: float = 120) -> None:
+        wait_for(lambda: self.produced >= share * self.count or self.error, timeout,
+                 f"{share:.0%} of the stream produced")
+        assert self.error is None, self.error
+
+    def join(self, timeout: float = 240) -> None:
+        assert self._thread is not None
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the stream did not finish producing"
+        assert self.error is None, f"producing the stream failed: {self.error}"
+
+
+class OffsetWatch:
+    """Samples the group's committed offsets twice a second; any partition whose committed
+    offset is ever lower than before is a regression (a commit that went backwards)."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, partitions: int) -> None:
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                                   "enable.auto.commit": False})
+        self._tps = [TopicPartition(topic, p) for p in range(partitions)]
+        self.last: dict[int, int] = {}
+        self.regressions: list[tuple[int, int, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="offset-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                tps = self._consumer.committed(self._tps, timeout=5)
+            except Exception:
+                continue  # the coordinator may be moving: the next sample tells
+            for tp in tps:
+                if tp.error is not None or tp.offset < 0:
+                    continue
+                before = self.last.get(tp.partition, -1)
+                if tp.offset < before:
+                    self.regressions.append((tp.partition, before, tp.offset))
+                self.last[tp.partition] = max(before, tp.offset)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close()
+
+
+@dataclass
+class WorkerProc:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def lines(self, event: str) -> list[dict[str, Any]]:
+        """The worker's JSON log lines whose event is `event`."""
+        out = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if event in line:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if record.get("event") == event:
+                    out.append(record)
+        return out
+
+
+class Workers:
+    """Worker processes of one group, by name; each writes its JSON log to <workdir>/<name>.log
+    (appended across restarts)."""
+
+    def __init__(self, workdir: Path, bootstrap: str, topic: str, group: str, ledger: str,
+                 env: dict[str, str], args: list[str] | None = None) -> None:
+        (workdir / "cluster_effects.py").write_text(EFFECTS_MODULE)
+        self.workdir = workdir
+        self.env = dict(os.environ, PYTHONPATH=f"{workdir}{os.pathsep}{REPO}",
+                        WORKER_BUILTIN_PROCESSORS="false", WORKER_BOOTSTRAP_SERVERS=bootstrap,
+                        **env)
+        self.base = [sys.executable, "-m", "worker", "run", "--topic", topic, "--group", group,
+                     "--processors", "cluster_effects", "--ledger", ledger,
+                     "--metrics-address", "off", "--batch-size", "500",
+                     "--commit-interval", "0.5", *(args or [])]
+        self.procs: dict[str, WorkerProc] = {}
+
+    def start(self, name: str, *extra: str) -> WorkerProc:
+        log = self.workdir / f"{name}.log"
+        with log.open("ab") as out:
+            proc = subprocess.Popen([*self.base, *extra], cwd=self.workdir,
+                                    env={**self.env, "CLUSTER_WORKER": name},
+                                    stdout=out, stderr=out)
+        self.procs[name] = WorkerProc(name, proc, log)
+        return self.procs[name]
+
+    def kill(self, name: str) -> None:
+        proc = self.procs[name].proc
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+
+    def stop(self, name: str, timeout: float = 60) -> int:
+        proc = self.procs[name].proc
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout)
+
+    def assert_running(self) -> None:
+        for w in self.procs.values():
+            assert w.proc.poll() is None, (
+                f"worker {w.name} exited with {w.proc.returncode}: "
+                f"{w.log.read_text(errors='replace')[-3000:]}")
+
+    def stop_all(self) -> dict[str, int]:
+        for w in self.procs.values():
+            if w.proc.poll() is None:
+                w.proc.send_signal(signal.SIGTERM)
+        return {w.name: w.proc.wait(60) for w in self.procs.values()}
+
+    def kill_all(self) -> None:
+        for w in self.procs.values():
+            if w.proc.poll() is None:
+                w.proc.kill()
+                w.proc.wait(30)
+
+
+# --------------------------------------------------------------------------- effects
+
+
+@dataclass(frozen=True)
+class Effect:
+    event_id: str
+    worker: str
+    partition: int
+    at: float  # seconds since the epoch
+
+
+class PostgresEffects:
+    """The effects table of one scenario, in the ledger's own database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.table = "effects_" + uuid.uuid4().hex[:10]
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"CREATE TABLE {self.table} (event_id TEXT NOT NULL, worker TEXT, "
+                         "part INT, at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp())")
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"CLUSTER_EFFECTS_TABLE": self.table}
+
+    def count(self) -> int:
+        try:
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=3) as conn:
+                row = conn.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()
+        except psycopg.Error:
+            return -1  # the server is restarting
+        return int(row[0]) if row else 0
+
+    def all(self) -> list[Effect]:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            rows = conn.execute(f"SELECT event_id, worker, part, EXTRACT(EPOCH FROM at) "
+                                f"FROM {self.table}").fetchall()
+        return [Effect(r[0], r[1], r[2], float(r[3])) for r in rows]
+
+
+class FileEffects:
+    """Effects written by the workers to files of their own (the Redis ledger scenario)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"CLUSTER_EFFECTS_DIR": str(self.directory)}
+
+    def all(self) -> list[Effect]:
+        out = []
+        for path in self.directory.glob("*.log"):
+            for line in path.read_text().splitlines():
+                parts = line.split()
+                if len(parts) == 4:
+                    out.append(Effect(parts[0], parts[1], int(parts[2]), float(parts[3])))
+        return out
+
+    def count(self) -> int:
+        return len(self.all())
+
+
+def lag(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """Per partition: end offset minus the group's committed offset."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        tps = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        out = {}
+        for tp in tps:
+            _low, high = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
+            out[tp.partition] = high - max(tp.offset, 0)
+        return out
+    finally:
+        c.close()
+
+
+def create_topics(bootstrap: str, topic: str, partitions: int) -> None:
+    """The topic (broker default replication: 3 on the cluster) and its dead-letter topic."""
+    ensure_topics({"bootstrap.servers": bootstrap}, {topic: partitions, f"{topic}.dlq": 1})
+
+
+@dataclass
+class Scenario:
+    """One scenario's topic, stream (already producing), workers (none started yet), offset
+    watch and effects."""
+
+    stream: Stream
+    workers: Workers
+    watch: OffsetWatch
+    effects: PostgresEffects | FileEffects
+    group: str
+
+    def finish(self, timeout: float = 300) -> Outcome:
+        return finish(self.stream, self.workers, self.watch, self.effects, self.group,
+                      PARTITIONS, timeout)
+
+
+def begin(bootstrap: str, ledger: str, effects: PostgresEffects | FileEffects, workdir: Path,
+          prefix: str, events: int, rate: float, *, bad_share: float = 0.0,
+          args: list[str] | None = None) -> Scenario:
+    topic, group = unique(prefix), unique(prefix)
+    create_topics(bootstrap, topic, PARTITIONS)
+    stream = Stream(bootstrap, topic, events, rate, bad_share)
+    workers = Workers(workdir, bootstrap, topic, group, ledger, effects.env, args)
+    watch = OffsetWatch(bootstrap, group, topic, PARTITIONS)
+    stream.start()
+    return Scenario(stream, workers, watch, effects, group)
+
+
+@dataclass
+class Outcome:
+    effects: list[Effect]
+    per_worker: Counter[str]
+    duplicates: dict[str, int]
+    missing: set[str]
+    dead_letters: list[Any]
+
+
+def finish(stream: Stream, workers: Workers, watch: OffsetWatch,
+           effects: PostgresEffects | FileEffects, group: str, partitions: int,
+           timeout: float = 300) -> Outcome:
+    """Wait for the stream to be produced and consumed (lag 0 on every partition and one effect
+    per expected event), stop the workers, and check what every scenario asserts."""
+    stream.join()
+    deadline = time.monotonic() + timeout
+    expected = len(stream.expected)
+    while True:
+        workers.assert_running()
+        now_lag = lag(stream.bootstrap, group, stream.topic, partitions)
+        if sum(now_lag.values()) == 0 and effects.count() >= expected:
+            break
+        assert time.monotonic() < deadline, (
+            f"not drained in {timeout:.0f}s: lag {now_lag}, {effects.count()} of {expected} "
+            "effects")
+        time.sleep(0.5)
+    codes = workers.stop_all()
+    watch.stop()
+    assert all(code == 0 for code in codes.values()), codes
+    rows = effects.all()
+    counts = Counter(e.event_id for e in rows)
+    duplicates = {k: n for k, n in counts.items() if n > 1}
+    missing = stream.expected - counts.keys()
+    assert duplicates == {}, f"{len(duplicates)} effects happened more than once"
+    assert missing == set(), f"{len(missing)} events have no effect (lost)"
+    assert counts.keys() == stream.expected
+    assert watch.regressions == [], f"committed offsets went backwards: {watch.regressions}"
+    assert sum(lag(stream.bootstrap, group, stream.topic, partitions).values()) == 0
+    letters = dead_letters(stream)
+    assert {m.value() for m in letters} == stream.undecodable, "dead letters lost"
+    return Outcome(rows, Counter(e.worker for e in rows), duplicates, missing, letters)
+
+
+def dead_letters(stream: Stream) -> list[Any]:
+    """The records of the stream's dead-letter topic (each carries the original bytes)."""
+    return read_all(stream.bootstrap, f"{stream.topic}.dlq", len(stream.undecodable), 60)
+
+
+def stall_after(effects: list[Effect], moment: float,
+                partitions: Callable[[int], bool] = lambda _p: True,
+                horizon: float = 60.0) -> float:
+    """The longest time a (selected) partition went without an effect, over the gaps that
+    began at most 2 s before `moment` and at most `horizon` s after it: the stall that what
+    happened at `moment` caused (the stream keeps every partition busy, so a gap is a stall)."""
+    by_part: dict[int, list[float]] = {}
+    for e in effects:
+        if partitions(e.partition):
+            by_part.setdefault(e.partition, []).append(e.at)
+    worst = 0.0
+    for times in by_part.values():
+        times.sort()
+        for a, b in itertools.pairwise(times):
+            if moment - 2.0 <= a <= moment + horizon:
+                worst = max(worst, b - a)
+    return worst
+
+
+def throughput_gap(effects: list[Effect], start: float, end: float) -> float:
+    """The longest gap between consecutive effects of the whole group within [start, end]."""
+    times = sorted(e.at for e in effects if start <= e.at <= end)
+    return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+def report(name: str, **figures: float | int | str) -> None:
+    """One line of figures for the scenario (in the pytest output with -s, and in a file the
+    docs' figures are copied from)."""
+    line = f"{name}: " + ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
+                                   for k, v in figures.items())
+    print(line)
+    out = REPO / ".local" / "cluster-figures.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a") as fh:
+        fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
+
+
+def partition_leaders(bootstrap: str, topic: str) -> dict[int, int]:
+    """Each partition's leader (a broker id), from the cluster's metadata."""
+    from confluent_kafka.admin import AdminClient
+
+    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+    return {p.id: p.leader for p in md.topics[topic].partitions.values()}
+
+
+def leaders(bootstrap: str, topic: str) -> Counter[int]:
+    """How many of the topic's partitions each broker leads."""
+    return Counter(partition_leaders(bootstrap, topic).values())
+
+
+def coordinator(bootstrap: str, group: str) -> int:
+    """The broker id of the group's coordinator."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    result = admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
+    return int(result.coordinator.id)

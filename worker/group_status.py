@@ -1,0 +1,114 @@
+"""What the broker says about a consumer group, as plain values: its state and protocol, each
+member and its partitions, per partition the committed and end offsets and the lag in events and
+in time, and the dead-letter topics' depth. `activity-worker status` prints it and the console
+shows it; worker.kafka.group_view reads it from the broker.
+
+`GroupStatus` round-trips through JSON (`to_json` / `from_json`): what `status --json` prints
+and the `group` part of the console's `/status.json`."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import msgspec
+
+__all__ = ["Assigned", "DlqDepth", "GroupStatus", "MemberStatus", "PartitionStatus",
+           "StatusExit", "format_age", "from_json", "problems", "to_json"]
+
+
+class StatusExit(IntEnum):
+    """`activity-worker status`'s exit codes (1 and 2 are the CLI's own: no broker answered,
+    bad settings)."""
+
+    OK = 0
+    UNHEALTHY = 3  # no members, or a lag above --max-lag / --max-lag-seconds
+
+
+class Assigned(msgspec.Struct, frozen=True):
+    topic: str
+    partition: int
+
+
+class MemberStatus(msgspec.Struct, frozen=True):
+    member_id: str
+    client_id: str
+    host: str
+    instance_id: str | None  # static membership (group.instance.id)
+    partitions: list[Assigned]
+
+
+class PartitionStatus(msgspec.Struct, frozen=True):
+    topic: str
+    partition: int
+    committed: int | None  # None: the group never committed here
+    start: int             # the first offset still retained
+    end: int               # the offset the next record will get
+    lag: int               # records between the group's position and the end
+    next_timestamp: float | None  # epoch seconds of the next unconsumed record, when read
+    lag_seconds: float | None     # now minus that timestamp; 0 without lag; None: unknown
+    member_id: str | None  # who holds it now
+
+
+class DlqDepth(msgspec.Struct, frozen=True):
+    topic: str
+    exists: bool
+    depth: int  # letters retained (end minus start offsets, summed over partitions)
+
+
+class GroupStatus(msgspec.Struct, frozen=True):
+    group: str
+    state: str      # stable, empty, preparing_rebalancing, ..., dead (unknown group)
+    protocol: str   # classic or consumer (KIP-848)
+    assignor: str
+    coordinator: int | None
+    members: list[MemberStatus]
+    partitions: list[PartitionStatus]
+    dlq: list[DlqDepth]
+    taken_at: float  # epoch seconds
+
+    @property
+    def total_lag(self) -> int:
+        return sum(p.lag for p in self.partitions)
+
+    @property
+    def max_lag_seconds(self) -> float | None:
+        known = [p.lag_seconds for p in self.partitions if p.lag_seconds is not None]
+        return max(known) if known else None
+
+    def owner(self, member_id: str | None) -> MemberStatus | None:
+        return next((m for m in self.members if m.member_id == member_id), None)
+
+
+def to_json(status: GroupStatus) -> bytes:
+    return msgspec.json.encode(status)
+
+
+def from_json(data: bytes | str) -> GroupStatus:
+    return msgspec.json.decode(data, type=GroupStatus)
+
+
+def problems(status: GroupStatus, max_lag: int | None = None,
+             max_lag_seconds: float | None = None) -> list[str]:
+    """Why the group is not healthy, one sentence each (empty: healthy)."""
+    out: list[str] = []
+    if not status.members:
+        out.append(f"group {status.group!r} has no members (state {status.state}): no worker "
+                   "is consuming")
+    for p in status.partitions:
+        if max_lag is not None and p.lag > max_lag:
+            out.append(f"{p.topic}[{p.partition}] lags {p.lag} events (limit {max_lag})")
+        if max_lag_seconds is not None and (p.lag_seconds or 0) > max_lag_seconds:
+            out.append(f"{p.topic}[{p.partition}] lags {p.lag_seconds:.1f}s "
+                       f"(limit {max_lag_seconds:g}s)")
+    return out
+
+
+def format_age(seconds: float | None) -> str:
+    """12.3s, 4m05s, 2h10m; '?' when unknown."""
+    if seconds is None:
+        return "?"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
