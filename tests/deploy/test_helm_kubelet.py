@@ -127,10 +127,7 @@ def test_the_chart_on_a_real_kubelet(kubeconfig: str, kafka_bootstrap: str) -> N
     port_a = free_port_in(PORTS, "for a")
     port_b = free_port_in((p for p in PORTS if p != port_a), "for b")
     common = [f"kafka.bootstrapServers={kafka_bootstrap}", f"kafka.topics={{{topic}}}",
-              f"kafka.group={group}", f"ledger.url={pg}", "shutdownTimeout=10",
-              # No processor: the test is about the pods and the group (unmatched events are
-              # committed past all the same).
-              "config.WORKER_BUILTIN_PROCESSORS=false"]
+              f"kafka.group={group}", f"ledger.url={pg}", "shutdownTimeout=10"]
 
     kube.install("a", *common, f"metrics.port={port_a}")
     wait_for(lambda: kube.ready("a-activity-worker-0"), 180, "pod a-0 Ready", interval=1)
