@@ -1,5 +1,5 @@
 """The Helm chart on a real single-node Kubernetes (opt-in: K8S_E2E=1; deploy/local/kubernetes
-builds the control plane and kubelet once, 15-25 minutes on 2 cores, then starts it on
+builds the control plane and kubelet once, 11 minutes on 2 shared cores, then starts it on
 127.0.0.1), with the image built by deploy/container/build and imported into the node.
 
 Test pods use the node's network (hostNetwork) so that every connection stays on loopback: one
