@@ -32,11 +32,16 @@ def free_port() -> int:
     low = 32768
     with contextlib.suppress(OSError, ValueError):
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for _ in range(200):
-        port = random.randint(min(10000, low - 1000), low - 1)
+    candidates = (random.randint(min(10000, low - 1000), low - 1) for _ in range(200))
+    return free_port_in(candidates, "below the ephemeral range")
+
+
+def free_port_in(ports: Iterable[int], where: str = "") -> int:
+    """The first of `ports` that a server can bind on 127.0.0.1 now."""
+    for port in ports:
         if can_bind(port):
             return port
-    raise AssertionError("no free TCP port found below the ephemeral range")
+    raise AssertionError(f"no free TCP port found {where}".strip())
 
 
 def can_bind(port: int) -> bool:

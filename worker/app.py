@@ -79,7 +79,8 @@ def run(settings: Settings) -> int:
         from worker.observability.http import parse_address, serve_http
         from worker.observability.metrics import WorkerMetrics
 
-        health = HealthState()
+        health = HealthState(poll_stale_after=settings.liveness_poll_stale,
+                             commit_stall_after=settings.liveness_commit_stall)
         metrics = WorkerMetrics()
         if settings.console == "on":
             from worker.observability.console import open_console

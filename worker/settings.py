@@ -23,6 +23,7 @@ from worker.errors import ConfigError
 from worker.kafka.config import build_consumer_config, config_from_env, parse_pairs
 from worker.kafka.engine_config import EngineConfig
 from worker.ledger.base import DEFAULT_LEASE_SECONDS, DEFAULT_RETENTION_SECONDS
+from worker.observability.health import DEFAULT_COMMIT_STALL_AFTER, DEFAULT_POLL_STALE_AFTER
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_TOPIC = "customer-activity"
@@ -86,6 +87,11 @@ OPTIONS: tuple[_Opt, ...] = (
     _Opt("--console-token", "str", None,
          "token the console asks for (Bearer header, or open /?token=TOKEN once); required "
          "for the console when the metrics address is not loopback", metavar="TOKEN"),
+    _Opt("--liveness-poll-stale", "float", DEFAULT_POLL_STALE_AFTER,
+         "/healthz fails when the poll loop has not run for this long", metavar="SECONDS"),
+    _Opt("--liveness-commit-stall", "float", DEFAULT_COMMIT_STALL_AFTER,
+         "/healthz fails when messages arrived this long ago and no commit advanced since "
+         "(a stuck processor): keep it above the slowest batch", metavar="SECONDS"),
     _Opt("--no-builtin-processors", "bool", False,
          "do not load the built-in processors (loyalty tiers, points, redemptions, messaging); "
          "WORKER_BUILTIN_PROCESSORS=false does the same"),
@@ -146,6 +152,8 @@ class Settings:
     metrics_address: str | None = DEFAULT_METRICS_ADDRESS
     console: str = DEFAULT_CONSOLE
     console_token: str | None = None
+    liveness_poll_stale: float = DEFAULT_POLL_STALE_AFTER
+    liveness_commit_stall: float = DEFAULT_COMMIT_STALL_AFTER
     drain: bool = False
     max_events: int | None = None
     kafka_config: dict[str, str] = field(default_factory=dict)
@@ -286,6 +294,9 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None
     elif metrics is not None and ":" not in metrics:
         raise ConfigError(f"--metrics-address={metrics!r} is not host:port; write e.g. "
                           "127.0.0.1:9400, or 'off' to disable the HTTP server.")
+    if values["liveness_poll_stale"] <= 0 or values["liveness_commit_stall"] <= 0:
+        raise ConfigError("--liveness-poll-stale and --liveness-commit-stall must be above 0 "
+                          "seconds.")
     topics = [t.strip() for t in values.pop("topic") if t.strip()]
     if not topics:
         raise ConfigError("no topic to consume: pass --topic NAME (or WORKER_TOPIC).")

@@ -225,3 +225,10 @@ def test_each_default_is_one_value_for_flag_env_settings_and_engine() -> None:
     assert parsed == defaults
     built, engine = engine_config(defaults), EngineConfig(topics=list(defaults.topics))
     assert built == engine
+
+
+@pytest.mark.parametrize("flag", ["--liveness-poll-stale", "--liveness-commit-stall"])
+def test_liveness_bounds_must_be_above_zero(flag: str) -> None:
+    with pytest.raises(ConfigError, match="must be above 0"):
+        _settings([flag, "0"], {})
+    assert getattr(_settings([flag, "7"], {}), flag[2:].replace("-", "_")) == 7.0

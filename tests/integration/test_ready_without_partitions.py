@@ -4,17 +4,15 @@ of the real broker; the one left without a partition answers /readyz 200 and say
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.http_helpers import get_json
 from tests.kafka_helpers import KafkaHelper, free_port, unique_name
 from worker.kafka.admin import ensure_topics
 
@@ -24,13 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _ready(port: int) -> tuple[int, dict[str, object]] | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=3) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-    except OSError:
-        return None
+    return get_json(f"http://127.0.0.1:{port}/readyz")
 
 
 def test_the_worker_without_a_partition_is_ready(kafka_helper: KafkaHelper,

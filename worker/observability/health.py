@@ -9,7 +9,8 @@ from the pipeline when asked (`watch_ledger`).
 - live: the poll loop ran within `poll_stale_after` seconds, and, if messages arrived since the
   last commit advance, a commit advanced within `commit_stall_after` seconds of the first of them.
   An idle worker (no traffic) stays live however old its last commit is.
-- ready: connected to Kafka, at least one partition assigned, and the ledger reachable.
+- ready: connected to Kafka, the ledger reachable and dead letters writable; not "has partitions"
+  (a replica beyond the partition count is ready: `details()` says how many it has).
 """
 
 from __future__ import annotations
@@ -20,11 +21,16 @@ from collections.abc import Callable
 
 from worker.observer import WorkerObserver
 
-__all__ = ["HealthState"]
+__all__ = ["DEFAULT_COMMIT_STALL_AFTER", "DEFAULT_POLL_STALE_AFTER", "HealthState"]
+
+# The liveness bounds' defaults (--liveness-poll-stale, --liveness-commit-stall).
+DEFAULT_POLL_STALE_AFTER = 30.0
+DEFAULT_COMMIT_STALL_AFTER = 300.0
 
 
 class HealthState(WorkerObserver):
-    def __init__(self, poll_stale_after: float = 30.0, commit_stall_after: float = 300.0,
+    def __init__(self, poll_stale_after: float = DEFAULT_POLL_STALE_AFTER,
+                 commit_stall_after: float = DEFAULT_COMMIT_STALL_AFTER,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if poll_stale_after <= 0 or commit_stall_after <= 0:
             raise ValueError("health bounds must be positive numbers of seconds")

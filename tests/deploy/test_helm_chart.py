@@ -1,0 +1,231 @@
+"""The Helm chart and its offline check (deploy/validate, which ./scripts/test runs on the
+chart's value sets): the check fails on a broken manifest and on an empty render; the chart
+refuses unsafe values with a sentence saying what to change; what it renders is what the
+worker and Kubernetes expect (settings the worker knows, the grace period from the shutdown
+bound, static membership from the pod name, only known KEDA keys)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from worker.settings import OPTIONS, add_arguments, from_args
+
+REPO = Path(__file__).resolve().parents[2]
+VALIDATE = REPO / "deploy" / "validate"
+CHART = REPO / "deploy" / "helm" / "activity-worker"
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+KEDA_KEYS = {"bootstrapServers", "consumerGroup", "topic", "lagThreshold",
+             "activationLagThreshold", "offsetResetPolicy", "limitToPartitionsWithLag",
+             "allowIdleConsumers", "excludePersistentLag", "scaleToZeroOnInvalidOffset"}
+
+pytestmark = pytest.mark.timeout(900)  # the first run builds helm and kubeconform
+
+
+def validate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(VALIDATE), *args], capture_output=True, text=True,
+                          timeout=880, check=False)
+
+
+def render(*values: str, files: tuple[Path, ...] = ()) -> subprocess.CompletedProcess[str]:
+    args = ["helm", "template", "aw", str(CHART), "--kube-version", "1.31.0"]
+    for f in files:
+        args += ["-f", str(f)]
+    for v in values:
+        args += ["--set", v]
+    return validate(*args)
+
+
+def resources(*values: str, files: tuple[Path, ...] = ()) -> dict[str, dict[str, Any]]:
+    out = render(*values, files=files)
+    assert out.returncode == 0, out.stderr
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    # By kind; the dashboard's ConfigMap apart from the settings' one.
+    return {d["kind"] + ("/dashboard" if d["metadata"]["name"].endswith("-dashboard") else ""): d
+            for d in docs}
+
+
+BROKEN_STATEFULSET = """\
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: broken
+spec:
+  replicas: two
+  podManagmentPolicy: Parallel
+  serviceName: broken
+  selector:
+    matchLabels: {app: broken}
+  template:
+    metadata:
+      labels: {app: broken}
+    spec:
+      containers:
+        - name: worker
+          image: activity-worker:0.1.0
+"""
+
+BROKEN_SCALEDOBJECT = """\
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: broken
+spec:
+  scaleTargetRef:
+    name: broken
+  maxReplicas: 4
+  triggers:
+    - type: kafka
+      metadata:
+        topic: customer-activity
+"""
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (BROKEN_STATEFULSET, ["podManagmentPolicy", "replicas"]),
+    (BROKEN_SCALEDOBJECT, ["maxReplicas"]),
+], ids=["statefulset", "scaledobject"])
+def test_the_check_fails_on_a_broken_manifest(tmp_path: Path, text: str,
+                                              expected: list[str]) -> None:
+    bad = tmp_path / "broken.yaml"
+    bad.write_text(text)
+    out = validate("manifests", str(bad))
+    assert out.returncode != 0, out.stdout
+    for word in expected:  # every error is reported, not only the first
+        assert word in out.stdout, out.stdout
+
+
+def test_the_check_passes_the_same_manifest_once_fixed(tmp_path: Path) -> None:
+    good = tmp_path / "fixed.yaml"
+    good.write_text(BROKEN_STATEFULSET.replace("replicas: two", "replicas: 2")
+                    .replace("podManagmentPolicy", "podManagementPolicy"))
+    out = validate("manifests", str(good))
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_an_empty_render_fails_the_check(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("---\n# Source: nothing\n")
+    out = validate("manifests", str(empty))
+    assert out.returncode != 0
+    assert "empty render" in out.stderr
+
+
+@pytest.mark.parametrize(("values", "says"), [
+    (["ledger.kind=sqlite", "persistence.enabled=true", "replicaCount=3"],
+     "ledger.kind=sqlite with up to 3 replicas"),
+    (["ledger.kind=memory", "replicaCount=2"], "ledger.kind=memory with up to 2 replicas"),
+    (["ledger.kind=sqlite", "replicaCount=1"], "needs kind=StatefulSet and persistence.enabled"),
+    (["ledger.kind=sqlite", "persistence.enabled=true", "replicaCount=1", "keda.enabled=true",
+      "kafka.partitions=4"], "ledger.kind=sqlite with up to 4 replicas"),
+    ([], "ledger.kind=postgresql needs its URL"),
+    (["ledger.url=redis://r:6379/0"], "redis:// URL but ledger.kind=postgresql"),
+    (["ledger.url=postgresql://db/aw", "kind=Deployment", "staticMembership=true"],
+     "staticMembership=true needs kind=StatefulSet"),
+    (["ledger.url=postgresql://db/aw", "keda.enabled=true"], "keda.enabled needs kafka.partitions"),
+    (["ledger.url=postgresql://db/aw", "keda.enabled=true", "kafka.partitions=4",
+      "keda.maxReplicaCount=6"], "keda.maxReplicaCount=6 is above kafka.partitions=4"),
+    (["ledger.url=postgresql://db/aw", "keda.enabled=true", "kafka.partitions=4",
+      "keda.trigger.lagTreshold=10"], "keda.trigger.lagTreshold is not a Kafka scaler setting"),
+    (["ledger.url=postgresql://db/aw", "keda.enabled=true", "kafka.partitions=4",
+      "keda.trigger.allowIdleConsumers=true"], "cannot both be true"),
+    (["ledger.url=postgresql://db/aw", "config.SHUTDOWN_TIMEOUT=5"],
+     "keys are WORKER_<FLAG> or KAFKA_<PROPERTY>"),
+    (["ledger.url=postgresql://db/aw", "replicaCont=3"],
+     "additional properties 'replicaCont' not allowed"),
+    (["ledger.url=postgresql://db/aw", "kafka.partitons=3"],
+     "additional properties 'partitons' not allowed"),
+], ids=["sqlite-3", "memory-2", "sqlite-emptydir", "sqlite-keda", "no-url", "kind-vs-url",
+        "deployment-static", "keda-no-partitions", "keda-above-partitions", "keda-typo",
+        "keda-idle-and-limit", "config-key", "typo-top-level", "typo-nested"])
+def test_the_chart_refuses_unsafe_values(values: list[str], says: str) -> None:
+    out = render(*values)
+    assert out.returncode != 0, out.stdout[:2000]
+    assert says in out.stderr, out.stderr
+
+
+def _settings_env(docs: dict[str, dict[str, Any]]) -> dict[str, str]:
+    env = dict(docs["ConfigMap"]["data"])
+    env |= docs.get("Secret", {}).get("stringData", {})
+    return env
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)
+def test_rendered_settings_are_settings_the_worker_accepts(values: Path) -> None:
+    docs = resources(files=(values,))
+    env = _settings_env(docs)
+    known = {opt.env for opt in OPTIONS}
+    assert {k for k in env if k.startswith("WORKER_")} <= known
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    settings = from_args(parser.parse_args([]), env | {"WORKER_LEDGER": env.get(
+        "WORKER_LEDGER", "postgresql://from-the-existing-secret/aw")})
+    assert settings.metrics_address == "0.0.0.0:9400"
+
+
+def test_statefulset_static_membership_grace_and_security() -> None:
+    docs = resources("ledger.url=postgresql://db/aw", "shutdownTimeout=40", "graceMargin=10")
+    sts = docs["StatefulSet"]["spec"]
+    pod = sts["template"]["spec"]
+    (worker,) = pod["containers"]
+    env = {e["name"]: e for e in worker["env"]}
+    assert env["WORKER_GROUP_INSTANCE_ID"]["value"] == "$(POD_NAME)"
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert sts["podManagementPolicy"] == "Parallel"
+    assert pod["terminationGracePeriodSeconds"] == 50
+    assert docs["ConfigMap"]["data"]["WORKER_SHUTDOWN_TIMEOUT"] == "40"
+    assert worker["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert worker["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert {p: worker[p]["httpGet"]["path"] for p in
+            ("livenessProbe", "readinessProbe", "startupProbe")} == {
+        "livenessProbe": "/healthz", "readinessProbe": "/readyz", "startupProbe": "/readyz"}
+    assert docs["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+
+
+def test_deployment_is_dynamic_membership_without_surge() -> None:
+    docs = resources("ledger.url=postgresql://db/aw", "kind=Deployment")
+    spec = docs["Deployment"]["spec"]
+    names = {e["name"] for e in spec["template"]["spec"]["containers"][0]["env"]}
+    assert "WORKER_GROUP_INSTANCE_ID" not in names
+    assert spec["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+
+
+def test_keda_emits_only_known_metadata_keys() -> None:
+    docs = resources(files=(CHART / "ci" / "keda-values.yaml",))
+    scaled = docs["ScaledObject"]["spec"]
+    assert "replicas" not in docs["StatefulSet"]["spec"]  # KEDA owns the count
+    assert scaled["maxReplicaCount"] == 8
+    assert [t["metadata"]["topic"] for t in scaled["triggers"]] == [
+        "customer-activity", "customer-activity-eu"]
+    for trigger in scaled["triggers"]:
+        assert set(trigger["metadata"]) <= KEDA_KEYS
+        assert trigger["metadata"]["lagThreshold"] == "500"
+        assert all(isinstance(v, str) for v in trigger["metadata"].values())
+    down = scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
+    assert down["stabilizationWindowSeconds"] >= 300
+    assert docs["TriggerAuthentication"]["spec"]["secretTargetRef"][0]["name"] == \
+        "kafka-scaler-auth"
+
+
+@pytest.mark.parametrize(("copy", "source"), [
+    ("files/alerts.yml", "deploy/prometheus/alerts.yml"),
+    ("files/dashboard.json", "deploy/grafana/dashboards/activity-worker.json"),
+])
+def test_the_chart_carries_the_current_alerts_and_dashboard(copy: str, source: str) -> None:
+    # Helm reads only files inside the chart: these are copies, kept identical here.
+    assert (CHART / copy).read_bytes() == (REPO / source).read_bytes(), (
+        f"cp {source} deploy/helm/activity-worker/{copy}")
+
+
+def test_the_dashboard_configmap_is_the_dashboard_for_the_sidecar() -> None:
+    docs = resources("ledger.url=postgresql://db/aw", "grafanaDashboard.enabled=true")
+    dashboard = docs["ConfigMap/dashboard"]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["data"]["activity-worker.json"].strip() == (
+        REPO / "deploy/grafana/dashboards/activity-worker.json").read_text().strip()
