@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.console.conftest import StartWorker, get
+from tests.console.conftest import RunningWorker, StartWorker, get
 from worker.observability.health import HealthState
 from worker.observability.http import HttpLimits, HttpServer, serve_http
 from worker.observability.metrics import WorkerMetrics
@@ -71,10 +71,27 @@ def _closed_times(socks: list[socket.socket], deadline: float) -> dict[int, floa
     return closed
 
 
+def _settled_threads(worker: RunningWorker) -> int:
+    """The worker's thread count once it is ready (consumer, DLQ producer and ledger started:
+    /healthz answers before they are) and the count held still for a second."""
+    deadline = time.monotonic() + 60
+    while get(f"{worker.base}/readyz", timeout=2)[0] != 200:
+        assert time.monotonic() < deadline, "the worker never became ready"
+        time.sleep(0.2)
+    last, since = worker.threads(), time.monotonic()
+    while time.monotonic() - since < 1.0:
+        assert time.monotonic() < deadline, "the worker's thread count never settled"
+        time.sleep(0.1)
+        now = worker.threads()
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
 @pytest.mark.kafka
 def test_half_open_connections_cannot_hold_the_worker(start_worker: StartWorker) -> None:
     worker = start_worker()
-    threads_before = worker.threads()
+    threads_before = _settled_threads(worker)
     timeout = HttpLimits().request_timeout
     opened: list[float] = []
     socks = _open_half_requests(worker.port, HALF_OPEN, opened)
