@@ -28,11 +28,15 @@ from collections import Counter
 from collections.abc import Callable, Coroutine, Hashable, Iterable
 from typing import Any
 
+import structlog
+
 from worker.processors.api import Context, Processor
 from worker.retries import GiveUp, Retry, after_failure, gave_up
 from worker.types import BatchStats, DeadLetter, Message
 from worker.vocabulary import Outcome
 from worker.work import Work
+
+log = structlog.get_logger("worker.effects")
 
 #: Effects in flight per worker by default: enough for 100 ms calls to run at 2,500 events/s;
 #: raise it (--max-in-flight) for more distinct keys at once, lower it for a fragile endpoint.
@@ -75,6 +79,7 @@ class ConcurrentEffects:
         procs = list(processors)
         self.max_in_flight = max_in_flight
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._ids = itertools.count()
         self._tickets = itertools.count()
@@ -87,6 +92,11 @@ class ConcurrentEffects:
         self._started: dict[int, float] = {}   # effect in flight -> perf_counter() at start
         # processor -> its calls in flight (every async processor shown, at 0 too)
         self._per_processor: Counter[str] = Counter(dict.fromkeys((p.name for p in procs), 0))
+        # An async processor that is an object with `async aclose()` (e.g. the HTTP forwarder,
+        # closing its client session) is closed on this loop when the effects stop.
+        self._closers: list[Callable[[], Coroutine[Any, Any, None]]] = [
+            getattr(p.func, "aclose") for p in procs  # noqa: B009 (func is a Callable type)
+            if callable(getattr(p.func, "aclose", None))]
         self._queued: Counter[tuple[str, int]] = Counter()  # partition -> effects not started
         # What the engine's window counts (pending()): messages of batches handed over and not
         # registered yet, plus effects registered and not finished
@@ -143,14 +153,30 @@ class ConcurrentEffects:
     def close(self) -> None:
         loop, self._loop = self._loop, None
         if loop is not None:
+            if self._closers:
+                with contextlib.suppress(Exception):  # closing is best effort, bounded
+                    asyncio.run_coroutine_threadsafe(self._close_processors(), loop).result(5)
             loop.call_soon_threadsafe(loop.stop)
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                thread.join(5)
+                if not thread.is_alive():
+                    loop.close()
+
+    async def _close_processors(self) -> None:
+        for close in self._closers:
+            try:
+                await close()
+            except Exception as exc:
+                log.warning("an async processor failed to close", error=str(exc))
 
     def _running(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None:
                 loop = self._loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="async-effects",
-                                 daemon=True).start()
+                self._thread = threading.Thread(target=loop.run_forever, name="async-effects",
+                                                daemon=True)
+                self._thread.start()
             return self._loop
 
     async def _wait_turn(self, ticket: int | None) -> None:

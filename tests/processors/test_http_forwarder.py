@@ -98,13 +98,26 @@ def event(n: int) -> bytes:
                        "data": {"customer": {"id": f"cust_{n}"}}}).encode()
 
 
+_PIPELINES: list[Pipeline] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_pipelines() -> Iterator[None]:
+    """Each test's pipelines closed after it (their forwarders' client sessions with them)."""
+    yield
+    while _PIPELINES:
+        _PIPELINES.pop().close()
+
+
 def forwarder(url: str, **env: str) -> Pipeline:
     settings = ForwardSettings({"WORKER_FORWARD_URL": url, "WORKER_FORWARD_SECRET": "s3cret",
                                 "WORKER_FORWARD_TIMEOUT": "0.5", **env})
     proc = Processor(name="http_forwarder", patterns=("customer.**",),
                      func=Forwarder(settings),
                      retry=RetryPolicy(max_attempts=3, initial_backoff=0.05, max_backoff=0.1))
-    return Pipeline([proc], open_ledger("memory://"))
+    pipe = Pipeline([proc], open_ledger("memory://"))
+    _PIPELINES.append(pipe)
+    return pipe
 
 
 def send(n: int = 1, start: int = 0) -> list[LocalMessage]:

@@ -101,6 +101,12 @@ class Forwarder:
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
         return self._session
 
+    async def aclose(self) -> None:
+        """Close the client session (the worker calls it on the effects' loop at shutdown)."""
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
     async def __call__(self, event: Event, ctx: Context) -> None:
         s = self.settings
         body = ctx.value
