@@ -140,7 +140,7 @@ class OffsetWatch:
                                    "enable.auto.commit": False})
         self._tps = [TopicPartition(topic, p) for p in range(partitions)]
         self.last: dict[int, int] = {}
-        self.regressions: list[tuple[int, int, int]] = []
+        self.regressions: list[tuple[int, int, int, str]] = []  # partition, before, now, when
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="offset-watch", daemon=True)
         self._thread.start()
@@ -156,7 +156,8 @@ class OffsetWatch:
                     continue
                 before = self.last.get(tp.partition, -1)
                 if tp.offset < before:
-                    self.regressions.append((tp.partition, before, tp.offset))
+                    self.regressions.append((tp.partition, before, tp.offset,
+                                             time.strftime("%H:%M:%S")))
                 self.last[tp.partition] = max(before, tp.offset)
 
     def stop(self) -> None:
