@@ -56,6 +56,7 @@ HELM = [str(REPO / "deploy" / "validate"), "helm"]
 IMAGE = os.environ.get("K8S_E2E_IMAGE", "localhost/aw-deploy-worker:k8s-e2e")
 PORT_BASE = int(os.environ.get("K8S_E2E_PORT_BASE", "49400"))  # pod N of a release: base + N
 POD_LOGS = Path(os.environ.get("K8S_E2E_POD_LOGS", "/var/log/pods"))
+KEDA = os.environ.get("K8S_E2E_KEDA", "0") == "1"  # deploy/k8s/e2e started KEDA
 SUMMARY = Path(os.environ.get("K8S_E2E_SUMMARY", REPO / ".local" / "k8s-e2e-summary.txt"))
 PARTITIONS = 6
 SESSION_TIMEOUT_MS = 15000  # a deleted pod is back well within it (static membership)
@@ -63,17 +64,19 @@ SHUTDOWN_TIMEOUT, GRACE_MARGIN = 10, 5  # terminationGracePeriodSeconds = 15
 RATE = 150.0  # events per second while a scenario breaks things
 
 EFFECTS_MODULE = '''
-import os, uuid
+import os, time, uuid
 from worker.processors import processor
 
 # The pod name and a token of this process: a pod deleted and made again is a new process.
 WORKER = os.environ["POD_NAME"] + "/" + uuid.uuid4().hex[:6]
 INSERT = ("INSERT INTO " + os.environ["E2E_EFFECTS_TABLE"]
           + " (event_id, worker, part, off) VALUES (%s, %s, %s, %s)")
+DELAY = float(os.environ.get("E2E_EFFECT_DELAY", "0"))  # a slow processor, to build up lag
 
 
 @processor("**", name="e2e_effects", requires_transaction=True)
 def effects(event, ctx):
+    time.sleep(DELAY)
     ctx.transaction.execute(INSERT, (event.id, WORKER, ctx.partition, ctx.offset))
 '''
 
@@ -231,6 +234,10 @@ class Release:
         for v in extra:
             args += ["--set", v]
         run(*args)
+
+    def uninstall(self) -> None:
+        run(*HELM, "uninstall", self.name, "--kubeconfig", KUBECONFIG, "-n", self.kube.namespace,
+            "--wait", "--timeout", "120s")
 
     def all_ready(self, replicas: int) -> bool:
         sts = self.kube.get("statefulset", f"{self.name}-activity-worker")
@@ -437,8 +444,9 @@ def test_the_pdb_allows_one_eviction_and_refuses_the_second(aw: Release, kube: K
     assert second.returncode != 0 and "TooManyRequests" in second.stderr, second
     assert "disruption budget" in second.stderr, second.stderr
     back, took = aw.recover(4, stream, "eviction")
-    note(f"eviction: {aw.pod(0)} evicted (201), {aw.pod(3)} refused right after: "
-         f"{second.stderr.strip()[:90]}; all 4 Ready again {back:.1f}s later; lag 0 "
+    refusal = second.stderr.strip().split("): ", 1)[-1]
+    note(f"eviction: {aw.pod(0)} evicted (201), {aw.pod(3)} refused right after (429: "
+         f"{refusal}); all 4 Ready again {back:.1f}s later; lag 0 "
          f"{took:.1f}s after the stream")
     note(aw.check_line("eviction"))
 
@@ -486,13 +494,14 @@ def test_a_replica_beyond_the_partitions_is_ready_and_evictable(kube: Kube) -> N
     note(f"idle replica: 2 replicas on 1 partition, {spare} Ready with no partition, the PDB "
          f"allowed 1 disruption, its eviction accepted (201); assignment {members}")
     note(idle.check_line("idle replica"))
+    idle.uninstall()
 
 
 def test_a_bad_setting_exits_2_with_its_sentence_as_the_termination_message(
         kube: Kube) -> None:
     bare = unique("k8s-nodlq")
     create_topic(BOOTSTRAP, bare, 1)  # and no dead-letter topic
-    bad = Release(kube, "bad", bare, unique("k8s-bad"), 1, Effects(POSTGRES_URL), PORT_BASE + 20)
+    bad = Release(kube, "bad", bare, unique("k8s-bad"), 1, Effects(POSTGRES_URL), PORT_BASE + 15)
     bad.helm("install", 1)
 
     def terminated() -> Any:
@@ -510,3 +519,60 @@ def test_a_bad_setting_exits_2_with_its_sentence_as_the_termination_message(
     assert all(o < 0 for o in committed(BOOTSTRAP, bad.group, bare, 1).values())
     assert bad.effects.count() == 0
     note(f"bad setting: exit 2, termination message: {message[-1][:160]}")
+    bad.uninstall()
+
+
+@pytest.mark.skipif(not KEDA, reason="K8S_E2E_KEDA=0: KEDA's scenario was not asked for")
+def test_keda_scales_out_on_lag_and_back(aw: Release, kube: Kube) -> None:
+    """The chart's ScaledObject under KEDA's operator and metrics API server (built from the Go
+    module proxy, run by deploy/k8s/keda): a burst on a slow processor builds lag, KEDA's HPA
+    scales the StatefulSet out, the lag drains with every effect once, and with no lag left it
+    scales back to the minimum."""
+    aw.uninstall()  # its scenarios are done: the node's two cores go to the scale-out
+    topic = unique("k8s-keda")
+    create_topics(BOOTSTRAP, topic, PARTITIONS)
+    rel = Release(kube, "scaled", topic, unique("k8s-keda"), PARTITIONS, Effects(POSTGRES_URL),
+                  PORT_BASE + 20)
+    policy = ["type=Pods", "value=4", "periodSeconds=15"]
+    rel.helm("install", 1, "keda.enabled=true", "keda.minReplicaCount=1",
+             "keda.pollingInterval=5", "keda.cooldownPeriod=30", "keda.trigger.lagThreshold=300",
+             "keda.behavior.scaleUp.stabilizationWindowSeconds=0",
+             *[f"keda.behavior.scaleUp.policies[0].{p}" for p in policy],
+             "keda.behavior.scaleDown.stabilizationWindowSeconds=20",
+             *[f"keda.behavior.scaleDown.policies[0].{p}" for p in policy],
+             "extraEnv[2].name=E2E_EFFECT_DELAY", "extraEnv[2].value=0.03")
+    wait_for(lambda: rel.all_ready(1), 300, "the scaled release's first pod Ready", interval=1)
+    hpa = wait_for(lambda: (kube.get("hpa", "keda-hpa-scaled-activity-worker") or {}).get("spec"),
+                   120, "KEDA to make the HPA", interval=1)
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, PARTITIONS), hpa
+
+    def replicas() -> int:
+        sts = kube.get("statefulset", "scaled-activity-worker")
+        return int(sts["spec"]["replicas"]) if sts else 0
+
+    started = time.monotonic()
+    stream = rel.stream(4000, rate=2000)
+    seen: list[tuple[float, int]] = []
+
+    def scaled_out() -> bool:
+        seen.append((time.monotonic() - started, replicas()))
+        return seen[-1][1] > 1
+
+    wait_for(scaled_out, 240, "KEDA to scale out on the lag", interval=1)
+    out_at, first_out = seen[-1]
+    took = rel.settle(stream, "keda", timeout=600)
+    drained_at = time.monotonic() - started
+
+    def scaled_in() -> bool:
+        seen.append((time.monotonic() - started, replicas()))
+        return seen[-1][1] == 1
+
+    wait_for(scaled_in, 300, "KEDA to scale back to 1 with no lag", interval=1)
+    back_at = seen[-1][0]
+    peak = max(n for _t, n in seen)
+    wait_for(lambda: rel.owned_by(1), 120, "one member owning every partition", interval=1)
+    note(f"keda: a burst of 4000 events on a slow processor -> HPA scaled 1->{first_out} "
+         f"{out_at:.1f}s after the burst began, peak {peak} replicas; lag 0 at {drained_at:.1f}s "
+         f"({took:.1f}s after the last event); back to 1 replica {back_at - drained_at:.1f}s "
+         "after lag 0")
+    note(rel.check_line("keda"))
