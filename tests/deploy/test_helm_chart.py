@@ -140,9 +140,14 @@ def test_an_empty_render_fails_the_check(tmp_path: Path) -> None:
      "additional properties 'replicaCont' not allowed"),
     (["ledger.url=postgresql://db/aw", "kafka.partitons=3"],
      "additional properties 'partitons' not allowed"),
+    (["ledger.url=postgresql://db/aw", "metrics.portPerPod=true"],
+     "metrics.portPerPod needs hostNetwork=true and kind=StatefulSet"),
+    (["ledger.url=postgresql://db/aw", "metrics.portPerPod=true", "hostNetwork=true",
+      "podMonitor.enabled=true"], "no fixed port for a PodMonitor"),
 ], ids=["sqlite-3", "memory-2", "sqlite-emptydir", "sqlite-keda", "no-url", "kind-vs-url",
         "deployment-static", "keda-no-partitions", "keda-above-partitions", "keda-typo",
-        "keda-idle-and-limit", "config-key", "typo-top-level", "typo-nested"])
+        "keda-idle-and-limit", "config-key", "typo-top-level", "typo-nested",
+        "port-per-pod-no-host-network", "port-per-pod-podmonitor"])
 def test_the_chart_refuses_unsafe_values(values: list[str], says: str) -> None:
     out = render(*values)
     assert out.returncode != 0, out.stdout[:2000]
@@ -186,6 +191,35 @@ def test_statefulset_static_membership_grace_and_security() -> None:
             ("livenessProbe", "readinessProbe", "startupProbe")} == {
         "livenessProbe": "/healthz", "readinessProbe": "/readyz", "startupProbe": "/readyz"}
     assert docs["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+
+
+def test_port_per_pod_numbers_the_ports_by_pod_index_and_probes_inside() -> None:
+    """metrics.portPerPod (several pods on one node's network, as deploy/k8s/e2e runs them): no
+    fixed port to clash on, the address from the StatefulSet's pod-index label, exec probes on
+    that port, and extra env/volumes for a processor module. deploy/k8s/e2e runs it for real."""
+    docs = resources("ledger.url=postgresql://db/aw", "hostNetwork=true", "metrics.portPerPod=true",
+                     "metrics.port=49400", "extraEnv[0].name=PYTHONPATH",
+                     "extraEnv[0].value=/plugins", "extraVolumes[0].name=plugins",
+                     "extraVolumes[0].configMap.name=procs", "extraVolumeMounts[0].name=plugins",
+                     "extraVolumeMounts[0].mountPath=/plugins")
+    pod = docs["StatefulSet"]["spec"]["template"]["spec"]
+    (worker,) = pod["containers"]
+    env = {e["name"]: e for e in worker["env"]}
+    assert pod["hostNetwork"] is True and "ports" not in worker
+    assert env["POD_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.labels['apps.kubernetes.io/pod-index']")
+    assert env["AW_METRICS_BASE_PORT"]["value"] == "49400"
+    assert env["PYTHONPATH"]["value"] == "/plugins"
+    assert "WORKER_METRICS_ADDRESS" not in docs["ConfigMap"]["data"]
+    assert worker["command"][:2] == ["/usr/bin/tini", "--"] and worker["args"] == ["run"]
+    assert '127.0.0.1:$((AW_METRICS_BASE_PORT + POD_INDEX))' in worker["command"][4]
+    probes = {p: worker[p]["exec"]["command"] for p in
+              ("livenessProbe", "readinessProbe", "startupProbe")}
+    assert all(c[:2] == ["python3", "-c"] for c in probes.values())
+    assert "/healthz" in probes["livenessProbe"][2] and "/readyz" in probes["readinessProbe"][2]
+    assert {"name": "plugins", "mountPath": "/plugins"} in worker["volumeMounts"]
+    assert {"name": "plugins", "configMap": {"name": "procs"}} in pod["volumes"]
+    assert "ports" not in docs["Service"]["spec"]
 
 
 def test_deployment_is_dynamic_membership_without_surge() -> None:

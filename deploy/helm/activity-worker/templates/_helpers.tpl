@@ -52,6 +52,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
+{{/* The in-container probe of metrics.portPerPod: GET a health path on this pod's port. */}}
+{{- define "aw.probeScript" -}}
+import os, urllib.request as u; u.urlopen("http://127.0.0.1:%d{{ . }}" % (int(os.environ["AW_METRICS_BASE_PORT"]) + int(os.environ["POD_INDEX"])), timeout=4)
+{{- end -}}
+
 {{/* Refuse values that would deploy something unsafe; each message says what to change. */}}
 {{- define "aw.validate" -}}
 {{- $kinds := list "StatefulSet" "Deployment" -}}
@@ -104,6 +109,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- if lt (int .Values.shutdownTimeout) 1 -}}
 {{- fail "shutdownTimeout must be at least 1 second" -}}
+{{- end -}}
+{{- if and .Values.metrics.portPerPod (not (and .Values.hostNetwork (eq .Values.kind "StatefulSet"))) -}}
+{{- fail "metrics.portPerPod needs hostNetwork=true and kind=StatefulSet: it numbers the ports by the StatefulSet's pod index so that pods sharing a node's network do not clash" -}}
+{{- end -}}
+{{- if and .Values.metrics.portPerPod .Values.podMonitor.enabled -}}
+{{- fail "metrics.portPerPod has no fixed port for a PodMonitor to scrape: turn podMonitor.enabled off, or metrics.portPerPod off" -}}
 {{- end -}}
 {{- if .Values.keda.enabled -}}
 {{- if lt (int .Values.kafka.partitions) 1 -}}
