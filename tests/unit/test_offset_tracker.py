@@ -4,7 +4,7 @@ tests/integration/test_lost_partitions.py and the kill -9 test."""
 
 from __future__ import annotations
 
-from worker.kafka.offsets import OffsetTracker, Policy
+from worker.kafka.offsets import Confirmed, OffsetTracker, Policy
 
 A, B = ("t", 0), ("t", 1)
 
@@ -50,7 +50,27 @@ def test_the_commit_policy_counts_events_and_time() -> None:
 def test_on_revoke_only_what_is_stored_and_not_yet_committed_is_sent() -> None:
     t = OffsetTracker(Policy(commit_every=10, commit_interval=5))
     t.finished({A: 9, B: 4}, {A: 0, B: 0}, 15, assigned={A, B})
-    assert t.confirmed(A, 10) and not t.confirmed(A, 10)
+    assert t.confirmed(A, 10) is Confirmed.ADVANCED and t.confirmed(A, 10) is Confirmed.SAME
     assert t.to_commit([A, B]) == [(B, 5)]
     t.forget([A, B])
     assert t.stored == {} and t.committed == {} and t.to_commit([A, B]) == []
+
+
+def test_an_older_commit_confirmed_after_a_newer_one_is_committed_over_again() -> None:
+    """librdkafka retries a commit that met a coordinator change; the retry can land after a
+    later commit, and the broker then holds the older offset (seen in the cluster soak run: a
+    partition's committed offset went back by 1,000). The newer one is sent again."""
+    clock = Clock()
+    t = OffsetTracker(Policy(commit_every=1000, commit_interval=0.5), clock=clock)
+    t.finished({A: 20705}, {A: 0}, 500, assigned={A})
+    t.committing_all()
+    t.finished({A: 21705}, {A: 0}, 500, assigned={A})
+    t.committing_all()
+    assert t.confirmed(A, 21706) is Confirmed.ADVANCED
+    assert not t.commit_due()
+    assert t.confirmed(A, 20706) is Confirmed.WENT_BACK  # the retried older commit landed
+    assert t.committed[A] == 20706  # what the broker holds now
+    clock.now += 0.5
+    assert t.commit_due()  # with no new event: the stored 21706 goes out again
+    t.committing_all()
+    assert t.confirmed(A, 21706) is Confirmed.ADVANCED and not t.commit_due()

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import structlog
 
 from worker.kafka.lifecycle import RunCounts
-from worker.kafka.offsets import OffsetTracker
+from worker.kafka.offsets import Confirmed, OffsetTracker
 from worker.kafka.port import TP, CommitFailed, ConsumerPort
 from worker.observer import WorkerObserver
 from worker.types import TopicPartition
@@ -57,8 +57,13 @@ class Commits:
         """The broker confirmed these offsets (the port's on_commit)."""
         advanced = False
         for tp, offset in committed:
-            if self._offsets.confirmed(tp, offset):
+            outcome = self._offsets.confirmed(tp, offset)
+            if outcome is Confirmed.ADVANCED:
                 advanced = True
                 self._observer.record_commit(TopicPartition(*tp), offset)
+            elif outcome is Confirmed.WENT_BACK:
+                log.warning("an older commit was confirmed after a newer one (a commit retried "
+                            "across a coordinator change); committing the newer offset again",
+                            partition=f"{tp[0]}[{tp[1]}]", offset=offset)
         if advanced:
             self._observer.record_commit_advance()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import Protocol
 
 TP = tuple[str, int]
@@ -32,6 +33,14 @@ class CommitPolicy(Protocol):
 class Policy:
     commit_every: int
     commit_interval: float
+
+
+class Confirmed(Enum):
+    """What a commit confirmation did to a partition's committed offset."""
+
+    ADVANCED = "advanced"
+    SAME = "same"
+    WENT_BACK = "went_back"
 
 
 class OffsetTracker:
@@ -98,12 +107,20 @@ class OffsetTracker:
     def committed_partitions(self) -> None:
         self._last_commit = self._clock()
 
-    def confirmed(self, tp: TP, offset: int) -> bool:
-        """The broker confirmed a commit; True if it advanced this partition."""
-        if self.committed.get(tp) == offset:
-            return False
+    def confirmed(self, tp: TP, offset: int) -> Confirmed:
+        """The broker confirmed a commit of `offset`. An older commit confirmed after a newer
+        one (librdkafka retries a commit that met a coordinator change, and the retry can land
+        after a later commit) is what the broker now holds: it is taken as the committed offset
+        and the stored one is committed again at the next commit tick."""
+        before = self.committed.get(tp)
+        if before == offset:
+            return Confirmed.SAME
         self.committed[tp] = offset
-        return True
+        if before is not None and offset < before:
+            if self.stored.get(tp, offset) > offset:
+                self.uncommitted = max(self.uncommitted, 1)
+            return Confirmed.WENT_BACK
+        return Confirmed.ADVANCED
 
     # -- assignment ---------------------------------------------------------------------------
     def forget(self, partitions: Iterable[TP]) -> None:
