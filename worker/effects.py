@@ -112,7 +112,9 @@ class ConcurrentEffects:
         return dict(self._per_processor)
 
     def queued_by_partition(self) -> dict[tuple[str, int], int]:
-        return {tp: n for tp, n in list(self._queued.items()) if n}
+        # Every partition that has had an async effect, at 0 too: the series exists from the
+        # first effect on (a dashboard shows 0, not "no data", between bursts).
+        return dict(list(self._queued.items()))
 
     def oldest_age(self) -> float:
         """Seconds the oldest effect in flight has been running; 0.0 when none is."""
