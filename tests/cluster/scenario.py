@@ -12,11 +12,13 @@ give the stall figures (the longest gap in a partition's effects around a failur
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import threading
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from devtools.generate import EventGenerator
 from tests.engine.helpers import read_all, wait_for
@@ -166,6 +168,82 @@ class OffsetWatch:
         self._consumer.close()
 
 
+
+OFFSETS_TOPIC_PARTITIONS = 50  # the broker's default offsets.topic.num.partitions
+
+
+def offsets_partition(group: str) -> int:
+    """The __consumer_offsets partition that holds `group`'s commits: Java's String.hashCode of
+    the group id, made non-negative, modulo the topic's partitions (Kafka's own rule)."""
+    units = group.encode("utf-16-be")
+    h = 0
+    for unit in struct.unpack(f">{len(units) // 2}H", units):
+        h = (31 * h + unit) & 0xFFFFFFFF
+    return (h & 0x7FFFFFFF) % OFFSETS_TOPIC_PARTITIONS
+
+
+@dataclass(frozen=True)
+class CommitRecord:
+    """One offset commit as the coordinator wrote it to __consumer_offsets."""
+
+    partition: int      # of the scenario's topic
+    offset: int
+    written_ms: int     # the record's timestamp (the coordinator's clock)
+    position: int       # its offset in __consumer_offsets: the order the group saw
+
+
+def commit_log(bootstrap: str, group: str, topic: str, timeout: float = 30) -> list[CommitRecord]:
+    """Every offset commit of `group` for `topic`, in the order the coordinator wrote them: the
+    exact history of the group's committed offsets (the watch only samples it)."""
+    tp = TopicPartition("__consumer_offsets", offsets_partition(group))
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("commit-log"),
+                  "enable.auto.commit": False, "enable.partition.eof": True,
+                  "isolation.level": "read_committed"})
+    out: list[CommitRecord] = []
+    try:
+        c.assign([TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = c.poll(1.0)
+            if m is None:
+                continue
+            if m.error() is not None:
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    break
+                continue
+            key, value = m.key(), m.value()
+            if not key or not value or struct.unpack_from(">h", key)[0] > 1:
+                continue  # a group-metadata record, or a tombstone
+            at = 2
+            fields: list[str] = []
+            for _ in range(2):
+                (n,) = struct.unpack_from(">h", key, at)
+                fields.append(key[at + 2:at + 2 + n].decode())
+                at += 2 + n
+            if fields != [group, topic]:
+                continue
+            (part,) = struct.unpack_from(">i", key, at)
+            (offset,) = struct.unpack_from(">q", value, 2)
+            out.append(CommitRecord(part, offset, m.timestamp()[1], m.offset()))
+        else:
+            raise AssertionError(f"could not read {tp.topic}[{tp.partition}] in {timeout:.0f}s")
+    finally:
+        c.close()
+    return out
+
+
+def went_back(log: list[CommitRecord]) -> list[tuple[CommitRecord, CommitRecord]]:
+    """Each commit written after a higher one of the same partition, with that higher one."""
+    highest: dict[int, CommitRecord] = {}
+    out = []
+    for record in log:
+        top = highest.get(record.partition)
+        if top is not None and record.offset < top.offset:
+            out.append((top, record))
+        elif top is None or record.offset > top.offset:
+            highest[record.partition] = record
+    return out
+
 @dataclass
 class WorkerProc:
     name: str
@@ -250,6 +328,7 @@ class Effect:
     worker: str
     partition: int
     at: float  # seconds since the epoch
+    appended: float | None = None  # when the broker appended its event's first record
 
 
 class PostgresEffects:
@@ -320,8 +399,11 @@ def lag(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, in
 
 
 def create_topics(bootstrap: str, topic: str, partitions: int) -> None:
-    """The topic (broker default replication: 3 on the cluster) and its dead-letter topic."""
-    ensure_topics({"bootstrap.servers": bootstrap}, {topic: partitions, f"{topic}.dlq": 1})
+    """The topic (broker default replication: 3 on the cluster) and its dead-letter topic. The
+    topic's records carry the time the broker appended them (LogAppendTime), so an effect's
+    delay can be told from a pause of the producer."""
+    ensure_topics({"bootstrap.servers": bootstrap}, {topic: partitions, f"{topic}.dlq": 1},
+                  topic_config={topic: {"message.timestamp.type": "LogAppendTime"}})
 
 
 @dataclass
@@ -381,14 +463,25 @@ def finish(stream: Stream, workers: Workers, watch: OffsetWatch,
     codes = workers.stop_all()
     watch.stop()
     assert all(code == 0 for code in codes.values()), codes
-    rows = effects.all()
+    appended = appended_at(stream)
+    rows = [dataclasses.replace(e, appended=appended.get(e.event_id)) for e in effects.all()]
     counts = Counter(e.event_id for e in rows)
     duplicates = {k: n for k, n in counts.items() if n > 1}
     missing = stream.expected - counts.keys()
     assert duplicates == {}, f"{len(duplicates)} effects happened more than once"
     assert missing == set(), f"{len(missing)} events have no effect (lost)"
     assert counts.keys() == stream.expected
-    assert watch.regressions == [], f"committed offsets went backwards: {watch.regressions}"
+    history = commit_log(stream.bootstrap, group, stream.topic)
+    assert history, "no commit of the group found in __consumer_offsets"
+    backwards = went_back(history)
+    assert backwards == [], "committed offsets went backwards in the coordinator's log: " + (
+        "; ".join(f"{stream.topic}[{new.partition}] {old.offset}->{new.offset} (written at "
+                  f"{time.strftime('%H:%M:%S', time.localtime(new.written_ms / 1000))}, "
+                  f"{(new.written_ms - old.written_ms) / 1000:.1f}s after the higher one)"
+                  for old, new in backwards[:10]))
+    assert watch.regressions == [], (
+        f"committed offsets went backwards as sampled, though the coordinator's log of commits "
+        f"never did (a stale read while the coordinator moved?): {watch.regressions}")
     assert sum(lag(stream.bootstrap, group, stream.topic, partitions).values()) == 0
     letters = dead_letters(stream)
     assert {m.value() for m in letters} == stream.undecodable, "dead letters lost"
@@ -403,13 +496,38 @@ def dead_letters(stream: Stream) -> list[Any]:
 def stall_after(effects: list[Effect], moment: float,
                 partitions: Callable[[int], bool] = lambda _p: True,
                 horizon: float = 60.0) -> float:
-    """The longest time a (selected) partition went without an effect, over the gaps that
-    began at most 2 s before `moment` and at most `horizon` s after it: the stall that what
-    happened at `moment` caused (the stream keeps every partition busy, so a gap is a stall)."""
-    by_part: dict[int, list[float]] = {}
+    """The longest time a (selected) partition's consumption stood still while an event was
+    waiting, over the gaps between effects that began at most 2 s before `moment` and at most
+    `horizon` s after it: the stall that what happened at `moment` caused.
+
+    A partition's events are appended and take effect in offset order, so the event that ends
+    a gap is the oldest one that was waiting: the stall is the gap less the part of it before
+    that event was appended (the producer's own pause while a leader moved is not the
+    consumer's). Effects without an append time count the whole gap."""
+    by_part: dict[int, list[Effect]] = {}
     for e in effects:
         if partitions(e.partition):
-            by_part.setdefault(e.partition, []).append(e.at)
+            by_part.setdefault(e.partition, []).append(e)
+    worst = 0.0
+    for part in by_part.values():
+        part.sort(key=lambda e: e.at)
+        for a, b in itertools.pairwise(part):
+            if moment - 2.0 <= a.at <= moment + horizon:
+                waiting_since = a.at if b.appended is None else max(a.at, b.appended)
+                worst = max(worst, b.at - waiting_since)
+    return worst
+
+
+def produce_pause_after(effects: list[Effect], moment: float,
+                        partitions: Callable[[int], bool] = lambda _p: True,
+                        horizon: float = 60.0) -> float:
+    """The longest time nothing was appended to a (selected) partition, over the gaps that
+    began at most 2 s before `moment` and at most `horizon` s after it: the producer's side of
+    a failure (acks=all, so while a leader moves nothing is appended)."""
+    by_part: dict[int, list[float]] = {}
+    for e in effects:
+        if partitions(e.partition) and e.appended is not None:
+            by_part.setdefault(e.partition, []).append(e.appended)
     worst = 0.0
     for times in by_part.values():
         times.sort()
@@ -417,6 +535,20 @@ def stall_after(effects: list[Effect], moment: float,
             if moment - 2.0 <= a <= moment + horizon:
                 worst = max(worst, b - a)
     return worst
+
+
+def appended_at(stream: Stream, timeout: float = 120) -> dict[str, float]:
+    """When the broker appended each event's first record (the topic uses LogAppendTime)."""
+    out: dict[str, float] = {}
+    for m in read_all(stream.bootstrap, stream.topic, stream.count, timeout):
+        try:
+            event_id = decode_event(m.value()).id
+        except Exception:
+            continue
+        at = m.timestamp()[1] / 1000
+        if out.get(event_id, at) >= at:
+            out[event_id] = at
+    return out
 
 
 def throughput_gap(effects: list[Effect], start: float, end: float) -> float:

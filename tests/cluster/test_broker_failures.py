@@ -6,8 +6,9 @@ restarted one at a time, each back in sync before the next (Kafka's own rolling 
 
 Asserted: every event has exactly one effect (lost 0, duplicates 0), committed offsets never went
 backwards, lag 0 at the end, every dead letter (those written while a broker was down among them)
-is on the DLQ, and each worker did a fair share (≥ 20%). Figures: the longest time a partition went
-without an effect across the kill and across each restart."""
+is on the DLQ, and each worker did a fair share (≥ 20%). Figures: the longest time a partition's
+consumption stood still with an event waiting, across the kill and across each restart, and the
+longest time nothing could be appended to a partition the killed broker led."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from tests.cluster.scenario import (
     begin,
     leaders,
     partition_leaders,
+    produce_pause_after,
     report,
     stall_after,
 )
@@ -88,9 +90,12 @@ def test_broker_kill_and_rolling_restart_lose_and_repeat_nothing(
     other_stalls = [stall_after(outcome.effects, t, lambda p, led=led: p not in led)
                     for (_v, t, _b), led in zip(kill_moments, victim_partitions, strict=True)]
     restart_stalls = [stall_after(outcome.effects, t) for _n, t in restarts]
+    produce_pauses = [produce_pause_after(outcome.effects, t, lambda p, led=led: p in led)
+                      for (_v, t, _b), led in zip(kill_moments, victim_partitions, strict=True)]
     report("broker kill -9 + rolling restart", events=events, effects=total,
            dead_letters=len(outcome.dead_letters), while_down=len(written_while_down),
            shares="/".join(f"{shares[w]:.0%}" for w in sorted(shares)),
            leaders_moved_after_s=max(failovers), led_partition_stall_s=max(kill_stalls),
+           led_partition_produce_pause_s=max(produce_pauses),
            other_partition_stall_s=max(other_stalls),
            rolling_restart_stall_s=max(restart_stalls))

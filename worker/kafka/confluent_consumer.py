@@ -124,7 +124,7 @@ class ConfluentConsumer:
             return []
         done = _offsets(result)
         if self._listener is not None:
-            self._listener.on_commit(done)
+            self._listener.on_commit(done, asynchronous=False)
         return done
 
     def committed(self, partitions: Collection[TP], timeout: float) -> dict[TP, int]:
@@ -187,16 +187,20 @@ class ConfluentConsumer:
         self._listener.on_lost([(tp.topic, tp.partition) for tp in partitions])
 
     def _on_commit(self, err: Any, partitions: Any) -> None:
-        if err is not None:
-            error = self._client_error(err)
-            if error.fatal and self._listener is not None:
-                self._listener.on_error(error)  # e.g. fenced: retrying cannot help
-                return
-            if err.code() != KafkaError._NO_OFFSET:
-                log.warning("offset commit failed; will retry on the next commit", error=str(err))
+        """librdkafka's offset_commit_cb: called once per asynchronous commit (a synchronous
+        one reports through its own queue)."""
+        listener = self._listener
+        if listener is None:
             return
-        if self._listener is not None:
-            self._listener.on_commit(_offsets(partitions))
+        if err is None:
+            listener.on_commit(_offsets(partitions), asynchronous=True)
+        elif err.code() == KafkaError._NO_OFFSET:
+            listener.on_commit([], asynchronous=True)
+        else:
+            error = self._client_error(err)
+            listener.on_commit_failed(error.text)
+            if error.fatal:
+                listener.on_error(error)  # e.g. fenced: retrying cannot help
 
     def _on_error(self, err: Any) -> None:
         found = classify(err.name(), err.str(), self._config)

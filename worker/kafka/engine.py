@@ -31,7 +31,7 @@ import structlog
 from worker.errors import FatalProcessingError, WorkerError
 from worker.kafka.assignment import Assignment
 from worker.kafka.batch import Batch, InFlight
-from worker.kafka.commits import Commits
+from worker.kafka.commits import SETTLE_ASYNC_COMMIT_S, Commits
 from worker.kafka.connection import Connection, fatal_exit
 from worker.kafka.deadletters import DeadLetterPolicy, Guardrail
 from worker.kafka.dlq import DeadLetterProducer
@@ -146,7 +146,7 @@ class Engine:
                 self.stop("--max-events reached")
                 break
             now = time.monotonic()
-            if self._drain is not None and self._drain.reached(now, self._commits.sync):
+            if self._drain is not None and self._drain.reached(now, self._commit_sync):
                 self.stop("drained")
                 break
             n = cfg.batch_size
@@ -225,6 +225,15 @@ class Engine:
             self._finish(batch)
         if not self._inflight:
             self._rewinding = False
+
+    def _commit_sync(self) -> None:
+        """Commit what is stored and wait for the answer; an asynchronous commit still
+        unanswered is waited for first (bounded), so that it cannot land after this one."""
+        deadline = time.monotonic() + SETTLE_ASYNC_COMMIT_S
+        while self._commits.awaiting_answer and time.monotonic() < deadline:
+            self._serve_while_busy()
+            time.sleep(0.002)
+        self._commits.sync()
 
     def _serve_while_busy(self) -> None:
         """Keep the consumer alive while the handler works: callbacks, pending messages, the
@@ -313,8 +322,11 @@ class Engine:
                                        f"cancelled batch ({exc}); restart the worker")
 
     # -- the port's callbacks (on the main thread, inside consume/poll/commit/close) ---------
-    def on_commit(self, committed: list[tuple[TP, int]]) -> None:
-        self._commits.confirmed(committed)
+    def on_commit(self, committed: list[tuple[TP, int]], *, asynchronous: bool) -> None:
+        self._commits.confirmed(committed, asynchronous=asynchronous)
+
+    def on_commit_failed(self, error: str) -> None:
+        self._commits.failed(error)
 
     def on_assign(self, partitions: list[TP]) -> None:
         self._parts.add(partitions, paused=bool(self._inflight) and bool(self._parts.paused))
@@ -393,7 +405,7 @@ class Engine:
         self._finish_ready()
         inflight.stop()
         try:
-            self._commits.sync()
+            self._commit_sync()
         except Exception as exc:
             log.error("final commit failed", error=str(exc))
         try:

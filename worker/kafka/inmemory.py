@@ -122,7 +122,8 @@ class InMemoryConsumer:
         self._paused: set[TP] = set()
         self._position: dict[TP, int] = {}
         self._stored: dict[TP, int] = {}
-        self._commit_results: list[list[tuple[TP, int]]] = []
+        # asynchronous commits' outcomes, reported at the next call: offsets, or a failure
+        self._commit_results: list[list[tuple[TP, int]] | str] = []
         self._lost = False
         self._closed = False
 
@@ -163,7 +164,10 @@ class InMemoryConsumer:
             lost = sorted(self._held) if was_lost else []
             results, self._commit_results = self._commit_results, []
         for done in results:
-            self._call("on_commit", done)
+            if isinstance(done, str):
+                self._call("on_commit_failed", done)
+            else:
+                self._call("on_commit", done, asynchronous=True)
         if was_lost:
             self._call("on_lost", lost)
             with cond:
@@ -195,9 +199,9 @@ class InMemoryConsumer:
         if assign:
             self._call("on_assign", assign)
 
-    def _call(self, hook: str, arg: Any) -> None:
+    def _call(self, hook: str, arg: Any, **kwargs: Any) -> None:
         if self._listener is not None:
-            getattr(self._listener, hook)(arg)
+            getattr(self._listener, hook)(arg, **kwargs)
 
     # -- reading ---------------------------------------------------------------------------
     def consume(self, n: int, timeout: float) -> list[Any]:
@@ -262,17 +266,23 @@ class InMemoryConsumer:
         with self._broker._cond:
             todo = list(self._stored.items()) if offsets is None else list(offsets)
             if not todo:
+                if asynchronous:
+                    self._commit_results.append([])
                 return []
             group = self._group
             fenced = [tp for tp, _ in todo if group.owner.get(tp) is not self]
             if fenced:
-                raise CommitFailed(f"not the owner of {fenced} (the group moved on)")
+                refused = f"not the owner of {fenced} (the group moved on)"
+                if asynchronous:
+                    self._commit_results.append(refused)
+                    return []
+                raise CommitFailed(refused)
             for tp, offset in todo:
                 group.committed[tp] = offset
             if asynchronous:
                 self._commit_results.append(todo)
                 return []
-        self._call("on_commit", todo)
+        self._call("on_commit", todo, asynchronous=False)
         return todo
 
     def committed(self, partitions: Collection[TP], timeout: float) -> dict[TP, int]:

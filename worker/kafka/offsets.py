@@ -118,9 +118,14 @@ class OffsetTracker:
         self.committed[tp] = offset
         if before is not None and offset < before:
             if self.stored.get(tp, offset) > offset:
-                self.uncommitted = max(self.uncommitted, 1)
+                self.commit_again()
             return Confirmed.WENT_BACK
         return Confirmed.ADVANCED
+
+    def commit_again(self) -> None:
+        """What is stored must be committed again (a commit failed, or an older one landed last):
+        the next commit tick sends it even if no new event finished."""
+        self.uncommitted = max(self.uncommitted, 1)
 
     # -- assignment ---------------------------------------------------------------------------
     def forget(self, partitions: Iterable[TP]) -> None:

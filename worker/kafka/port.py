@@ -44,7 +44,14 @@ class ConsumerListener(Protocol):
     def on_assign(self, partitions: list[TP]) -> None: ...
     def on_revoke(self, partitions: list[TP]) -> None: ...
     def on_lost(self, partitions: list[TP]) -> None: ...
-    def on_commit(self, committed: list[tuple[TP, int]]) -> None: ...
+    def on_commit(self, committed: list[tuple[TP, int]], *, asynchronous: bool) -> None:
+        """The broker confirmed a commit (an asynchronous one that found nothing to commit
+        confirms an empty list)."""
+
+    def on_commit_failed(self, error: str) -> None:
+        """An asynchronous commit failed (refused, timed out, no coordinator); its offsets are
+        still stored. A synchronous one raises CommitFailed instead."""
+
     def on_error(self, error: ClientError) -> None: ...
 
 
@@ -81,7 +88,8 @@ class ConsumerPort(Protocol):
                asynchronous: bool) -> list[tuple[TP, int]]:
         """Commit the stored offsets (or exactly `offsets`). Synchronous: returns what the broker
         confirmed (also reported to `on_commit`), raises CommitFailed. Asynchronous: returns []
-        and reports through `on_commit` during a later call. Nothing stored: returns []."""
+        and reports exactly once, through `on_commit` or `on_commit_failed`, during a later
+        call. Nothing stored: returns [] (and, asynchronously, reports an empty `on_commit`)."""
 
     def member_id(self) -> str:
         """The group member id; empty until the member has joined."""
