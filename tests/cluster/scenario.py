@@ -173,13 +173,15 @@ OFFSETS_TOPIC_PARTITIONS = 50  # the broker's default offsets.topic.num.partitio
 
 
 def offsets_partition(group: str) -> int:
-    """The __consumer_offsets partition that holds `group`'s commits: Java's String.hashCode of
-    the group id, made non-negative, modulo the topic's partitions (Kafka's own rule)."""
+    """The __consumer_offsets partition that holds `group`'s commits: the absolute value of
+    Java's String.hashCode of the group id (0 for Integer.MIN_VALUE), modulo the topic's
+    partitions (Kafka's Utils.abs(groupId.hashCode) % partitions)."""
     units = group.encode("utf-16-be")
     h = 0
     for unit in struct.unpack(f">{len(units) // 2}H", units):
         h = (31 * h + unit) & 0xFFFFFFFF
-    return (h & 0x7FFFFFFF) % OFFSETS_TOPIC_PARTITIONS
+    signed = h - (1 << 32) if h >= 1 << 31 else h
+    return (0 if signed == -(1 << 31) else abs(signed)) % OFFSETS_TOPIC_PARTITIONS
 
 
 @dataclass(frozen=True)

@@ -98,4 +98,6 @@ def test_broker_kill_and_rolling_restart_lose_and_repeat_nothing(
            leaders_moved_after_s=max(failovers), led_partition_stall_s=max(kill_stalls),
            led_partition_produce_pause_s=max(produce_pauses),
            other_partition_stall_s=max(other_stalls),
+           each_kill_led_other_s=" ".join(f"{a:.1f}/{b:.1f}"
+                                          for a, b in zip(kill_stalls, other_stalls, strict=True)),
            rolling_restart_stall_s=max(restart_stalls))

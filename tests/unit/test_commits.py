@@ -60,7 +60,7 @@ def test_the_next_asynchronous_commit_waits_for_the_answer_to_the_last() -> None
 
 def test_a_synchronous_answer_does_not_count_as_the_asynchronous_one() -> None:
     clock = Clock()
-    c, tracker, port = commits(clock)
+    c, tracker, _port = commits(clock)
     tracker.finished({A: 9}, {A: 0}, 10, assigned={A})
     c.send(asynchronous=True)
     c.confirmed([(A, 10)], asynchronous=False)
