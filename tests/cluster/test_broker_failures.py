@@ -65,6 +65,7 @@ def test_broker_kill_and_rolling_restart_lose_and_repeat_nothing(
             # Down long enough for thousands of events (and their dead letters) to pass.
             stream.wait_produced((k + 1.4) * 0.5 / (kills + 1))
             t_back = time.time()
+            print(f"{time.strftime('%H:%M:%S')} starting node {victim} again")
             cluster.start_node(victim, timeout_s=180)
             kill_moments.append((victim, t_kill, t_back))
             victim_partitions.append(led)
