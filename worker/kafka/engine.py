@@ -7,8 +7,9 @@ time. Guarantees:
 - An offset is stored only after the handler returned `completed=True` for its batch and every
   dead letter of it was acknowledged (worker.kafka.deadletters); then `last + 1` per partition
   (what may be stored and committed is decided by worker.kafka.offsets).
-- Commits: asynchronously every `commit_interval` seconds or `commit_every` events; synchronously
-  for revoked partitions inside the revoke callback, and at shutdown. Never for lost partitions.
+- Commits: asynchronously every `commit_interval` seconds or `commit_every` events, one in
+  flight at a time (worker.kafka.commits); synchronously for revoked partitions inside the
+  revoke callback, and at shutdown. Never for lost partitions.
 - While a batch runs longer than `pause_after` (0.5 s), every assigned partition is paused and
   the main thread keeps polling (rebalance callbacks are served, `max.poll.interval.ms` cannot
   expire).
