@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -495,6 +495,22 @@ def dead_letters(stream: Stream) -> list[Any]:
     return read_all(stream.bootstrap, f"{stream.topic}.dlq", len(stream.undecodable), 60)
 
 
+def _gaps(effects: Iterable[Effect], partitions: Callable[[int], bool],
+          time_of: Callable[[Effect], float], moment: float, horizon: float
+          ) -> Iterator[tuple[Effect, Effect]]:
+    """Consecutive effects of each selected partition, in the order of `time_of`, whose gap
+    began at most 2 s before `moment` and at most `horizon` s after it."""
+    by_part: dict[int, list[Effect]] = {}
+    for e in effects:
+        if partitions(e.partition):
+            by_part.setdefault(e.partition, []).append(e)
+    for part in by_part.values():
+        part.sort(key=time_of)
+        for a, b in itertools.pairwise(part):
+            if moment - 2.0 <= time_of(a) <= moment + horizon:
+                yield a, b
+
+
 def stall_after(effects: list[Effect], moment: float,
                 partitions: Callable[[int], bool] = lambda _p: True,
                 horizon: float = 60.0) -> float:
@@ -506,18 +522,9 @@ def stall_after(effects: list[Effect], moment: float,
     a gap is the oldest one that was waiting: the stall is the gap less the part of it before
     that event was appended (the producer's own pause while a leader moved is not the
     consumer's). Effects without an append time count the whole gap."""
-    by_part: dict[int, list[Effect]] = {}
-    for e in effects:
-        if partitions(e.partition):
-            by_part.setdefault(e.partition, []).append(e)
-    worst = 0.0
-    for part in by_part.values():
-        part.sort(key=lambda e: e.at)
-        for a, b in itertools.pairwise(part):
-            if moment - 2.0 <= a.at <= moment + horizon:
-                waiting_since = a.at if b.appended is None else max(a.at, b.appended)
-                worst = max(worst, b.at - waiting_since)
-    return worst
+    return max((b.at - (a.at if b.appended is None else max(a.at, b.appended))
+                for a, b in _gaps(effects, partitions, lambda e: e.at, moment, horizon)),
+               default=0.0)
 
 
 def produce_pause_after(effects: list[Effect], moment: float,
@@ -526,17 +533,13 @@ def produce_pause_after(effects: list[Effect], moment: float,
     """The longest time nothing was appended to a (selected) partition, over the gaps that
     began at most 2 s before `moment` and at most `horizon` s after it: the producer's side of
     a failure (acks=all, so while a leader moves nothing is appended)."""
-    by_part: dict[int, list[float]] = {}
-    for e in effects:
-        if partitions(e.partition) and e.appended is not None:
-            by_part.setdefault(e.partition, []).append(e.appended)
-    worst = 0.0
-    for times in by_part.values():
-        times.sort()
-        for a, b in itertools.pairwise(times):
-            if moment - 2.0 <= a <= moment + horizon:
-                worst = max(worst, b - a)
-    return worst
+    def appended(e: Effect) -> float:
+        assert e.appended is not None
+        return e.appended
+
+    known = [e for e in effects if e.appended is not None]
+    return max((appended(b) - appended(a)
+                for a, b in _gaps(known, partitions, appended, moment, horizon)), default=0.0)
 
 
 def appended_at(stream: Stream, timeout: float = 120) -> dict[str, float]:
