@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import selectors
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -14,24 +15,36 @@ import pytest
 
 from tests.console.conftest import RunningWorker, StartWorker, get
 from worker.observability.health import HealthState
-from worker.observability.http import HttpLimits, HttpServer, serve_http
+from worker.observability.http import HttpLimits, HttpServer, Request, Response, serve_http
 from worker.observability.metrics import WorkerMetrics
 
 HALF_OPEN = 2000
 HALF_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"  # no blank line: never ends
 
 
+# Connections are opened in rounds well under the server's listen backlog, and each
+# round waits until the server has accepted it. A flood past the backlog overflows the kernel's
+# accept queue: the client sees its connection open, but the server only accepts it after TCP
+# retransmits, seconds later, so its request timeout starts late and the "lived" figures would
+# measure the kernel's retransmission back-off, not the server (a CI run saw 15.4 s for 10 s).
+ROUND = HttpLimits().listen_backlog // 4
+
+
 def _open_half_requests(port: int, n: int,
                         opened: list[float] | None = None) -> list[socket.socket]:
-    """`n` connections that each sent half a request; `opened` gets the time of each."""
+    """`n` connections that each sent half a request; `opened` gets the time of each. After each
+    round a /healthz request is answered, which the server accepts only after every connection
+    queued before it (the accept queue is first in, first out)."""
     socks: list[socket.socket] = []
-    for _ in range(n):
+    for i in range(n):
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
         s.sendall(HALF_REQUEST)
         s.setblocking(False)
         socks.append(s)
         if opened is not None:
             opened.append(time.monotonic())
+        if (i + 1) % ROUND == 0 and i + 1 < n:
+            assert get(f"http://127.0.0.1:{port}/healthz", timeout=5.0)[0] == 200
     return socks
 
 
@@ -198,3 +211,38 @@ def test_at_the_cap_the_oldest_waiting_connection_makes_room(short: HttpServer) 
     finally:
         for s in socks:
             s.close()
+
+
+def test_the_listen_backlog_holds_a_burst_while_the_loop_is_busy() -> None:
+    """While the loop is held (a page taking its time), 300 new connections are still taken by
+    the kernel at once and answered afterwards. asyncio listens again with a backlog of 100 unless
+    told: then the 102nd connect waits for a SYN retransmit (1 s) and times out here."""
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_page(req: Request) -> Response | None:
+        if req.path != "/slow":
+            return None
+        entered.set()
+        release.wait(10)
+        return Response(200, "text/plain", b"slow\n")
+
+    server = serve_http("127.0.0.1:0", WorkerMetrics(), HealthState(), routes=[slow_page])
+    socks: list[socket.socket] = []
+    try:
+        slow = threading.Thread(target=get, args=(f"http://127.0.0.1:{server.port}/slow",))
+        slow.start()
+        assert entered.wait(5), "the slow page was never asked for"
+        for _ in range(300):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=0.9)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+            socks.append(s)
+        release.set()
+        slow.join(10)
+        for s in socks:
+            s.settimeout(5)
+            assert _read_response(s).startswith(b"HTTP/1.1 200 ")
+    finally:
+        release.set()
+        for s in socks:
+            s.close()
+        server.close()

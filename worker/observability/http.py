@@ -61,6 +61,9 @@ class HttpLimits:
     idle_timeout: float = 10.0
     write_timeout: float = 10.0
     max_request_bytes: int = 8 * 1024
+    # Connections the kernel holds for the loop to accept. Past it, a new connection looks open
+    # to its client but is accepted only after TCP retransmits (seconds later).
+    listen_backlog: int = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +179,8 @@ class HttpServer:
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._server = self._loop.run_until_complete(asyncio.start_server(
-            self._serve, sock=self._sock, limit=self.limits.max_request_bytes))
+            self._serve, sock=self._sock, limit=self.limits.max_request_bytes,
+            backlog=self.limits.listen_backlog))  # asyncio listens again: its default is 100
         self._started.set()
         try:
             self._loop.run_forever()
@@ -286,11 +290,12 @@ def serve_http(address: str, metrics: WorkerMetrics, health: HealthState, *,
     """Serve /metrics, /healthz and /readyz (and `routes`, e.g. the console) on `address`
     from a daemon thread."""
     host, port = parse_address(address)
+    limits = limits or HttpLimits()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        sock = socket.create_server((host, port), family=family, backlog=1024)
+        sock = socket.create_server((host, port), family=family,
+                                      backlog=limits.listen_backlog)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {address} for metrics and health ({exc.strerror}): "
                           f"choose another address or port, or stop the process using it") from exc
-    return HttpServer(sock, _Endpoints(metrics, health, list(routes or [])),
-                      limits or HttpLimits())
+    return HttpServer(sock, _Endpoints(metrics, health, list(routes or [])), limits)
