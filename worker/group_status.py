@@ -8,12 +8,13 @@ and the `group` part of the console's `/status.json`."""
 
 from __future__ import annotations
 
+import time
 from enum import IntEnum
 
 import msgspec
 
 __all__ = ["Assigned", "DlqDepth", "GroupStatus", "MemberStatus", "PartitionStatus",
-           "StatusExit", "format_age", "from_json", "problems", "to_json"]
+           "StatusExit", "format_age", "from_json", "open_transactions", "problems", "to_json"]
 
 
 class StatusExit(IntEnum):
@@ -42,11 +43,15 @@ class PartitionStatus(msgspec.Struct, frozen=True):
     partition: int
     committed: int | None  # None: the group never committed here
     start: int             # the first offset still retained
-    end: int               # the offset the next record will get
-    lag: int               # records between the group's position and the end
+    end: int               # the end the group can read: the last stable offset (read_committed)
+    lag: int               # offsets between the group's position and the end
     next_timestamp: float | None  # epoch seconds of the next unconsumed record, when read
     lag_seconds: float | None     # now minus that timestamp; 0 without lag; None: unknown
     member_id: str | None  # who holds it now
+    high_watermark: int | None = None  # the offset the next record will get
+    # epoch seconds of the first record of a transaction left open at `end` (None: none open);
+    # nothing past it can be read until that transaction commits or aborts
+    open_transaction_since: float | None = None
 
 
 class DlqDepth(msgspec.Struct, frozen=True):
@@ -101,6 +106,16 @@ def problems(status: GroupStatus, max_lag: int | None = None,
             out.append(f"{p.topic}[{p.partition}] lags {p.lag_seconds:.1f}s "
                        f"(limit {max_lag_seconds:g}s)")
     return out
+
+
+def open_transactions(status: GroupStatus) -> list[str]:
+    """Partitions held by a transaction left open upstream, one sentence each: not lag (the
+    group has read all it can), but nothing more can be read there until it ends."""
+    return [f"an open transaction holds {p.topic}[{p.partition}] at offset {p.end} since "
+            f"{time.strftime('%H:%M:%S', time.localtime(p.open_transaction_since))} "
+            f"({format_age(max(0.0, status.taken_at - p.open_transaction_since))}): "
+            f"{(p.high_watermark or p.end) - p.end} offsets wait for it to commit or abort"
+            for p in status.partitions if p.open_transaction_since is not None]
 
 
 def format_age(seconds: float | None) -> str:

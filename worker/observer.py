@@ -29,6 +29,10 @@ class WorkerObserver:
         """How many partitions the worker holds now."""
 
     def record_lag(self, tp: TopicPartition, lag_offsets: int, lag_seconds: float) -> None: ...
+    def record_open_transaction(self, tp: TopicPartition, seconds: float) -> None:
+        """A transaction left open upstream has held `tp`'s last stable offset for `seconds`
+        (0: no longer)."""
+
     def record_commit(self, tp: TopicPartition, offset: int) -> None:
         """The broker confirmed a commit that moved `tp` forward."""
 
@@ -81,6 +85,10 @@ class Observers(WorkerObserver):
     def record_lag(self, tp: TopicPartition, lag_offsets: int, lag_seconds: float) -> None:
         for o in self.observers:
             o.record_lag(tp, lag_offsets, lag_seconds)
+
+    def record_open_transaction(self, tp: TopicPartition, seconds: float) -> None:
+        for o in self.observers:
+            o.record_open_transaction(tp, seconds)
 
     def record_commit(self, tp: TopicPartition, offset: int) -> None:
         for o in self.observers:

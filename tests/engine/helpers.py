@@ -67,6 +67,38 @@ def produce(bootstrap: str, topic: str, records: Iterable[tuple[int, bytes | Non
     return n
 
 
+Txn = tuple[int, int, bool]  # (partition, records, committed: else aborted)
+
+
+def produce_transactions(bootstrap: str, topic: str, txns: Iterable[Txn],
+                         value: Callable[[int], bytes], codec: str = "none"
+                         ) -> set[tuple[int, int]]:
+    """Write each transaction with a transactional producer, committing or aborting it in turn
+    (each ends with a marker on its partition). Returns the (partition, offset) of every
+    record of a committed transaction."""
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "compression.type": codec,
+                  "transactional.id": f"txn-{topic}-{time.time_ns()}"})
+    p.init_transactions(30)
+    kept: set[tuple[int, int]] = set()
+    n = 0
+    for part, count, commit in txns:
+        offsets: list[tuple[int, int]] = []
+        p.begin_transaction()
+        for _ in range(count):
+            p.produce(topic, value=value(n), partition=part,
+                      on_delivery=lambda err, m, into=offsets: (
+                          into.append((m.partition(), m.offset())) if err is None else None))
+            n += 1
+        p.flush(30)
+        assert len(offsets) == count, f"{count - len(offsets)} records not acknowledged"
+        if commit:
+            p.commit_transaction(30)
+            kept.update(offsets)
+        else:
+            p.abort_transaction(30)
+    return kept
+
+
 def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
     """The group's committed offset per partition (-1001 when none)."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
@@ -74,6 +106,19 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[i
     try:
         tps = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
         return {tp.partition: tp.offset for tp in tps}
+    finally:
+        c.close()
+
+
+def end_offsets(bootstrap: str, topic: str, partitions: int, *,
+                stable: bool = False) -> dict[int, int]:
+    """The high watermark per partition, or with `stable` the last stable offset (a
+    read_committed client's end)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"ends-{time.time_ns()}",
+                  "isolation.level": "read_committed" if stable else "read_uncommitted"})
+    try:
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in range(partitions)}
     finally:
         c.close()
 

@@ -22,7 +22,17 @@ from typing import Any
 
 import pytest
 
-from tests.engine.helpers import Running, committed, create_topic, event_json, produce, wait_for
+from tests.engine.helpers import (
+    Running,
+    Txn,
+    committed,
+    create_topic,
+    end_offsets,
+    event_json,
+    produce,
+    produce_transactions,
+    wait_for,
+)
 from worker.kafka.config import build_consumer_config
 from worker.kafka.engine import Engine, EngineConfig
 from worker.kafka.inmemory import InMemoryBroker, InMemoryConsumer
@@ -44,6 +54,12 @@ class Backend:
 
     def topic(self, partitions: int) -> str: ...
     def produce(self, topic: str, records: Sequence[tuple[int, bytes]]) -> None: ...
+    def produce_transactions(self, topic: str, txns: Sequence[Txn]) -> set[tuple[int, int]]:
+        """Committed and aborted transactions, each closed by a marker; returns the
+        (partition, offset) of the committed records."""
+        raise NotImplementedError
+
+    def end_offsets(self, topic: str, partitions: int) -> dict[int, int]: ...
     def consumer(self, group: str, overrides: dict[str, str]) -> Any: ...
     def committed(self, group: str, topic: str, partitions: int) -> dict[int, int]: ...
     def lose(self, engine: Engine, until: Callable[[], bool]) -> None:
@@ -73,6 +89,21 @@ class Memory(Backend):
     def produce(self, topic: str, records: Sequence[tuple[int, bytes]]) -> None:
         for partition, value in records:
             self.broker.produce(topic, value, partition=partition)
+
+    def produce_transactions(self, topic: str, txns: Sequence[Txn]) -> set[tuple[int, int]]:
+        kept: set[tuple[int, int]] = set()
+        for partition, count, commit in txns:
+            if commit:
+                kept.update((partition, self.broker.produce(topic, event_json(i),
+                                                            partition=partition))
+                            for i in range(count))
+                self.broker.skip(topic, partition)  # the commit marker
+            else:
+                self.broker.skip(topic, partition, count + 1)  # aborted records + marker
+        return kept
+
+    def end_offsets(self, topic: str, partitions: int) -> dict[int, int]:
+        return dict(enumerate(self.broker.end_offsets(topic)))
 
     def consumer(self, group: str, overrides: dict[str, str]) -> Any:
         return self.broker.consumer(group)
@@ -104,6 +135,12 @@ class Kafka(Backend):
 
     def produce(self, topic: str, records: Sequence[tuple[int, bytes]]) -> None:
         produce(self.bootstrap, topic, [(p, None, v) for p, v in records])
+
+    def produce_transactions(self, topic: str, txns: Sequence[Txn]) -> set[tuple[int, int]]:
+        return produce_transactions(self.bootstrap, topic, txns, event_json)
+
+    def end_offsets(self, topic: str, partitions: int) -> dict[int, int]:
+        return end_offsets(self.bootstrap, topic, partitions)
 
     def consumer(self, group: str, overrides: dict[str, str]) -> Any:
         return build_consumer_config(self.bootstrap, group, {"heartbeat.interval.ms": "300",
@@ -267,6 +304,28 @@ def test_drain_commits_past_every_finished_batch_and_stops(backend: Backend, gro
     assert sorted(handler.completed) == sorted(every(2, 30))  # each once
     assert backend.committed(group, topic, 2) == {0: 30, 1: 30}
     assert engine.counts.events == 60 and engine.counts.commits >= 1
+
+
+# p0 ends with an aborted transaction, p1 with a committed one; both have markers throughout
+TRANSACTIONS: list[Txn] = [(0, 5, True), (1, 4, False), (0, 3, False), (1, 6, True),
+                           (0, 4, True), (1, 2, True), (0, 2, False)]
+
+
+@pytest.mark.parametrize("cancel_first", [False, True], ids=["plain", "cancelled"])
+def test_drain_steps_over_transaction_markers_and_aborted_records(
+        backend: Backend, group: str, make: Callable[..., Handler], cancel_first: bool) -> None:
+    topic = backend.topic(2)
+    kept = backend.produce_transactions(topic, TRANSACTIONS)
+    handler, seen = make(cancel_first=cancel_first), Rebalances()
+    engine = backend.engine(group, topic, handler, observer=seen, batch_size=3, drain=True)
+    assert Running(engine).join() == EXIT_OK
+    if cancel_first:  # (batches behind the cancelled one may have finished, and are read again)
+        assert set(handler.completed) == kept
+    else:
+        assert sorted(handler.completed) == sorted(kept)  # each committed record once
+    ends = backend.end_offsets(topic, 2)
+    assert ends == {0: 18, 1: 15}  # every record and marker has an offset
+    assert backend.committed(group, topic, 2) == ends  # past the trailing marker(s)
 
 
 def test_a_cancelled_batch_stores_nothing_and_is_read_again(backend: Backend, group: str,

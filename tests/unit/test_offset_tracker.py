@@ -74,3 +74,32 @@ def test_an_older_commit_confirmed_after_a_newer_one_is_committed_over_again() -
     assert t.commit_due()  # with no new event: the stored 21706 goes out again
     t.committing_all()
     assert t.confirmed(A, 21706) is Confirmed.ADVANCED and not t.commit_due()
+
+
+def test_skipped_offsets_are_stepped_over_only_once_every_handed_record_finished() -> None:
+    t = OffsetTracker(Policy(commit_every=10, commit_interval=5))
+    # nothing handed over yet: whatever the client stepped over (markers only) may be stored
+    assert t.settled([A, B]) == [A, B]
+    assert t.step_over({A: 1, B: -1001}) == [(A, 1)]  # a marker at 0; B's position unknown
+    assert t.uncommitted == 1  # the next commit tick sends it
+    t.handed_over({A: 4, B: 2})  # records 1..4 of A and 0..2 of B go to the handler
+    assert t.settled([A, B]) == []  # in flight: the client's position is past them
+    t.finished({A: 4}, {A: 0}, 4, assigned={A, B})
+    assert t.settled([A, B]) == [A]
+    assert t.step_over({A: 7}) == [(A, 7)]  # 5 and 6: an aborted record and its marker
+    assert t.step_over({A: 7}) == [] and t.step_over({A: 6}) == []  # never back, never twice
+    assert t.stored[A] == 7
+
+
+def test_a_rewound_partition_waits_for_a_record_before_stepping_over() -> None:
+    t = OffsetTracker(Policy(commit_every=10, commit_interval=5))
+    t.handed_over({A: 9})
+    t.cancelled({A: 5}, assigned={A})
+    assert t.settled([A]) == []  # a rewind is due
+    assert t.seeks() == {A: 5}
+    assert t.settled([A]) == []  # sought: the client's position is stale until a record comes
+    t.handed_over({A: 9})
+    t.finished({A: 9}, {A: 0}, 5, assigned={A})
+    assert t.settled([A]) == [A]
+    t.forget([A])
+    assert t.handed == {} and t.settled([A]) == [A]

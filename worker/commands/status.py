@@ -12,7 +12,7 @@ import time
 from typing import TextIO
 
 from worker.errors import ConfigError
-from worker.group_status import GroupStatus, StatusExit, problems, to_json
+from worker.group_status import GroupStatus, StatusExit, open_transactions, problems, to_json
 from worker.group_status import format_age as age
 from worker.settings import DEFAULT_GROUP, add_client_arguments, client_config
 
@@ -109,6 +109,8 @@ def print_table(status: GroupStatus, out: TextIO) -> None:
                          owner.client_id if owner else "-"])
         _table(rows, out)
         out.write("\n")
+    for sentence in open_transactions(status):
+        out.write(f"{sentence}\n")
     for d in status.dlq:
         out.write(f"dead letters  {d.topic}: "
                   f"{d.depth if d.exists else 'no such topic'}\n")

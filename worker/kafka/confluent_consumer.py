@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
+import msgspec
 import structlog
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KTP
@@ -20,7 +21,7 @@ from worker.kafka.secrets import redact, scrub, secret_values
 
 log = structlog.get_logger("worker.engine")
 
-STATS_INTERVAL_MS = 15_000  # librdkafka statistics (metrics) when a stats callback is given
+STATS_INTERVAL_MS = 5_000  # librdkafka statistics: the last stable offsets, and the metrics
 FENCED_TEXT = "fenced by other consumer with same group.instance.id"
 DUPLICATE_INSTANCE_ID = "duplicate_instance_id"  # ClientError.kind of a fenced static member
 
@@ -31,9 +32,10 @@ class ConfluentConsumer:
     def __init__(self, config: Mapping[str, Any],
                  stats: Callable[[str], None] | None = None) -> None:
         self._config = dict(config)
-        if stats is not None:
-            self._config["stats_cb"] = stats
-            self._config.setdefault("statistics.interval.ms", STATS_INTERVAL_MS)
+        self._stats = stats
+        self._stable: dict[TP, tuple[int, int]] = {}
+        self._config["stats_cb"] = self._on_stats
+        self._config.setdefault("statistics.interval.ms", STATS_INTERVAL_MS)
         self._incremental = (self._config.get("group.protocol") == "consumer"
                              or "cooperative-sticky"
                              in str(self._config.get("partition.assignment.strategy", "")))
@@ -136,6 +138,16 @@ class ConfluentConsumer:
             raise CommitFailed(str(exc)) from None
         return {(tp.topic, tp.partition): int(tp.offset) for tp in got}
 
+    def positions(self, partitions: Collection[TP]) -> dict[TP, int]:
+        # librdkafka's app position: a message's offset + 1 when it is returned, a control
+        # message's offset + 1 when consume() serves it (docs/engine.md)
+        got = self._c.position([KTP(t, p) for t, p in partitions])
+        return {(tp.topic, tp.partition): int(tp.offset) for tp in got}
+
+    def stable_offsets(self, partitions: Collection[TP]) -> dict[TP, tuple[int, int]]:
+        stable = self._stable
+        return {tp: stable[tp] for tp in partitions if tp in stable}
+
     # -- metadata --------------------------------------------------------------------------
     def member_id(self) -> str:
         return str(self._c.memberid() or "")
@@ -202,6 +214,16 @@ class ConfluentConsumer:
             if error.fatal:
                 listener.on_error(error)  # e.g. fenced: retrying cannot help
 
+    def _on_stats(self, stats_json: str) -> None:
+        """librdkafka's statistics (on the polling thread): the last stable offset and high
+        watermark of each partition, as its latest fetch saw them; then the metrics."""
+        try:
+            self._stable = fetched_ends(stats_json)
+        except msgspec.DecodeError:
+            log.debug("librdkafka statistics not understood")
+        if self._stats is not None:
+            self._stats(stats_json)
+
     def _on_error(self, err: Any) -> None:
         found = classify(err.name(), err.str(), self._config)
         problem = found if found is not None and found.is_settings_problem else None
@@ -218,6 +240,30 @@ class ConfluentConsumer:
                 all_brokers_down=err.code() == KafkaError._ALL_BROKERS_DOWN,
                 settings_problem=problem.message if problem else None,
                 kind=problem.kind if problem else None))
+
+
+class _PartitionStats(msgspec.Struct):
+    ls_offset: int = -1
+    hi_offset: int = -1
+
+
+class _TopicStats(msgspec.Struct):
+    partitions: dict[int, _PartitionStats] = {}
+
+
+class _Stats(msgspec.Struct):
+    topics: dict[str, _TopicStats] = {}
+
+
+_STATS = msgspec.json.Decoder(_Stats)
+
+
+def fetched_ends(stats_json: str | bytes) -> dict[TP, tuple[int, int]]:
+    """(last stable offset, high watermark) per partition from librdkafka's statistics, for the
+    partitions a fetch answered (partition -1 is librdkafka's internal one)."""
+    return {(topic, p): (s.ls_offset, s.hi_offset)
+            for topic, t in _STATS.decode(stats_json).topics.items()
+            for p, s in t.partitions.items() if p >= 0 and s.ls_offset >= 0 and s.hi_offset >= 0}
 
 
 def _offsets(partitions: Any) -> list[tuple[TP, int]]:

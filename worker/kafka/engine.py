@@ -13,6 +13,10 @@ time. Guarantees:
 - While a batch runs longer than `pause_after` (0.5 s), every assigned partition is paused and
   the main thread keeps polling (rebalance callbacks are served, `max.poll.interval.ms` cannot
   expire).
+- Records a client never hands over (transaction markers; aborted transactions' records under
+  read_committed) are stepped over: once every record handed over on a partition finished, its
+  stored offset moves to the client's position (worker.kafka.offsets), so a transactional
+  topic's lag reaches 0 and a drain ends.
 - On revoke of a partition held by the in-flight batch: wait up to `revoke_timeout` for it, else
   cancel it (the handler rolls back), then store + commit what finished, then let go. A
   cancelled batch stores nothing; its partitions still ours are sought back to its first offsets.
@@ -49,11 +53,13 @@ from worker.kafka.lifecycle import (
 )
 from worker.kafka.offsets import OffsetTracker
 from worker.kafka.port import TP, ClientError, ConsumerPort
-from worker.kafka.progress import DrainTarget, ProgressLog, record_lag
+from worker.kafka.progress import DrainTarget, LagRecorder, ProgressLog
 from worker.observer import Observers, WorkerObserver
 from worker.types import BatchHandler, TopicPartition
 
 log = structlog.get_logger("worker.engine")
+
+STEP_OVER_CHECK_S = 0.2  # how often an idle loop looks for skipped markers (a local call)
 
 
 class Engine:
@@ -90,6 +96,8 @@ class Engine:
                            config.guardrail_min_events), self._observer, self.counts)
         self._drain: DrainTarget | None = None
         self._next_lag = 0.0
+        self._lag = LagRecorder()
+        self._next_step_over = 0.0
         self.progress = ProgressLog(config.progress_interval)
 
     # -- public ------------------------------------------------------------------------------
@@ -163,6 +171,9 @@ class Engine:
                     self._run_batch(batch)
             elif self._inflight:
                 self._finish_ready()
+            if not msgs and now >= self._next_step_over:
+                self._next_step_over = now + STEP_OVER_CHECK_S
+                self._step_over_skipped()
             if self._offsets.rewinds_pending:  # (a revoke may have cancelled batches)
                 self._apply_seek_back()
             if self._offsets.commit_due():
@@ -170,7 +181,7 @@ class Engine:
             self._connection.probe(now)
             if now >= self._next_lag:
                 self._next_lag = now + cfg.lag_interval
-                record_lag(consumer, self._offsets, self._parts.assigned, observer)
+                self._lag.record(consumer, self._offsets, self._parts.assigned, observer)
                 self._dead_letters.serve()  # its log lines; nothing else queues up while idle
             counts = self.counts
             self.progress.maybe_log(now, counts.events, dead_letters=counts.dead_letters,
@@ -202,6 +213,7 @@ class Engine:
         for the oldest, pausing the partitions if that takes longer than pause_after."""
         self._observer.record_traffic()  # arms /healthz's "commits stopped advancing" check
         inflight = self._inflight
+        self._offsets.handed_over(batch.last)
         inflight.submit(batch)
         if inflight.serial:
             if not batch.done.wait(self.config.pause_after):
@@ -226,6 +238,19 @@ class Engine:
             self._finish(batch)
         if not self._inflight:
             self._rewinding = False
+
+    def _step_over_skipped(self) -> None:
+        """Store the client's position on partitions whose handed-over records all finished:
+        what lies between is what it never hands over (transaction markers, aborted records).
+        Not while fetched messages wait or a rewind is under way (the position is ahead of
+        them, or stale)."""
+        if self._parts.pending or self._rewinding:
+            return
+        settled = self._offsets.settled(self._parts.assigned)
+        if settled:
+            offsets = self._offsets.step_over(self._consumer.positions(settled))
+            if offsets:
+                self._consumer.store(offsets)
 
     def _commit_sync(self) -> None:
         """Commit what is stored and wait for the answer; an asynchronous commit still

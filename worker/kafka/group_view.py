@@ -2,6 +2,11 @@
 client and, for the lag in time, a consumer that peeks at the next unconsumed record of each
 lagging partition (assigned by hand: it joins no group and commits nothing).
 
+Ends are counted as the worker reads (isolation.level=read_committed): a partition's `end` is
+its last stable offset, so markers and aborted records are no lag; a last stable offset held
+below the high watermark is a transaction left open upstream, reported with the timestamp of
+its first record (the peek consumer reads uncommitted records for that).
+
 `GroupInspector` keeps both clients between calls, so `status --watch` and the console's
 refreshes reuse their connections; `close()` ends them."""
 
@@ -46,6 +51,7 @@ class GroupInspector:
             self._peeker = new_consumer({
                 **self._config, "group.id": "activity-worker-status-peek",
                 "enable.auto.commit": False, "enable.auto.offset.store": False,
+                "isolation.level": "read_uncommitted",  # to see an open transaction's start
                 "enable.partition.eof": False, "fetch.max.bytes": 1024 * 1024,
                 "max.partition.fetch.bytes": 64 * 1024}, "status reader")
         return self._peeker
@@ -85,19 +91,23 @@ class GroupInspector:
                               f"{self._config.get('bootstrap.servers')}; check --topic")
         keys = [(t, p) for t in names for p in sorted(md[t].partitions)]
         dlq_keys = [(t, p) for t in dlq_names if t in md for p in sorted(md[t].partitions)]
-        starts, ends = self._watermarks(admin, keys + dlq_keys)
+        starts, ends, highs = self._watermarks(admin, keys + dlq_keys)
         positions = {k: committed[k] if k in committed else starts[k] for k in keys}
         lags = {k: max(0, ends[k] - positions[k]) for k in keys}
+        held = [k for k in keys if highs[k] > ends[k]]  # an open transaction at the end
         stamps = self._next_timestamps([(k, positions[k]) for k in keys if lags[k] > 0]) \
             if time_lag else {}
+        opened = self._next_timestamps([(k, ends[k]) for k in held])
         now = time.time()
         partitions = [PartitionStatus(
             topic=t, partition=p, committed=committed.get((t, p)), start=starts[(t, p)],
             end=ends[(t, p)], lag=lags[(t, p)], next_timestamp=stamps.get((t, p)),
             lag_seconds=(0.0 if lags[(t, p)] == 0 else
                          max(0.0, now - stamps[(t, p)]) if (t, p) in stamps else None),
-            member_id=owners.get((t, p))) for t, p in keys]
-        dlq = [DlqDepth(t, t in md, sum(ends[k] - starts[k] for k in dlq_keys if k[0] == t))
+            member_id=owners.get((t, p)), high_watermark=highs[(t, p)],
+            open_transaction_since=opened.get((t, p), now) if (t, p) in held else None)
+            for t, p in keys]
+        dlq = [DlqDepth(t, t in md, sum(highs[k] - starts[k] for k in dlq_keys if k[0] == t))
                for t in dlq_names]
         return GroupStatus(
             group=group, state=_name(desc.state if desc is not None else "dead"),
@@ -131,24 +141,30 @@ class GroupInspector:
                 if tp.offset >= 0}
 
     def _watermarks(self, admin: Any, keys: Iterable[Key]
-                    ) -> tuple[dict[Key, int], dict[Key, int]]:
-        from confluent_kafka import TopicPartition
+                    ) -> tuple[dict[Key, int], dict[Key, int], dict[Key, int]]:
+        """The first offsets, the last stable offsets (the end under read_committed) and the
+        high watermarks."""
+        from confluent_kafka import IsolationLevel, TopicPartition
         from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
         out: list[dict[Key, int]] = []
         keys = list(keys)
-        for spec in (OffsetSpec.earliest(), OffsetSpec.latest()):  # type: ignore[no-untyped-call]
+        for spec, isolation in (
+                (OffsetSpec.earliest(), IsolationLevel.READ_UNCOMMITTED),  # type: ignore[no-untyped-call]
+                (OffsetSpec.latest(), IsolationLevel.READ_COMMITTED),  # type: ignore[no-untyped-call]
+                (OffsetSpec.latest(), IsolationLevel.READ_UNCOMMITTED)):  # type: ignore[no-untyped-call]
             if not keys:
                 out.append({})
                 continue
             futures = admin.list_offsets({TopicPartition(t, p): spec for t, p in keys},
+                                         isolation_level=isolation,
                                          request_timeout=self._timeout)
             try:
                 out.append({(tp.topic, tp.partition): int(f.result(self._timeout).offset)
                             for tp, f in futures.items()})
             except Exception as exc:
                 raise WorkerError(f"could not read the end offsets: {exc}") from None
-        return out[0], out[1]
+        return out[0], out[1], out[2]
 
     def _next_timestamps(self, at: list[tuple[Key, int]]) -> dict[Key, float]:
         """The timestamp (epoch seconds) of the record at each offset, or the next one that

@@ -10,6 +10,10 @@ after A's revoke callback returned (so two members never hold it at once), excep
 `expire(A)` (a missed session timeout), when it moves at once and A learns on its next call
 that it was lost — its commits for it are refused, as a real coordinator refuses a fenced
 member's.
+
+`skip(topic, partition, n)` appends offsets that a consumer steps over without handing them
+over, as librdkafka does with transaction markers and, under read_committed, with aborted
+transactions' records: the consumer's `positions` move past them.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ class _Group:
 class InMemoryBroker:
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.RLock())
-        self._logs: dict[str, list[list[LocalMessage]]] = {}
+        self._logs: dict[str, list[list[LocalMessage | None]]] = {}  # None: skipped
         self._groups: dict[str, _Group] = {}
         self._ids = itertools.count(1)
 
@@ -59,6 +63,16 @@ class InMemoryBroker:
             log.append(LocalMessage(value, topic, partition, len(log), key, headers, ts))
             self._cond.notify_all()
             return len(log) - 1
+
+    def skip(self, topic: str, partition: int = 0, n: int = 1) -> int:
+        """Append `n` offsets that consumers never see (a transaction marker, aborted records);
+        returns the first."""
+        with self._cond:
+            log = self._logs[topic][partition]
+            first = len(log)
+            log.extend([None] * n)
+            self._cond.notify_all()
+            return first
 
     def end_offsets(self, topic: str) -> list[int]:
         with self._cond:
@@ -236,7 +250,7 @@ class InMemoryConsumer:
                     active.remove(tp)
                     continue
                 self._position[tp] = pos + len(chunk)
-                out.extend(chunk)
+                out.extend(m for m in chunk if m is not None)
                 if len(out) >= n:
                     break
         return out
@@ -285,6 +299,11 @@ class InMemoryConsumer:
         self._call("on_commit", todo, asynchronous=False)
         return todo
 
+    def positions(self, partitions: Collection[TP]) -> dict[TP, int]:
+        with self._broker._cond:
+            return {tp: self._position.get(tp, -1001) if tp in self._held else -1001
+                    for tp in partitions}
+
     def committed(self, partitions: Collection[TP], timeout: float) -> dict[TP, int]:
         with self._broker._cond:
             group = self._broker._groups.get(self.group, _Group())
@@ -305,6 +324,10 @@ class InMemoryConsumer:
                     raise WorkerError(f"topic {topic!r} does not exist; create it first")
                 out.extend((topic, p) for p in range(len(self._broker._logs[topic])))
         return out
+
+    def stable_offsets(self, partitions: Collection[TP]) -> dict[TP, tuple[int, int]]:
+        ends = self.watermarks(partitions)
+        return {tp: (high, high) for tp, (_low, high) in ends.items()}  # no open transactions
 
     def watermarks(self, partitions: Collection[TP], *, cached: bool = False
                    ) -> dict[TP, tuple[int, int]]:

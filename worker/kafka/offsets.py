@@ -8,7 +8,11 @@ and reports what the broker confirmed. So the rules are testable without Kafka:
   partitions still assigned;
 - a cancelled batch stores nothing and is re-read from its first offset (`cancelled`, `seeks`);
 - a revoked partition gets a last commit of what is stored; a lost one gets none; both are
-  forgotten (`forget`).
+  forgotten (`forget`);
+- past what the client skips without handing it over (transaction markers, aborted
+  transactions' records under read_committed), the stored offset moves to the client's
+  position, but only once every record handed over on that partition finished
+  (`settled`, `step_over`; docs/engine.md, "Transactional topics").
 """
 
 from __future__ import annotations
@@ -52,8 +56,20 @@ class OffsetTracker:
         self.committed: dict[TP, int] = {}   # as the broker confirmed it
         self.last_ts: dict[TP, int] = {}     # Kafka timestamp of the last finished event
         self._seek_back: dict[TP, int] = {}
+        self.handed: dict[TP, int] = {}      # one past the last record handed to the handler
+        self._sought: set[TP] = set()        # rewound: the client's position is stale until a
+        #                                      record of the partition is handed over again
         self.uncommitted = 0                 # events finished since the last commit
         self._last_commit = clock()
+
+    # -- a batch is handed over ---------------------------------------------------------------
+    def handed_over(self, last: Mapping[TP, int]) -> None:
+        """These records (the last offset per partition) go to the handler now."""
+        handed = self.handed
+        for tp, offset in last.items():
+            handed[tp] = offset + 1
+        if self._sought:
+            self._sought.difference_update(last)
 
     # -- a batch ended ------------------------------------------------------------------------
     def finished(self, last: Mapping[TP, int], last_ts: Mapping[TP, int], events: int,
@@ -84,7 +100,35 @@ class OffsetTracker:
     def seeks(self) -> dict[TP, int]:
         """The rewinds to apply now (each once)."""
         seeks, self._seek_back = self._seek_back, {}
+        self._sought.update(seeks)
+        for tp, offset in seeks.items():
+            self.handed[tp] = offset
         return seeks
+
+    # -- what the client skipped --------------------------------------------------------------
+    def settled(self, assigned: Iterable[TP]) -> list[TP]:
+        """The partitions whose every handed-over record finished (and that were not rewound
+        since): for them the client's position is past nothing but records it never hands
+        over, so the stored offset may move up to it."""
+        if self._seek_back:
+            return []
+        handed, stored, sought = self.handed, self.stored, self._sought
+        return [tp for tp in assigned
+                if tp not in sought and handed.get(tp) == stored.get(tp)]
+
+    def step_over(self, positions: Mapping[TP, int]) -> list[tuple[TP, int]]:
+        """The client's positions of `settled` partitions: where one is past the stored (or
+        committed) offset, store it; returns the offsets to store. Only what the client
+        skipped lies in between (transaction markers, aborted records), so no event is
+        passed over."""
+        out: list[tuple[TP, int]] = []
+        for tp, pos in positions.items():
+            if pos >= 0 and pos > self.stored.get(tp, self.committed.get(tp, -1)):
+                self.stored[tp] = self.handed[tp] = pos
+                out.append((tp, pos))
+        if out:
+            self.commit_again()
+        return out
 
     # -- commits ------------------------------------------------------------------------------
     def commit_due(self) -> bool:
@@ -133,6 +177,8 @@ class OffsetTracker:
         the broker has committed)."""
         for tp in partitions:
             self._seek_back.pop(tp, None)
+            self._sought.discard(tp)
+            self.handed.pop(tp, None)
             self.stored.pop(tp, None)
             self.committed.pop(tp, None)
 

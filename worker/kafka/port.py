@@ -91,6 +91,11 @@ class ConsumerPort(Protocol):
         and reports exactly once, through `on_commit` or `on_commit_failed`, during a later
         call. Nothing stored: returns [] (and, asynchronously, reports an empty `on_commit`)."""
 
+    def positions(self, partitions: Collection[TP]) -> dict[TP, int]:
+        """The client's position per partition: one past the last record it handed over or
+        the last record it skipped without handing it over (a transaction marker, an aborted
+        transaction's record under read_committed); negative when unknown. Asks no broker."""
+
     def member_id(self) -> str:
         """The group member id; empty until the member has joined."""
 
@@ -103,6 +108,11 @@ class ConsumerPort(Protocol):
     def watermarks(self, partitions: Collection[TP], *, cached: bool = False
                    ) -> dict[TP, tuple[int, int]]:
         """(low, high) per partition; `cached` asks no broker (values from recent fetches)."""
+
+    def stable_offsets(self, partitions: Collection[TP]) -> dict[TP, tuple[int, int]]:
+        """(last stable offset, high watermark) per partition as the client's latest fetches
+        saw them; asks no broker; partitions not known yet are left out. Under read_committed
+        nothing at or past the last stable offset can be read: a transaction is open there."""
 
     def committed(self, partitions: Collection[TP], timeout: float) -> dict[TP, int]:
         """The group's committed offset per partition (negative: none); CommitFailed if the

@@ -16,6 +16,7 @@ from worker.types import TopicPartition
 log = structlog.get_logger("worker.engine")
 
 DRAIN_CHECK_S = 0.5
+COMMITTED_TIMEOUT_S = 2.0  # asking the broker where an idle partition's group stands
 
 
 class DrainTarget:
@@ -44,7 +45,7 @@ class DrainTarget:
         if self._offsets.uncommitted:
             commit()
         try:
-            committed = self._consumer.committed(list(targets), timeout=2.0)
+            committed = self._consumer.committed(list(targets), timeout=COMMITTED_TIMEOUT_S)
         except CommitFailed as exc:
             # e.g. the coordinator is still waiting out a killed member's session: ask again
             # on the next check instead of failing the run (or blocking the loop for long).
@@ -54,24 +55,53 @@ class DrainTarget:
                    for tp, (low, high) in targets.items())
 
 
-def record_lag(consumer: ConsumerPort, offsets: OffsetTracker, assigned: Collection[TP],
-               observer: WorkerObserver) -> None:
-    """Lag in offsets and seconds per assigned partition, from cached watermarks."""
-    if not assigned:
-        return
-    try:
-        marks = consumer.watermarks(sorted(assigned), cached=True)
-    except Exception:
-        return
-    now_ms = time.time() * 1000
-    for tp, (low, high) in marks.items():
-        if high < 0:
-            continue
-        pos = offsets.position(tp, low)
-        lag = max(0, high - max(pos, low))
-        ts = offsets.last_ts.get(tp)
-        secs = max(0.0, (now_ms - ts) / 1000) if lag and ts else 0.0
-        observer.record_lag(TopicPartition(*tp), lag, secs)
+class LagRecorder:
+    """Lag in offsets and seconds per assigned partition, from cached watermarks, counted up to
+    what can be read: the last stable offset under read_committed. A partition whose last
+    stable offset stays below its high watermark is held by a transaction left open upstream;
+    that is told apart (`record_open_transaction`, seconds since it was first seen there), not
+    counted as lag."""
+
+    def __init__(self) -> None:
+        self._held: dict[TP, tuple[int, float]] = {}  # last stable offset, first seen (epoch s)
+
+    def record(self, consumer: ConsumerPort, offsets: OffsetTracker,
+               assigned: Collection[TP], observer: WorkerObserver) -> None:
+        if not assigned:
+            return
+        try:
+            parts = sorted(assigned)
+            marks = consumer.watermarks(parts, cached=True)
+            stable = consumer.stable_offsets(parts)
+            unknown = [tp for tp in parts if tp not in offsets.stored
+                       and tp not in offsets.committed]
+            if unknown:  # assigned and idle since: where the group stands is the broker's
+                offsets.committed.update((tp, off) for tp, off in consumer.committed(
+                    unknown, timeout=COMMITTED_TIMEOUT_S).items() if off >= 0)
+        except Exception:
+            return
+        now = time.time()
+        now_ms = now * 1000
+        for tp, (low, high) in marks.items():
+            if high < 0:
+                continue
+            end = high
+            lso, hw = stable.get(tp, (high, high))
+            if lso < hw:  # a transaction open there when the client last looked
+                end = min(high, lso)
+                seen = self._held.get(tp)
+                since = seen[1] if seen is not None and seen[0] == lso else now
+                self._held[tp] = (lso, since)
+                observer.record_open_transaction(TopicPartition(*tp), now - since)
+            elif self._held.pop(tp, None) is not None:
+                observer.record_open_transaction(TopicPartition(*tp), 0.0)
+            pos = offsets.position(tp, low)
+            lag = max(0, end - max(pos, low))
+            ts = offsets.last_ts.get(tp)
+            secs = max(0.0, (now_ms - ts) / 1000) if lag and ts else 0.0
+            observer.record_lag(TopicPartition(*tp), lag, secs)
+        for tp in set(self._held) - set(marks):
+            del self._held[tp]
 
 
 class ProgressLog:

@@ -45,6 +45,7 @@ from worker.observability.metric_names import (
     LIBRDKAFKA_REBALANCE_AGE_SECONDS,
     LIBRDKAFKA_REBALANCES,
     LIBRDKAFKA_REPLYQ,
+    OPEN_TRANSACTION_SECONDS,
 )
 from worker.types import TopicPartition
 
@@ -119,6 +120,7 @@ class _PartState:
     committed: int = -1
     lag_offsets: int | None = None
     lag_seconds: float | None = None
+    open_transaction_s: float = 0.0
 
 
 class PartitionCollector:
@@ -136,11 +138,12 @@ class PartitionCollector:
         return st
 
     def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily,
-                                 GaugeMetricFamily]:
+                                 GaugeMetricFamily, GaugeMetricFamily]:
         labels = ["topic", "partition"]
         return (
-            GaugeMetricFamily(CONSUMER_LAG_OFFSETS, "Messages between the partition's high "
-                              "watermark and the worker's position.", labels=labels),
+            GaugeMetricFamily(CONSUMER_LAG_OFFSETS, "Messages between the worker's position "
+                              "and the end it can read (the last stable offset under "
+                              "read_committed).", labels=labels),
             GaugeMetricFamily(CONSUMER_LAG_SECONDS, "Age of the oldest unprocessed message of "
                               "the partition (0 when caught up).", labels=labels),
             GaugeMetricFamily(COMMITTED_OFFSET, "Last offset committed for the partition.",
@@ -148,18 +151,21 @@ class PartitionCollector:
             GaugeMetricFamily(COMMIT_AGE_SECONDS, "Seconds since the committed offset of the "
                               "partition last advanced (or since it was assigned).",
                               labels=labels),
+            GaugeMetricFamily(OPEN_TRANSACTION_SECONDS, "Seconds a transaction left open "
+                              "upstream has held the partition's last stable offset below its "
+                              "high watermark (0: none).", labels=labels),
         )
 
     def describe(self) -> list[Metric]:
         return list(self._families())
 
     def collect(self) -> list[Metric]:
-        lag, lag_s, committed, age = self._families()
+        lag, lag_s, committed, age, open_txn = self._families()
         now = self._clock()
         with self._lock:
-            items = [(tp, st.lag_offsets, st.lag_seconds, st.committed, st.advanced_at)
-                     for tp, st in self.parts.items()]
-        for tp, lag_offsets, lag_seconds, offset, advanced_at in items:
+            items = [(tp, st.lag_offsets, st.lag_seconds, st.committed, st.advanced_at,
+                      st.open_transaction_s) for tp, st in self.parts.items()]
+        for tp, lag_offsets, lag_seconds, offset, advanced_at, open_s in items:
             labels = [tp.topic, str(tp.partition)]
             if lag_offsets is not None:
                 lag.add_metric(labels, float(lag_offsets))
@@ -168,7 +174,8 @@ class PartitionCollector:
             if offset >= 0:
                 committed.add_metric(labels, float(offset))
             age.add_metric(labels, max(0.0, now - advanced_at))
-        return [lag, lag_s, committed, age]
+            open_txn.add_metric(labels, open_s)
+        return [lag, lag_s, committed, age, open_txn]
 
 
 @dataclass(slots=True)

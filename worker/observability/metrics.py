@@ -217,6 +217,11 @@ class WorkerMetrics(WorkerObserver):
             else:
                 st.lag_seconds = None if lag_seconds is None else max(0.0, lag_seconds)
 
+    def record_open_transaction(self, tp: TopicPartition, seconds: float) -> None:
+        parts = self._partitions
+        with parts._lock:
+            parts.state(tp).open_transaction_s = max(0.0, seconds)
+
     def record_commit(self, tp: TopicPartition, offset: int) -> None:
         """A committed offset for tp; the commit age resets only when it moves forward."""
         parts = self._partitions

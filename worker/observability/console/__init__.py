@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from worker.group_status import GroupStatus
+from worker.group_status import GroupStatus, open_transactions
 from worker.observability.console.access import ConsoleAccess
 from worker.observability.console.group_cache import GroupViewCache
 from worker.observability.console.page import SCRIPT, STYLE, render_page
@@ -40,7 +40,8 @@ class Console:
             "group_summary": None if status is None else {
                 "members": len(status.members), "lag": status.total_lag,
                 "lag_seconds": status.max_lag_seconds,
-                "dead_letters": sum(d.depth for d in status.dlq)},
+                "dead_letters": sum(d.depth for d in status.dlq),
+                "open_transactions": "; ".join(open_transactions(status)) or None},
             "group_error": cached.error if cached else "the group view is off",
             "group_age_seconds": cached.age_seconds if cached else None,
         }

@@ -128,6 +128,7 @@ def chart_svg(rates: list[float]) -> str:
 
 def render_page(doc: dict[str, Any]) -> bytes:
     w = doc["worker"]
+    open_txns = lookup(doc, "group_summary.open_transactions")
     rates = w["events_per_second"]["rates"]
     group_tables = "".join(_table(t, doc) for t in TABLES if t.source.startswith("group."))
     worker_tables = "".join(_table(t, doc) for t in TABLES if t.source.startswith("worker."))
@@ -173,6 +174,8 @@ def render_page(doc: dict[str, Any]) -> bytes:
     {_field(doc, "group_age_seconds", "age")} old</small></h2>
   <p class="error" data-field="group_error" data-format="text"
     {"" if doc.get("group_error") else "hidden"}>{html.escape(doc.get("group_error") or "")}</p>
+  <p class="error" data-field="group_summary.open_transactions" data-format="text"
+    {"" if open_txns else "hidden"}>{html.escape(open_txns or "")}</p>
 </section>
 {group_tables}
 </main>
