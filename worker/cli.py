@@ -15,6 +15,7 @@ from worker.errors import ConfigError, WorkerError
 # name -> one-line summary for `activity-worker --help` (the module is worker.commands.<name>)
 COMMANDS: dict[str, str] = {
     "run": "consume events and run the processors on them (the worker)",
+    "ingress": "receive Voucherify webhooks and store them in Kafka before answering",
     "validate": "check a JSON Lines file of events; a verdict per bad line",
     "generate": "realistic events of all 74 types, to stdout or a topic",
     "types": "the 74 known event types, their family and typed schema",

@@ -39,3 +39,15 @@ class ErrorClass(StrEnum):
     LEDGER_REJECTED = "ledger_rejected"    # the ledger's store refused its key's data
     # no processor matched it, with --unmatched dead_letter
     UNMATCHED = "unmatched"
+
+
+class IngressOutcome(StrEnum):
+    """What the webhook ingress answered one request with; the `outcome` label of
+    `ingress_requests_total` (docs/ingress.md)."""
+
+    STORED = "stored"                # 200: the delivery is in the topic
+    DEAD_LETTERED = "dead_lettered"  # 200: signed but not an event; in the dead-letter topic
+    UNAVAILABLE = "unavailable"      # 503: the broker did not store it within the bound
+    UNAUTHORIZED = "unauthorized"    # 401: the signature is missing or wrong
+    TOO_LARGE = "too_large"          # 413: over --max-body
+    REFUSED = "refused"              # 404, 405, 411, 400: not a delivery to this endpoint

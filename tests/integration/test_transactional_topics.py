@@ -9,14 +9,11 @@ ConsumerGroupCommand count it; an open transaction shows as its own condition.""
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -24,24 +21,9 @@ from confluent_kafka import Producer
 from tests.engine.helpers import committed, end_offsets, produce_transactions, wait_for
 from tests.kafka_helpers import KafkaHelper, free_port, unique_name
 from tests.kafka_tools import console_produce, group_lag
-from worker.kafka.admin import ensure_topics
+from tests.worker_process import Worker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
-
-REPO = Path(__file__).resolve().parents[2]
-
-EFFECTS_MODULE = '''
-from worker.processors import processor
-
-
-def _setup(conn):
-    conn.execute("CREATE TABLE IF NOT EXISTS effects (event_id TEXT)")
-
-
-@processor("customer.**", name="per_event", setup=_setup, requires_transaction=True)
-def per_event(event, ctx):
-    ctx.transaction.execute("INSERT INTO effects VALUES (?)", (event.id,))
-'''
 
 
 def event(n: int) -> bytes:
@@ -51,56 +33,6 @@ def event(n: int) -> bytes:
         "data": {"customer": {"id": f"cust_{n % 7}"},
                  "loyalty_tier": {"id": "ltr_1", "points": {"from": 0, "to": 100}}}},
         separators=(",", ":")).encode()
-
-
-class Worker:
-    """`activity-worker` commands against one topic and group, effects in a SQLite file."""
-
-    def __init__(self, bootstrap: str, topic: str, tmp: Path) -> None:
-        self.bootstrap, self.topic, self.tmp = bootstrap, topic, tmp
-        self.group = unique_name("txn-group")
-        ensure_topics({"bootstrap.servers": bootstrap}, {f"{topic}.dlq": 1})
-        (tmp / "txn_effects.py").write_text(EFFECTS_MODULE)
-        self.db = tmp / "ledger.db"
-        self.env = dict(os.environ, PYTHONPATH=f"{tmp}{os.pathsep}{REPO}",
-                        WORKER_BUILTIN_PROCESSORS="false", WORKER_BOOTSTRAP_SERVERS=bootstrap)
-
-    def args(self, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "worker", "run", "--topic", self.topic, "--group",
-                self.group, "--processors", "txn_effects", "--ledger", f"sqlite:///{self.db}",
-                *extra]
-
-    def drain(self) -> subprocess.CompletedProcess[bytes]:
-        run = subprocess.run(self.args("--metrics-address", "off", "--drain"), cwd=self.tmp,
-                             env=self.env, capture_output=True, timeout=120, check=False)
-        assert run.returncode == 0, (run.stdout + run.stderr).decode()[-3000:]
-        return run
-
-    def start(self, metrics_port: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(self.args("--metrics-address", f"127.0.0.1:{metrics_port}"),
-                                cwd=self.tmp, env=self.env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-
-    def effects(self) -> list[str]:
-        if not self.db.exists():
-            return []
-        conn = sqlite3.connect(self.db)
-        try:
-            return [r[0] for r in conn.execute("SELECT event_id FROM effects")]
-        except sqlite3.OperationalError:  # the table is not there yet
-            return []
-        finally:
-            conn.close()
-
-    def status(self) -> dict[str, Any]:
-        run = subprocess.run(
-            [sys.executable, "-m", "worker", "status", "--json", "--group", self.group,
-             "--topic", self.topic, "--bootstrap-servers", self.bootstrap],
-            cwd=self.tmp, env=self.env, capture_output=True, timeout=60, check=False)
-        # (3: after a drain the group has no members, which status reports as unhealthy)
-        assert run.returncode in (0, 3), (run.stdout + run.stderr).decode()[-3000:]
-        doc: dict[str, Any] = json.loads(run.stdout)
-        return doc
 
 
 def test_drain_ends_at_the_last_stable_offset_with_lag_0_everywhere(

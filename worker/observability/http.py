@@ -11,11 +11,13 @@ The server cannot be held open (`HttpLimits`): one asyncio event loop on one thr
 connection, so a connection costs a socket, never a thread; the whole request head must arrive
 within `request_timeout` (a client dripping a byte at a time is cut off too), a kept-alive
 connection is closed after `idle_timeout` without a new request, a response must be taken within
-`write_timeout`; request heads are capped at `max_request_bytes` and bodies are refused (every
-endpoint is a GET). At most `max_connections` are open at once; when a new one arrives at the
-cap, the oldest connection still waiting for its request is dropped to make room, so probes get
-in while a flood of half-sent requests is open. Responses are rendered on the loop thread: each
-is a read of in-memory state (the group view the console shows is fetched by its own thread).
+`write_timeout`; request heads are capped at `max_request_bytes` and bodies are refused, except
+on the paths of `BodyRoute`s (the webhook ingress: POST with a Content-Length up to the route's
+limit, read within `request_timeout`, answered by a coroutine on the loop). At most
+`max_connections` are open at once; when a new one arrives at the cap, the oldest connection
+still waiting for its request is dropped to make room, so probes get in while a flood of
+half-sent requests is open. Responses are rendered on the loop thread: each is a read of
+in-memory state (the group view the console shows is fetched by its own thread).
 """
 
 from __future__ import annotations
@@ -24,18 +26,16 @@ import asyncio
 import json
 import socket
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from prometheus_client.exposition import choose_encoder
 
 from worker.errors import ConfigError
-from worker.observability.health import HealthState
-from worker.observability.metrics import WorkerMetrics
 
-__all__ = ["DEFAULT_ADDRESS", "HttpLimits", "HttpServer", "Request", "Response", "Route",
-           "parse_address", "serve_http"]
+__all__ = ["DEFAULT_ADDRESS", "BodyRoute", "HttpLimits", "HttpServer", "Probes", "Request",
+           "Response", "Route", "Scraped", "parse_address", "serve_http"]
 
 DEFAULT_ADDRESS = "127.0.0.1:9400"
 PROBE_PATHS = ("/metrics", "/healthz", "/readyz")
@@ -72,6 +72,7 @@ class Request:
     path: str
     query: str
     headers: dict[str, str]  # names lower-cased
+    body: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +86,37 @@ class Response:
 #: A handler for paths beyond the probes: a Response, or None when the path is not its own.
 Route = Callable[[Request], Response | None]
 
-_REASONS = {200: "OK", 302: "Found", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-            404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large",
+
+@dataclass(frozen=True, slots=True)
+class BodyRoute:
+    """A path that takes POSTed bodies of up to `max_body` bytes (Content-Length only),
+    answered by `handle` on the server's loop."""
+
+    path: str
+    max_body: int
+    handle: Callable[[Request], Awaitable[Response]]
+    #: told the status of each request the server refused without calling `handle` (a wrong
+    #: method, no or a bad Content-Length, too large; a body POSTed to another path: 404)
+    refused: Callable[[int], None] = lambda status: None
+
+
+class Scraped(Protocol):
+    """What /metrics renders."""
+
+    @property
+    def registry(self) -> Any: ...
+
+
+class Probes(Protocol):
+    """What /healthz and /readyz ask."""
+
+    def liveness(self) -> tuple[bool, list[str]]: ...
+    def readiness(self) -> tuple[bool, list[str]]: ...
+    def details(self) -> dict[str, int]: ...
+
+_REASONS = {200: "OK", 202: "Accepted", 302: "Found", 400: "Bad Request", 401: "Unauthorized",
+            403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required",
+            413: "Content Too Large",
             431: "Request Header Fields Too Large", 500: "Internal Server Error",
             503: "Service Unavailable"}
 _PLAIN = "text/plain; charset=utf-8"
@@ -123,9 +153,10 @@ class _Connection:
 
 @dataclass(slots=True)
 class _Endpoints:
-    metrics: WorkerMetrics
-    health: HealthState
+    metrics: Scraped
+    health: Probes
     routes: list[Route] = field(default_factory=list)
+    body_routes: dict[str, BodyRoute] = field(default_factory=dict)
 
     def respond(self, req: Request) -> Response:
         if req.method not in ("GET", "HEAD"):
@@ -224,11 +255,30 @@ class HttpServer:
                     await self._write(writer, Response(400, _PLAIN, b"bad request\n"),
                                       head_only=False, keep_alive=False)
                     return
+                body_route = self._endpoints.body_routes.get(req.path)
+                if body_route is not None:
+                    conn.waiting = True  # (a client dripping its body may be evicted too)
+                    response = await self._body_response(reader, req, body_route)
+                    conn.waiting = False
+                    if response is None:
+                        return
+                    keep_alive = (response.status < 400 and
+                                  req.headers.get("connection", "").lower() != "close")
+                    if not await self._write(writer, response, head_only=False,
+                                             keep_alive=keep_alive) or not keep_alive:
+                        return
+                    timeout = limits.idle_timeout
+                    continue
                 if req.headers.get("content-length", "0") != "0" or \
                         "transfer-encoding" in req.headers:
-                    await self._write(writer, Response(413, _PLAIN, b"request bodies are not "
-                                                       b"accepted\n"), head_only=False,
-                                      keep_alive=False)
+                    body_paths = self._endpoints.body_routes
+                    refusal = (Response(404, _PLAIN, ("not found: POST deliveries to "
+                                                      f"{', '.join(body_paths)}\n").encode())
+                               if body_paths and req.path not in PROBE_PATHS else
+                               Response(413, _PLAIN, b"request bodies are not accepted\n"))
+                    for route in body_paths.values():
+                        route.refused(refusal.status)
+                    await self._write(writer, refusal, head_only=False, keep_alive=False)
                     return
                 try:
                     response = self._endpoints.respond(req)
@@ -242,6 +292,38 @@ class HttpServer:
         finally:
             self._connections.pop(conn, None)
             writer.close()
+
+    async def _body_response(self, reader: asyncio.StreamReader, req: Request,
+                             route: BodyRoute) -> Response | None:
+        """Read the body of a request to a body route and answer it; None when the client
+        went away or was too slow. Refusals close the connection (the body is not read)."""
+        response = await self._read_and_handle(reader, req, route)
+        if response is not None and response.status in (400, 405, 411, 413):
+            route.refused(response.status)
+        return response
+
+    async def _read_and_handle(self, reader: asyncio.StreamReader, req: Request,
+                               route: BodyRoute) -> Response | None:
+        if req.method != "POST":
+            return Response(405, _PLAIN, b"only POST is served here\n", (("Allow", "POST"),))
+        if "transfer-encoding" in req.headers:
+            return Response(411, _PLAIN, b"send the body with a Content-Length\n")
+        length_s = req.headers.get("content-length", "")
+        if not length_s.isdigit():
+            return Response(411 if not length_s else 400, _PLAIN,
+                            b"a valid Content-Length is required\n")
+        length = int(length_s)
+        if length > route.max_body:
+            return Response(413, _PLAIN, f"the body is over {route.max_body} bytes\n".encode())
+        try:
+            async with asyncio.timeout(self.limits.request_timeout):
+                body = await reader.readexactly(length)
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            return None
+        try:
+            return await route.handle(replace(req, body=body))
+        except Exception as exc:
+            return Response(500, _PLAIN, f"internal error: {exc!r}\n".encode())
 
     async def _write(self, writer: asyncio.StreamWriter, response: Response, *,
                      head_only: bool, keep_alive: bool) -> bool:
@@ -284,11 +366,12 @@ class HttpServer:
         self.close()
 
 
-def serve_http(address: str, metrics: WorkerMetrics, health: HealthState, *,
-               routes: list[Route] | None = None,
-               limits: HttpLimits | None = None) -> HttpServer:
-    """Serve /metrics, /healthz and /readyz (and `routes`, e.g. the console) on `address`
-    from a daemon thread."""
+def serve_http(address: str, metrics: Scraped, health: Probes, *,
+               routes: list[Route] | None = None, body_routes: list[BodyRoute] | None = None,
+               limits: HttpLimits | None = None, what: str = "metrics and health"
+               ) -> HttpServer:
+    """Serve /metrics, /healthz and /readyz (and `routes`, e.g. the console, and
+    `body_routes`, e.g. the webhook ingress) on `address` from a daemon thread."""
     host, port = parse_address(address)
     limits = limits or HttpLimits()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -296,6 +379,7 @@ def serve_http(address: str, metrics: WorkerMetrics, health: HealthState, *,
         sock = socket.create_server((host, port), family=family,
                                       backlog=limits.listen_backlog)
     except OSError as exc:
-        raise ConfigError(f"cannot listen on {address} for metrics and health ({exc.strerror}): "
+        raise ConfigError(f"cannot listen on {address} for {what} ({exc.strerror}): "
                           f"choose another address or port, or stop the process using it") from exc
-    return HttpServer(sock, _Endpoints(metrics, health, list(routes or [])), limits)
+    return HttpServer(sock, _Endpoints(metrics, health, list(routes or []),
+                                       {r.path: r for r in body_routes or ()}), limits)
