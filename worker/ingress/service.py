@@ -5,7 +5,6 @@ acknowledge, exit)."""
 
 from __future__ import annotations
 
-import ipaddress
 import signal
 import threading
 from collections.abc import Mapping
@@ -17,7 +16,14 @@ import structlog
 from worker.errors import ConfigError
 from worker.ingress.endpoint import EndpointConfig, WebhookEndpoint
 from worker.ingress.metrics import IngressMetrics
-from worker.observability.http import BodyRoute, HttpLimits, HttpServer, parse_address, serve_http
+from worker.observability.http import (
+    BodyRoute,
+    HttpLimits,
+    HttpServer,
+    is_loopback,
+    parse_address,
+    serve_http,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -36,15 +42,6 @@ class IngressSettings:
     max_body: int
     kafka: Mapping[str, Any]
     limits: HttpLimits = field(default_factory=HttpLimits)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class IngressHealth:

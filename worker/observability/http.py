@@ -23,6 +23,7 @@ in-memory state (the group view the console shows is fetched by its own thread).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import socket
 import threading
@@ -35,10 +36,20 @@ from prometheus_client.exposition import choose_encoder
 from worker.errors import ConfigError
 
 __all__ = ["DEFAULT_ADDRESS", "BodyRoute", "HttpLimits", "HttpServer", "Probes", "Request",
-           "Response", "Route", "Scraped", "parse_address", "serve_http"]
+           "Response", "Route", "Scraped", "is_loopback", "parse_address", "serve_http"]
 
 DEFAULT_ADDRESS = "127.0.0.1:9400"
 PROBE_PATHS = ("/metrics", "/healthz", "/readyz")
+
+
+def is_loopback(host: str) -> bool:
+    """True for a loopback address or `localhost` (a name may resolve to anything)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_address(address: str) -> tuple[str, int]:

@@ -12,24 +12,14 @@ no token.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from urllib.parse import parse_qs, quote, unquote
 
-from worker.observability.http import Request, Response
+from worker.observability.http import Request, Response, is_loopback
 
 __all__ = ["COOKIE", "ConsoleAccess", "is_loopback"]
 
 COOKIE = "activity_worker_console"
 _PLAIN = "text/plain; charset=utf-8"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name: it may resolve to anything
 
 
 class ConsoleAccess:
