@@ -58,7 +58,8 @@ def test_three_static_members_with_settings_the_worker_accepts() -> None:
 
 def test_prometheus_scrapes_every_worker() -> None:
     config = yaml.safe_load((COMPOSE_DIR / "prometheus.yml").read_text())
-    (job,) = config["scrape_configs"]
+    job, ingress = config["scrape_configs"]
     assert job["job_name"] == "activity-worker"  # what the alerts and the dashboard select
     targets = {t for c in job["static_configs"] for t in c["targets"]}
     assert targets == {f"{name}:9400" for name in WORKERS}
+    assert [t for c in ingress["static_configs"] for t in c["targets"]] == ["ingress:9500"]

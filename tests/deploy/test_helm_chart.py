@@ -45,9 +45,11 @@ def resources(*values: str, files: tuple[Path, ...] = ()) -> dict[str, dict[str,
     out = render(*values, files=files)
     assert out.returncode == 0, out.stderr
     docs = [d for d in yaml.safe_load_all(out.stdout) if d]
-    # By kind; the dashboard's ConfigMap apart from the settings' one.
-    return {d["kind"] + ("/dashboard" if d["metadata"]["name"].endswith("-dashboard") else ""): d
-            for d in docs}
+    # By kind; the dashboard's ConfigMap apart from the settings' one, the webhook ingress's
+    # resources apart from the worker's.
+    suffixes = ("-dashboard", "-webhooks")
+    return {d["kind"] + next((f"/{x[1:]}" for x in suffixes
+                              if d["metadata"]["name"].endswith(x)), ""): d for d in docs}
 
 
 BROKEN_STATEFULSET = """\
@@ -164,7 +166,7 @@ def _settings_env(docs: dict[str, dict[str, Any]]) -> dict[str, str]:
 def test_rendered_settings_are_settings_the_worker_accepts(values: Path) -> None:
     docs = resources(files=(values,))
     env = _settings_env(docs)
-    known = {opt.env for opt in OPTIONS}
+    known = {opt.env for opt in OPTIONS} | {"WORKER_INGRESS_SECRET"}  # (the ingress's, shared)
     assert {k for k in env if k.startswith("WORKER_")} <= known
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -263,3 +265,36 @@ def test_the_dashboard_configmap_is_the_dashboard_for_the_sidecar() -> None:
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert dashboard["data"]["activity-worker.json"].strip() == (
         REPO / "deploy/grafana/dashboards/activity-worker.json").read_text().strip()
+
+
+def test_the_webhook_ingress_is_its_own_deployment_that_no_worker_selector_matches() -> None:
+    docs = resources("ledger.url=postgresql://db/aw", "webhooks.enabled=true",
+                     "secret.data.WORKER_INGRESS_SECRET=s3cret")
+    dep = docs["Deployment/webhooks"]["spec"]
+    pod = dep["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"] == ["ingress"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["WORKER_INGRESS_LISTEN"] == "0.0.0.0:9500"
+    assert env["WORKER_TOPIC"] == "customer-activity"
+    assert {"secretRef": {"name": "aw-activity-worker"}} in container["envFrom"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert dep["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    ingress_labels = dep["selector"]["matchLabels"]
+    pod_labels = dep["template"]["metadata"]["labels"]
+    for worker_selector in (docs["StatefulSet"]["spec"]["selector"]["matchLabels"],
+                            docs["Service"]["spec"]["selector"],
+                            docs["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"]):
+        assert not worker_selector.items() <= pod_labels.items()  # never the ingress's pods
+    assert docs["Service/webhooks"]["spec"]["selector"] == ingress_labels
+    assert docs["PodDisruptionBudget/webhooks"]["spec"]["minAvailable"] == 1
+    hpa = docs["HorizontalPodAutoscaler/webhooks"]["spec"]
+    assert hpa["minReplicas"] >= 2 and hpa["scaleTargetRef"]["name"].endswith("-webhooks")
+
+
+def test_the_webhook_ingress_needs_its_secret_and_two_replicas() -> None:
+    out = render("ledger.url=postgresql://db/aw", "webhooks.enabled=true")
+    assert out.returncode != 0 and "WORKER_INGRESS_SECRET" in out.stderr
+    out = render("ledger.url=postgresql://db/aw", "webhooks.enabled=true",
+                 "secret.data.WORKER_INGRESS_SECRET=s", "webhooks.replicaCount=1")
+    assert out.returncode != 0 and "at least 2" in out.stderr

@@ -44,9 +44,29 @@ def scrape_target() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def prometheus(scrape_target: str) -> Iterator[PrometheusServer]:
+def ingress_target() -> Iterator[str]:
+    """An ingress's metrics (the ingress alert rules need its series): one request of each
+    outcome, ready."""
+    from worker.ingress.metrics import IngressMetrics
+    from worker.ingress.service import IngressHealth
+    from worker.vocabulary import IngressOutcome
+
+    metrics, health = IngressMetrics(), IngressHealth()
+    for outcome in IngressOutcome:
+        metrics.outcome[outcome].inc()
+    metrics.ready.set(1)
+    server = serve_http("127.0.0.1:0", metrics, health)
+    try:
+        yield server.address
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def prometheus(scrape_target: str, ingress_target: str) -> Iterator[PrometheusServer]:
     binary = require_binary("prometheus")
-    prom = PrometheusServer(scrape_target, rule_files=[ALERTS], binary=binary)
+    prom = PrometheusServer(scrape_target, rule_files=[ALERTS], binary=binary,
+                            extra_jobs={"activity-worker-ingress": ingress_target})
     try:
         prom.wait_target_up()
         yield prom

@@ -61,7 +61,8 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
 
 class PrometheusServer:
     def __init__(self, target: str, rule_files: list[Path] | None = None,
-                 binary: str | None = None, start_timeout: float = 60.0) -> None:
+                 binary: str | None = None, start_timeout: float = 60.0,
+                 extra_jobs: dict[str, str] | None = None) -> None:
         binary = binary or find_binary("prometheus")
         if binary is None:
             raise RuntimeError(f"prometheus binary not found: {INSTALL_HINT}")
@@ -75,7 +76,9 @@ class PrometheusServer:
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
                        "scrape_timeout": "900ms"},
             "rule_files": rules,
-            "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": [target]}]}],
+            "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": [target]}]},
+                               *({"job_name": job, "static_configs": [{"targets": [t]}]}
+                                 for job, t in (extra_jobs or {}).items())],
         }
         # JSON is valid YAML, so no YAML library is needed.
         (self._dir / "prometheus.yml").write_text(json.dumps(config, indent=2))

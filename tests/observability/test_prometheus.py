@@ -31,6 +31,7 @@ EXPECTED_ALERTS = {
     "ActivityWorkerDLQRateHigh", "ActivityWorkerGuardrailTripped", "ActivityWorkerLedgerDown",
     "ActivityWorkerRebalanceStorm", "ActivityWorkerDeadLettersNotWritable",
     "ActivityWorkerProcessorStalled", "ActivityWorkerOpenTransaction",
+    "ActivityWorkerIngressNotReady", "ActivityWorkerIngressUnauthorized",
 }
 
 

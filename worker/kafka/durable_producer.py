@@ -3,8 +3,9 @@ once the delivery report says the record is stored (`acks=all`, idempotence on),
 it is not within the bound. The webhook ingress (worker.ingress) answers 2xx on that, never
 before.
 
-librdkafka's delivery reports are served by `poll()`, here on a thread of its own; each report
-is handed to the waiting coroutine's loop with `call_soon_threadsafe`. `message.timeout.ms` is
+librdkafka's delivery reports are served by `poll()`, here on a thread of its own; the reports
+of one `poll()` are handed to the waiting coroutines' loop together, with one
+`call_soon_threadsafe` (one wake-up of the loop, not one per record). `message.timeout.ms` is
 the send bound, so a record that could not be stored in time is failed by librdkafka itself
 rather than delivered after its sender was told it was not. A background check reads the
 topic's metadata every few seconds: `ready` is true while a broker answers and the topic and
@@ -43,6 +44,8 @@ class DurableProducer:
         self.topic = topic
         self._p = new_producer(conf, "ingress producer")
         self._stop = threading.Event()
+        self._reports: list[tuple[asyncio.Future[None], Any]] = []  # of the current poll()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._on_ready_change = on_ready_change
         self.ready = False
         self.not_ready_reason = "not checked yet"
@@ -55,15 +58,13 @@ class DurableProducer:
     async def send(self, topic: str, value: bytes, key: bytes | None,
                    headers: Headers) -> None:
         """Return once the record is stored; NotStored when it is not."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-
-        def settle(err: Any, _msg: Any) -> None:  # on the delivery thread
-            loop.call_soon_threadsafe(_settle, done, err)
-
-        try:
+        try:  # (the report comes on the delivery thread, inside its poll())
             self._p.produce(topic, value=value, key=key, headers=list(headers),
-                            on_delivery=settle)
+                            on_delivery=lambda err, _msg: self._reports.append((done, err)))
         except BufferError:
             raise NotStored("the producer's local queue is full") from None
         except KafkaException as exc:
@@ -73,7 +74,11 @@ class DurableProducer:
     # -- threads -------------------------------------------------------------------------------
     def _poll(self) -> None:
         while not self._stop.is_set():
-            self._p.poll(0.05)
+            self._p.poll(0.05)  # delivery callbacks run here, appending to _reports
+            if self._reports:
+                reports, self._reports = self._reports, []
+                assert self._loop is not None
+                self._loop.call_soon_threadsafe(_settle_all, reports)
 
     def _check(self) -> None:
         while not self._stop.is_set():
@@ -97,20 +102,23 @@ class DurableProducer:
         return True, ""
 
     def close(self, timeout: float = 10.0) -> int:
-        """Wait for what is in flight (up to `timeout`), then stop; returns what is left."""
-        left = int(self._p.flush(timeout))
+        """Stop, then wait for what is in flight (up to `timeout`); returns what is left. (The
+        server is closed first: nobody waits for these reports any more.)"""
         self._stop.set()
         self._poller.join(2)
+        left = int(self._p.flush(timeout))
         self._checker.join(READY_CHECK_S + 1)
         return left
 
 
-def _settle(done: asyncio.Future[None], err: Any) -> None:
-    if done.done():
-        return
-    if err is None:
-        done.set_result(None)
-    else:
-        code = err.code() if isinstance(err, KafkaError) else None
-        done.set_exception(NotStored(
-            "not stored within the bound" if code == KafkaError._MSG_TIMED_OUT else str(err)))
+def _settle_all(reports: list[tuple[asyncio.Future[None], Any]]) -> None:
+    for done, err in reports:
+        if done.done():
+            continue
+        if err is None:
+            done.set_result(None)
+        else:
+            code = err.code() if isinstance(err, KafkaError) else None
+            done.set_exception(NotStored(
+                "not stored within the bound" if code == KafkaError._MSG_TIMED_OUT
+                else str(err)))

@@ -24,6 +24,25 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
+{{/* The webhook ingress's pods: a name of their own, so that no selector of the worker's
+(StatefulSet, Service, PodDisruptionBudget) ever matches them. */}}
+{{- define "aw.webhooksName" -}}
+{{- printf "%s-webhooks" (include "aw.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "aw.webhooksSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-webhooks" (include "aw.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "aw.webhooksLabels" -}}
+{{ include "aw.webhooksSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: webhook-ingress
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
 {{- define "aw.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "aw.fullname" .) .Values.serviceAccount.name -}}
@@ -98,6 +117,14 @@ import os, urllib.request as u; u.urlopen("http://127.0.0.1:%d{{ . }}" % (int(os
 {{- end -}}
 {{- if and .Values.secret.existingSecret .Values.ledger.url -}}
 {{- fail "ledger.url would go into a Secret the chart creates, but secret.existingSecret is set: put WORKER_LEDGER into that Secret instead" -}}
+{{- end -}}
+{{- if .Values.webhooks.enabled -}}
+{{- if not (or .Values.secret.existingSecret (hasKey .Values.secret.data "WORKER_INGRESS_SECRET")) -}}
+{{- fail "webhooks.enabled needs the project's webhook secret key: put WORKER_INGRESS_SECRET into secret.data (or into secret.existingSecret); several keys comma-separated during a rotation" -}}
+{{- end -}}
+{{- if lt (int .Values.webhooks.replicaCount) 2 -}}
+{{- fail "webhooks.replicaCount must be at least 2: a day without the ingress makes Voucherify disable the webhook, so one pod's restart or a node drain must not take it away" -}}
+{{- end -}}
 {{- end -}}
 {{- if empty .Values.kafka.topics -}}
 {{- fail "kafka.topics is empty: name at least one topic" -}}
