@@ -217,3 +217,24 @@ def test_kill_9_under_load_loses_no_delivery_that_was_answered_2xx(
     assert len(ok) > 900
     stored = set(webhook_ids_in(kafka_helper.bootstrap, topic, 3))
     assert ok <= stored, f"{len(ok - stored)} deliveries answered 200 are not in Kafka"
+
+
+def test_the_demo_generator_delivers_through_the_front_door(ingress: RunningIngress) -> None:
+    """`generate --ingress` (what ./scripts/run-demo sends): every delivery signed and answered
+    200; the bad ones the worker cannot decode are the ingress's dead letters."""
+    import subprocess
+    import sys
+
+    from tests.ingress.conftest import REPO, SECRET
+
+    run = subprocess.run(
+        [sys.executable, "-m", "worker", "generate", "--count", "300", "--seed", "3",
+         "--bad-share", "0.05", "--duplicate-share", "0.1", "--webhook-share", "1",
+         "--ingress", f"http://127.0.0.1:{ingress.port}{DEFAULT_PATH}",
+         "--secret", SECRET.decode()],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "{200: 300}" in run.stderr
+    stored = metric(ingress.port, REQUESTS + "_total", outcome="stored")
+    dead = metric(ingress.port, REQUESTS + "_total", outcome="dead_lettered")
+    assert stored + dead == 300 and dead > 0 and stored > 250

@@ -6,6 +6,7 @@ package does not ship."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -70,6 +71,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--topic", help="produce to this Kafka topic instead of writing stdout (key = customer id)"
     )
+    parser.add_argument(
+        "--ingress", metavar="URL",
+        help="POST each record to the webhook ingress instead (`activity-worker ingress`, e.g. "
+        "http://127.0.0.1:9500/webhooks/voucherify), signed with --secret, as Voucherify "
+        "delivers webhooks; use with --webhook-share 1")
+    parser.add_argument(
+        "--secret", default=os.environ.get("WORKER_INGRESS_SECRET", "").split(",")[0] or None,
+        help="the webhook secret for --ingress [env WORKER_INGRESS_SECRET]")
     add_client_arguments(parser)
     parser.add_argument("--quiet", "-q", action="store_true", help="no summary on stderr")
 
@@ -107,7 +116,22 @@ def run(args: argparse.Namespace) -> int:
     if args.rate > 0:
         records = _paced(records, args.rate)
     started = time.monotonic()
-    if args.topic:
+    if args.ingress:
+        from devtools.deliver import Deliverer
+
+        if not args.secret:
+            raise ConfigError("--ingress needs --secret (or WORKER_INGRESS_SECRET): the key the "
+                              "ingress checks signatures with")
+        try:
+            deliverer = Deliverer(args.ingress, args.secret.encode())
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        statuses = deliverer.deliver_all(r.value for r in records)
+        where = f"the ingress at {args.ingress} ({dict(sorted(statuses.items()))} by status)"
+        if set(statuses) - {200}:
+            print(f"error: not every delivery was stored: {dict(statuses)}", file=sys.stderr)
+            return 1
+    elif args.topic:
         from worker.kafka.produce import ProduceError, produce_records
 
         config = client_config(args.bootstrap_servers, args.kafka_config)
