@@ -238,3 +238,29 @@ def test_the_demo_generator_delivers_through_the_front_door(ingress: RunningIngr
     stored = metric(ingress.port, REQUESTS + "_total", outcome="stored")
     dead = metric(ingress.port, REQUESTS + "_total", outcome="dead_lettered")
     assert stored + dead == 300 and dead > 0 and stored > 250
+
+
+def test_unsigned_mode_is_for_loopback_only_and_a_secret_is_required(
+        kafka_helper: KafkaHelper) -> None:
+    from worker.errors import ConfigError
+    from worker.ingress.endpoint import EndpointConfig
+    from worker.ingress.service import Ingress, IngressSettings
+
+    def settings(listen: str, **endpoint: object) -> IngressSettings:
+        return IngressSettings(listen=listen, path=DEFAULT_PATH, max_body=1024,
+                               endpoint=EndpointConfig(topic="t", dlq_topic="t.dlq",
+                                                       **endpoint),  # type: ignore[arg-type]
+                               kafka={"bootstrap.servers": kafka_helper.bootstrap})
+
+    with pytest.raises(ConfigError, match="loopback only"):
+        Ingress(settings("0.0.0.0:0", secrets=(), unsigned=True))
+    with pytest.raises(ConfigError, match="no webhook secret"):
+        Ingress(settings("127.0.0.1:0", secrets=()))
+    topic, dlq = make_topics(kafka_helper)
+    running = start_ingress(kafka_helper.bootstrap, topic, dlq, unsigned=True)
+    try:
+        assert Client(running.port).post(delivery(3), signature=None)[0] == 200
+        assert metric(running.port, "activity_worker_ingress_signatures_total",
+                      match="unsigned") == 1
+    finally:
+        running.ingress.close()

@@ -24,14 +24,13 @@ import structlog
 
 from worker.ingress import delivery, signature
 from worker.ingress.metrics import IngressMetrics
-from worker.ingress.signature import Signed
+from worker.ingress.signature import UNSIGNED, Signed
 from worker.kafka.letters import Header as LetterHeader
 from worker.observability.http import Request, Response
 from worker.vocabulary import IngressOutcome
 
 log = structlog.get_logger(__name__)
 
-UNSIGNED = "unsigned"  # the `match` label and header value of the loopback development mode
 _JSON = "application/json"
 _PLAIN = "text/plain; charset=utf-8"
 
@@ -96,13 +95,13 @@ class WebhookEndpoint:
             signed = signature.check(body, req.headers.get(signature.HEADER), cfg.secrets)
             matched = str(signed)
             if signed not in (Signed.RAW, Signed.COMPACT):
-                m.signatures.labels(matched).inc()
+                m.signed[matched].inc()
                 self._quiet.warning(matched, "webhook refused: signature " + matched,
                                     peer_headers=len(req.headers), bytes=len(body))
                 return self._answer(IngressOutcome.UNAUTHORIZED, 401,
                                     f"signature {matched}: sign the body with the project's "
                                     "secret key (x-voucherify-signature)\n".encode())
-        m.signatures.labels(matched).inc()
+        m.signed[matched].inc()
         reading = delivery.read(body)
         received = datetime.now(UTC).isoformat(timespec="milliseconds").encode()
         if reading.error is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from worker.ingress.signature import UNSIGNED, Signed
 from worker.observability.metric_names import PREFIX
 from worker.vocabulary import IngressOutcome
 
@@ -37,3 +38,4 @@ class IngressMetrics:
         self.signatures = Counter(SIGNATURES, "Signature checks of POSTed deliveries, by how "
                                   "they matched: raw, compact, unsigned (loopback dev mode), "
                                   "missing, malformed, wrong.", ["match"], registry=r)
+        self.signed = {m: self.signatures.labels(m) for m in (*Signed, UNSIGNED)}

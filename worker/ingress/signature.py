@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 
 HEADER = "x-voucherify-signature"
+UNSIGNED = "unsigned"  # how a delivery "matched" in the loopback development mode (--unsigned)
 
 
 class Signed(StrEnum):
