@@ -143,7 +143,8 @@ class PrometheusServer:
         last: Any = None
         while time.monotonic() < deadline:
             last = self.api("targets")["activeTargets"]
-            if any(t["health"] == "up" for t in last):
+            if all(t["health"] == "up" for t in last) and any(
+                    self.target in t["scrapeUrl"] for t in last):
                 return
             time.sleep(0.2)
         raise AssertionError(f"Prometheus never scraped {self.target} successfully: {last}")

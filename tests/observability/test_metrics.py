@@ -20,6 +20,7 @@ from worker.observability.metrics import (
     LATENCY_BUCKETS,
     METRIC_NAMES,
     OUTCOMES,
+    PREFIX,
     PROCESSING_BUCKETS,
     WorkerMetrics,
     sample_names,
@@ -308,16 +309,21 @@ def test_metrics_are_declared_only_in_metrics_module() -> None:
     """No module in worker/ outside the metrics trio (metric_names: the names; metrics: the
     declarations with help text; collectors: the scrape-time families) builds a metric
     (imports a prometheus_client metric class) or spells a declared metric name: either would
-    be a second declaration."""
+    be a second declaration. The webhook ingress, a process of its own with a registry of its
+    own, declares its few metrics in one module the same way (worker/ingress/metrics.py)."""
     root = Path(m.__file__).resolve().parents[1]
     metric_classes = {"Counter", "Gauge", "Histogram", "Summary", "Info", "Enum",
                       "CounterMetricFamily", "GaugeMetricFamily", "HistogramMetricFamily",
                       "SummaryMetricFamily", "InfoMetricFamily", "Metric"}
-    names = set(METRIC_NAMES)
+    from worker.ingress import metrics as ingress_metrics
+
+    names = set(METRIC_NAMES) | {v for k, v in vars(ingress_metrics).items()
+                                 if k.isupper() and isinstance(v, str) and v.startswith(PREFIX)}
     offenders = []
     for path in root.rglob("*.py"):
-        if path.parent.name == "observability" and path.name in (
-                "metrics.py", "collectors.py", "metric_names.py"):
+        if (path.parent.name == "observability" and path.name in (
+                "metrics.py", "collectors.py", "metric_names.py")) or (
+                path.parent.name == "ingress" and path.name == "metrics.py"):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
