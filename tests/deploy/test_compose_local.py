@@ -36,8 +36,8 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "deploy" / "compose" / "compose.local.yaml"
 PROJECT = "aw-compose-e2e"
 SECRET = "compose-e2e-secret"
-PORTS = (39092, 39093, 39432, 39500, 39401, 39402, 39090)
-LEDGER = "postgresql://activity_worker:activity_worker@127.0.0.1:39432/activity_worker"
+PORTS = (39092, 39093, 39532, 39500, 39501, 39502, 39090)
+LEDGER = "postgresql://activity_worker:activity_worker@127.0.0.1:39532/activity_worker"
 
 
 def _compose(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -81,8 +81,8 @@ def test_a_signed_delivery_reaches_postgresql_through_the_stack(stack: None) -> 
     import psycopg
 
     wait_for(lambda: _ready("http://127.0.0.1:39500/readyz"), 300, "the ingress ready")
-    wait_for(lambda: _ready("http://127.0.0.1:39401/readyz")
-             and _ready("http://127.0.0.1:39402/readyz"), 300, "both workers ready")
+    wait_for(lambda: _ready("http://127.0.0.1:39501/readyz")
+             and _ready("http://127.0.0.1:39502/readyz"), 300, "both workers ready")
     body = json.dumps({
         "id": "whs_compose_1", "project_id": "proj_1", "type": "customer.loyalty.tier.joined",
         "created_at": "2026-06-01T10:00:00.000Z",
