@@ -277,10 +277,14 @@ class Workers:
         self.env = dict(os.environ, PYTHONPATH=f"{workdir}{os.pathsep}{REPO}",
                         WORKER_BUILTIN_PROCESSORS="false", WORKER_BOOTSTRAP_SERVERS=bootstrap,
                         **env)
+        # CLUSTER_WORKER_DEBUG=metadata,topic,broker,fetch: librdkafka's debug contexts in each
+        # worker's log, to see where a failover's time goes (voluminous: for a diagnosis only).
+        debug = os.environ.get("CLUSTER_WORKER_DEBUG")
         self.base = [sys.executable, "-m", "worker", "run", "--topic", topic, "--group", group,
                      "--processors", "cluster_effects", "--ledger", ledger,
                      "--metrics-address", "off", "--batch-size", "500",
-                     "--commit-interval", "0.5", *(args or [])]
+                     "--commit-interval", "0.5", *(args or []),
+                     *(["--kafka-config", f"debug={debug}"] if debug else [])]
         self.procs: dict[str, WorkerProc] = {}
 
     def start(self, name: str, *extra: str) -> WorkerProc:
@@ -424,13 +428,61 @@ class Scenario:
                       PARTITIONS, timeout)
 
 
+#: The heartbeat interval of a KIP-848 group given a session timeout of its own (the broker's
+#: default is 5 s: a step of a reassignment waits for the members' next heartbeat).
+KIP848_HEARTBEAT_MS = 1000
+
+
+def set_group_session(bootstrap: str, group: str, session_ms: int,
+                      heartbeat_ms: int = KIP848_HEARTBEAT_MS) -> None:
+    """Give a consumer-protocol (KIP-848) group its own session timeout and heartbeat interval:
+    group configs, set on the broker (the client may not set them under KIP-848). The local
+    launcher's brokers allow down to 3 s and 0.5 s (Kafka's own minimums are 45 s and 5 s)."""
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+    )
+
+    resource = ConfigResource(ConfigResource.Type.GROUP, group, incremental_configs=[
+        ConfigEntry("consumer.session.timeout.ms", str(session_ms),
+                    incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("consumer.heartbeat.interval.ms", str(heartbeat_ms),
+                    incremental_operation=AlterConfigOpType.SET)])
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        admin.incremental_alter_configs([resource])[resource].result(30)
+    except Exception as exc:
+        raise AssertionError(
+            f"could not set group {group}'s session timeout to {session_ms} ms ({exc}): a "
+            "cluster started by an older launcher refuses less than 45 s; restart it "
+            "(deploy/local/kafka down/up --nodes 3 with the suite's port and data dir)") from None
+
+
+def protocol_args(protocol: str, bootstrap: str, group: str,
+                  session_ms: int | None = None) -> list[str]:
+    """The worker's arguments for `protocol` ("classic" or "consumer"), with the group's
+    session timeout when one is given: the client's own under the classic protocol, a group
+    config on the broker under KIP-848."""
+    args = ["--group-protocol", protocol]
+    if session_ms is not None:
+        if protocol == "classic":
+            args += ["--kafka-config", f"session.timeout.ms={session_ms}"]
+        else:
+            set_group_session(bootstrap, group, session_ms)
+    return args
+
+
 def begin(bootstrap: str, ledger: str, effects: PostgresEffects | FileEffects, workdir: Path,
           prefix: str, events: int, rate: float, *, bad_share: float = 0.0,
-          args: list[str] | None = None) -> Scenario:
+          args: list[str] | None = None, protocol: str = "classic",
+          session_ms: int | None = None) -> Scenario:
     topic, group = unique(prefix), unique(prefix)
     create_topics(bootstrap, topic, PARTITIONS)
     stream = Stream(bootstrap, topic, events, rate, bad_share)
-    workers = Workers(workdir, bootstrap, topic, group, ledger, effects.env, args)
+    workers = Workers(workdir, bootstrap, topic, group, ledger, effects.env,
+                      [*protocol_args(protocol, bootstrap, group, session_ms), *(args or [])])
     watch = OffsetWatch(bootstrap, group, topic, PARTITIONS)
     stream.start()
     return Scenario(stream, workers, watch, effects, group)
