@@ -594,6 +594,16 @@ def produce_pause_after(effects: list[Effect], moment: float,
                 for a, b in _gaps(known, partitions, appended, moment, horizon)), default=0.0)
 
 
+def latency_before(effects: list[Effect], moment: float, window: float = 10.0) -> float:
+    """The median time from append to effect over the effects of the `window` s before
+    `moment`: how far behind the stream the workers already were. A stall figure is about the
+    failure only when this is small; with the workers behind, a partition's effects also wait
+    behind the other partitions' backlog."""
+    waits = [e.at - e.appended for e in effects
+             if e.appended is not None and moment - window <= e.at <= moment]
+    return median(waits)
+
+
 def appended_at(stream: Stream, timeout: float = 120) -> dict[str, float]:
     """When the broker appended each event's first record (the topic uses LogAppendTime)."""
     out: dict[str, float] = {}

@@ -21,6 +21,7 @@ from devtools.local_cluster import LocalCluster
 from tests.cluster.scenario import (
     PostgresEffects,
     begin,
+    latency_before,
     leaders,
     partition_leaders,
     produce_pause_after,
@@ -103,4 +104,8 @@ def test_broker_kill_and_rolling_restart_lose_and_repeat_nothing(
            other_partition_stall_s=max(other_stalls),
            each_kill_led_other_s=" ".join(f"{a:.1f}/{b:.1f}"
                                           for a, b in zip(kill_stalls, other_stalls, strict=True)),
-           rolling_restart_stall_s=max(restart_stalls))
+           rolling_restart_stall_s=max(restart_stalls),
+           # how far behind the stream the group was just before each kill (median append to
+           # effect): when it is more than a few seconds, the stalls include backlog
+           behind_before_kill_s=max(latency_before(outcome.effects, t)
+                                    for _v, t, _b in kill_moments))
