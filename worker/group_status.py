@@ -46,9 +46,26 @@ class MemberStatus(msgspec.Struct, frozen=True):
         return self.target is not None and sorted(self.target, key=_order) != sorted(
             self.partitions, key=_order)
 
+    @property
+    def held_text(self) -> str:
+        """Its partitions as `topic[0], topic[1]` ('-' for none)."""
+        return _listed(self.partitions)
+
+    @property
+    def target_text(self) -> str:
+        """Its target as `held_text` shows partitions: 'same' when nothing moves, '-' in a
+        classic group."""
+        if self.target is None:
+            return "-"
+        return _listed(self.target) if self.in_flight else "same"
+
 
 def _order(a: Assigned) -> tuple[str, int]:
     return (a.topic, a.partition)
+
+
+def _listed(partitions: list[Assigned]) -> str:
+    return ", ".join(f"{a.topic}[{a.partition}]" for a in partitions) or "-"
 
 
 class PartitionStatus(msgspec.Struct, frozen=True):

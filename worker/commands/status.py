@@ -12,7 +12,7 @@ import time
 from typing import TextIO
 
 from worker.errors import ConfigError
-from worker.group_status import Assigned, GroupStatus, StatusExit, problems, to_json
+from worker.group_status import GroupStatus, StatusExit, problems, to_json
 from worker.group_status import format_age as age
 from worker.settings import DEFAULT_GROUP, add_client_arguments, client_config
 
@@ -88,10 +88,6 @@ def _table(rows: list[list[str]], out: TextIO) -> None:
                   + "\n")
 
 
-def _listed(partitions: list[Assigned]) -> str:
-    return ", ".join(f"{a.topic}[{a.partition}]" for a in partitions) or "-"
-
-
 def print_table(status: GroupStatus, out: TextIO) -> None:
     taken = time.strftime("%H:%M:%S", time.localtime(status.taken_at))
     out.write(f"group {status.group}  state {status.state}  protocol {status.protocol}"
@@ -103,8 +99,8 @@ def print_table(status: GroupStatus, out: TextIO) -> None:
         targets = any(m.target is not None for m in status.members)
         _table([["MEMBER", "CLIENT", "HOST", "INSTANCE", "PARTITIONS"]
                 + (["TARGET"] if targets else [])] + [
-            [m.member_id[-12:], m.client_id, m.host, m.instance_id or "-", _listed(m.partitions)]
-            + ([("same" if not m.in_flight else _listed(m.target or []))] if targets else [])
+            [m.member_id[-12:], m.client_id, m.host, m.instance_id or "-", m.held_text]
+            + ([m.target_text] if targets else [])
             for m in status.members], out)
         out.write("\n")
     if status.partitions:
