@@ -31,7 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
 from devtools.generate import EventGenerator
 from tests.engine.helpers import read_all, wait_for
@@ -404,6 +410,27 @@ def lag(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, in
         c.close()
 
 
+#: Answers of the group coordinator that only say "ask again": it is moving (a preferred
+#: leader election of __consumer_offsets after a broker's return) or loading.
+_COORDINATOR_MOVING = (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                       KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT)
+
+
+def lag_answered(bootstrap: str, group: str, topic: str, partitions: int,
+                 timeout: float = 30) -> dict[int, int]:
+    """`lag`, asked again while the group's coordinator is moving (up to `timeout` s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return lag(bootstrap, group, topic, partitions)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if getattr(err, "code", lambda: None)() not in _COORDINATOR_MOVING \
+                    or time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
+
+
 def create_topics(bootstrap: str, topic: str, partitions: int) -> None:
     """The topic (broker default replication: 3 on the cluster) and its dead-letter topic. The
     topic's records carry the time the broker appended them (LogAppendTime), so an effect's
@@ -507,7 +534,7 @@ def finish(stream: Stream, workers: Workers, watch: OffsetWatch,
     expected = len(stream.expected)
     while True:
         workers.assert_running()
-        now_lag = lag(stream.bootstrap, group, stream.topic, partitions)
+        now_lag = lag_answered(stream.bootstrap, group, stream.topic, partitions)
         if sum(now_lag.values()) == 0 and effects.count() >= expected:
             break
         assert time.monotonic() < deadline, (
@@ -536,7 +563,7 @@ def finish(stream: Stream, workers: Workers, watch: OffsetWatch,
     assert watch.regressions == [], (
         f"committed offsets went backwards as sampled, though the coordinator's log of commits "
         f"never did (a stale read while the coordinator moved?): {watch.regressions}")
-    assert sum(lag(stream.bootstrap, group, stream.topic, partitions).values()) == 0
+    assert sum(lag_answered(stream.bootstrap, group, stream.topic, partitions).values()) == 0
     letters = dead_letters(stream)
     assert {m.value() for m in letters} == stream.undecodable, "dead letters lost"
     return Outcome(rows, Counter(e.worker for e in rows), duplicates, missing, letters)

@@ -108,4 +108,7 @@ def test_broker_kill_and_rolling_restart_lose_and_repeat_nothing(
            # how far behind the stream the group was just before each kill (median append to
            # effect): when it is more than a few seconds, the stalls include backlog
            behind_before_kill_s=max(latency_before(outcome.effects, t)
-                                    for _v, t, _b in kill_moments))
+                                    for _v, t, _b in kill_moments),
+           # and 20-30 s after it: still far behind means the stalls are catch-up
+           behind_30s_after_kill_s=max(latency_before(outcome.effects, t + 30)
+                                       for _v, t, _b in kill_moments))
