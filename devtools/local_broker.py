@@ -627,6 +627,12 @@ def _new_cluster_id() -> str:
             return cid
 
 
+#: The smallest session timeout and heartbeat interval a consumer-protocol (KIP-848) group may
+#: be given with a group config on the local broker (Kafka's own minimums: 45 s and 5 s).
+KIP848_MIN_SESSION_MS = 3000
+KIP848_MIN_HEARTBEAT_MS = 500
+
+
 def server_properties(settings: BrokerSettings) -> str:
     h, p, c = HOST, settings.port, settings.controller_port
     voters = settings.voters or ((settings.node_id, c),)
@@ -672,6 +678,13 @@ def server_properties(settings: BrokerSettings) -> str:
             f"share.coordinator.state.topic.min.isr={min_isr}",
             # No 3 s wait before a new group's first assignment: every test makes a group.
             "group.initial.rebalance.delay.ms=0",
+            # KIP-848 groups take their session timeout and heartbeat interval from the broker
+            # (45 s and 5 s by default, and no group may ask for less than the minimums, which
+            # are the same). Lower minimums let a test give its group shorter ones with a
+            # group config (consumer.session.timeout.ms), as a classic consumer sets its own;
+            # the defaults stay those of production.
+            f"group.consumer.min.session.timeout.ms={KIP848_MIN_SESSION_MS}",
+            f"group.consumer.min.heartbeat.interval.ms={KIP848_MIN_HEARTBEAT_MS}",
             *scoped,
             *(f"{key}={value}" for key, value in settings.extra_properties),
             "",

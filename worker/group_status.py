@@ -35,7 +35,38 @@ class MemberStatus(msgspec.Struct, frozen=True):
     client_id: str
     host: str
     instance_id: str | None  # static membership (group.instance.id)
-    partitions: list[Assigned]
+    partitions: list[Assigned]  # what it holds now
+    # Consumer-protocol (KIP-848) groups: what the broker's assignor wants it to hold; it
+    # differs from `partitions` while the member revokes or takes partitions. None: a classic
+    # group, which has no target.
+    target: list[Assigned] | None = None
+
+    @property
+    def in_flight(self) -> bool:
+        """Whether its partitions are still moving towards its target (KIP-848 only)."""
+        return self.target is not None and sorted(self.target, key=_order) != sorted(
+            self.partitions, key=_order)
+
+    @property
+    def held_text(self) -> str:
+        """Its partitions as `topic[0], topic[1]` ('-' for none)."""
+        return _listed(self.partitions)
+
+    @property
+    def target_text(self) -> str:
+        """Its target as `held_text` shows partitions: 'same' when nothing moves, '-' in a
+        classic group."""
+        if self.target is None:
+            return "-"
+        return _listed(self.target) if self.in_flight else "same"
+
+
+def _order(a: Assigned) -> tuple[str, int]:
+    return (a.topic, a.partition)
+
+
+def _listed(partitions: list[Assigned]) -> str:
+    return ", ".join(f"{a.topic}[{a.partition}]" for a in partitions) or "-"
 
 
 class PartitionStatus(msgspec.Struct, frozen=True):
@@ -62,7 +93,9 @@ class DlqDepth(msgspec.Struct, frozen=True):
 
 class GroupStatus(msgspec.Struct, frozen=True):
     group: str
-    state: str      # stable, empty, preparing_rebalancing, ..., dead (unknown group)
+    # stable, empty, dead (unknown group); classic groups: preparing_rebalance,
+    # completing_rebalance; consumer-protocol groups: assigning, reconciling
+    state: str
     protocol: str   # classic or consumer (KIP-848)
     assignor: str
     coordinator: int | None

@@ -15,6 +15,9 @@ from devtools.local_broker import settings_from
 from devtools.local_cluster import LocalCluster
 
 REPO = Path(__file__).resolve().parents[2]
+#: Every scenario runs on both consumer group protocols: classic (cooperative-sticky) and
+#: KIP-848's consumer protocol (Kafka 4).
+PROTOCOLS = ("classic", "consumer")
 TEST_CLUSTER_PORT = int(os.environ.get("ACTIVITY_WORKER_TEST_CLUSTER_PORT", "19192"))
 
 
@@ -25,7 +28,7 @@ def _quiet(_line: str) -> None:
 @pytest.fixture(scope="session")
 def kafka_cluster() -> Iterator[LocalCluster]:
     first = settings_from(port=TEST_CLUSTER_PORT, data_dir=REPO / ".local" / "kafka-test-cluster",
-                          heap="512M", timeout_s=180.0, runtime="jvm", env={})
+                          heap="1G", timeout_s=180.0, runtime="jvm", env={})
     cluster = LocalCluster(nodes=3, first=first)
     started = any(cluster.pid(i) is None for i in cluster.node_ids)
     cluster.up(out=_quiet)
@@ -33,6 +36,12 @@ def kafka_cluster() -> Iterator[LocalCluster]:
     if started:
         cluster.down(out=_quiet)
         shutil.rmtree(first.data_dir, ignore_errors=True)  # the suite's topics, ~100 MB
+
+
+@pytest.fixture(params=PROTOCOLS)
+def protocol(request: pytest.FixtureRequest) -> str:
+    """The group protocol of the scenario's workers (`--group-protocol`)."""
+    return str(request.param)
 
 
 @pytest.fixture

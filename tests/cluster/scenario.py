@@ -31,7 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
 from devtools.generate import EventGenerator
 from tests.engine.helpers import read_all, wait_for
@@ -277,10 +283,14 @@ class Workers:
         self.env = dict(os.environ, PYTHONPATH=f"{workdir}{os.pathsep}{REPO}",
                         WORKER_BUILTIN_PROCESSORS="false", WORKER_BOOTSTRAP_SERVERS=bootstrap,
                         **env)
+        # CLUSTER_WORKER_DEBUG=metadata,topic,broker,fetch: librdkafka's debug contexts in each
+        # worker's log, to see where a failover's time goes (voluminous: for a diagnosis only).
+        debug = os.environ.get("CLUSTER_WORKER_DEBUG")
         self.base = [sys.executable, "-m", "worker", "run", "--topic", topic, "--group", group,
                      "--processors", "cluster_effects", "--ledger", ledger,
                      "--metrics-address", "off", "--batch-size", "500",
-                     "--commit-interval", "0.5", *(args or [])]
+                     "--commit-interval", "0.5", *(args or []),
+                     *(["--kafka-config", f"debug={debug}"] if debug else [])]
         self.procs: dict[str, WorkerProc] = {}
 
     def start(self, name: str, *extra: str) -> WorkerProc:
@@ -400,6 +410,27 @@ def lag(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, in
         c.close()
 
 
+#: Answers of the group coordinator that only say "ask again": it is moving (a preferred
+#: leader election of __consumer_offsets after a broker's return) or loading.
+_COORDINATOR_MOVING = (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                       KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT)
+
+
+def lag_answered(bootstrap: str, group: str, topic: str, partitions: int,
+                 timeout: float = 30) -> dict[int, int]:
+    """`lag`, asked again while the group's coordinator is moving (up to `timeout` s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return lag(bootstrap, group, topic, partitions)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if getattr(err, "code", lambda: None)() not in _COORDINATOR_MOVING \
+                    or time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
+
+
 def create_topics(bootstrap: str, topic: str, partitions: int) -> None:
     """The topic (broker default replication: 3 on the cluster) and its dead-letter topic. The
     topic's records carry the time the broker appended them (LogAppendTime), so an effect's
@@ -424,13 +455,61 @@ class Scenario:
                       PARTITIONS, timeout)
 
 
+#: The heartbeat interval of a KIP-848 group given a session timeout of its own (the broker's
+#: default is 5 s: a step of a reassignment waits for the members' next heartbeat).
+KIP848_HEARTBEAT_MS = 1000
+
+
+def set_group_session(bootstrap: str, group: str, session_ms: int,
+                      heartbeat_ms: int = KIP848_HEARTBEAT_MS) -> None:
+    """Give a consumer-protocol (KIP-848) group its own session timeout and heartbeat interval:
+    group configs, set on the broker (the client may not set them under KIP-848). The local
+    launcher's brokers allow down to 3 s and 0.5 s (Kafka's own minimums are 45 s and 5 s)."""
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+    )
+
+    resource = ConfigResource(ConfigResource.Type.GROUP, group, incremental_configs=[
+        ConfigEntry("consumer.session.timeout.ms", str(session_ms),
+                    incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("consumer.heartbeat.interval.ms", str(heartbeat_ms),
+                    incremental_operation=AlterConfigOpType.SET)])
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        admin.incremental_alter_configs([resource])[resource].result(30)
+    except Exception as exc:
+        raise AssertionError(
+            f"could not set group {group}'s session timeout to {session_ms} ms ({exc}): a "
+            "cluster started by an older launcher refuses less than 45 s; restart it "
+            "(deploy/local/kafka down/up --nodes 3 with the suite's port and data dir)") from None
+
+
+def protocol_args(protocol: str, bootstrap: str, group: str,
+                  session_ms: int | None = None) -> list[str]:
+    """The worker's arguments for `protocol` ("classic" or "consumer"), with the group's
+    session timeout when one is given: the client's own under the classic protocol, a group
+    config on the broker under KIP-848."""
+    args = ["--group-protocol", protocol]
+    if session_ms is not None:
+        if protocol == "classic":
+            args += ["--kafka-config", f"session.timeout.ms={session_ms}"]
+        else:
+            set_group_session(bootstrap, group, session_ms)
+    return args
+
+
 def begin(bootstrap: str, ledger: str, effects: PostgresEffects | FileEffects, workdir: Path,
           prefix: str, events: int, rate: float, *, bad_share: float = 0.0,
-          args: list[str] | None = None) -> Scenario:
+          args: list[str] | None = None, protocol: str = "classic",
+          session_ms: int | None = None) -> Scenario:
     topic, group = unique(prefix), unique(prefix)
     create_topics(bootstrap, topic, PARTITIONS)
     stream = Stream(bootstrap, topic, events, rate, bad_share)
-    workers = Workers(workdir, bootstrap, topic, group, ledger, effects.env, args)
+    workers = Workers(workdir, bootstrap, topic, group, ledger, effects.env,
+                      [*protocol_args(protocol, bootstrap, group, session_ms), *(args or [])])
     watch = OffsetWatch(bootstrap, group, topic, PARTITIONS)
     stream.start()
     return Scenario(stream, workers, watch, effects, group)
@@ -455,7 +534,7 @@ def finish(stream: Stream, workers: Workers, watch: OffsetWatch,
     expected = len(stream.expected)
     while True:
         workers.assert_running()
-        now_lag = lag(stream.bootstrap, group, stream.topic, partitions)
+        now_lag = lag_answered(stream.bootstrap, group, stream.topic, partitions)
         if sum(now_lag.values()) == 0 and effects.count() >= expected:
             break
         assert time.monotonic() < deadline, (
@@ -484,7 +563,7 @@ def finish(stream: Stream, workers: Workers, watch: OffsetWatch,
     assert watch.regressions == [], (
         f"committed offsets went backwards as sampled, though the coordinator's log of commits "
         f"never did (a stale read while the coordinator moved?): {watch.regressions}")
-    assert sum(lag(stream.bootstrap, group, stream.topic, partitions).values()) == 0
+    assert sum(lag_answered(stream.bootstrap, group, stream.topic, partitions).values()) == 0
     letters = dead_letters(stream)
     assert {m.value() for m in letters} == stream.undecodable, "dead letters lost"
     return Outcome(rows, Counter(e.worker for e in rows), duplicates, missing, letters)
@@ -540,6 +619,16 @@ def produce_pause_after(effects: list[Effect], moment: float,
     known = [e for e in effects if e.appended is not None]
     return max((appended(b) - appended(a)
                 for a, b in _gaps(known, partitions, appended, moment, horizon)), default=0.0)
+
+
+def latency_before(effects: list[Effect], moment: float, window: float = 10.0) -> float:
+    """The median time from append to effect over the effects of the `window` s before
+    `moment`: how far behind the stream the workers already were. A stall figure is about the
+    failure only when this is small; with the workers behind, a partition's effects also wait
+    behind the other partitions' backlog."""
+    waits = [e.at - e.appended for e in effects
+             if e.appended is not None and moment - window <= e.at <= moment]
+    return median(waits)
 
 
 def appended_at(stream: Stream, timeout: float = 120) -> dict[str, float]:

@@ -42,6 +42,9 @@ def test_each_node_is_a_voter_with_replication_3_and_min_isr_2(tmp_path: Path) -
     for key in ("min.insync.replicas", "transaction.state.log.min.isr",
                 "share.coordinator.state.topic.min.isr"):
         assert props[key] == "2", key
+    # KIP-848 groups keep Kafka's default session (45 s); a test may ask its group for less
+    assert "group.consumer.session.timeout.ms" not in props
+    assert int(props["group.consumer.min.session.timeout.ms"]) <= 4000
 
 
 def test_up_is_idempotent_restarts_a_killed_node_and_status_names_it(

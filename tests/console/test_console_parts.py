@@ -4,16 +4,19 @@ shows), and the server-rendered page."""
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 import time
 
 import pytest
 
-from worker.group_status import GroupStatus
+from worker.commands.status import print_table
+from worker.group_status import Assigned, GroupStatus, MemberStatus, from_json, to_json
 from worker.observability.console import Console
 from worker.observability.console.access import ConsoleAccess, is_loopback
 from worker.observability.console.group_cache import GroupViewCache
-from worker.observability.console.page import TABLES
+from worker.observability.console.page import FORMATS, TABLES
 from worker.observability.console.state import RATE_BUCKETS, ConsoleState
 from worker.observability.http import Request, Response
 from worker.types import BatchResult, BatchStats, TopicPartition
@@ -138,3 +141,34 @@ def test_the_page_renders_every_table_and_escapes_names() -> None:
         '<script src="console.js"></script>', "")
     assert 'data-source="worker.partitions"' in html and "<td class=\"int\">40</td>" in html
     assert console.route(_req("/elsewhere")) is None
+
+
+def test_a_kip848_member_s_target_is_shown_where_it_differs() -> None:
+    holding = MemberStatus("m-1", "worker-a", "/127.0.0.1", None,
+                           [Assigned("t", 0), Assigned("t", 1)], target=[Assigned("t", 0)])
+    settled = MemberStatus("m-2", "worker-b", "/127.0.0.1", "b", [Assigned("t", 2)],
+                           target=[Assigned("t", 2)])
+    status = GroupStatus(group="g", state="reconciling", protocol="consumer", assignor="uniform",
+                         coordinator=1, members=[holding, settled], partitions=[], dlq=[],
+                         taken_at=time.time())
+    assert holding.in_flight and not settled.in_flight
+    out = io.StringIO()
+    print_table(status, out)
+    lines = out.getvalue().splitlines()
+    assert "state reconciling  protocol consumer (uniform)" in lines[0]
+    assert lines[2].split() == ["MEMBER", "CLIENT", "HOST", "INSTANCE", "PARTITIONS", "TARGET"]
+    assert lines[3].split()[-3:] == ["t[0],", "t[1]", "t[0]"]
+    assert lines[4].split()[-1] == "same"
+    classic = MemberStatus("m-3", "worker-c", "/127.0.0.1", None, [Assigned("t", 0)])
+    out = io.StringIO()
+    print_table(GroupStatus(group="g", state="stable", protocol="classic", assignor="",
+                            coordinator=1, members=[classic], partitions=[], dlq=[],
+                            taken_at=time.time()), out)
+    assert "TARGET" not in out.getvalue() and not classic.in_flight
+    # The console's members table: the target column, '-' for a classic member.
+    assigned = FORMATS["assigned"]
+    assert assigned(None, {}) == "-" and assigned([{"topic": "t", "partition": 0}], {}) == "t[0]"
+    doc = json.loads(to_json(status))
+    assert [m["target"] for m in doc["members"]] == [[{"topic": "t", "partition": 0}],
+                                                      [{"topic": "t", "partition": 2}]]
+    assert from_json(to_json(status)) == status

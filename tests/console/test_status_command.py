@@ -21,7 +21,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions
 from devtools.generate import EventGenerator
 from tests.console.conftest import REPO, StartWorker
 from tests.kafka_helpers import KafkaHelper, unique_name
-from worker.group_status import GroupStatus, StatusExit, from_json, to_json
+from worker.group_status import Assigned, GroupStatus, StatusExit, from_json, to_json
 
 pytestmark = pytest.mark.kafka
 
@@ -36,6 +36,10 @@ def _status(bootstrap: str, group: str, topic: str, *extra: str
         cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
 
 
+def listed_status(partitions: list[Assigned]) -> list[tuple[str, int]]:
+    return [(a.topic, a.partition) for a in partitions]
+
+
 def _wait_for(what: str, probe: Callable[[], Any], deadline_s: float = 90.0) -> Any:
     deadline = time.monotonic() + deadline_s
     seen: Any = None
@@ -47,9 +51,10 @@ def _wait_for(what: str, probe: Callable[[], Any], deadline_s: float = 90.0) -> 
     raise AssertionError(f"{what} not reached in {deadline_s:.0f}s; last seen: {seen!r}")
 
 
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
 def test_status_shows_members_assignment_and_lag(kafka_helper: KafkaHelper,
                                                   start_worker: StartWorker,
-                                                  tmp_path: Path) -> None:
+                                                  tmp_path: Path, protocol: str) -> None:
     bootstrap = kafka_helper.bootstrap
     gate = tmp_path / "gate"
     gate.write_text("closed")
@@ -57,11 +62,14 @@ def test_status_shows_members_assignment_and_lag(kafka_helper: KafkaHelper,
            "WORKER_BUILTIN_PROCESSORS": "false"}
     procs = ("--processors", "tests.console.console_processors")
     group = unique_name("status")
-    # A static member stays in the group for its session timeout after it stops: keep it short.
-    a = start_worker(None, group, *procs, "--kafka-config", "client.id=worker-a",
-                     "--kafka-config", "session.timeout.ms=6000",
+    # A static member stays in the group for its session timeout after it stops: keep it short
+    # (classic; a KIP-848 group takes it from the broker, 45 s by default).
+    session = ["--kafka-config", "session.timeout.ms=6000"] if protocol == "classic" else []
+    a = start_worker(None, group, *procs, "--group-protocol", protocol,
+                     "--kafka-config", "client.id=worker-a", *session,
                      "--group-instance-id", "instance-a", partitions=3, env=env)
-    b = start_worker(a.topic, group, *procs, "--kafka-config", "client.id=worker-b", env=env)
+    b = start_worker(a.topic, group, *procs, "--group-protocol", protocol,
+                     "--kafka-config", "client.id=worker-b", env=env)
     topic = a.topic
 
     def settled() -> GroupStatus | None:
@@ -95,15 +103,21 @@ def test_status_shows_members_assignment_and_lag(kafka_helper: KafkaHelper,
 
     # What the broker says, asked directly.
     desc = kafka_helper.admin.describe_consumer_groups([group])[group].result(30)
-    truth = {m.client_id: (m.host, m.group_instance_id,
-                           sorted((tp.topic, tp.partition)
-                                  for tp in m.assignment.topic_partitions))
+    def listed(assignment: Any) -> list[tuple[str, int]] | None:
+        return None if assignment is None else sorted(
+            (tp.topic, tp.partition) for tp in assignment.topic_partitions)
+
+    truth = {m.client_id: (m.host, m.group_instance_id, listed(m.assignment),
+                           listed(m.target_assignment) if protocol == "consumer" else None)
              for m in desc.members}
-    shown = {m.client_id: (m.host, m.instance_id, [(x.topic, x.partition) for x in m.partitions])
+    shown = {m.client_id: (m.host, m.instance_id, listed_status(m.partitions),
+                           None if m.target is None else listed_status(m.target))
              for m in st.members}
     assert shown == truth
     assert set(shown) == {"worker-a", "worker-b"} and shown["worker-a"][1] == "instance-a"
-    assert st.protocol == "classic" and st.state == desc.state.name.lower()
+    assert st.protocol == protocol and st.state == desc.state.name.lower() == "stable"
+    if protocol == "consumer":  # a settled KIP-848 group: each holds its target
+        assert all(m.target == m.partitions and not m.in_flight for m in st.members)
     committed = kafka_helper.admin.list_consumer_group_offsets(
         [ConsumerGroupTopicPartitions(group)])[group].result(30).topic_partitions
     assert {p.partition: p.committed for p in st.partitions} == {
@@ -122,6 +136,8 @@ def test_status_shows_members_assignment_and_lag(kafka_helper: KafkaHelper,
     table = _status(bootstrap, group, topic)
     assert table.returncode == 0
     assert "worker-a" in table.stdout and "instance-a" in table.stdout
+    assert f"protocol {protocol}" in table.stdout
+    assert ("TARGET" in table.stdout) == (protocol == "consumer")
     assert f"{topic}  {GATED}" in table.stdout.replace("   ", "  ")
     over = _status(bootstrap, group, topic, "--max-lag", "5")
     assert over.returncode == StatusExit.UNHEALTHY
@@ -152,6 +168,51 @@ def test_status_shows_members_assignment_and_lag(kafka_helper: KafkaHelper,
     for w in (a, b):
         w.proc.terminate()
         w.proc.wait(60)
+    if protocol == "consumer":
+        # KIP-848: a static member that stops leaves for now, not for good; it stays a member
+        # (its instance id) for the broker's session timeout, the dynamic one is gone at once.
+        left = _wait_for("worker-b gone, the static worker-a kept", lambda: (
+            lambda st: st if [m.client_id for m in st.members] == ["worker-a"] else None)(
+            from_json(_status(bootstrap, group, topic, "--json").stdout)))
+        assert left.members[0].instance_id == "instance-a"
+        return
     gone = _wait_for("the group emptied", lambda: (lambda r: r if r.returncode == 3 else None)(
         _status(bootstrap, group, topic)))
     assert "has no members" in gone.stderr
+
+
+def test_a_kip848_group_reconciling_shows_each_member_s_target(
+        kafka_helper: KafkaHelper, start_worker: StartWorker) -> None:
+    """A second worker joins a consumer-protocol group: until the first has revoked what the
+    broker's assignor moved away from it, the group is reconciling (librdkafka calls the state
+    UNKNOWN) and a member's target differs from what it holds."""
+    from worker.kafka.group_view import GroupInspector
+
+    group = unique_name("status848")
+    a = start_worker(None, group, "--group-protocol", "consumer",
+                     "--kafka-config", "client.id=worker-a", partitions=4)
+    inspector = GroupInspector({"bootstrap.servers": kafka_helper.bootstrap})
+    try:
+        _wait_for("worker-a holding all 4 partitions", lambda: (
+            lambda st: st.state == "stable" and len(st.members) == 1
+            and len(st.members[0].partitions) == 4)(inspector.status(group, [a.topic])))
+        start_worker(a.topic, group, "--group-protocol", "consumer",
+                     "--kafka-config", "client.id=worker-b")
+        seen = _wait_for("the group reconciling", lambda: (
+            lambda st: st if st.state == "reconciling" else None)(
+            inspector.status(group, [a.topic], time_lag=False)), 30)
+        moving = [m for m in seen.members if m.in_flight]
+        assert moving, seen
+        for m in moving:
+            assert m.target is not None and m.target != m.partitions
+        owned_now = {(x.topic, x.partition) for m in seen.members for x in m.partitions}
+        targets = [(x.topic, x.partition) for m in seen.members for x in m.target or []]
+        assert sorted(targets) == [(a.topic, p) for p in range(4)]  # each has one target owner
+        assert owned_now <= set(targets)
+        settled = _wait_for("the group stable again, 2 partitions each", lambda: (
+            lambda st: st if st.state == "stable" and sorted(
+                len(m.partitions) for m in st.members) == [2, 2] else None)(
+            inspector.status(group, [a.topic], time_lag=False)))
+        assert all(not m.in_flight for m in settled.members)
+    finally:
+        inspector.close()

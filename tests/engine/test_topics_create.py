@@ -3,11 +3,15 @@ asked, topic configs, and a warning (not silence) when an existing topic differs
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from tests.kafka_helpers import KafkaHelper, unique_name
 from worker.cli import main
+from worker.errors import WorkerError
+from worker.kafka.admin import wait_until_known
 
 pytestmark = pytest.mark.kafka
 
@@ -65,3 +69,19 @@ def test_bad_arguments_are_a_sentence_and_exit_2(
                  "--bootstrap-servers", "127.0.0.1:1"])
     assert code == 2
     assert capsys.readouterr().err.startswith("activity-worker topics: --")
+
+
+def test_a_topic_a_broker_never_learns_is_waited_for_with_progress_then_a_sentence(
+        kafka_helper: KafkaHelper) -> None:
+    said: list[str] = []
+    name = unique_name("never-created")
+    t0 = time.monotonic()
+    with pytest.raises(WorkerError) as caught:
+        wait_until_known({"bootstrap.servers": kafka_helper.bootstrap}, [name], timeout=3,
+                         progress=said.append)
+    assert 3 <= time.monotonic() - t0 < 10
+    assert len(said) == 1 and "waiting for broker(s) 1 to know" in said[0]
+    text = str(caught.value)
+    assert f"broker 1 (127.0.0.1:{kafka_helper.bootstrap.rsplit(':', 1)[1]}) does not know " \
+           f"{name}" in text
+    assert "UNKNOWN_TOPIC_OR_PART" in text and "run the command again" in text

@@ -101,3 +101,26 @@ def test_a_broker_outage_is_one_line_not_one_per_reconnect_attempt() -> None:
         logger.log(logging.INFO, "%s [%s] %s", "FAIL", "rdkafka#consumer-1", lost.format(ms=99))
     texts = [entry["event"] for entry in logs]
     assert texts == [lost.format(ms=1), other, coordinator, lost.format(ms=99)]
+
+
+def test_debug_lines_asked_for_with_the_debug_property_are_logged_at_info() -> None:
+    """`--kafka-config debug=metadata,fetch` (librdkafka's debug contexts): its lines come at
+    syslog level 7, below the worker's log level, and would be lost; asked for, they show."""
+    line = ("[thrd:main]: Topic t [3]: leader 2 -> 1 (epoch 7)", "METADATA")
+    with structlog.testing.capture_logs() as logs:
+        LibrdkafkaLogger({"debug": "metadata,fetch"}).log(
+            logging.DEBUG, "%s [%s] %s", line[1], "rdkafka#consumer-1", line[0])
+        LibrdkafkaLogger({}).log(logging.DEBUG, "%s [%s] %s", line[1], "rdkafka#consumer-1",
+                                 line[0])
+    assert [(e["log_level"], e["facility"]) for e in logs] == [("info", "METADATA"),
+                                                                ("debug", "METADATA")]
+    # and from a real client: a consumer with debug=broker logs its broker state changes
+    with structlog.testing.capture_logs() as logs:
+        consumer = make_consumer({**_config(_dead_port()), "debug": "broker"})
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(
+                e.get("facility") == "STATE" for e in logs):
+            consumer.poll(0.2)
+        consumer.close()
+    states = [e for e in logs if e.get("facility") == "STATE"]
+    assert states and states[0]["log_level"] == "info", [e.get("facility") for e in logs][:20]

@@ -95,9 +95,12 @@ def print_table(status: GroupStatus, out: TextIO) -> None:
               f"members {len(status.members)}  lag {status.total_lag} events, "
               f"{age(status.max_lag_seconds)}  at {taken}\n\n")
     if status.members:
-        _table([["MEMBER", "CLIENT", "HOST", "INSTANCE", "PARTITIONS"]] + [
-            [m.member_id[-12:], m.client_id, m.host, m.instance_id or "-",
-             ", ".join(f"{a.topic}[{a.partition}]" for a in m.partitions) or "-"]
+        # A consumer-protocol (KIP-848) member has a target too: where its partitions go.
+        targets = any(m.target is not None for m in status.members)
+        _table([["MEMBER", "CLIENT", "HOST", "INSTANCE", "PARTITIONS"]
+                + (["TARGET"] if targets else [])] + [
+            [m.member_id[-12:], m.client_id, m.host, m.instance_id or "-", m.held_text]
+            + ([m.target_text] if targets else [])
             for m in status.members], out)
         out.write("\n")
     if status.partitions:

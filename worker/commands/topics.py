@@ -60,16 +60,21 @@ def run(args: argparse.Namespace) -> int:
                           "the broker's default)")
     settings = _topic_config(args.topic_config)
     config = client_config(args.bootstrap_servers, args.kafka_config)
+
+    def progress(sentence: str) -> None:
+        print(sentence, file=sys.stderr, flush=True)
+
     differs = ensure_topics(config, dict.fromkeys(names, args.partitions),
                             replication_factor=args.replication_factor,
-                            topic_config=dict.fromkeys(names, settings))
+                            topic_config=dict.fromkeys(names, settings), progress=progress)
     if args.with_dlq:
         limits = topic_max_bytes(config, names)
         dlqs = {default_dlq_topic(t): limits[t] + DLQ_HEADROOM_BYTES for t in names}
         differs += ensure_topics(
             config, dict.fromkeys(dlqs, args.partitions),
             replication_factor=args.replication_factor,
-            topic_config={d: {**settings, "max.message.bytes": str(n)} for d, n in dlqs.items()})
+            topic_config={d: {**settings, "max.message.bytes": str(n)} for d, n in dlqs.items()},
+            progress=progress)
         have = topic_max_bytes(config, dlqs)
         differs += [f"dead-letter topic {d!r} has max.message.bytes {have[d]}, less than the "
                     f"{n} its source topic needs (dead letters that do not fit are written "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from worker.errors import ConfigError, WorkerError
@@ -73,13 +73,16 @@ BROKER_DEFAULT = -1
 def ensure_topics(config: Mapping[str, Any], topics: Mapping[str, int], *,
                   replication_factor: int = BROKER_DEFAULT,
                   topic_config: Mapping[str, Mapping[str, str]] | None = None,
-                  timeout: float = 30.0) -> list[str]:
-    """Create each topic with the given partition count unless it exists already.
+                  timeout: float = 30.0,
+                  progress: Callable[[str], None] | None = None) -> list[str]:
+    """Create each topic with the given partition count unless it exists already, and return
+    once every broker knows the topics it created (`wait_until_known`).
 
     `replication_factor` -1 is the broker's default; `topic_config` maps a topic name to its
     topic configs (`retention.ms`, `min.insync.replicas`, ...), applied to new topics only.
     Returns one sentence per existing topic whose partition count (or, when one was asked,
-    replication factor) differs from what was asked: it is kept as it is."""
+    replication factor) differs from what was asked: it is kept as it is. `progress` gets a
+    sentence when the wait for the brokers takes more than a moment."""
     from confluent_kafka import KafkaError
     from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
@@ -114,7 +117,76 @@ def ensure_topics(config: Mapping[str, Any], topics: Mapping[str, int], *,
             if getattr(err, "code", lambda: None)() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
             raise WorkerError(f"could not create topic {name!r}: {exc}") from None
+    wait_until_known(config, list(futures), timeout=timeout, progress=progress)
     return differs
+
+
+#: How long `wait_until_known` waits before it says what it is waiting for.
+_QUIET_WAIT_S = 2.0
+
+
+def wait_until_known(config: Mapping[str, Any], topics: Iterable[str], *, timeout: float = 30.0,
+                     progress: Callable[[str], None] | None = None) -> None:
+    """Return once every live broker of the cluster knows each of `topics`.
+
+    The controller accepts a new topic before the brokers have it in their metadata (in KRaft
+    each broker replays the controller's log at its own pace), so a request that reaches a
+    lagging broker just after a creation fails with UNKNOWN_TOPIC_OR_PART. Each broker is asked
+    in turn: a DescribeConfigs that names a broker is sent to that broker, and it answers for a
+    topic only once its metadata has it. Raises WorkerError naming the brokers and topics still
+    missing after `timeout` seconds."""
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
+
+    names = sorted(set(topics))
+    if not names:
+        return
+    admin = _admin(config)
+    deadline = time.monotonic() + timeout
+    brokers = admin.list_topics(timeout=timeout).brokers
+    pending = {b: set(names) for b in brokers}
+    last: dict[int, str] = {}
+    told = False
+    started = time.monotonic()
+    while True:
+        for broker in [b for b, missing in pending.items() if missing]:
+            resources = [ConfigResource(ConfigResource.Type.BROKER, str(broker))] + [
+                ConfigResource(ConfigResource.Type.TOPIC, t) for t in sorted(pending[broker])]
+            left = max(0.5, min(5.0, deadline - time.monotonic()))
+            for resource, fut in admin.describe_configs(resources,
+                                                        request_timeout=left).items():
+                if resource.restype != ConfigResource.Type.TOPIC:
+                    continue  # only there to send the request to `broker`
+                try:
+                    fut.result(left + 1.0)
+                except Exception as exc:
+                    err = exc.args[0] if exc.args else None
+                    if getattr(err, "code", lambda: None)() != \
+                            KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                        last[broker] = str(err or exc)
+                        continue
+                    # Not allowed to describe its configs: this broker cannot tell, so it is
+                    # not waited for (the broker checks the permission before the topic).
+                pending[broker].discard(resource.name)
+        missing = {b: t for b, t in pending.items() if t}
+        if not missing:
+            return
+        waited = time.monotonic() - started
+        if not told and progress is not None and waited >= _QUIET_WAIT_S:
+            told = True
+            progress(f"waiting for broker(s) {', '.join(map(str, sorted(missing)))} to know "
+                     f"the new topic(s) (up to {timeout:.0f}s)")
+        if time.monotonic() >= deadline:
+            detail = "; ".join(
+                f"broker {b} ({brokers[b].host}:{brokers[b].port}) does not know "
+                f"{', '.join(sorted(t))}" + (f" (last answer: {last[b]})" if b in last else "")
+                for b, t in sorted(missing.items()))
+            raise WorkerError(
+                f"the topic(s) were created, but not every broker knew them within "
+                f"{timeout:.0f}s: {detail}. Check that those brokers are up and in sync with "
+                "the controller (their logs), then run the command again: existing topics "
+                "are kept.")
+        time.sleep(0.1)
 
 
 def topic_partitions(consumer: Any, topics: Iterable[str], timeout: float = 10.0

@@ -23,6 +23,9 @@ log = structlog.get_logger("worker.engine")
 
 STATS_INTERVAL_MS = 5_000  # librdkafka statistics: the last stable offsets, and the metrics
 FENCED_TEXT = "fenced by other consumer with same group.instance.id"
+# KIP-848 (group.protocol=consumer): the broker keeps the member that holds the instance id and
+# refuses the newcomer with UNRELEASED_INSTANCE_ID, which librdkafka reports as _FATAL.
+UNRELEASED_TEXT = "instance ID is still used by another member"
 DUPLICATE_INSTANCE_ID = "duplicate_instance_id"  # ClientError.kind of a fenced static member
 
 
@@ -82,15 +85,21 @@ class ConfluentConsumer:
         if code == KafkaError.FENCED_INSTANCE_ID or FENCED_TEXT in err.str():
             return ClientError(text, fatal=True, settings_problem=self._fenced_sentence(),
                                kind=DUPLICATE_INSTANCE_ID, **fields)
+        if code == KafkaError.UNRELEASED_INSTANCE_ID or UNRELEASED_TEXT in err.str():
+            return ClientError(text, fatal=True, settings_problem=self._fenced_sentence(
+                "this worker's group instance id {instance!r} is still held by another "
+                "consumer of group {group!r}, and the broker refused this one"),
+                kind=DUPLICATE_INSTANCE_ID, **fields)
         return ClientError(text, fatal=fatal, **fields)
 
-    def _fenced_sentence(self) -> str:
+    def _fenced_sentence(self, what: str = "another consumer joined group {group!r} with this "
+                         "worker's group instance id {instance!r}, and the broker fenced this "
+                         "one") -> str:
         instance = self._config.get("group.instance.id")
         group = self._config.get("group.id")
-        return (f"another consumer joined group {group!r} with this worker's group instance id "
-                f"{instance!r}, and the broker fenced this one: two processes were started with "
-                "the same --group-instance-id (WORKER_GROUP_INSTANCE_ID); give each worker its "
-                "own (e.g. its pod or host name). This worker stops so the other keeps the "
+        return (what.format(group=group, instance=instance) + ": two processes were started "
+                "with the same --group-instance-id (WORKER_GROUP_INSTANCE_ID); give each worker "
+                "its own (e.g. its pod or host name). This worker stops so the other keeps the "
                 "partitions.")
 
     def pause(self, partitions: Collection[TP]) -> None:

@@ -73,12 +73,12 @@ class GroupInspector:
         admin = self._admin_client()
         desc = self._describe(admin, group)
         committed = self._committed(admin, group)
+        protocol = _name(getattr(desc, "type", None) or "unknown")
         members = [MemberStatus(
             member_id=m.member_id, client_id=m.client_id, host=m.host,
-            instance_id=m.group_instance_id or None,
-            partitions=[Assigned(t, p) for t, p in sorted(
-                (tp.topic, tp.partition)
-                for tp in (m.assignment.topic_partitions if m.assignment else []))])
+            instance_id=m.group_instance_id or None, partitions=_assigned(m.assignment),
+            target=_assigned(getattr(m, "target_assignment", None))
+            if protocol == CONSUMER_PROTOCOL else None)
             for m in (desc.members if desc is not None else [])]
         owners = {(a.topic, a.partition): m.member_id for m in members for a in m.partitions}
         names = list(topics) or sorted({t for t, _ in committed} | {t for t, _ in owners})
@@ -110,8 +110,7 @@ class GroupInspector:
         dlq = [DlqDepth(t, t in md, sum(highs[k] - starts[k] for k in dlq_keys if k[0] == t))
                for t in dlq_names]
         return GroupStatus(
-            group=group, state=_name(desc.state if desc is not None else "dead"),
-            protocol=_name(getattr(desc, "type", None) or "unknown"),
+            group=group, state=_state(desc, protocol, members), protocol=protocol,
             assignor=(desc.partition_assignor if desc is not None else "") or "",
             coordinator=desc.coordinator.id if desc is not None and desc.coordinator else None,
             members=members, partitions=partitions, dlq=dlq, taken_at=now)
@@ -187,6 +186,29 @@ class GroupInspector:
         finally:
             consumer.unassign()
         return found
+
+
+#: `GroupStatus.protocol` of a KIP-848 group (confluent-kafka's ConsumerGroupType.CONSUMER).
+CONSUMER_PROTOCOL = "consumer"
+
+
+def _assigned(assignment: Any) -> list[Assigned]:
+    return [Assigned(t, p) for t, p in sorted(
+        (tp.topic, tp.partition)
+        for tp in (assignment.topic_partitions if assignment is not None else []))]
+
+
+def _state(desc: Any, protocol: str, members: Sequence[MemberStatus]) -> str:
+    """The group's state. librdkafka knows only the classic protocol's states and reports a
+    consumer-protocol group that is assigning or reconciling as UNKNOWN: that is told apart
+    here from the members' assignments (reconciling: some member does not hold its target yet;
+    assigning: the broker is computing a new target)."""
+    if desc is None:
+        return "dead"
+    state = _name(desc.state)
+    if protocol == CONSUMER_PROTOCOL and state == "unknown" and members:
+        return "reconciling" if any(m.in_flight for m in members) else "assigning"
+    return state
 
 
 def _name(value: Any) -> str:

@@ -73,6 +73,10 @@ class LibrdkafkaLogger:
         self._seen: dict[tuple[str, str], tuple[float, int]] = {}
         self._log = structlog.get_logger("librdkafka")
         self.outages = BrokerOutages()
+        # librdkafka's debug lines come only when `debug` (contexts such as metadata,fetch) is
+        # set: the operator asked for them, so they are logged at info, which the worker's log
+        # level lets through.
+        self._debug_asked = bool(config.get("debug"))
 
     def log(self, level: int, fmt: str, *args: Any) -> None:
         if len(args) == 3:  # confluent-kafka: ("%s [%s] %s", facility, client name, text)
@@ -98,7 +102,7 @@ class LibrdkafkaLogger:
             self._log.error(text, **fields)
         elif level >= logging.WARNING:
             self._log.warning(text, **fields)
-        elif level >= logging.INFO:
+        elif level >= logging.INFO or self._debug_asked:
             self._log.info(text, **fields)
         else:
             self._log.debug(text, **fields)

@@ -40,7 +40,8 @@ FORMATS: dict[str, Callable[[Any, dict[str, Any]], str]] = {
     "text": lambda v, d: NONE if v is None or v == "" else str(v),
     "int": lambda v, d: NONE if v is None else f"{int(v):,}",
     "age": lambda v, d: age(v),
-    "assigned": lambda v, d: ", ".join(f"{a['topic']}[{a['partition']}]" for a in v) or NONE,
+    "assigned": lambda v, d: ", ".join(f"{a['topic']}[{a['partition']}]" for a in v or ())
+    or NONE,
     "member": lambda v, d: _members(d).get(v, NONE) if v else NONE,
     "yesno": lambda v, d: "yes" if v else "no",
 }
@@ -68,8 +69,8 @@ TABLES: tuple[Table, ...] = (
         ("reason", "reason", "text"), ("count", "letters", "int")), "none since the start"),
     Table("members", "Group members", "group.members", (
         ("client_id", "client", "text"), ("host", "host", "text"),
-        ("instance_id", "instance", "text"), ("partitions", "partitions", "assigned")),
-        "no members"),
+        ("instance_id", "instance", "text"), ("partitions", "partitions", "assigned"),
+        ("target", "target (KIP-848)", "assigned")), "no members"),
     Table("group-partitions", "Group partitions (broker's view)", "group.partitions", (
         ("topic", "topic", "text"), ("partition", "partition", "int"),
         ("committed", "committed", "int"), ("end", "end", "int"), ("lag", "lag", "int"),
