@@ -121,6 +121,7 @@ def run(settings: Settings) -> int:
         raise
 
     pipeline = Pipeline(processors, ledger, max_in_flight=settings.max_in_flight,
+                        max_outage=settings.max_outage,
                         unmatched="dead_letter" if settings.unmatched == "dead_letter"
                         else "skip")
     dlq = DeadLetterProducer(producer_config(consumer_config), settings.dlq_topic,
