@@ -130,11 +130,15 @@ def run(settings: Settings) -> int:
     if metrics is not None:
         metrics.watch_processor_call(pipeline.call_age)
         metrics.watch_ledger(lambda: pipeline.ledger_up)
-        if pipeline.effects is not None:
-            metrics.watch_effects(pipeline.effects)
+        from worker.observability.collectors import NoEffects
+
+        metrics.watch_effects(pipeline.effects if pipeline.effects is not None
+                              else NoEffects(settings.max_in_flight))
+        metrics.watch_destinations(pipeline.circuits.all)
         observers.append(metrics)
     if health is not None:
         health.watch_ledger(lambda: pipeline.ledger_up)
+        health.watch_destinations(pipeline.circuits.waiting)
         observers.append(health)
     if console is not None:
         console.state.watch(lambda: pipeline.ledger_up, pipeline.effects,

@@ -30,7 +30,7 @@ EXPECTED_ALERTS = {
     "ActivityWorkerDown", "ActivityWorkerLagGrowing", "ActivityWorkerCommitsStalled",
     "ActivityWorkerDLQRateHigh", "ActivityWorkerGuardrailTripped", "ActivityWorkerLedgerDown",
     "ActivityWorkerRebalanceStorm", "ActivityWorkerDeadLettersNotWritable",
-    "ActivityWorkerProcessorStalled",
+    "ActivityWorkerProcessorStalled", "ActivityWorkerDestinationDown",
 }
 
 
