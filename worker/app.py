@@ -142,7 +142,8 @@ def run(settings: Settings) -> int:
         observers.append(health)
     if console is not None:
         console.state.watch(lambda: pipeline.ledger_up, pipeline.effects,
-                            health.readiness if health is not None else None)
+                            health.readiness if health is not None else None,
+                            pipeline.circuits.all)
         observers.append(console.state)
     if pipeline.overlaps:
         consumer_config = for_overlapping_batches(consumer_config)

@@ -298,14 +298,24 @@ class ConcurrentEffects:
         calls = 0    # spends none (it waits on the circuit instead)
         waits = 0
         last: BaseException | None = None
+        granted = False  # the circuit let this call through while not closed (a probe)
         while True:
-            if circuit.state is not CLOSED and not await self._admitted(circuit):
-                self._gave_up_waiting(msg, proc, circuit, last, calls, stats, dead, started)
-                return False
+            if circuit.state is not CLOSED and not granted:
+                if not await self._admitted(circuit):
+                    self._gave_up_waiting(msg, proc, circuit, last, calls, stats, dead,
+                                          started)
+                    return False
+                granted = True
             error: BaseException | None = None
             async with slots:
                 if limit is not None:
                     await limit.acquire()
+                if circuit.state is not CLOSED and not granted:
+                    # It opened while this call waited for a slot: wait on the circuit instead
+                    if limit is not None:
+                        limit.release()
+                    continue
+                granted = False
                 if not started[0]:
                     self._queued[(msg.topic() or "", msg.partition() or 0)] -= 1
                     started[0] = True
