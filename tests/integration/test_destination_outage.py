@@ -11,7 +11,9 @@ worker process (`python -m worker run --drain`), as issue 26 tried it:
 - a sync processor raising RetryLater while its endpoint is down: its batch waits, no retry
   attempt is spent, exit 0;
 - two destinations, one down: the other receives every event meanwhile, and its bad events
-  (400) are dead-lettered after one call each, as before.
+  (400) are dead-lettered after one call each, as before;
+- a shutdown during an outage finishes within its bound, commits nothing past a waiting event,
+  and the restart after the recovery delivers each event once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -33,7 +36,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.engine.helpers import create_topic, produce, read_all
+from tests.engine.helpers import committed, create_topic, produce, read_all
 from tests.http_helpers import LoopbackServer, get_json
 from tests.kafka_helpers import free_port
 
@@ -333,3 +336,38 @@ def test_two_destinations_one_down_the_other_flows_and_its_bad_events_are_dead_l
     assert len(dead) == n // 10
     assert {(d["worker.processor"], d["worker.error.class"]) for d in dead} == {
         ("mail", "non_retriable")}
+
+
+def test_a_shutdown_during_an_outage_finishes_in_its_bound_and_loses_nothing(
+        kafka_bootstrap: str, redis_url: str, endpoints: Endpoints, tmp_path: Path) -> None:
+    """SIGTERM while effects wait on an open circuit: the waiting batches are cancelled within
+    --shutdown-timeout, exit 0, no offset passes a waiting event; the restart after the
+    recovery delivers each event once (the Redis ledger keeps what finished before)."""
+    n = 1000
+    topic = topic_with(kafka_bootstrap, n)
+    ledger = f"{redis_url.rstrip('/')}/0?prefix={uuid.uuid4().hex[:8]}:"
+    args = ["--processors", "worker.processors.builtin.http_forwarder", "--ledger", ledger,
+            "--max-in-flight", str(MAX_IN_FLIGHT), "--shutdown-timeout", "10",
+            "--metrics-address", "off"]
+    env = {"WORKER_FORWARD_URL": endpoints.url("crm"), "WORKER_FORWARD_TIMEOUT": "5"}
+    with running(worker(kafka_bootstrap, topic, tmp_path, *args, **env)) as proc:
+        wait_until(lambda: len(endpoints.answered("crm", 200)) >= n // 4, 60,
+                   "a quarter of the events delivered")
+        endpoints.modes["crm"] = "down"
+        wait_until(lambda: "destination unavailable; its calls wait" in (
+            tmp_path / "worker.log").read_text(errors="replace"), 60, "the circuit to open")
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        finished(proc, tmp_path, 30)
+        stopped_s = time.monotonic() - t0
+    assert stopped_s < 10 + 2, stopped_s
+    delivered_before = set(endpoints.answered("crm", 200))
+    marks = committed(kafka_bootstrap, f"g-{topic}", topic, 4)
+    for i in range(n):  # committed offsets never pass an event that was not delivered
+        if i // 4 < marks[i % 4]:
+            assert key("http_forwarder", i) in delivered_before, f"committed past event {i}"
+    assert not read_all(kafka_bootstrap, f"{topic}.dlq", 0, timeout=2)
+    endpoints.modes["crm"] = "up"
+    finished(worker(kafka_bootstrap, topic, tmp_path, *args, **env), tmp_path, 120)
+    delivered_once(endpoints, "crm", "http_forwarder", n)
+    print(json.dumps({"shutdown_during_outage_s": round(stopped_s, 2)}))
