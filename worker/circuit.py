@@ -37,6 +37,9 @@ CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.H
 #: The longest wait a Retry-After may ask for (seconds): a bad header must not park a
 #: destination for a day.
 MAX_RETRY_AFTER_S = 300.0
+#: A probe that has not reported back after this long (its caller was cancelled before it
+#: called, by a revoke or a shutdown) no longer holds its slot: another call may probe.
+PROBE_STALE_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,7 @@ class Circuit:
         self.retry_at = 0.0                # open: when it turns half-open
         self._reopened = 0                 # times it opened again since it left closed
         self._probes_out = 0
+        self._probed_at = 0.0
         self.refused = 0                   # calls held back while not closed (a counter)
         self.opened = 0                    # times it opened (a counter)
 
@@ -95,8 +99,11 @@ class Circuit:
                     return self.retry_at - now
                 self._set(HALF_OPEN, now)
                 self._probes_out = 0
+            if self._probes_out and now - self._probed_at > PROBE_STALE_S:
+                self._probes_out = 0  # its caller went away without a word
             if self._probes_out < self.policy.probes:
                 self._probes_out += 1
+                self._probed_at = now
                 return 0.0
             # every probe is out: its answer wakes the waiters; ask again by then anyway
             return max(0.05, self.policy.first_backoff)

@@ -315,7 +315,7 @@ class ConcurrentEffects:
                     if limit is not None:
                         limit.release()
                     continue
-                granted = False
+                probe, granted = granted, False
                 if not started[0]:
                     self._queued[(msg.topic() or "", msg.partition() or 0)] -= 1
                     started[0] = True
@@ -336,7 +336,8 @@ class ConcurrentEffects:
                                                f"within {proc.timeout:g} s; cancelled"
                                                ) from None
                 except asyncio.CancelledError:
-                    circuit.release_probe()
+                    if probe:
+                        circuit.release_probe()
                     raise
                 except BaseException as exc:  # processor code (see worker.retries)
                     error = exc

@@ -445,6 +445,8 @@ class Pipeline:
                 self._sleep(decision.delay, cancelled)
                 attempt += 1
             if cancelled():
+                if circuit.state is not CLOSED:
+                    circuit.release_probe()  # (granted above, and now not called)
                 raise _Cancelled
             calls += 1
             ctx = Context.of_message(proc, event, msg, transaction, calls)

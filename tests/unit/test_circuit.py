@@ -139,6 +139,18 @@ def test_a_cancelled_probe_frees_its_slot() -> None:
     assert c.admit() == 0.0
 
 
+def test_a_probe_that_never_reports_back_frees_its_slot_after_a_while() -> None:
+    clock = Clock()
+    c = circuit(clock)
+    open_it(c)
+    clock.now += 1.0
+    assert c.admit() == 0.0  # the probe; its caller is then cancelled without a word
+    clock.now += 59.0
+    assert c.admit() > 0.0
+    clock.now += 2.0
+    assert c.admit() == 0.0 and c.state is CircuitState.HALF_OPEN
+
+
 def test_one_log_line_per_state_change_never_per_call() -> None:
     clock = Clock()
     c = circuit(clock)
