@@ -121,6 +121,7 @@ def run(settings: Settings) -> int:
         raise
 
     pipeline = Pipeline(processors, ledger, max_in_flight=settings.max_in_flight,
+                        max_outage=settings.max_outage,
                         unmatched="dead_letter" if settings.unmatched == "dead_letter"
                         else "skip")
     dlq = DeadLetterProducer(producer_config(consumer_config), settings.dlq_topic,
@@ -129,15 +130,20 @@ def run(settings: Settings) -> int:
     if metrics is not None:
         metrics.watch_processor_call(pipeline.call_age)
         metrics.watch_ledger(lambda: pipeline.ledger_up)
-        if pipeline.effects is not None:
-            metrics.watch_effects(pipeline.effects)
+        from worker.observability.collectors import NoEffects
+
+        metrics.watch_effects(pipeline.effects if pipeline.effects is not None
+                              else NoEffects(settings.max_in_flight))
+        metrics.watch_destinations(pipeline.circuits.all)
         observers.append(metrics)
     if health is not None:
         health.watch_ledger(lambda: pipeline.ledger_up)
+        health.watch_destinations(pipeline.circuits.waiting)
         observers.append(health)
     if console is not None:
         console.state.watch(lambda: pipeline.ledger_up, pipeline.effects,
-                            health.readiness if health is not None else None)
+                            health.readiness if health is not None else None,
+                            pipeline.circuits.all)
         observers.append(console.state)
     if pipeline.overlaps:
         consumer_config = for_overlapping_batches(consumer_config)

@@ -7,6 +7,13 @@ has one, else the Kafka message key (producers key customer activity by customer
 partition (events without a key keep partition order). A retry waits in its own chain only: the
 other keys flow meanwhile.
 
+A destination that is unavailable (worker.retries.unavailable: RetryLater, a timeout, a
+connection error) opens its circuit (worker.circuit): its effects wait, each in its key's chain
+(so a key's later effects wait behind it), without spending retry attempts, while other
+destinations' effects flow. The batch does not finish meanwhile, so the engine's window fills
+and it pauses the partitions (backpressure). With --max-outage, effects that waited that long
+become `destination_unavailable` dead letters.
+
 Async processors are external effects: they get no `ctx.transaction` (a processor that writes
 through the ledger's transaction stays a sync one and runs serialised inside the batch's
 transaction, before the batch's async effects). The ledger claims and marks their keys exactly
@@ -30,10 +37,20 @@ from typing import Any
 
 import structlog
 
+from worker.circuit import Circuit, Circuits
 from worker.processors.api import Context, Processor
-from worker.retries import GiveUp, Retry, after_failure, gave_up
+from worker.retries import (
+    GiveUp,
+    Retry,
+    after_failure,
+    dead_letter,
+    gave_up,
+    outage_reason,
+    outage_wait,
+    unavailable,
+)
 from worker.types import BatchStats, DeadLetter, Message
-from worker.vocabulary import Outcome
+from worker.vocabulary import CircuitState, ErrorClass, Outcome
 from worker.work import Work
 
 log = structlog.get_logger("worker.effects")
@@ -43,11 +60,12 @@ log = structlog.get_logger("worker.effects")
 DEFAULT_MAX_IN_FLIGHT = 256
 
 CANCEL_CHECK_S = 0.05
+CLOSED = CircuitState.CLOSED
 
 
-class CallTimedOut(Exception):
-    """An async processor call ran past its timeout and was cancelled (a failure: retried,
-    then dead-lettered)."""
+class CallTimedOut(TimeoutError):
+    """An async processor call ran past its timeout and was cancelled: the destination counts
+    as unavailable (worker.retries.unavailable), so the effect waits on its circuit."""
 
 
 class EffectsCancelled(Exception):
@@ -73,7 +91,8 @@ class ConcurrentEffects:
     even when several batches are in flight at once (Pipeline.overlaps)."""
 
     def __init__(self, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-                 processors: Iterable[Processor] = ()) -> None:
+                 processors: Iterable[Processor] = (),
+                 circuits: Circuits | None = None) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         procs = list(processors)
@@ -103,6 +122,13 @@ class ConcurrentEffects:
         self._handed: dict[int, int] = {}  # ticket -> its batch's messages
         self._waiting = 0
         self._unfinished = 0
+        # Each destination's circuit (worker.circuit): an unavailable one holds its effects
+        # back, in their key's order, while the other destinations' effects flow
+        self._circuits = circuits if circuits is not None else Circuits()
+        for p in procs:
+            self._circuits.add(p.destination_name, p.max_concurrency or max_in_flight)
+        self._wake: dict[str, asyncio.Event] = {}  # destination -> wakes its waiting effects
+        self._circuits.listen(self._circuit_changed)
 
     # -- read at scrape time (worker.observability.collectors.Effects) -------------------------
     def in_flight(self) -> int:
@@ -267,21 +293,39 @@ class ConcurrentEffects:
                       timings: list[list[float]], started: list[bool]) -> bool:
         msg, event, proc, _key, index = item
         slots, limit = self._slots, self._limits.get(proc.name)
-        attempt = 1
+        circuit = self._circuits[proc.destination_name]
+        attempt = 1  # the retry policy's count: a failure of an unavailable destination
+        calls = 0    # spends none (it waits on the circuit instead)
+        waits = 0
+        last: BaseException | None = None
+        granted = False  # the circuit let this call through while not closed (a probe)
         while True:
+            if circuit.state is not CLOSED and not granted:
+                if not await self._admitted(circuit):
+                    self._gave_up_waiting(msg, proc, circuit, last, calls, stats, dead,
+                                          started)
+                    return False
+                granted = True
             error: BaseException | None = None
             async with slots:
                 if limit is not None:
                     await limit.acquire()
-                if attempt == 1:
+                if circuit.state is not CLOSED and not granted:
+                    # It opened while this call waited for a slot: wait on the circuit instead
+                    if limit is not None:
+                        limit.release()
+                    continue
+                probe, granted = granted, False
+                if not started[0]:
                     self._queued[(msg.topic() or "", msg.partition() or 0)] -= 1
                     started[0] = True
                 effect = next(self._ids)
                 t0 = self._started[effect] = time.perf_counter()
                 self._per_processor[proc.name] += 1
+                calls += 1
                 try:
                     call: Coroutine[Any, Any, None] = proc.func(  # type: ignore[assignment]
-                        event, Context.of_message(proc, event, msg, None, attempt))
+                        event, Context.of_message(proc, event, msg, None, calls))
                     if proc.timeout is None:
                         await call
                     else:
@@ -292,6 +336,8 @@ class ConcurrentEffects:
                                                f"within {proc.timeout:g} s; cancelled"
                                                ) from None
                 except asyncio.CancelledError:
+                    if probe:
+                        circuit.release_probe()
                     raise
                 except BaseException as exc:  # processor code (see worker.retries)
                     error = exc
@@ -302,8 +348,19 @@ class ConcurrentEffects:
                     if limit is not None:
                         limit.release()
             if error is None:
+                circuit.success()
                 stats.outcomes[(proc.name, Outcome.OK)] += 1
                 return True
+            after = unavailable(error)
+            if after is not None:  # the destination's fault, not the event's: wait, no attempt
+                circuit.failure(after)
+                stats.outcomes[(proc.name, Outcome.RETRIED)] += 1
+                last = error
+                waits += 1
+                if circuit.state is CLOSED:
+                    await asyncio.sleep(outage_wait(proc, waits, after))
+                continue
+            circuit.success()  # it answered: the destination is up
             decision = after_failure(proc, event, msg, error, attempt)
             if isinstance(decision, Retry):
                 stats.outcomes[(proc.name, Outcome.RETRIED)] += 1
@@ -311,5 +368,41 @@ class ConcurrentEffects:
                 attempt += 1
                 continue
             assert isinstance(decision, GiveUp)
-            gave_up(msg, event, proc, decision, error, attempt, stats, dead)
+            gave_up(msg, event, proc, decision, error, calls, stats, dead)
             return False
+
+    async def _admitted(self, circuit: Circuit) -> bool:
+        """Wait until `circuit` lets a call through (True), or until the destination has been
+        unavailable for --max-outage (False). Cancelled with the batch (revoke, shutdown)."""
+        bound, first = self._circuits.max_outage, True
+        while (wait := circuit.ask(bound, first)) is not None:
+            if wait == 0.0:
+                return True
+            first = False
+            wake = self._wake.get(circuit.name)
+            if wake is None:
+                wake = self._wake[circuit.name] = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), wait)
+        return False
+
+    def _gave_up_waiting(self, msg: Message, proc: Processor, circuit: Circuit,
+                         last: BaseException | None, calls: int, stats: BatchStats,
+                         dead: list[DeadLetter], started: list[bool]) -> None:
+        """Past --max-outage: dead-letter it as `destination_unavailable` (replayable)."""
+        if not started[0]:
+            self._queued[(msg.topic() or "", msg.partition() or 0)] -= 1
+            started[0] = True
+        dead_letter(msg, proc, ErrorClass.DESTINATION_UNAVAILABLE,
+                    outage_reason(proc, circuit.down_seconds(), last), calls, stats, dead)
+
+    def _circuit_changed(self, circuit: Circuit) -> None:
+        """(any thread) Wake the effects waiting on `circuit`."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake_waiters, circuit.name)
+
+    def _wake_waiters(self, name: str) -> None:
+        wake = self._wake.pop(name, None)
+        if wake is not None:
+            wake.set()

@@ -21,16 +21,24 @@ from typing import Any
 
 import structlog
 
+from worker.circuit import CLOSED, Circuit, Circuits
 from worker.effects import DEFAULT_MAX_IN_FLIGHT, ConcurrentEffects, EffectsCancelled
 from worker.errors import (
     LedgerKeyRejected,
     LedgerUnavailable,
 )
-from worker.events import Event
 from worker.ledger.base import ClaimState, Ledger, LedgerSession
 from worker.ledger_calls import interruptible_sleep, quiet_rollback, refused_keys
 from worker.processors.api import Context, Processor
-from worker.retries import GiveUp, after_failure, dead_letter, gave_up
+from worker.retries import (
+    GiveUp,
+    after_failure,
+    dead_letter,
+    gave_up,
+    outage_reason,
+    outage_wait,
+    unavailable,
+)
 from worker.types import BatchResult, BatchStats, DeadLetter, Message
 from worker.vocabulary import ErrorClass, Outcome
 from worker.work import Resolver, Unmatched, Work, WorkPlanner
@@ -59,7 +67,13 @@ class Pipeline:
         sleep: Callable[[float, Callable[[], bool]], None] | None = None,
         prune_every: float = _PRUNE_CHECK_S,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        max_outage: float | None = None,
+        circuits: Circuits | None = None,
     ) -> None:
+        """`max_outage`: seconds a destination may be unavailable before the events waiting
+        for it are dead-lettered (`destination_unavailable`); None waits as long as it takes.
+        `circuits`: the destinations' circuit breakers (worker.circuit; tests pass one with a
+        fake clock)."""
         if router is None:
             from worker.routing import Router
 
@@ -81,10 +95,19 @@ class Pipeline:
         self._names = [p.name for p in self.processors]
         self._index = {name: i for i, name in enumerate(self._names)}
         self._planner = WorkPlanner(self._index, router, unmatched)
+        # A circuit per destination (worker.circuit), sync and async processors alike
+        self.circuits = circuits if circuits is not None else Circuits(max_outage=max_outage)
+        if max_outage is not None:
+            self.circuits.max_outage = max_outage
+        for p in self.processors:
+            self.circuits.add(p.destination_name, p.max_concurrency or
+                              (max_in_flight if p.is_async else 1))
+        self._destinations = [p.destination_name for p in self.processors]
         # Async processors' effects run concurrently, after the batch's sync ones
         self._async = frozenset(i for i, p in enumerate(self.processors) if p.is_async)
         self.effects = (ConcurrentEffects(max_in_flight,
-                                          [self.processors[i] for i in self._async])
+                                          [self.processors[i] for i in self._async],
+                                          self.circuits)
                         if self._async else None)
         # Several batches in flight at once (worker.kafka.batch.InFlight): only when every
         # processor is async (sync ones run in batch order) and the ledger takes concurrent
@@ -243,6 +266,8 @@ class Pipeline:
             make_ctx = Context.of_message
             concurrent = self._async  # empty (falsy) unless some processor is async
             deferred: list[Work] = []
+            blocked = self.circuits.not_closed  # empty (falsy) unless a destination is down
+            destinations = self._destinations
             # One clock read per call: a call's time runs from the end of the previous one, so
             # it includes the pipeline's own per-call work (~0.2 us).
             t0 = perf()
@@ -255,32 +280,36 @@ class Pipeline:
                     continue
                 if cancelled():
                     raise _Cancelled
-                ctx = make_ctx(proc, event, msg, transaction)
-                self._call_t0 = t0
-                try:
-                    if transaction is None:
-                        proc.func(event, ctx)
-                    else:
-                        with session.savepoint():
+                if blocked and destinations[index] in blocked:
+                    error: BaseException | None = None  # its destination is down: not called
+                else:
+                    ctx = make_ctx(proc, event, msg, transaction)
+                    self._call_t0 = t0
+                    try:
+                        if transaction is None:
                             proc.func(event, ctx)
-                except LedgerUnavailable:
-                    raise
-                except BaseException as exc:  # see _retry
-                    # The slow path: retries with backoff, then a dead letter (or a stop).
-                    timings[index].append(perf() - t0)
-                    if self._retry(msg, event, proc, index, exc, session, transaction, stats,
-                                   dead, timings, cancelled):
+                        else:
+                            with session.savepoint():
+                                proc.func(event, ctx)
+                    except LedgerUnavailable:
+                        raise
+                    except BaseException as exc:  # see _retry
+                        error = exc
+                        timings[index].append(perf() - t0)
+                    else:
+                        t1 = perf()
+                        timings[index].append(t1 - t0)
+                        t0 = t1
                         ok[index] += 1
                         done(key)
-                    else:
-                        self._timed("release", session.release, [key])
-                    t0 = perf()
-                    continue
-                t1 = perf()
-                timings[index].append(t1 - t0)
-                t0 = t1
-                ok[index] += 1
-                done(key)
+                        continue
+                # The slow path: wait for the destination, retries with backoff, then a dead
+                # letter (or a stop).
+                if self._retry((msg, event, proc, key, index), error, session, stats, dead,
+                               timings, cancelled):
+                    ok[index] += 1
+                    done(key)
+                t0 = perf()
             self._call_t0 = None
             if deferred:
                 self._run_concurrent(deferred, session, stats, dead, timings, cancelled,
@@ -374,25 +403,53 @@ class Pipeline:
             for i, s in zip(busy, again, strict=True):
                 states[i] = s
 
-    def _retry(self, msg: Message, event: Event, proc: Processor, index: int,
-               first_error: BaseException, session: LedgerSession, transaction: Any | None,
+    def _retry(self, item: Work, first_error: BaseException | None, session: LedgerSession,
                stats: BatchStats, dead: list[DeadLetter], timings: list[list[float]],
                cancelled: Callable[[], bool]) -> bool:
-        """Attempt 1 raised `first_error`: retry per the processor's policy (worker.retries).
-        True when the effect is finally done; False when it was dead-lettered."""
-        exc: BaseException = first_error
-        attempt = 1
+        """Attempt 1 raised `first_error` (None: not called, its destination is down): retry
+        per the processor's policy (worker.retries), or, while the destination is unavailable,
+        wait on its circuit without spending attempts. True when the effect is finally done;
+        False when it was dead-lettered (its key released)."""
+        msg, event, proc, key, index = item
+        transaction = session.transaction
+        circuit = self.circuits[proc.destination_name]
+        exc: BaseException | None = first_error
+        attempt = 1  # the retry policy's count (an unavailable destination spends none)
+        calls = 0 if first_error is None else 1
+        waits = 0
+        last: BaseException | None = None
         while True:
-            decision = after_failure(proc, event, msg, exc, attempt)
-            if isinstance(decision, GiveUp):
-                gave_up(msg, event, proc, decision, exc, attempt, stats, dead)
-                return False
-            stats.outcomes[(proc.name, Outcome.RETRIED)] += 1
-            self._sleep(decision.delay, cancelled)
-            attempt += 1
+            after = None if exc is None else unavailable(exc)
+            if exc is None or after is not None:
+                if exc is not None:
+                    assert after is not None
+                    circuit.failure(after)
+                    stats.outcomes[(proc.name, Outcome.RETRIED)] += 1
+                    last, waits = exc, waits + 1
+                    if circuit.state is CLOSED:
+                        self._sleep(outage_wait(proc, waits, after), cancelled)
+                if not self._admitted(circuit, cancelled):
+                    dead_letter(msg, proc, ErrorClass.DESTINATION_UNAVAILABLE,
+                                outage_reason(proc, circuit.down_seconds(), last), calls,
+                                stats, dead)
+                    self._timed("release", session.release, [key])
+                    return False
+            else:
+                circuit.success()  # it answered: the destination is up
+                decision = after_failure(proc, event, msg, exc, attempt)
+                if isinstance(decision, GiveUp):
+                    gave_up(msg, event, proc, decision, exc, calls, stats, dead)
+                    self._timed("release", session.release, [key])
+                    return False
+                stats.outcomes[(proc.name, Outcome.RETRIED)] += 1
+                self._sleep(decision.delay, cancelled)
+                attempt += 1
             if cancelled():
+                if circuit.state is not CLOSED:
+                    circuit.release_probe()  # (granted above, and now not called)
                 raise _Cancelled
-            ctx = Context.of_message(proc, event, msg, transaction, attempt)
+            calls += 1
+            ctx = Context.of_message(proc, event, msg, transaction, calls)
             t0 = self._call_t0 = time.perf_counter()
             try:
                 if transaction is None:
@@ -407,7 +464,22 @@ class Pipeline:
                 exc = again
                 continue
             timings[index].append(time.perf_counter() - t0)
+            circuit.success()
             return True
+
+    def _admitted(self, circuit: Circuit, cancelled: Callable[[], bool]) -> bool:
+        """Wait (in the handler thread) until `circuit` lets a call through: True; False once
+        the destination has been unavailable for --max-outage. Raises _Cancelled when the
+        engine cancels the batch (revoke, shutdown): the batch is read again later."""
+        bound, first = self.circuits.max_outage, True
+        while (wait := circuit.ask(bound, first)) is not None:
+            if wait == 0.0:
+                return True
+            first = False
+            self._sleep(min(wait, 1.0), cancelled)
+            if cancelled():
+                raise _Cancelled
+        return False
 
     def _timed(self, op: str, fn: Callable[..., Any], *args: Any) -> Any:
         t0 = time.perf_counter()

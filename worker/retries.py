@@ -1,5 +1,6 @@
-"""What happens after a processor call raised: retry after a delay, dead-letter the event for
-this processor, or stop the worker. One decision, used by the serial path (sync processors,
+"""What happens after a processor call raised: wait on its destination's circuit (the destination
+is unavailable: `unavailable`), retry after a delay, dead-letter the event for this processor, or
+stop the worker. One decision, used by the serial path (sync processors,
 worker.pipeline) and the concurrent one (async processors, worker.effects).
 
 Anything a processor raises counts, BaseException subclasses too (SystemExit from a library, a
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from worker.circuit import MAX_RETRY_AFTER_S
 from worker.errors import FatalProcessingError, NonRetriableError, RetryLater, cut, describe
 from worker.events import Event
 from worker.processors.api import Processor
@@ -21,7 +23,27 @@ from worker.vocabulary import ErrorClass, Outcome
 
 log = structlog.get_logger("worker.pipeline")
 
-MAX_RETRY_AFTER_S = 300.0  # the longest wait a RetryLater (Retry-After) may ask for
+
+def unavailable(exc: BaseException) -> float | None:
+    """The destination is unavailable (not the event's fault): the seconds it asked to wait
+    (0.0 when it did not say). None for any other failure.
+
+    RetryLater (the HTTP forwarder raises it for 5xx, 408, 429, timeouts and connection errors),
+    a timeout (an async call cancelled past its `timeout` too) and a connection error count;
+    such a failure spends no retry attempt: the effect waits on its destination's circuit
+    (worker.circuit) instead, and is never a dead letter unless --max-outage is set."""
+    if isinstance(exc, RetryLater):
+        return exc.after
+    if isinstance(exc, (TimeoutError, ConnectionError)):
+        return 0.0
+    return None
+
+
+def outage_reason(proc: Processor, seconds: float, exc: BaseException | None) -> str:
+    """The reason of a `destination_unavailable` dead letter."""
+    last = f"; last error: {describe(exc)}" if exc is not None else ""
+    return cut(f"destination {proc.destination_name!r} unavailable for {seconds:.0f} s "
+               f"(--max-outage){last}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,21 +61,25 @@ class GiveUp:
 
 def after_failure(proc: Processor, event: Event, msg: Message, exc: BaseException,
                   attempt: int) -> Retry | GiveUp:
-    """Attempt `attempt` raised `exc`. Raises FatalProcessingError when the processor's
+    """Attempt `attempt` raised `exc` (not an `unavailable` one: those wait on the circuit).
+    Raises FatalProcessingError when the processor's
     `on_failure='stop'` and its retries are used up."""
     if isinstance(exc, NonRetriableError):
         return GiveUp(exc.error_class, cut(str(exc)))
     if attempt < proc.retry.max_attempts:
-        delay = proc.retry.delay(attempt)
-        if isinstance(exc, RetryLater):  # the other side said when (bounded: a bad header)
-            delay = max(delay, min(exc.after, MAX_RETRY_AFTER_S))
-        return Retry(delay)
+        return Retry(proc.retry.delay(attempt))
     if proc.on_failure == "stop":
         raise FatalProcessingError(
             f"processor {proc.name!r} failed {attempt} times on event {event.id} "
             f"({msg.topic()}[{msg.partition()}]@{msg.offset()}): {describe(exc)}; "
             "on_failure='stop', so the worker stops here") from exc
     return GiveUp(ErrorClass.PROCESSOR_FAILED, describe(exc))
+
+
+def outage_wait(proc: Processor, waits: int, retry_after: float) -> float:
+    """After the `waits`-th unavailable failure of one call: how long it waits before asking
+    its destination's circuit again (the processor's backoff, at least its Retry-After)."""
+    return max(proc.retry.delay(waits), min(retry_after, MAX_RETRY_AFTER_S))
 
 
 def dead_letter(msg: Message, proc: Processor, error_class: str, reason: str, attempts: int,

@@ -115,6 +115,11 @@ OPTIONS: tuple[_Opt, ...] = (
     _Opt("--max-in-flight", "int", DEFAULT_MAX_IN_FLIGHT,
          "async processors: calls in flight at once per worker (effects of one ordering key "
          "still run one at a time, in offset order)", metavar="N"),
+    _Opt("--max-outage", "float", None,
+         "a destination (the system a processor calls) unavailable this long: the events "
+         "waiting for it are dead-lettered as 'destination_unavailable' (replay them with "
+         "`dlq replay --error-class destination_unavailable` once it is back); unset: they "
+         "wait as long as it takes, with consumption paused", metavar="SECONDS"),
     _Opt("--retry-attempts", "int", None,
          "attempts per processor call before dead-lettering (for processors that keep the "
          "library default retry policy)", metavar="N"),
@@ -163,6 +168,7 @@ class Settings:
     shutdown_timeout: float = _ENGINE.shutdown_timeout
     revoke_timeout: float = _ENGINE.revoke_timeout
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    max_outage: float | None = None
     retry_attempts: int | None = None
     retry_backoff: float | None = None
     retry_max_backoff: float | None = None
@@ -310,6 +316,9 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None
                           "would be consumed again.")
     if values["max_in_flight"] < 1:
         raise ConfigError(f"--max-in-flight={values['max_in_flight']} must be at least 1.")
+    if values["max_outage"] is not None and values["max_outage"] <= 0:
+        raise ConfigError(f"--max-outage={values['max_outage']:g} must be above 0 seconds; "
+                          "leave it unset to wait out any outage.")
     retention, lease = values["ledger_retention"], values["ledger_lease"]
     if retention <= 0 or lease <= 0 or lease >= retention:
         raise ConfigError(f"--ledger-lease ({lease:g} s) must be shorter than its retention "

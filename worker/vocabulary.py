@@ -37,6 +37,9 @@ class ErrorClass(StrEnum):
     NON_RETRIABLE = "non_retriable"        # the processor raised NonRetriableError
     KEY_FAILED = "key_failed"              # its custom key function raised
     LEDGER_REJECTED = "ledger_rejected"    # the ledger's store refused its key's data
+    # its destination stayed unavailable longer than --max-outage (not the event's fault:
+    # replay it with `dlq replay --error-class destination_unavailable` once it is back)
+    DESTINATION_UNAVAILABLE = "destination_unavailable"
     # no processor matched it, with --unmatched dead_letter
     UNMATCHED = "unmatched"
 
@@ -51,3 +54,16 @@ class IngressOutcome(StrEnum):
     UNAUTHORIZED = "unauthorized"    # 401: the signature is missing or wrong
     TOO_LARGE = "too_large"          # 413: over --max-body
     REFUSED = "refused"              # 404, 405, 411, 400: not a delivery to this endpoint
+
+
+class CircuitState(StrEnum):
+    """The state of a destination's circuit (worker.circuit); the `state` label of
+    `destination_state`."""
+
+    CLOSED = "closed"        # calls go through
+    OPEN = "open"            # the destination is unavailable: no calls until the backoff ends
+    HALF_OPEN = "half_open"  # a few probe calls; a success closes it, a failure opens it again
+
+
+#: Error classes that say nothing about the event: the DLQ guardrail does not count them.
+NOT_THE_EVENTS_FAULT = frozenset({ErrorClass.DESTINATION_UNAVAILABLE})

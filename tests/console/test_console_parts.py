@@ -128,6 +128,30 @@ def test_the_worker_state() -> None:
     rates = doc["events_per_second"]["rates"]
     assert len(rates) == RATE_BUCKETS and rates[-1] == 0.3
     assert doc["ledger"] == {"kind": "postgresql", "up": True}
+    assert doc["destinations"] == []
+
+
+def test_the_worker_state_shows_each_destination() -> None:
+    from worker.circuit import CircuitPolicy, Circuits
+
+    now = [50.0]
+    circuits = Circuits(CircuitPolicy(failures_to_open=1), clock=lambda: now[0])
+    circuits.add("mail", 4)
+    circuits.add("crm", 256).failure(retry_after=60.0)
+    assert circuits["crm"].ask(None, first=True)
+    now[0] += 42.0
+    state = _state()
+    state.watch(lambda: True, None, None, circuits.all)
+    assert state.snapshot()["destinations"] == [
+        {"name": "crm", "state": "open", "down_seconds": 42.0, "concurrency_limit": 256,
+         "calls_refused": 1, "opened": 1},
+        {"name": "mail", "state": "closed", "down_seconds": 0.0, "concurrency_limit": 4,
+         "calls_refused": 0, "opened": 0}]
+    console = Console(state, None, ConsoleAccess(None, "127.0.0.1"))
+    page = console.route(_req("/"))
+    assert page is not None
+    assert 'data-source="worker.destinations"' in page.body.decode()
+    assert "<td class=\"text\">open</td>" in page.body.decode()
 
 
 def test_the_page_renders_every_table_and_escapes_names() -> None:

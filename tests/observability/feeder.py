@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from worker.circuit import Circuits
 from worker.effects import ConcurrentEffects
 from worker.observability.health import HealthState
 from worker.observability.metrics import WorkerMetrics
@@ -64,6 +65,13 @@ class Feeder:
         m.record_librdkafka_stats(STATS_JSON)
         self.effects = ConcurrentEffects(64, [async_processor("forwarder")])
         m.watch_effects(self.effects)
+        # two destinations: "crm" down (its circuit open), "mail" fine
+        self.circuits = Circuits()
+        crm = self.circuits.add("crm", 64)
+        self.circuits.add("mail", 8)
+        for _ in range(crm.policy.failures_to_open):
+            crm.failure(retry_after=3600.0)
+        m.watch_destinations(self.circuits.all)
         if self.health is not None:
             self.health.set_connected(True)
             self.health.set_assigned(len(self.tps))

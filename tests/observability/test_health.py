@@ -59,6 +59,20 @@ def test_commits_must_advance_when_there_is_traffic(health: HealthState,
     assert health.liveness() == (True, [])
 
 
+def test_commits_waiting_for_a_down_destination_keep_the_worker_live(
+        health: HealthState, clock: FakeClock) -> None:
+    """A restart does not bring a destination back: /healthz stays 200 while one is down."""
+    down = [True]
+    health.watch_destinations(lambda: down[0])
+    health.record_traffic()
+    for _ in range(20):
+        clock.now += 9
+        health.heartbeat()
+    assert health.liveness() == (True, [])
+    down[0] = False  # back, and still no commit advances: a stuck processor after all
+    assert not health.liveness()[0]
+
+
 def test_idle_worker_with_old_commit_stays_live(health: HealthState, clock: FakeClock) -> None:
     health.record_traffic()
     health.record_commit_advance()

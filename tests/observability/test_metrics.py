@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
+from worker.circuit import Circuit, CircuitPolicy, Circuits
 from worker.effects import ConcurrentEffects
 from worker.observability import metrics as m
 from worker.observability.metrics import (
@@ -298,6 +299,7 @@ def test_every_exposed_sample_is_declared() -> None:
     effects = ConcurrentEffects(4, [async_processor("p")])
     effects._queued[("t", 0)] = 1  # an effect waiting, as inside a batch
     wm.watch_effects(effects)
+    wm.watch_destinations(lambda: [Circuit("crm")])
     exposed = set(sample_names(wm.registry))
     suffixes = ("_total", "_created", "_bucket", "_sum", "_count")
     bases = {next((n[: -len(x)] for x in suffixes if n.endswith(x) and n[: -len(x)] in
@@ -357,3 +359,39 @@ def async_processor(name: str) -> Processor:
         return None
 
     return Processor(name=name, patterns=("customer.**",), func=func)  # type: ignore[arg-type]
+
+
+def test_a_worker_without_async_processors_exports_the_effects_series_at_0() -> None:
+    """The dashboard's async-effects panels show 0, not "No data", on a sync-only worker."""
+    from worker.observability.collectors import NoEffects
+
+    wm = WorkerMetrics()
+    wm.watch_effects(NoEffects(256))
+    assert value(wm, "activity_worker_effects_in_flight", processor="") == 0
+    assert value(wm, "activity_worker_effects_queued", topic="", partition="") == 0
+    assert value(wm, "activity_worker_effect_oldest_age_seconds") == 0
+    assert value(wm, "activity_worker_effects_max_in_flight") == 256
+
+
+def test_each_destinations_circuit_is_shown() -> None:
+    now = [100.0]
+    circuits = Circuits(CircuitPolicy(failures_to_open=1), clock=lambda: now[0])
+    crm, mail = circuits.add("crm", 16), circuits.add("mail", 1)
+    wm = WorkerMetrics()
+    wm.watch_destinations(circuits.all)
+    for state in ("closed", "open", "half_open"):
+        assert value(wm, "activity_worker_destination_state", destination="crm",
+                     state=state) == (1.0 if state == "closed" else 0.0)
+    crm.failure(retry_after=30.0)
+    assert crm.ask(None, first=True)
+    now[0] += 12.5
+    assert value(wm, "activity_worker_destination_state", destination="crm", state="open") == 1
+    assert value(wm, "activity_worker_destination_state", destination="crm",
+                 state="closed") == 0
+    assert value(wm, "activity_worker_destination_down_seconds", destination="crm") == 12.5
+    assert value(wm, "activity_worker_destination_calls_refused_total", destination="crm") == 1
+    assert value(wm, "activity_worker_destination_opened_total", destination="crm") == 1
+    assert value(wm, "activity_worker_destination_concurrency_limit", destination="crm") == 16
+    assert value(wm, "activity_worker_destination_state", destination="mail",
+                 state="closed") == 1
+    assert mail.state == "closed"

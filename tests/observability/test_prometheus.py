@@ -32,6 +32,7 @@ EXPECTED_ALERTS = {
     "ActivityWorkerRebalanceStorm", "ActivityWorkerDeadLettersNotWritable",
     "ActivityWorkerProcessorStalled", "ActivityWorkerOpenTransaction",
     "ActivityWorkerIngressNotReady", "ActivityWorkerIngressUnauthorized",
+    "ActivityWorkerDestinationDown",
 }
 
 

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from tests.http_helpers import LoopbackServer
 from worker.ledger import open_ledger
 from worker.pipeline import Pipeline
 from worker.processors.api import Processor, RetryPolicy
@@ -31,33 +31,17 @@ from worker.types import LocalMessage
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class Endpoint:
+class Endpoint(LoopbackServer):
     """A real HTTP server on a free loopback port; each path answers as its name says, and
     every request is recorded (path, headers, body, time)."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, str], bytes, float]] = []
         self.calls: dict[str, int] = {}
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-        assert self.ready.wait(10)
+        super().__init__()
 
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        app = web.Application()
-        app.router.add_post("/{kind}", self._answer)
-        self.runner = web.AppRunner(app)
-        self.loop.run_until_complete(self.runner.setup())
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        self.loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.ready.set()
-        self.loop.run_forever()
-
-    async def _answer(self, request: web.Request) -> web.Response:
-        kind = request.match_info["kind"]
+    async def answer(self, request: web.Request) -> web.Response:
+        kind = request.match_info["name"]
         body = await request.read()
         self.requests.append((kind, dict(request.headers), body, time.monotonic()))
         n = self.calls[kind] = self.calls.get(kind, 0) + 1
@@ -76,13 +60,6 @@ class Endpoint:
                 await asyncio.sleep(2.0)
             return web.Response(status=200)
         return web.Response(status=404)
-
-    def url(self, kind: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{kind}"
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from worker.kafka.dlq import DeadLetterError, DeadLetterProducer
 from worker.kafka.lifecycle import EXIT_ERROR, EXIT_GUARDRAIL, RunCounts
 from worker.observer import WorkerObserver
 from worker.types import DeadLetter
+from worker.vocabulary import NOT_THE_EVENTS_FAULT
 
 log = structlog.get_logger("worker.engine")
 
@@ -78,9 +79,13 @@ class DeadLetterPolicy:
     def settle(self, events: int, letters: Sequence[DeadLetter],
                wait: Callable[[float], bool]) -> Settled:
         """A batch of `events` finished with `letters`: count it in the guardrail, then write
-        and confirm the letters (see `write` for `wait`)."""
+        and confirm the letters (see `write` for `wait`). The guardrail counts bad events only:
+        a `destination_unavailable` letter (an outage past --max-outage) is not the event's
+        fault, and an outage must not stop the worker."""
         dead_events = len({id(d.source) for d in letters}) if letters else 0
-        tripped = self.check(events, dead_events)
+        bad_events = dead_events if not letters else len(
+            {id(d.source) for d in letters if d.error_class not in NOT_THE_EVENTS_FAULT})
+        tripped = self.check(events, bad_events)
         if tripped is not None:
             return Settled(False, (EXIT_GUARDRAIL, tripped))
         if letters:

@@ -6,7 +6,9 @@
 - `PartitionCollector`: lag, committed offset and commit age per partition ("seconds since the
   committed offset last advanced" is `now - when it last advanced`, so it keeps growing while
   nothing commits; series of revoked partitions disappear instead of going stale);
-- `LibrdkafkaCollector`: renders the last librdkafka statistics snapshot.
+- `LibrdkafkaCollector`: renders the last librdkafka statistics snapshot;
+- `EffectsCollector`: the async effects (every series from the start, at 0 without any);
+- `DestinationsCollector`: each destination's circuit breaker (worker.circuit).
 """
 
 from __future__ import annotations
@@ -27,10 +29,16 @@ from prometheus_client.core import (
 )
 
 from worker.observability.metric_names import (
+    CIRCUIT_STATES,
     COMMIT_AGE_SECONDS,
     COMMITTED_OFFSET,
     CONSUMER_LAG_OFFSETS,
     CONSUMER_LAG_SECONDS,
+    DESTINATION_CALLS_REFUSED,
+    DESTINATION_CONCURRENCY_LIMIT,
+    DESTINATION_DOWN_SECONDS,
+    DESTINATION_OPENED,
+    DESTINATION_STATE,
     EFFECT_OLDEST_AGE_SECONDS,
     EFFECTS_IN_FLIGHT,
     EFFECTS_MAX_IN_FLIGHT,
@@ -282,9 +290,27 @@ class Effects(Protocol):
     def oldest_age(self) -> float: ...
 
 
+class NoEffects:
+    """The effects of a worker without async processors: none, at 0 (the series exist all the
+    same, so a dashboard shows 0 instead of "No data")."""
+
+    def __init__(self, max_in_flight: int) -> None:
+        self.max_in_flight = max_in_flight
+
+    def in_flight_by_processor(self) -> dict[str, int]:
+        return {}
+
+    def queued_by_partition(self) -> dict[tuple[str, int], int]:
+        return {}
+
+    def oldest_age(self) -> float:
+        return 0.0
+
+
 class EffectsCollector:
     """Async processors' effects: in flight per processor, waiting per partition, the oldest
-    one's age, and the bound."""
+    one's age, and the bound. The labelled series are exported at 0 with empty labels until
+    there is a first one (a worker with sync processors only shows 0 for ever)."""
 
     def __init__(self, effects: Effects) -> None:
         self.effects = effects
@@ -307,10 +333,64 @@ class EffectsCollector:
 
     def collect(self) -> list[Metric]:
         in_flight, queued, oldest, bound = self._families()
-        for proc, n in sorted(self.effects.in_flight_by_processor().items()):
+        for proc, n in sorted(self.effects.in_flight_by_processor().items()) or [("", 0)]:
             in_flight.add_metric([proc], n)
-        for (topic, partition), n in sorted(self.effects.queued_by_partition().items()):
-            queued.add_metric([topic, str(partition)], n)
+        queued_now = [([t, str(p)], n) for (t, p), n in
+                      sorted(self.effects.queued_by_partition().items())]
+        for labels, n in queued_now or [(["", ""], 0)]:
+            queued.add_metric(labels, n)
         oldest.add_metric([], self.effects.oldest_age())
         bound.add_metric([], self.effects.max_in_flight)
         return [in_flight, queued, oldest, bound]
+
+
+class Destination(Protocol):
+    """What a worker.circuit.Circuit shows (read at scrape time)."""
+
+    name: str
+    state: str
+    refused: int
+    opened: int
+    concurrency_limit: int
+
+    def down_seconds(self) -> float: ...
+
+
+class DestinationsCollector:
+    """Each destination's circuit breaker: its state (one series per state, 1 for the current
+    one), how long it has been down, its concurrency limit, the calls it held back and the
+    times it opened."""
+
+    def __init__(self, destinations: Callable[[], Iterable[Destination]]) -> None:
+        self.destinations = destinations
+
+    def _families(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
+        by = ["destination"]
+        return [
+            GaugeMetricFamily(DESTINATION_STATE, "1 for the state a destination's circuit "
+                              "breaker is in (closed, open: no calls, half_open: probing), 0 "
+                              "for the others.", labels=["destination", "state"]),
+            GaugeMetricFamily(DESTINATION_DOWN_SECONDS, "Seconds since the destination's "
+                              "circuit left closed (0 while closed).", labels=by),
+            GaugeMetricFamily(DESTINATION_CONCURRENCY_LIMIT, "Calls of the destination in "
+                              "flight at once at most (its processor's max_concurrency, else "
+                              "--max-in-flight; 1 for a sync processor).", labels=by),
+            CounterMetricFamily(DESTINATION_CALLS_REFUSED, "Calls the destination's circuit "
+                                "held back while it was unavailable (each once).", labels=by),
+            CounterMetricFamily(DESTINATION_OPENED, "Times the destination's circuit opened "
+                                "(an outage, or a failed probe during one).", labels=by),
+        ]
+
+    def describe(self) -> list[Metric]:
+        return list(self._families())
+
+    def collect(self) -> list[Metric]:
+        state, down, limit, refused, opened = self._families()
+        for d in sorted(self.destinations(), key=lambda d: d.name):
+            for s in CIRCUIT_STATES:
+                state.add_metric([d.name, s], 1.0 if d.state == s else 0.0)
+            down.add_metric([d.name], d.down_seconds())
+            limit.add_metric([d.name], d.concurrency_limit)
+            refused.add_metric([d.name], d.refused)
+            opened.add_metric([d.name], d.opened)
+        return [state, down, limit, refused, opened]

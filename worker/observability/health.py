@@ -8,7 +8,9 @@ from the pipeline when asked (`watch_ledger`).
 
 - live: the poll loop ran within `poll_stale_after` seconds, and, if messages arrived since the
   last commit advance, a commit advanced within `commit_stall_after` seconds of the first of them.
-  An idle worker (no traffic) stays live however old its last commit is.
+  An idle worker (no traffic) stays live however old its last commit is, and so does one whose
+  commits wait for an unavailable destination (`watch_destinations`): a restart would not
+  bring the destination back, only hammer it again.
 - ready: connected to Kafka, the ledger reachable and dead letters writable; not "has partitions"
   (a replica beyond the partition count is ready: `details()` says how many it has).
 """
@@ -47,6 +49,7 @@ class HealthState(WorkerObserver):
         self._assigned = 0
         self._ledger_ok: Callable[[], bool] = lambda: False
         self._dlq_ok = True
+        self._waiting_on_destination: Callable[[], bool] = lambda: False
 
     # -- called by the worker ----------------------------------------------------------------
     def heartbeat(self) -> None:
@@ -76,6 +79,11 @@ class HealthState(WorkerObserver):
         """Ask `ok()` (the pipeline's `ledger_up`) at each readiness check."""
         self._ledger_ok = ok
 
+    def watch_destinations(self, waiting: Callable[[], bool]) -> None:
+        """Ask `waiting()` (worker.circuit.Circuits.waiting: some destination is down) before
+        failing liveness for commits that stopped advancing."""
+        self._waiting_on_destination = waiting
+
     def set_dlq_writable(self, ok: bool) -> None:
         self._dlq_ok = ok
 
@@ -89,7 +97,8 @@ class HealthState(WorkerObserver):
                            f"(bound {self.poll_stale_after:g}s)")
         with self._lock:
             pending = self._pending_since
-        if pending is not None and now - pending > self.commit_stall_after:
+        if pending is not None and now - pending > self.commit_stall_after and \
+                not self._waiting_on_destination():
             reasons.append(f"messages consumed {now - pending:.1f}s ago and no commit has "
                            f"advanced since (bound {self.commit_stall_after:g}s)")
         return (not reasons, reasons)

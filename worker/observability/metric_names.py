@@ -4,7 +4,7 @@ worker.observability.metrics; docs/observability.md documents each one."""
 
 from __future__ import annotations
 
-from worker.vocabulary import ErrorClass, Outcome
+from worker.vocabulary import CircuitState, ErrorClass, Outcome
 
 PREFIX = "activity_worker_"
 
@@ -36,6 +36,11 @@ EFFECTS_IN_FLIGHT = PREFIX + "effects_in_flight"
 EFFECTS_QUEUED = PREFIX + "effects_queued"
 EFFECT_OLDEST_AGE_SECONDS = PREFIX + "effect_oldest_age_seconds"
 EFFECTS_MAX_IN_FLIGHT = PREFIX + "effects_max_in_flight"
+DESTINATION_STATE = PREFIX + "destination_state"
+DESTINATION_DOWN_SECONDS = PREFIX + "destination_down_seconds"
+DESTINATION_CONCURRENCY_LIMIT = PREFIX + "destination_concurrency_limit"
+DESTINATION_CALLS_REFUSED = PREFIX + "destination_calls_refused"
+DESTINATION_OPENED = PREFIX + "destination_opened"
 LIBRDKAFKA_REPLYQ = PREFIX + "librdkafka_replyq"
 LIBRDKAFKA_MSG_CNT = PREFIX + "librdkafka_msg_cnt"
 LIBRDKAFKA_BROKER_UP = PREFIX + "librdkafka_broker_up"
@@ -58,6 +63,7 @@ OUTCOMES = tuple(Outcome)
 # rate() see a series before the first dead letter (other reasons appear when they happen).
 KNOWN_DLQ_REASONS = tuple(ErrorClass)
 REBALANCE_KINDS = ("assigned", "revoked", "lost")
+CIRCUIT_STATES = tuple(CircuitState)
 
 PROCESSING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                       1.0, 2.5, 5.0, 10.0)

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from worker.observability.collectors import (
     BatchHistogram,
+    Destination,
+    DestinationsCollector,
     Effects,
     EffectsCollector,
     LibrdkafkaCollector,
@@ -264,8 +266,13 @@ class WorkerMetrics(WorkerObserver):
         self._ledger_up.set(1.0 if up else 0.0)
 
     def watch_effects(self, effects: Effects) -> None:
-        """Show the async processors' effects (worker.effects), read at each scrape."""
+        """Show the async processors' effects (worker.effects), read at each scrape (a
+        worker without async processors passes `NoEffects`: the same series, at 0)."""
         self.registry.register(EffectsCollector(effects))
+
+    def watch_destinations(self, destinations: Callable[[], Iterable[Destination]]) -> None:
+        """Show each destination's circuit breaker (worker.circuit), read at each scrape."""
+        self.registry.register(DestinationsCollector(destinations))
 
     def watch_ledger(self, up: Callable[[], bool]) -> None:
         """Read whether the ledger answers at each scrape (the pipeline's `ledger_up`): it shows

@@ -71,6 +71,9 @@ class Processor:
     # (retried, then dead-lettered). Sync calls cannot be cancelled: processor_call_age_seconds
     # and the ActivityWorkerProcessorStalled alert show them past the same 30 s.
     timeout: float | None = DEFAULT_CALL_TIMEOUT_S
+    # The system its calls reach, for the circuit breaker (worker.circuit): processors that
+    # name the same destination share one circuit. None: its own (named after the processor).
+    destination: str | None = None
 
     def __post_init__(self) -> None:
         if self.is_async and self.requires_transaction:
@@ -79,6 +82,10 @@ class Processor:
                              "which runs inside the batch's transaction")
         if self.max_concurrency is not None and self.max_concurrency < 1:
             raise ValueError(f"processor {self.name!r}: max_concurrency must be at least 1")
+
+    @property
+    def destination_name(self) -> str:
+        return self.destination or self.name
 
     @property
     def is_async(self) -> bool:
@@ -185,11 +192,14 @@ def processor(*patterns: str, name: str | None = None, once_per: OncePer = "even
               setup: SetupFunc | None = None, requires_transaction: bool = False,
               order_by: OrderFunc | None = None, max_concurrency: int | None = None,
               timeout: float | None = DEFAULT_CALL_TIMEOUT_S,
+              destination: str | None = None,
               ) -> Callable[[ProcessorFunc], ProcessorFunc]:
     """Register `func` as a processor for events whose type matches any of `patterns`.
 
     `func` may be `async def`: then it runs concurrently with other keys' effects (ordered per
     `order_by`, default the Kafka message key; at most `max_concurrency` calls at once).
+    `destination` names the system its calls reach: processors naming the same one share a
+    circuit breaker (worker.circuit); by default each processor has its own.
     The first line of `func`'s docstring is its description in `activity-worker processors`.
     """
     if not patterns:
@@ -202,7 +212,7 @@ def processor(*patterns: str, name: str | None = None, once_per: OncePer = "even
             settings=dict(settings or {}), module=func.__module__, setup=setup,
             requires_transaction=requires_transaction,
             description=(func.__doc__ or "").strip().split("\n")[0], order_by=order_by,
-            max_concurrency=max_concurrency, timeout=timeout))
+            max_concurrency=max_concurrency, timeout=timeout, destination=destination))
         return func
 
     return register

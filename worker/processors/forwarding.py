@@ -7,14 +7,17 @@ read from the environment:
   WORKER_FORWARD_SECRET           HMAC-SHA256 key of the signature header (default: no header)
   WORKER_FORWARD_TIMEOUT          seconds per request, connect to last byte (default 10)
   WORKER_FORWARD_MAX_CONCURRENCY  requests in flight at once (default: --max-in-flight alone)
-  WORKER_FORWARD_ATTEMPTS         attempts per event before it is dead-lettered (default 5)
+  WORKER_FORWARD_ATTEMPTS         attempts per event on other failures (default 5); an
+                                  unavailable endpoint spends none of them
 
 Each request carries `Content-Type: application/json`, `Idempotency-Key: <the ledger key>` (a
 redelivery after a crash repeats the key, so the receiver can drop the repeat),
 `X-Activity-Worker-Event-Type`, and, with a secret, `X-Activity-Worker-Signature:
-sha256=<hex HMAC of the body>`. Outcomes: 2xx done; a timeout, a connection error, 5xx or 429
-is retried with backoff (honouring `Retry-After`, in seconds, up to 300 s); any other status is
-dead-lettered at once with the status and the start of the answer in the reason.
+sha256=<hex HMAC of the body>`. Outcomes: 2xx done; a timeout, a connection error, 5xx, 408 or
+429 means the endpoint is unavailable (RetryLater): the event waits on the endpoint's circuit
+breaker (worker.circuit), honouring `Retry-After` (in seconds, up to 300 s), and is never
+dead-lettered for it unless --max-outage is set; any other status means the event is bad: it
+is dead-lettered at once with the status and the start of the answer in the reason.
 
 aiohttp is the client: it is asyncio-native like the worker's concurrent effects, keeps
 connections alive per host, and costs less CPU per request than httpx (which matters at
@@ -40,6 +43,9 @@ ENV_TIMEOUT = "WORKER_FORWARD_TIMEOUT"
 ENV_MAX_CONCURRENCY = "WORKER_FORWARD_MAX_CONCURRENCY"
 ENV_ATTEMPTS = "WORKER_FORWARD_ATTEMPTS"
 SIGNATURE_HEADER = "X-Activity-Worker-Signature"
+#: Statuses below 500 that say the endpoint cannot take the request now (Request Timeout, Too
+#: Many Requests), not that the event is bad: the event waits, as for a 5xx.
+UNAVAILABLE_STATUSES = frozenset({408, 429})
 EVENT_TYPE_HEADER = "X-Activity-Worker-Event-Type"
 
 
@@ -120,7 +126,7 @@ class Forwarder:
                 if 200 <= status < 300:
                     return
                 text = (await answer.text(errors="replace"))[:200]
-                if status == 429 or status >= 500:
+                if status in UNAVAILABLE_STATUSES or status >= 500:
                     raise RetryLater(f"HTTP {status} from {s.url}: {text}",
                                      retry_after(answer.headers.get("Retry-After")))
                 raise NonRetriableError(f"HTTP {status} from {s.url}: {text}")

@@ -65,6 +65,11 @@ TABLES: tuple[Table, ...] = (
         ("name", "processor", "text"), ("ok", "ok", "int"), ("duplicate", "duplicate", "int"),
         ("retried", "retried", "int"), ("dead_lettered", "dead-lettered", "int")),
         "no event processed yet"),
+    Table("destinations", "Destinations (circuit breakers)", "worker.destinations", (
+        ("name", "destination", "text"), ("state", "state", "text"),
+        ("down_seconds", "down for", "age"), ("concurrency_limit", "limit", "int"),
+        ("calls_refused", "held back", "int"), ("opened", "opened", "int")),
+        "no processor"),
     Table("dead-letters", "Dead letters by reason", "worker.dead_letters", (
         ("reason", "reason", "text"), ("count", "letters", "int")), "none since the start"),
     Table("members", "Group members", "group.members", (

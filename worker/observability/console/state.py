@@ -11,12 +11,12 @@ import socket
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from worker import __version__
-from worker.observability.collectors import Effects
+from worker.observability.collectors import Destination, Effects
 from worker.observer import WorkerObserver
 from worker.types import BatchResult, TopicPartition
 from worker.vocabulary import Outcome
@@ -59,11 +59,16 @@ class ConsoleState(WorkerObserver):
         self._ledger_up: Callable[[], bool] = lambda: True
         self._effects: Effects | None = None
         self._readiness: Callable[[], tuple[bool, list[str]]] | None = None
+        self._destinations: Callable[[], Iterable[Destination]] = lambda: ()
 
     # -- wiring --------------------------------------------------------------------------------
     def watch(self, ledger_up: Callable[[], bool], effects: Effects | None,
-              readiness: Callable[[], tuple[bool, list[str]]] | None) -> None:
+              readiness: Callable[[], tuple[bool, list[str]]] | None,
+              destinations: Callable[[], Iterable[Destination]] | None = None) -> None:
+        """`destinations`: each destination's circuit breaker (worker.circuit)."""
         self._ledger_up, self._effects, self._readiness = ledger_up, effects, readiness
+        if destinations is not None:
+            self._destinations = destinations
 
     # -- the engine's hooks --------------------------------------------------------------------
     def batch_finished(self, result: BatchResult) -> None:
@@ -165,6 +170,11 @@ class ConsoleState(WorkerObserver):
             "retries": outcomes_total(outcomes, Outcome.RETRIED),
             "dead_letters": [{"reason": r, "count": n} for r, n in dead.most_common()],
             "effects": effects,
+            "destinations": [{"name": d.name, "state": str(d.state),
+                              "down_seconds": round(d.down_seconds(), 1),
+                              "concurrency_limit": d.concurrency_limit,
+                              "calls_refused": d.refused, "opened": d.opened}
+                             for d in sorted(self._destinations(), key=lambda d: d.name)],
         }
 
 
