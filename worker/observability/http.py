@@ -227,6 +227,13 @@ class HttpServer:
         try:
             self._loop.run_forever()
         finally:
+            # Connections still being served when the server stopped: let them see the
+            # cancellation, so that no task is left pending when the loop closes.
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self._loop.close()
 
     def _admit(self, conn: _Connection) -> bool:
