@@ -68,7 +68,7 @@ def events(n: int) -> tuple[Iterator[bytes], str]:
 
 def produce(bootstrap: str, topic: str, n: int, partitions: int) -> str:
     from worker.kafka.admin import ensure_topics
-    from worker.kafka.dlq import DeadLetterProducer
+    from worker.kafka.dead_letter_producer import DeadLetterProducer
 
     ensure_topics({"bootstrap.servers": bootstrap}, {topic: partitions, topic + ".dlq": 1})
     gen, source = events(n)
@@ -153,7 +153,7 @@ def _pipeline(mode: str) -> tuple[Any, Any]:
 
     from worker.ledger import open_ledger
     from worker.observability.metrics import WorkerMetrics
-    from worker.pipeline import Pipeline
+    from worker.processing.pipeline import Pipeline
     from worker.processors.api import Processor
 
     counts = {"a": 0, "b": 0}
@@ -180,9 +180,9 @@ def run_engine(bootstrap: str, topic: str, batch: int, mode: str,
                overrides: dict[str, str]) -> dict[str, Any]:
     import structlog
 
+    from worker.engine.loop import Engine, EngineConfig
     from worker.kafka.config import build_consumer_config, producer_config
-    from worker.kafka.dlq import DeadLetterProducer
-    from worker.kafka.engine import Engine, EngineConfig
+    from worker.kafka.dead_letter_producer import DeadLetterProducer
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
     config = build_consumer_config(bootstrap, f"bench-{mode}-{uuid.uuid4()}", overrides)

@@ -115,10 +115,10 @@ class Record:
 def run_worker(a: argparse.Namespace) -> dict[str, Any]:
     import structlog
 
+    from worker.engine.loop import Engine, EngineConfig
     from worker.kafka.config import build_consumer_config, for_overlapping_batches
-    from worker.kafka.engine import Engine, EngineConfig
     from worker.ledger import open_ledger
-    from worker.pipeline import Pipeline
+    from worker.processing.pipeline import Pipeline
     from worker.processors.api import Processor
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))

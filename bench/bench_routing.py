@@ -15,9 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from worker.events import Event
 from worker.events.types import KNOWN_TYPES
+from worker.processing.routing import Router
 from worker.processors.api import Context, Processor
 from worker.processors.discovery import load_processors
-from worker.routing import Router
 
 
 def _noop(event: Event, ctx: Context) -> None:

@@ -11,13 +11,13 @@ from typing import Any
 
 import structlog
 
+from worker.engine.lifecycle import EXIT_ERROR
+from worker.engine.loop import Engine, EngineConfig
 from worker.errors import ConfigError, LedgerUnavailable
 from worker.kafka.admin import missing_topics, topic_max_bytes
 from worker.kafka.config import for_overlapping_batches, producer_config
 from worker.kafka.confluent_consumer import ConfluentConsumer
-from worker.kafka.dlq import DeadLetterProducer, default_dlq_topic
-from worker.kafka.engine import Engine, EngineConfig
-from worker.kafka.lifecycle import EXIT_ERROR
+from worker.kafka.dead_letter_producer import DeadLetterProducer, default_dlq_topic
 from worker.observer import WorkerObserver
 from worker.processors.api import Processor, RetryPolicy
 from worker.settings import Settings
@@ -67,7 +67,7 @@ def run(settings: Settings) -> int:
 
     # import_module: works before and after the ledger backends land on main.
     open_ledger = importlib.import_module("worker.ledger").open_ledger
-    from worker.pipeline import Pipeline
+    from worker.processing.pipeline import Pipeline
     from worker.processors.discovery import builtins_from_env, load_processors, run_setup
 
     metrics: Any = None

@@ -18,12 +18,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.effects import DEFAULT_MAX_IN_FLIGHT
+from worker.engine.config import EngineConfig
 from worker.errors import ConfigError
 from worker.kafka.config import build_consumer_config, config_from_env, parse_pairs
-from worker.kafka.engine_config import EngineConfig
 from worker.ledger.base import DEFAULT_LEASE_SECONDS, DEFAULT_RETENTION_SECONDS
 from worker.observability.health import DEFAULT_COMMIT_STALL_AFTER, DEFAULT_POLL_STALE_AFTER
+from worker.processing.effects import DEFAULT_MAX_IN_FLIGHT
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_TOPIC = "customer-activity"

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from worker.ledger import open_ledger
-from worker.pipeline import Pipeline
+from worker.processing.pipeline import Pipeline
+from worker.processing.planning import Unmatched
 from worker.processors.api import Processor
 from worker.processors.discovery import load_processors, run_setup
 from worker.types import DeadLetter, LocalMessage
-from worker.work import Unmatched
 
 EventInput = Mapping[str, Any] | str | bytes
 

@@ -81,7 +81,7 @@ class TopicPartition:
 class DeadLetter:
     """A record to write to the dead-letter topic: the original bytes plus why.
 
-    Header names written for it are `worker.*` (see worker.kafka.dlq):
+    Header names written for it are `worker.*` (see worker.kafka.dead_letter_producer):
     error class, reason (with the JSON path where there is one), processor,
     source topic/partition/offset, attempt count and time.
     """
@@ -138,7 +138,8 @@ class BatchResult:
 
 
 class BatchHandler(Protocol):
-    """The processing half of the worker (worker.pipeline.Pipeline); the engine is the Kafka half.
+    """The processing half of the worker (worker.processing.pipeline.Pipeline); the engine is the
+    Kafka half.
 
     `cancelled()` is polled between processor calls and during retry backoff; once it returns
     True the handler stops, rolls back, and returns BatchResult(completed=False).

@@ -57,7 +57,7 @@ class IngressOutcome(StrEnum):
 
 
 class CircuitState(StrEnum):
-    """The state of a destination's circuit (worker.circuit); the `state` label of
+    """The state of a destination's circuit (worker.processing.circuit); the `state` label of
     `destination_state`."""
 
     CLOSED = "closed"        # calls go through

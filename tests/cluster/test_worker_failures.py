@@ -32,7 +32,7 @@ from tests.cluster.scenario import (
     stall_after,
 )
 from tests.engine.helpers import wait_for
-from worker.kafka.lifecycle import EXIT_BAD_SETTINGS
+from worker.engine.lifecycle import EXIT_BAD_SETTINGS
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.timeout(600)]
 

@@ -132,7 +132,7 @@ def test_the_worker_state() -> None:
 
 
 def test_the_worker_state_shows_each_destination() -> None:
-    from worker.circuit import CircuitPolicy, Circuits
+    from worker.processing.circuit import CircuitPolicy, Circuits
 
     now = [50.0]
     circuits = Circuits(CircuitPolicy(failures_to_open=1), clock=lambda: now[0])

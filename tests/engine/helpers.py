@@ -11,8 +11,8 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from worker.engine.loop import Engine
 from worker.kafka.admin import ensure_topics
-from worker.kafka.engine import Engine
 
 
 def broker_reachable(bootstrap: str) -> bool:

@@ -12,8 +12,8 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from worker.engine.loop import Engine, EngineConfig
 from worker.kafka.config import build_consumer_config
-from worker.kafka.engine import Engine, EngineConfig
 from worker.types import BatchResult, Message
 
 

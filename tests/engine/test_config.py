@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from worker.engine.dead_letter_policy import Guardrail
 from worker.errors import ConfigError
 from worker.kafka.config import build_consumer_config, config_from_env, producer_config
-from worker.kafka.deadletters import Guardrail
-from worker.kafka.dlq import dlq_headers
+from worker.kafka.dead_letter_producer import dlq_headers
 from worker.kafka.secrets import redact
 from worker.settings import Settings, add_arguments, from_args
 from worker.types import DeadLetter, LocalMessage
@@ -210,7 +210,7 @@ def test_each_default_is_one_value_for_flag_env_settings_and_engine() -> None:
     """A flag's default is the Settings default, and the engine's settings come from the same
     place (EngineConfig), so changing one default changes --help, the env var and the run."""
     from worker.app import engine_config
-    from worker.kafka.engine_config import EngineConfig
+    from worker.engine.config import EngineConfig
     from worker.settings import OPTIONS
 
     defaults = Settings()

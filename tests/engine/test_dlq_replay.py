@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, TopicPartition
 from tests.engine.helpers import create_topic, read_all
 from tests.kafka_helpers import unique_name
 from worker.kafka.config import build_consumer_config, producer_config
-from worker.kafka.dlq import DeadLetterProducer
+from worker.kafka.dead_letter_producer import DeadLetterProducer
 from worker.types import DeadLetter, LocalMessage
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]

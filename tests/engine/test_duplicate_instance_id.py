@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.kafka_helpers import KafkaHelper, unique_name
+from worker.engine.lifecycle import EXIT_BAD_SETTINGS
 from worker.kafka.admin import ensure_topics
-from worker.kafka.lifecycle import EXIT_BAD_SETTINGS
 
 pytestmark = pytest.mark.kafka
 

@@ -1,4 +1,4 @@
-"""The engine's contract, run on the in-memory broker (worker.kafka.inmemory: no Kafka, fast) and
+"""The engine's contract, run on the in-memory broker (worker.engine.inmemory: no Kafka, fast) and
 on a real broker, as the ledger contract runs on every store: offsets committed only past
 finished batches, drain, a cancelled batch read again, revoke (wait, or cancel and let go),
 lost partitions never committed, the guardrail, and graceful shutdown (finish the batch, or
@@ -33,10 +33,10 @@ from tests.engine.helpers import (
     produce_transactions,
     wait_for,
 )
+from worker.engine.inmemory import InMemoryBroker, InMemoryConsumer
+from worker.engine.lifecycle import EXIT_GUARDRAIL, EXIT_OK
+from worker.engine.loop import Engine, EngineConfig
 from worker.kafka.config import build_consumer_config
-from worker.kafka.engine import Engine, EngineConfig
-from worker.kafka.inmemory import InMemoryBroker, InMemoryConsumer
-from worker.kafka.lifecycle import EXIT_GUARDRAIL, EXIT_OK
 from worker.observer import WorkerObserver
 from worker.types import BatchResult, DeadLetter, Message, TopicPartition
 

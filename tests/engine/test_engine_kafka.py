@@ -28,13 +28,13 @@ from tests.engine.helpers import (
     read_all,
     wait_for,
 )
+from worker.engine.lifecycle import EXIT_FATAL_PROCESSING, EXIT_GUARDRAIL, EXIT_OK
+from worker.engine.loop import Engine, EngineConfig
 from worker.errors import NonRetriableError
 from worker.kafka.config import build_consumer_config, producer_config
-from worker.kafka.dlq import DeadLetterProducer
-from worker.kafka.engine import Engine, EngineConfig
-from worker.kafka.lifecycle import EXIT_FATAL_PROCESSING, EXIT_GUARDRAIL, EXIT_OK
+from worker.kafka.dead_letter_producer import DeadLetterProducer
 from worker.observer import WorkerObserver
-from worker.pipeline import Pipeline
+from worker.processing.pipeline import Pipeline
 from worker.processors.api import Processor, RetryPolicy
 from worker.types import BatchResult, Message, TopicPartition
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gc
 
-from worker.kafka.engine import EngineConfig
-from worker.kafka.lifecycle import tune_gc
+from worker.engine.lifecycle import tune_gc
+from worker.engine.loop import EngineConfig
 
 
 def test_tune_gc_raises_gen0_threshold_and_restores_it() -> None:

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from tests.engine.helpers import Running, create_topic, event_json, produce, wait_for
+from worker.engine.lifecycle import EXIT_OK
+from worker.engine.loop import Engine, EngineConfig
 from worker.kafka.config import build_consumer_config
-from worker.kafka.engine import Engine, EngineConfig
-from worker.kafka.lifecycle import EXIT_OK
 from worker.observability.health import HealthState
 from worker.types import BatchResult, Message
 

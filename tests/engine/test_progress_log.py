@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from structlog.testing import capture_logs
 
-from worker.kafka.progress import ProgressLog
+from worker.engine.progress import ProgressLog
 
 
 def test_progress_line_reports_events_and_rate_only_when_events_flowed() -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.kafka.engine import EngineConfig
-from worker.kafka.lifecycle import EXIT_BAD_SETTINGS, EXIT_FATAL_PROCESSING, EXIT_GUARDRAIL
+from worker.engine.lifecycle import EXIT_BAD_SETTINGS, EXIT_FATAL_PROCESSING, EXIT_GUARDRAIL
+from worker.engine.loop import EngineConfig
 from worker.settings import OPTIONS, Settings, add_arguments, from_args
 
 ROOT = Path(__file__).resolve().parents[2]

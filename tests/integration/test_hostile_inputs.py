@@ -25,7 +25,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from tests.kafka_helpers import KafkaHelper, unique_name
-from worker.kafka.letters import Header
+from worker.kafka.dead_letter_format import Header
 
 pytestmark = pytest.mark.kafka
 

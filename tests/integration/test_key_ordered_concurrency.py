@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 from tests.engine.helpers import Running, committed, create_topic, produce
+from worker.engine.lifecycle import EXIT_OK
+from worker.engine.loop import Engine, EngineConfig
 from worker.events import Event
 from worker.kafka.config import build_consumer_config
-from worker.kafka.engine import Engine, EngineConfig
-from worker.kafka.lifecycle import EXIT_OK
 from worker.ledger import open_ledger
-from worker.pipeline import Pipeline
+from worker.processing.pipeline import Pipeline
 from worker.processors.api import Context, Processor
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]

@@ -19,8 +19,8 @@ import pytest
 from tests.engine.helpers import committed, event_json, wait_for
 from tests.http_helpers import get_json
 from tests.kafka_helpers import KafkaHelper, free_port, unique_name
+from worker.engine.lifecycle import EXIT_OK
 from worker.kafka.admin import ensure_topics
-from worker.kafka.lifecycle import EXIT_OK
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 

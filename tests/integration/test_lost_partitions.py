@@ -32,7 +32,7 @@ from tests.engine.helpers import Running, committed, create_topic, event_json, p
 from tests.engine.test_engine_kafka import engine_for
 from tests.kafka_helpers import unique_name
 from tests.secure_kafka import SecureBroker
-from worker.kafka.lifecycle import EXIT_OK
+from worker.engine.lifecycle import EXIT_OK
 from worker.observability.metrics import REBALANCES, WorkerMetrics
 from worker.types import BatchResult, Message, TopicPartition
 

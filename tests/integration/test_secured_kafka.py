@@ -35,9 +35,9 @@ from tests.engine.helpers import (
 )
 from tests.kafka_helpers import unique_name
 from tests.secure_kafka import SecureBroker, set_scram_password
+from worker.engine.lifecycle import EXIT_BAD_SETTINGS, EXIT_OK
+from worker.engine.loop import Engine, EngineConfig
 from worker.kafka.config import build_consumer_config
-from worker.kafka.engine import Engine, EngineConfig
-from worker.kafka.lifecycle import EXIT_BAD_SETTINGS, EXIT_OK
 from worker.observability.health import HealthState
 from worker.types import BatchResult, Message
 

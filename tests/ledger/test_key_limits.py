@@ -18,9 +18,9 @@ from worker.errors import LedgerKeyRejected, LedgerUnavailable
 from worker.ledger import _common, postgres
 from worker.ledger._common import MAX_STORED_KEY, stored_key
 from worker.ledger.base import ClaimState
-from worker.pipeline import Pipeline
+from worker.processing.pipeline import Pipeline
+from worker.processing.routing import Router
 from worker.processors.api import Processor, RetryPolicy
-from worker.routing import Router
 from worker.types import LocalMessage
 
 # random, so PostgreSQL cannot compress it under its index row limit (12 KB)

@@ -9,10 +9,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from worker.circuit import Circuits
-from worker.effects import ConcurrentEffects
 from worker.observability.health import HealthState
 from worker.observability.metrics import WorkerMetrics
+from worker.processing.circuit import Circuits
+from worker.processing.effects import ConcurrentEffects
 from worker.processors.api import Processor
 from worker.types import BatchStats, TopicPartition
 

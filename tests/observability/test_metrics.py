@@ -14,8 +14,6 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
-from worker.circuit import Circuit, CircuitPolicy, Circuits
-from worker.effects import ConcurrentEffects
 from worker.observability import metrics as m
 from worker.observability.metrics import (
     LATENCY_BUCKETS,
@@ -26,6 +24,8 @@ from worker.observability.metrics import (
     WorkerMetrics,
     sample_names,
 )
+from worker.processing.circuit import Circuit, CircuitPolicy, Circuits
+from worker.processing.effects import ConcurrentEffects
 from worker.processors.api import Processor
 from worker.types import BatchResult, BatchStats, TopicPartition
 

@@ -13,8 +13,8 @@ import pytest
 
 from worker.cli import main
 from worker.events.types import KNOWN_TYPES
+from worker.processing.routing import Router
 from worker.processors.api import Context
-from worker.routing import Router
 
 from .conftest import builtin, make_event
 

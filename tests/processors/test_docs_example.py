@@ -12,9 +12,9 @@ import pytest
 
 from worker.cli import main
 from worker.events import Event
+from worker.processing.routing import Router
 from worker.processors.api import Context, Processor
 from worker.processors.discovery import load_processors
-from worker.routing import Router
 
 from .conftest import make_event
 

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from tests.http_helpers import LoopbackServer
 from worker.ledger import open_ledger
-from worker.pipeline import Pipeline
+from worker.processing.pipeline import Pipeline
 from worker.processors.api import Processor, RetryPolicy
 from worker.processors.forwarding import (
     SIGNATURE_HEADER,
@@ -171,9 +171,9 @@ def test_forwarding_from_a_real_broker(endpoint: Endpoint, kafka_bootstrap: str)
     import uuid
 
     from tests.engine.helpers import Running, committed, create_topic, produce
+    from worker.engine.lifecycle import EXIT_OK
+    from worker.engine.loop import Engine, EngineConfig
     from worker.kafka.config import build_consumer_config, for_overlapping_batches
-    from worker.kafka.engine import Engine, EngineConfig
-    from worker.kafka.lifecycle import EXIT_OK
 
     topic, group = f"fwd-{uuid.uuid4().hex[:8]}", f"fwd-{uuid.uuid4().hex[:8]}"
     create_topic(kafka_bootstrap, topic, 2)

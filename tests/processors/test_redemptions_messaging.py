@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from worker.events.types import KNOWN_TYPES
-from worker.routing import Router
+from worker.processing.routing import Router
 
 from .conftest import builtin, make_event
 

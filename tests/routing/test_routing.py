@@ -8,8 +8,8 @@ from structlog.testing import capture_logs
 from worker.errors import ConfigError
 from worker.events import Event
 from worker.events.types import KNOWN_TYPES
+from worker.processing.routing import CACHE_LIMIT, Router, compile_pattern
 from worker.processors.api import Context, Processor
-from worker.routing import CACHE_LIMIT, Router, compile_pattern
 
 
 def _noop(event: Event, ctx: Context) -> None:

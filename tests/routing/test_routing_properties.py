@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from worker.errors import ConfigError
 from worker.events import Event
 from worker.events.types import KNOWN_TYPES
+from worker.processing.routing import Router, compile_pattern
 from worker.processors.api import Context, Processor
-from worker.routing import Router, compile_pattern
 
 # --- reference implementation -------------------------------------------------------------
 

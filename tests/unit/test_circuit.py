@@ -1,4 +1,5 @@
-"""The circuit breaker's state machine (worker.circuit) on a fake clock: closed → open after N
+"""The circuit breaker's state machine (worker.processing.circuit) on a fake clock: closed → open
+after N
 unavailable failures in a row, no calls while open, half-open after the backoff (exponential,
 jittered, capped, at least Retry-After), a probe's success closes it, its failure opens it again
 for longer; --max-outage measured from the first opening; one log line per state change."""
@@ -8,7 +9,7 @@ from __future__ import annotations
 import pytest
 import structlog
 
-from worker.circuit import MAX_RETRY_AFTER_S, Circuit, CircuitPolicy, Circuits
+from worker.processing.circuit import MAX_RETRY_AFTER_S, Circuit, CircuitPolicy, Circuits
 from worker.vocabulary import CircuitState
 
 

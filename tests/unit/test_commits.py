@@ -9,11 +9,11 @@ from collections.abc import Sequence
 import pytest
 
 from tests.unit.test_offset_tracker import Clock
-from worker.kafka.commits import ASYNC_COMMIT_PATIENCE_S, Commits
-from worker.kafka.inmemory import InMemoryBroker
-from worker.kafka.lifecycle import RunCounts
-from worker.kafka.offsets import OffsetTracker, Policy
-from worker.kafka.port import TP, CommitFailed
+from worker.engine.commits import ASYNC_COMMIT_PATIENCE_S, Commits
+from worker.engine.consumer_port import TP, CommitFailed
+from worker.engine.inmemory import InMemoryBroker
+from worker.engine.lifecycle import RunCounts
+from worker.engine.offsets import OffsetTracker, Policy
 from worker.observer import WorkerObserver
 
 A = ("t", 0)

@@ -21,7 +21,7 @@ from worker.errors import FatalProcessingError, NonRetriableError
 from worker.events import Event
 from worker.ledger import open_ledger
 from worker.ledger.base import Ledger
-from worker.pipeline import Pipeline
+from worker.processing.pipeline import Pipeline
 from worker.processors.api import Context, Processor, RetryPolicy
 from worker.types import LocalMessage
 

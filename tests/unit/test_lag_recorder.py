@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.kafka.offsets import OffsetTracker, Policy
-from worker.kafka.progress import LagRecorder
+from worker.engine.offsets import OffsetTracker, Policy
+from worker.engine.progress import LagRecorder
 from worker.observer import WorkerObserver
 from worker.types import TopicPartition
 
@@ -47,7 +47,7 @@ class Seen(WorkerObserver):
 def test_an_open_transaction_is_not_lag_and_is_timed_from_when_it_was_first_seen(
         monkeypatch: Any) -> None:
     now = [1000.0]
-    monkeypatch.setattr("worker.kafka.progress.time.time", lambda: now[0])
+    monkeypatch.setattr("worker.engine.progress.time.time", lambda: now[0])
     port, seen, rec = Port(), Seen(), LagRecorder()
     offsets = OffsetTracker(Policy(commit_every=10, commit_interval=5))
     rec.record(port, offsets, {A, B}, seen)  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from worker.errors import MAX_REASON_CHARS, cut, describe
-from worker.kafka.letters import (
+from worker.kafka.dead_letter_format import (
     Header,
     full_letter,
     letter_of,

@@ -4,7 +4,7 @@ tests/integration/test_lost_partitions.py and the kill -9 test."""
 
 from __future__ import annotations
 
-from worker.kafka.offsets import Confirmed, OffsetTracker, Policy
+from worker.engine.offsets import Confirmed, OffsetTracker, Policy
 
 A, B = ("t", 0), ("t", 1)
 

@@ -12,12 +12,12 @@ import threading
 import time
 from typing import Any
 
-from worker.circuit import CircuitPolicy, Circuits
+from worker.engine.dead_letter_policy import DeadLetterPolicy, Guardrail
 from worker.errors import NonRetriableError, RetryLater
 from worker.events import Event
-from worker.kafka.deadletters import DeadLetterPolicy, Guardrail
 from worker.ledger import open_ledger
-from worker.pipeline import Pipeline
+from worker.processing.circuit import CircuitPolicy, Circuits
+from worker.processing.pipeline import Pipeline
 from worker.processors.api import Context, Processor, RetryPolicy
 from worker.types import DeadLetter, LocalMessage
 from worker.vocabulary import CircuitState, ErrorClass

@@ -17,9 +17,9 @@ from worker.errors import EventDecodeError, FatalProcessingError, LedgerUnavaila
 from worker.events import Event
 from worker.ledger import open_ledger
 from worker.ledger.base import Ledger, LedgerSession
-from worker.pipeline import Pipeline
+from worker.processing.pipeline import Pipeline
+from worker.processing.routing import Router
 from worker.processors.api import Context, Processor, RetryPolicy
-from worker.routing import Router
 from worker.types import BatchResult, BatchStats, LocalMessage, Message
 
 

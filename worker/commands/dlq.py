@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace, config: dict[str, str]) -> int:
-    from worker.kafka.letters import Letter
-    from worker.kafka.replay import read_letters
+    from worker.kafka.dead_letter_format import Letter
+    from worker.kafka.dead_letter_replay import read_letters
 
     by_class: Counter[str] = Counter()
     by_processor: Counter[str] = Counter()
@@ -84,7 +84,7 @@ def _show(args: argparse.Namespace, config: dict[str, str]) -> int:
 
 
 def _replay(args: argparse.Namespace, config: dict[str, str]) -> int:
-    from worker.kafka.replay import replay
+    from worker.kafka.dead_letter_replay import replay
 
     summary = replay(config, args.dlq_topic, group=args.group or f"{args.dlq_topic}.replay",
                      to=args.to, error_classes=args.error_class, processors=args.processor,

@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from worker.ingress.endpoint import EndpointConfig
     from worker.ingress.service import Ingress, IngressSettings
-    from worker.kafka.dlq import default_dlq_topic
+    from worker.kafka.dead_letter_producer import default_dlq_topic
     from worker.observability.logging import configure_logging
     from worker.settings import client_config
 

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         procs = load_from_args(args)
-        from worker.routing import Router
+        from worker.processing.routing import Router
 
         Router(procs, warn_unused=False)  # validates patterns and names exactly as the worker does
     except ConfigError as exc:

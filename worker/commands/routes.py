@@ -7,8 +7,8 @@ import sys
 
 from worker.errors import ConfigError
 from worker.events.types import KNOWN_TYPES
+from worker.processing.routing import Router
 from worker.processors.discovery import add_discovery_arguments, load_from_args
-from worker.routing import Router
 
 HELP = ("Show processors x patterns x the known event types each matches, or, given a TYPE, "
         "which processors would run for it, in order.")

@@ -46,13 +46,13 @@ def _topic_config(pairs: list[str]) -> dict[str, str]:
 
 #: How much larger a dead-letter topic's `max.message.bytes` is than its source topic's: room for
 #: the worker's headers (bounded: reasons are cut at 1,000 characters) on top of the original
-#: record. A letter that still does not fit is written shrunk (worker.kafka.letters).
+#: record. A letter that still does not fit is written shrunk (worker.kafka.dead_letter_format).
 DLQ_HEADROOM_BYTES = 64 * 1024
 
 
 def run(args: argparse.Namespace) -> int:
     from worker.kafka.admin import ensure_topics, topic_max_bytes
-    from worker.kafka.dlq import default_dlq_topic
+    from worker.kafka.dead_letter_producer import default_dlq_topic
 
     names = list(args.topics)
     if args.partitions < 1 or args.replication_factor == 0 or args.replication_factor < -1:

@@ -25,7 +25,7 @@ import structlog
 from worker.ingress import delivery, signature
 from worker.ingress.metrics import IngressMetrics
 from worker.ingress.signature import UNSIGNED, Signed
-from worker.kafka.letters import Header as LetterHeader
+from worker.kafka.dead_letter_format import Header as LetterHeader
 from worker.observability.http import Request, Response
 from worker.vocabulary import IngressOutcome
 

@@ -1,4 +1,4 @@
-"""The consumer port (worker.kafka.port) over confluent-kafka: the one place the engine's
+"""The consumer port (worker.engine.consumer_port) over confluent-kafka: the one place the engine's
 wishes become librdkafka calls — assign vs incremental_assign, TopicPartition objects, error
 codes (`_NO_OFFSET`, `_PARTITION_EOF`, `_ALL_BROKERS_DOWN`), commit callbacks, statistics."""
 
@@ -12,10 +12,10 @@ import structlog
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KTP
 
+from worker.engine.consumer_port import TP, ClientError, CommitFailed, ConsumerListener
 from worker.errors import WorkerError
 from worker.kafka.clients import new_consumer
 from worker.kafka.diagnose import classify
-from worker.kafka.port import TP, ClientError, CommitFailed, ConsumerListener
 from worker.kafka.rdkafka_log import about_a_broker
 from worker.kafka.secrets import redact, scrub, secret_values
 
@@ -30,7 +30,7 @@ DUPLICATE_INSTANCE_ID = "duplicate_instance_id"  # ClientError.kind of a fenced 
 
 
 class ConfluentConsumer:
-    """Implements worker.kafka.port.ConsumerPort."""
+    """Implements worker.engine.consumer_port.ConsumerPort."""
 
     def __init__(self, config: Mapping[str, Any],
                  stats: Callable[[str], None] | None = None) -> None:

@@ -68,7 +68,7 @@ class GroupInspector:
         """The group as the broker sees it now. `topics`: the group's topics to show (default:
         every topic it committed to or is assigned); `dlq_topics`: default each topic + '.dlq'.
         `time_lag=False` skips reading the next record of each lagging partition."""
-        from worker.kafka.dlq import default_dlq_topic
+        from worker.kafka.dead_letter_producer import default_dlq_topic
 
         admin = self._admin_client()
         desc = self._describe(admin, group)

@@ -8,7 +8,7 @@
   nothing commits; series of revoked partitions disappear instead of going stale);
 - `LibrdkafkaCollector`: renders the last librdkafka statistics snapshot;
 - `EffectsCollector`: the async effects (every series from the start, at 0 without any);
-- `DestinationsCollector`: each destination's circuit breaker (worker.circuit).
+- `DestinationsCollector`: each destination's circuit breaker (worker.processing.circuit).
 """
 
 from __future__ import annotations
@@ -281,7 +281,7 @@ class LibrdkafkaCollector:
 
 
 class Effects(Protocol):
-    """What worker.effects.ConcurrentEffects shows (read at scrape time)."""
+    """What worker.processing.effects.ConcurrentEffects shows (read at scrape time)."""
 
     max_in_flight: int
 
@@ -345,7 +345,7 @@ class EffectsCollector:
 
 
 class Destination(Protocol):
-    """What a worker.circuit.Circuit shows (read at scrape time)."""
+    """What a worker.processing.circuit.Circuit shows (read at scrape time)."""
 
     name: str
     state: str

@@ -80,7 +80,8 @@ class HealthState(WorkerObserver):
         self._ledger_ok = ok
 
     def watch_destinations(self, waiting: Callable[[], bool]) -> None:
-        """Ask `waiting()` (worker.circuit.Circuits.waiting: some destination is down) before
+        """Ask `waiting()` (worker.processing.circuit.Circuits.waiting: some destination is down)
+        before
         failing liveness for commits that stopped advancing."""
         self._waiting_on_destination = waiting
 

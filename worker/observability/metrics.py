@@ -266,12 +266,13 @@ class WorkerMetrics(WorkerObserver):
         self._ledger_up.set(1.0 if up else 0.0)
 
     def watch_effects(self, effects: Effects) -> None:
-        """Show the async processors' effects (worker.effects), read at each scrape (a
+        """Show the async processors' effects (worker.processing.effects), read at each scrape (a
         worker without async processors passes `NoEffects`: the same series, at 0)."""
         self.registry.register(EffectsCollector(effects))
 
     def watch_destinations(self, destinations: Callable[[], Iterable[Destination]]) -> None:
-        """Show each destination's circuit breaker (worker.circuit), read at each scrape."""
+        """Show each destination's circuit breaker (worker.processing.circuit), read at each
+        scrape."""
         self.registry.register(DestinationsCollector(destinations))
 
     def watch_ledger(self, up: Callable[[], bool]) -> None:

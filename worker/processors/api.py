@@ -3,7 +3,8 @@
 A processor is a function `(event, ctx) -> None`, or an `async def` one, with a pattern over
 event types. It is its own unit of idempotency and failure: its key decides what counts as "the
 same effect", and its retry policy decides what happens when it raises. Async processors run
-concurrently, ordered per key (worker.effects); sync ones one after another, inside the batch's
+concurrently, ordered per key (worker.processing.effects); sync ones one after another, inside the
+batch's
 ledger transaction.
 """
 
@@ -71,7 +72,8 @@ class Processor:
     # (retried, then dead-lettered). Sync calls cannot be cancelled: processor_call_age_seconds
     # and the ActivityWorkerProcessorStalled alert show them past the same 30 s.
     timeout: float | None = DEFAULT_CALL_TIMEOUT_S
-    # The system its calls reach, for the circuit breaker (worker.circuit): processors that
+    # The system its calls reach, for the circuit breaker (worker.processing.circuit): processors
+    # that
     # name the same destination share one circuit. None: its own (named after the processor).
     destination: str | None = None
 
@@ -199,7 +201,7 @@ def processor(*patterns: str, name: str | None = None, once_per: OncePer = "even
     `func` may be `async def`: then it runs concurrently with other keys' effects (ordered per
     `order_by`, default the Kafka message key; at most `max_concurrency` calls at once).
     `destination` names the system its calls reach: processors naming the same one share a
-    circuit breaker (worker.circuit); by default each processor has its own.
+    circuit breaker (worker.processing.circuit); by default each processor has its own.
     The first line of `func`'s docstring is its description in `activity-worker processors`.
     """
     if not patterns:

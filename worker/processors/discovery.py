@@ -1,6 +1,6 @@
 """Finding processors: built-ins, the `activity_worker.processors` entry points, named modules.
 
-Load order, which is also the fan-out order (see worker.routing):
+Load order, which is also the fan-out order (see worker.processing.routing):
 1. the built-in processors (`BUILTIN_MODULES`), unless turned off;
 2. entry points of the group `activity_worker.processors`, sorted by entry-point name, so a
    separate package can ship processors: in its pyproject.toml,
@@ -118,7 +118,7 @@ def load_processors(modules: Sequence[str] = (), entry_points: bool = True,
     Raises ConfigError for a module that cannot be imported, a duplicate processor name
     (naming both modules), or an invalid pattern (naming the processor and the pattern).
     """
-    from worker.routing import compile_pattern  # routing imports this package
+    from worker.processing.routing import compile_pattern  # routing imports this package
 
     sources: list[tuple[str, str, Any]] = []
     if builtins:

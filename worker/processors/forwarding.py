@@ -15,7 +15,7 @@ redelivery after a crash repeats the key, so the receiver can drop the repeat),
 `X-Activity-Worker-Event-Type`, and, with a secret, `X-Activity-Worker-Signature:
 sha256=<hex HMAC of the body>`. Outcomes: 2xx done; a timeout, a connection error, 5xx, 408 or
 429 means the endpoint is unavailable (RetryLater): the event waits on the endpoint's circuit
-breaker (worker.circuit), honouring `Retry-After` (in seconds, up to 300 s), and is never
+breaker (worker.processing.circuit), honouring `Retry-After` (in seconds, up to 300 s), and is never
 dead-lettered for it unless --max-outage is set; any other status means the event is bad: it
 is dead-lettered at once with the status and the start of the answer in the reason.
 

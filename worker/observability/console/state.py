@@ -65,7 +65,7 @@ class ConsoleState(WorkerObserver):
     def watch(self, ledger_up: Callable[[], bool], effects: Effects | None,
               readiness: Callable[[], tuple[bool, list[str]]] | None,
               destinations: Callable[[], Iterable[Destination]] | None = None) -> None:
-        """`destinations`: each destination's circuit breaker (worker.circuit)."""
+        """`destinations`: each destination's circuit breaker (worker.processing.circuit)."""
         self._ledger_up, self._effects, self._readiness = ledger_up, effects, readiness
         if destinations is not None:
             self._destinations = destinations

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.errors import WorkerError
-from worker.kafka.letters import HeaderList, full_letter, record_size, shrunk_letter
+from worker.kafka.dead_letter_format import HeaderList, full_letter, record_size, shrunk_letter
 from worker.types import DeadLetter
 
 #: librdkafka's default `message.max.bytes`: the most a record may be unless the DLQ topic's
@@ -37,7 +37,7 @@ class DeadLetterProducer:
 
     A letter that would not fit (`max_bytes`: the DLQ topic's `max.message.bytes`, which also
     becomes the producer's `message.max.bytes`) is written shrunk instead (see
-    `worker.kafka.letters`), and so is one the broker refuses as too large: a dead letter
+    `worker.kafka.dead_letter_format`), and so is one the broker refuses as too large: a dead letter
     always fits, and its reference to the original is never lost."""
 
     def __init__(self, config: Mapping[str, Any], topic: str | Callable[[str], str] | None = None,

@@ -1,7 +1,7 @@
 """Phase 1 of a batch, pure (no I/O): decode each message, route its event to the matching
 processors, and make each (event, processor) pair's idempotency key. What cannot be decoded,
 matches no processor (with `unmatched="dead_letter"`) or has no key becomes a dead letter here;
-the rest is the batch's work for phase 2 (worker.pipeline: ledger + processors)."""
+the rest is the batch's work for phase 2 (worker.processing.pipeline: ledger + processors)."""
 
 from __future__ import annotations
 

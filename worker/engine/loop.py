@@ -1,21 +1,24 @@
 """The consumer engine: the Kafka half of the worker.
 
-One loop on the main thread owns the consumer (a worker.kafka.port.ConsumerPort); a handler
-thread (worker.kafka.batch) runs the `BatchHandler` (worker.pipeline.Pipeline) on one batch at a
+One loop on the main thread owns the consumer (a worker.engine.consumer_port.ConsumerPort); a
+handler
+thread (worker.engine.inflight) runs the `BatchHandler` (worker.processing.pipeline.Pipeline) on
+one batch at a
 time. Guarantees:
 
 - An offset is stored only after the handler returned `completed=True` for its batch and every
-  dead letter of it was acknowledged (worker.kafka.deadletters); then `last + 1` per partition
-  (what may be stored and committed is decided by worker.kafka.offsets).
+  dead letter of it was acknowledged (worker.engine.dead_letter_policy); then `last + 1` per
+  partition
+  (what may be stored and committed is decided by worker.engine.offsets).
 - Commits: asynchronously every `commit_interval` seconds or `commit_every` events, one in
-  flight at a time (worker.kafka.commits); synchronously for revoked partitions inside the
+  flight at a time (worker.engine.commits); synchronously for revoked partitions inside the
   revoke callback, and at shutdown. Never for lost partitions.
 - While a batch runs longer than `pause_after` (0.5 s), every assigned partition is paused and
   the main thread keeps polling (rebalance callbacks are served, `max.poll.interval.ms` cannot
   expire).
 - Records a client never hands over (transaction markers; aborted transactions' records under
   read_committed) are stepped over: once every record handed over on a partition finished, its
-  stored offset moves to the client's position (worker.kafka.offsets), so a transactional
+  stored offset moves to the client's position (worker.engine.offsets), so a transactional
   topic's lag reaches 0 and a drain ends.
 - On revoke of a partition held by the in-flight batch: wait up to `revoke_timeout` for it, else
   cancel it (the handler rolls back), then store + commit what finished, then let go. A
@@ -33,15 +36,14 @@ from typing import Any
 
 import structlog
 
-from worker.errors import FatalProcessingError, WorkerError
-from worker.kafka.assignment import Assignment
-from worker.kafka.batch import Batch, InFlight
-from worker.kafka.commits import SETTLE_ASYNC_COMMIT_S, Commits
-from worker.kafka.connection import Connection, fatal_exit
-from worker.kafka.deadletters import DeadLetterPolicy, Guardrail
-from worker.kafka.dlq import DeadLetterProducer
-from worker.kafka.engine_config import EngineConfig
-from worker.kafka.lifecycle import (
+from worker.engine.assignment import Assignment
+from worker.engine.commits import SETTLE_ASYNC_COMMIT_S, Commits
+from worker.engine.config import EngineConfig
+from worker.engine.connection import Connection, fatal_exit
+from worker.engine.consumer_port import TP, ClientError, ConsumerPort
+from worker.engine.dead_letter_policy import DeadLetterPolicy, Guardrail
+from worker.engine.inflight import Batch, InFlight
+from worker.engine.lifecycle import (
     EXIT_ERROR,
     EXIT_FATAL_PROCESSING,
     EXIT_OK,
@@ -51,9 +53,10 @@ from worker.kafka.lifecycle import (
     hard_exit,
     tune_gc,
 )
-from worker.kafka.offsets import OffsetTracker
-from worker.kafka.port import TP, ClientError, ConsumerPort
-from worker.kafka.progress import DrainTarget, LagRecorder, ProgressLog
+from worker.engine.offsets import OffsetTracker
+from worker.engine.progress import DrainTarget, LagRecorder, ProgressLog
+from worker.errors import FatalProcessingError, WorkerError
+from worker.kafka.dead_letter_producer import DeadLetterProducer
 from worker.observer import Observers, WorkerObserver
 from worker.types import BatchHandler, TopicPartition
 

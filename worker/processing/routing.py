@@ -220,7 +220,7 @@ class Router:
             self.log_unused_patterns()
 
     def log_unused_patterns(self) -> None:
-        log = structlog.get_logger("worker.routing")
+        log = structlog.get_logger("worker.processing.routing")
         for proc, pattern in self.unused_patterns():
             log.warning("pattern matches no known event type (a typo?)", processor=proc.name,
                         pattern=pattern, module=proc.module, known_types=len(self.known_types))

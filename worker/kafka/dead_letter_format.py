@@ -1,5 +1,6 @@
-"""The dead-letter record format: one codec for the writer (`worker.kafka.dlq`) and the readers
-(`worker.kafka.replay`, `activity-worker dlq show|replay`).
+"""The dead-letter record format: one codec for the writer (`worker.kafka.dead_letter_producer`)
+and the readers
+(`worker.kafka.dead_letter_replay`, `activity-worker dlq show|replay`).
 
 A dead letter is the original record (key, value, headers) plus `worker.*` headers saying why
 (`Header`). When that does not fit the dead-letter topic's `max.message.bytes` (an invalid

@@ -1,5 +1,6 @@
 """A broker in memory: topics with partitions, consumer groups that assign, revoke and lose
-partitions, stored and committed offsets. Its consumers implement worker.kafka.port.ConsumerPort,
+partitions, stored and committed offsets. Its consumers implement
+worker.engine.consumer_port.ConsumerPort,
 so the engine's offset, rebalance, drain and shutdown rules run in tests without Kafka (in the
 spirit of arroyo's LocalBroker); tests/engine/test_engine_contract.py runs the same scenarios
 on it and on a real broker.
@@ -24,8 +25,8 @@ import time
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from worker.engine.consumer_port import TP, ClientError, CommitFailed, ConsumerListener
 from worker.errors import WorkerError
-from worker.kafka.port import TP, ClientError, CommitFailed, ConsumerListener
 from worker.types import Headers, LocalMessage
 
 FETCH_RUN = 10  # records of one partition in a row
@@ -124,7 +125,7 @@ class InMemoryBroker:
 
 
 class InMemoryConsumer:
-    """One group member; implements worker.kafka.port.ConsumerPort."""
+    """One group member; implements worker.engine.consumer_port.ConsumerPort."""
 
     def __init__(self, broker: InMemoryBroker, group: str) -> None:
         self._broker = broker

@@ -8,12 +8,13 @@ dead-lettering the stream.
 - half-open: up to `probes` calls at once; a success closes it, an unavailable failure opens it
   again with the next, longer backoff.
 
-Which failures count is decided by `worker.retries.unavailable` (RetryLater, timeouts,
+Which failures count is decided by `worker.processing.retries.unavailable` (RetryLater, timeouts,
 connection errors); any other outcome means the destination answered, and counts as a success.
 A failure reported while the circuit is open (a call that was in flight when it opened) changes
 nothing but a later `Retry-After`.
 
-The circuit only decides; the callers wait (worker.effects on its event loop, worker.pipeline in
+The circuit only decides; the callers wait (worker.processing.effects on its event loop,
+worker.processing.pipeline in
 the handler thread for sync processors). One log line per state change, never one per call.
 Pure apart from the clock and the random source, both injectable (tests use a fake clock).
 """
@@ -30,7 +31,7 @@ import structlog
 
 from worker.vocabulary import CircuitState
 
-log = structlog.get_logger("worker.circuit")
+log = structlog.get_logger("worker.processing.circuit")
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 

@@ -1,7 +1,7 @@
 """What happens after a processor call raised: wait on its destination's circuit (the destination
 is unavailable: `unavailable`), retry after a delay, dead-letter the event for this processor, or
 stop the worker. One decision, used by the serial path (sync processors,
-worker.pipeline) and the concurrent one (async processors, worker.effects).
+worker.processing.pipeline) and the concurrent one (async processors, worker.processing.effects).
 
 Anything a processor raises counts, BaseException subclasses too (SystemExit from a library, a
 KeyboardInterrupt of its own): processors run in the engine's handler thread, where no signal
@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 import structlog
 
-from worker.circuit import MAX_RETRY_AFTER_S
 from worker.errors import FatalProcessingError, NonRetriableError, RetryLater, cut, describe
 from worker.events import Event
+from worker.processing.circuit import MAX_RETRY_AFTER_S
 from worker.processors.api import Processor
 from worker.types import BatchStats, DeadLetter, Message
 from worker.vocabulary import ErrorClass, Outcome
 
-log = structlog.get_logger("worker.pipeline")
+log = structlog.get_logger("worker.processing.pipeline")
 
 
 def unavailable(exc: BaseException) -> float | None:
@@ -31,7 +31,7 @@ def unavailable(exc: BaseException) -> float | None:
     RetryLater (the HTTP forwarder raises it for 5xx, 408, 429, timeouts and connection errors),
     a timeout (an async call cancelled past its `timeout` too) and a connection error count;
     such a failure spends no retry attempt: the effect waits on its destination's circuit
-    (worker.circuit) instead, and is never a dead letter unless --max-outage is set."""
+    (worker.processing.circuit) instead, and is never a dead letter unless --max-outage is set."""
     if isinstance(exc, RetryLater):
         return exc.after
     if isinstance(exc, (TimeoutError, ConnectionError)):

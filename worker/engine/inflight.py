@@ -1,6 +1,6 @@
 """The batches in flight and what runs the handler on them.
 
-The engine's main thread owns the consumer; the handler (worker.pipeline.Pipeline) runs
+The engine's main thread owns the consumer; the handler (worker.processing.pipeline.Pipeline) runs
 elsewhere, so the main thread keeps serving rebalance callbacks and polls while a batch takes
 long. `Batch` is what the two share: the messages, each partition's first and last offset, the
 cancel flag and the outcome.

@@ -1,8 +1,9 @@
 """What happens to a batch's dead letters before its offsets may be stored: the guardrail (a bad
 deploy stops the worker instead of emptying the topic into the DLQ), then the write — retried,
 with consumption paused, for as long as it fails, because an exit would only restart into the
-same failure (a crash loop). The record format is `worker.kafka.letters`; the producer that
-writes it, `worker.kafka.dlq`."""
+same failure (a crash loop). The record format is `worker.kafka.dead_letter_format`; the producer
+that
+writes it, `worker.kafka.dead_letter_producer`."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from worker.kafka.dlq import DeadLetterError, DeadLetterProducer
-from worker.kafka.lifecycle import EXIT_ERROR, EXIT_GUARDRAIL, RunCounts
+from worker.engine.lifecycle import EXIT_ERROR, EXIT_GUARDRAIL, RunCounts
+from worker.kafka.dead_letter_producer import DeadLetterError, DeadLetterProducer
 from worker.observer import WorkerObserver
 from worker.types import DeadLetter
 from worker.vocabulary import NOT_THE_EVENTS_FAULT

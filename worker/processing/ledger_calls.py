@@ -12,7 +12,7 @@ import structlog
 from worker.errors import LedgerKeyRejected
 from worker.ledger.base import Ledger, LedgerSession
 
-log = structlog.get_logger("worker.pipeline")
+log = structlog.get_logger("worker.processing.pipeline")
 
 
 def refused_keys(ledger: Ledger, keys: list[str], cancelled: Callable[[], bool]

@@ -3,7 +3,7 @@
 no client library. Two implementations:
 
 - `worker.kafka.confluent_consumer.ConfluentConsumer`: confluent-kafka / librdkafka;
-- `worker.kafka.inmemory.InMemoryBroker.consumer()`: partitions, offsets and a consumer group
+- `worker.engine.inmemory.InMemoryBroker.consumer()`: partitions, offsets and a consumer group
   in memory, for fast tests of the engine's offset, rebalance and shutdown rules.
 
 Callbacks (`ConsumerListener`) run on the thread that calls `consume`, `poll` or `close`, as

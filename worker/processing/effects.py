@@ -7,8 +7,9 @@ has one, else the Kafka message key (producers key customer activity by customer
 partition (events without a key keep partition order). A retry waits in its own chain only: the
 other keys flow meanwhile.
 
-A destination that is unavailable (worker.retries.unavailable: RetryLater, a timeout, a
-connection error) opens its circuit (worker.circuit): its effects wait, each in its key's chain
+A destination that is unavailable (worker.processing.retries.unavailable: RetryLater, a timeout, a
+connection error) opens its circuit (worker.processing.circuit): its effects wait, each in its
+key's chain
 (so a key's later effects wait behind it), without spending retry attempts, while other
 destinations' effects flow. The batch does not finish meanwhile, so the engine's window fills
 and it pauses the partitions (backpressure). With --max-outage, effects that waited that long
@@ -37,9 +38,9 @@ from typing import Any
 
 import structlog
 
-from worker.circuit import Circuit, Circuits
-from worker.processors.api import Context, Processor
-from worker.retries import (
+from worker.processing.circuit import Circuit, Circuits
+from worker.processing.planning import Work
+from worker.processing.retries import (
     GiveUp,
     Retry,
     after_failure,
@@ -49,11 +50,11 @@ from worker.retries import (
     outage_wait,
     unavailable,
 )
+from worker.processors.api import Context, Processor
 from worker.types import BatchStats, DeadLetter, Message
 from worker.vocabulary import CircuitState, ErrorClass, Outcome
-from worker.work import Work
 
-log = structlog.get_logger("worker.effects")
+log = structlog.get_logger("worker.processing.effects")
 
 #: Effects in flight per worker by default: enough for 100 ms calls to run at 2,500 events/s;
 #: raise it (--max-in-flight) for more distinct keys at once, lower it for a fragile endpoint.
@@ -65,7 +66,7 @@ CLOSED = CircuitState.CLOSED
 
 class CallTimedOut(TimeoutError):
     """An async processor call ran past its timeout and was cancelled: the destination counts
-    as unavailable (worker.retries.unavailable), so the effect waits on its circuit."""
+    as unavailable (worker.processing.retries.unavailable), so the effect waits on its circuit."""
 
 
 class EffectsCancelled(Exception):
@@ -122,7 +123,8 @@ class ConcurrentEffects:
         self._handed: dict[int, int] = {}  # ticket -> its batch's messages
         self._waiting = 0
         self._unfinished = 0
-        # Each destination's circuit (worker.circuit): an unavailable one holds its effects
+        # Each destination's circuit (worker.processing.circuit): an unavailable one holds its
+        # effects
         # back, in their key's order, while the other destinations' effects flow
         self._circuits = circuits if circuits is not None else Circuits()
         for p in procs:
@@ -339,7 +341,7 @@ class ConcurrentEffects:
                     if probe:
                         circuit.release_probe()
                     raise
-                except BaseException as exc:  # processor code (see worker.retries)
+                except BaseException as exc:  # processor code (see worker.processing.retries)
                     error = exc
                 finally:
                     timings[index].append(time.perf_counter() - t0)

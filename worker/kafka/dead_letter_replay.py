@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.errors import WorkerError
-from worker.kafka.letters import Header, HeaderList, Letter, letter_of
+from worker.kafka.dead_letter_format import Header, HeaderList, Letter, letter_of
 
 
 class ReplayError(WorkerError):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from worker.kafka.port import TP, ConsumerPort
+from worker.engine.consumer_port import TP, ConsumerPort
 
 
 class Assignment:

@@ -8,8 +8,8 @@ from collections.abc import Callable, Collection, Sequence
 
 import structlog
 
-from worker.kafka.offsets import OffsetTracker
-from worker.kafka.port import TP, CommitFailed, ConsumerPort
+from worker.engine.consumer_port import TP, CommitFailed, ConsumerPort
+from worker.engine.offsets import OffsetTracker
 from worker.observer import WorkerObserver
 from worker.types import TopicPartition
 

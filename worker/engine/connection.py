@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import structlog
 
-from worker.kafka.lifecycle import EXIT_BAD_SETTINGS, EXIT_ERROR
-from worker.kafka.port import ClientError, ConsumerPort
+from worker.engine.consumer_port import ClientError, ConsumerPort
+from worker.engine.lifecycle import EXIT_BAD_SETTINGS, EXIT_ERROR
 from worker.observer import WorkerObserver
 
 log = structlog.get_logger("worker.engine")

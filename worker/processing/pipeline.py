@@ -1,5 +1,5 @@
 """The processing half of the worker: decode → route → claim in the ledger → run processors
-(with retries) → mark done. The Kafka half (worker.kafka.engine) hands it batches and stores
+(with retries) → mark done. The Kafka half (worker.engine.loop) hands it batches and stores
 offsets only when it returns `BatchResult(completed=True)`.
 
 One batch is one ledger session: a single claim round trip for every (event, processor) key, the
@@ -21,16 +21,16 @@ from typing import Any
 
 import structlog
 
-from worker.circuit import CLOSED, Circuit, Circuits
-from worker.effects import DEFAULT_MAX_IN_FLIGHT, ConcurrentEffects, EffectsCancelled
 from worker.errors import (
     LedgerKeyRejected,
     LedgerUnavailable,
 )
 from worker.ledger.base import ClaimState, Ledger, LedgerSession
-from worker.ledger_calls import interruptible_sleep, quiet_rollback, refused_keys
-from worker.processors.api import Context, Processor
-from worker.retries import (
+from worker.processing.circuit import CLOSED, Circuit, Circuits
+from worker.processing.effects import DEFAULT_MAX_IN_FLIGHT, ConcurrentEffects, EffectsCancelled
+from worker.processing.ledger_calls import interruptible_sleep, quiet_rollback, refused_keys
+from worker.processing.planning import Resolver, Unmatched, Work, WorkPlanner
+from worker.processing.retries import (
     GiveUp,
     after_failure,
     dead_letter,
@@ -39,11 +39,11 @@ from worker.retries import (
     outage_wait,
     unavailable,
 )
+from worker.processors.api import Context, Processor
 from worker.types import BatchResult, BatchStats, DeadLetter, Message
 from worker.vocabulary import ErrorClass, Outcome
-from worker.work import Resolver, Unmatched, Work, WorkPlanner
 
-log = structlog.get_logger("worker.pipeline")
+log = structlog.get_logger("worker.processing.pipeline")
 
 class _Cancelled(Exception):
     """Internal: the engine asked us to stop this batch (revoke or shutdown)."""
@@ -72,10 +72,11 @@ class Pipeline:
     ) -> None:
         """`max_outage`: seconds a destination may be unavailable before the events waiting
         for it are dead-lettered (`destination_unavailable`); None waits as long as it takes.
-        `circuits`: the destinations' circuit breakers (worker.circuit; tests pass one with a
+        `circuits`: the destinations' circuit breakers (worker.processing.circuit; tests pass one
+        with a
         fake clock)."""
         if router is None:
-            from worker.routing import Router
+            from worker.processing.routing import Router
 
             router = Router(list(processors))
         self.processors = list(processors)
@@ -95,7 +96,7 @@ class Pipeline:
         self._names = [p.name for p in self.processors]
         self._index = {name: i for i, name in enumerate(self._names)}
         self._planner = WorkPlanner(self._index, router, unmatched)
-        # A circuit per destination (worker.circuit), sync and async processors alike
+        # A circuit per destination (worker.processing.circuit), sync and async processors alike
         self.circuits = circuits if circuits is not None else Circuits(max_outage=max_outage)
         if max_outage is not None:
             self.circuits.max_outage = max_outage
@@ -109,12 +110,12 @@ class Pipeline:
                                           [self.processors[i] for i in self._async],
                                           self.circuits)
                         if self._async else None)
-        # Several batches in flight at once (worker.kafka.batch.InFlight): only when every
+        # Several batches in flight at once (worker.engine.inflight.InFlight): only when every
         # processor is async (sync ones run in batch order) and the ledger takes concurrent
         # sessions (memory, Redis; a SQL ledger's session is one transaction at a time).
         self.overlaps = (bool(self.processors) and len(self._async) == len(self.processors)
                          and bool(getattr(ledger, "concurrent_sessions", False)))
-        # The engine's window (worker.kafka.batch.InFlight): work not done (pending()) up to
+        # The engine's window (worker.engine.inflight.InFlight): work not done (pending()) up to
         # 16 x max_in_flight, so that nearly every key has its next effect queued when one
         # ends (measured: 4x leaves ~20% of 1,000 keys idle at any time, 16x ~10% with
         # partitions of uneven key counts); events of batches not finished yet up to 4 times
@@ -373,7 +374,7 @@ class Pipeline:
     def _run_concurrent(self, work: list[Work], session: LedgerSession,
                         stats: BatchStats, dead: list[DeadLetter], timings: list[list[float]],
                         cancelled: Callable[[], bool], ticket: list[int | None]) -> None:
-        """The batch's async effects (worker.effects), claimed with the batch above."""
+        """The batch's async effects (worker.processing.effects), claimed with the batch above."""
         assert self.effects is not None
         turn, ticket[0] = ticket[0], None
         try:
@@ -407,7 +408,8 @@ class Pipeline:
                stats: BatchStats, dead: list[DeadLetter], timings: list[list[float]],
                cancelled: Callable[[], bool]) -> bool:
         """Attempt 1 raised `first_error` (None: not called, its destination is down): retry
-        per the processor's policy (worker.retries), or, while the destination is unavailable,
+        per the processor's policy (worker.processing.retries), or, while the destination is
+        unavailable,
         wait on its circuit without spending attempts. True when the effect is finally done;
         False when it was dead-lettered (its key released)."""
         msg, event, proc, key, index = item

@@ -1,4 +1,4 @@
-"""Commits: sending what the offset tracker (worker.kafka.offsets) says may be committed, and
+"""Commits: sending what the offset tracker (worker.engine.offsets) says may be committed, and
 taking in what the broker confirmed. Asynchronous while consuming; synchronous for revoked
 partitions inside the revoke callback, for the drain check and at shutdown.
 
@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from worker.kafka.lifecycle import RunCounts
-from worker.kafka.offsets import Confirmed, OffsetTracker
-from worker.kafka.port import TP, CommitFailed, ConsumerPort
+from worker.engine.consumer_port import TP, CommitFailed, ConsumerPort
+from worker.engine.lifecycle import RunCounts
+from worker.engine.offsets import Confirmed, OffsetTracker
 from worker.observer import WorkerObserver
 from worker.types import TopicPartition
 

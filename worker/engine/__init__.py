@@ -1,0 +1,1 @@
+"""The engine: the client-free consume -> handle -> dead-letter -> store -> commit loop."""

@@ -1,0 +1,1 @@
+"""The processing half: decode -> route -> claim -> processors -> mark done."""
