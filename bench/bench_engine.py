@@ -115,6 +115,8 @@ def run_plain(bootstrap: str, topic: str, n: int, batch: int) -> dict[str, Any]:
 
 
 class Counting:
+    window = None  # one batch at a time (worker.types.BatchHandler)
+
     def __init__(self) -> None:
         self.n = 0
         self.first = 0.0
@@ -132,6 +134,8 @@ class Counting:
 
 class Timed:
     """Wraps a handler to time from the first batch to the last (excludes the group join)."""
+
+    window = None  # one batch at a time (worker.types.BatchHandler)
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
@@ -182,6 +186,7 @@ def run_engine(bootstrap: str, topic: str, batch: int, mode: str,
 
     from worker.engine.loop import Engine, EngineConfig
     from worker.kafka.config import build_consumer_config, producer_config
+    from worker.kafka.confluent_consumer import ConfluentConsumer
     from worker.kafka.dead_letter_producer import DeadLetterProducer
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
@@ -192,8 +197,9 @@ def run_engine(bootstrap: str, topic: str, batch: int, mode: str,
     else:
         inner, metrics = _pipeline(mode)
         handler = Timed(inner)
-    engine = Engine(config, handler, EngineConfig(topics=[topic], batch_size=batch, drain=True,
-                                                  install_signals=False),
+    engine = Engine(ConfluentConsumer(config), handler,
+                    EngineConfig(topics=[topic], batch_size=batch, drain=True,
+                                 install_signals=False),
                     dlq=DeadLetterProducer(producer_config(config), topic + ".dlq"),
                     observers=[metrics] if metrics is not None else [])
     t0 = time.perf_counter()

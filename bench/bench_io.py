@@ -116,7 +116,8 @@ def run_worker(a: argparse.Namespace) -> dict[str, Any]:
     import structlog
 
     from worker.engine.loop import Engine, EngineConfig
-    from worker.kafka.config import build_consumer_config, for_overlapping_batches
+    from worker.kafka.config import build_consumer_config
+    from worker.kafka.confluent_consumer import ConfluentConsumer
     from worker.ledger import open_ledger
     from worker.processing.pipeline import Pipeline
     from worker.processors.api import Processor
@@ -145,9 +146,7 @@ def run_worker(a: argparse.Namespace) -> dict[str, Any]:
     overrides = dict(kv.split("=", 1) for kv in os.environ.get("BENCH_KAFKA_CONFIG", "").split(",")
                      if kv)
     config = build_consumer_config(a.bootstrap, f"bench-io-{uuid.uuid4()}", overrides)
-    if pipeline.overlaps:  # as worker.app does
-        config = for_overlapping_batches(config)
-    engine = Engine(config, pipeline, EngineConfig(
+    engine = Engine(ConfluentConsumer(config), pipeline, EngineConfig(
         topics=[a.topic], batch_size=a.batch_size, drain=a.events is None,
         max_events=a.events, install_signals=False))
     wall = time.perf_counter()

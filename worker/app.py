@@ -15,7 +15,7 @@ from worker.engine.lifecycle import EXIT_ERROR
 from worker.engine.loop import Engine, EngineConfig
 from worker.errors import ConfigError, LedgerUnavailable
 from worker.kafka.admin import missing_topics, topic_max_bytes
-from worker.kafka.config import for_overlapping_batches, producer_config
+from worker.kafka.config import producer_config
 from worker.kafka.confluent_consumer import ConfluentConsumer
 from worker.kafka.dead_letter_producer import DeadLetterProducer, default_dlq_topic
 from worker.observer import WorkerObserver
@@ -145,8 +145,6 @@ def run(settings: Settings) -> int:
                             health.readiness if health is not None else None,
                             pipeline.circuits.all)
         observers.append(console.state)
-    if pipeline.overlaps:
-        consumer_config = for_overlapping_batches(consumer_config)
     consumer = ConfluentConsumer(consumer_config, stats=None if metrics is None
                                  else metrics.record_librdkafka_stats)
     engine = Engine(consumer, pipeline, engine_config(settings), dlq=dlq, observers=observers)

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
 Headers = list[tuple[str, bytes]]
+
+#: A partition as the engine and its ports name it: (topic, partition). `TopicPartition` below
+#: is the same pair as a value for observers and people (it prints as `topic[partition]`).
+TP = tuple[str, int]
 
 
 class Message(Protocol):
@@ -137,6 +142,23 @@ class BatchResult:
     stats: BatchStats = field(default_factory=BatchStats)
 
 
+class BatchWindow(Protocol):
+    """Batches handled in the background, several at once, while the engine reads the next ones
+    (worker.processing.batch_window: only when every processor is async and the ledger takes
+    concurrent sessions). The engine submits batches in the order it read them and finishes
+    them in that order; it stops reading while more than `max_events_in_flight` events are in
+    unfinished batches or more than `max_pending` of the handler's work is not done."""
+
+    max_pending: int
+    max_events_in_flight: int
+
+    def submit(self, messages: Sequence[Message], cancelled: Callable[[], bool]
+               ) -> Future[BatchResult]: ...
+
+    def pending(self) -> int:
+        """Work handed over and not done yet (messages and effects)."""
+
+
 class BatchHandler(Protocol):
     """The processing half of the worker (worker.processing.pipeline.Pipeline); the engine is the
     Kafka half.
@@ -144,6 +166,13 @@ class BatchHandler(Protocol):
     `cancelled()` is polled between processor calls and during retry backoff; once it returns
     True the handler stops, rolls back, and returns BatchResult(completed=False).
     Raises worker.errors.FatalProcessingError when processing must stop (on_failure="stop").
+
+    `window`: None, and the engine hands over one batch at a time (`handle`, in its handler
+    thread); or the handler's BatchWindow, and batches overlap. The engine also sizes the
+    consumer's fetches from it (worker.engine.consumer_port.ConsumerPort.open).
     """
+
+    @property
+    def window(self) -> BatchWindow | None: ...
 
     def handle(self, messages: Sequence[Message], cancelled: Callable[[], bool]) -> BatchResult: ...

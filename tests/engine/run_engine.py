@@ -14,10 +14,13 @@ from collections.abc import Callable, Sequence
 
 from worker.engine.loop import Engine, EngineConfig
 from worker.kafka.config import build_consumer_config
+from worker.kafka.confluent_consumer import ConfluentConsumer
 from worker.types import BatchResult, Message
 
 
 class FileHandler:
+    window = None  # one batch at a time (worker.types.BatchHandler)
+
     def __init__(self, path: str, delay: float, ignore_cancel: bool) -> None:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         # One line per batch started, so tests can wait for "a batch is in flight".
@@ -55,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     config = build_consumer_config(a.bootstrap, a.group, {"session.timeout.ms": "6000"}
                                    if a.protocol != "consumer" else None,
                                    group_instance_id=a.instance_id, group_protocol=a.protocol)
-    engine = Engine(config, FileHandler(a.out, a.delay, a.ignore_cancel), EngineConfig(
+    handler = FileHandler(a.out, a.delay, a.ignore_cancel)
+    engine = Engine(ConfluentConsumer(config), handler, EngineConfig(
         topics=[a.topic], batch_size=a.batch_size, poll_timeout=0.1,
         commit_interval=a.commit_interval, commit_every=a.commit_every,
         shutdown_timeout=a.shutdown_timeout))

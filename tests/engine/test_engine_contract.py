@@ -36,7 +36,8 @@ from tests.engine.helpers import (
 from worker.engine.inmemory import InMemoryBroker, InMemoryConsumer
 from worker.engine.lifecycle import EXIT_GUARDRAIL, EXIT_OK
 from worker.engine.loop import Engine, EngineConfig
-from worker.kafka.config import build_consumer_config
+from worker.kafka.config import INTERLEAVED_FETCH_BYTES, build_consumer_config
+from worker.kafka.confluent_consumer import ConfluentConsumer
 from worker.observer import WorkerObserver
 from worker.types import BatchResult, DeadLetter, Message, TopicPartition
 
@@ -61,6 +62,10 @@ class Backend:
 
     def end_offsets(self, topic: str, partitions: int) -> dict[int, int]: ...
     def consumer(self, group: str, overrides: dict[str, str]) -> Any: ...
+    def interleaved(self, engine: Engine) -> bool:
+        """Whether the engine asked its consumer for partitions interleaved."""
+        raise NotImplementedError
+
     def committed(self, group: str, topic: str, partitions: int) -> dict[int, int]: ...
     def lose(self, engine: Engine, until: Callable[[], bool]) -> None:
         """Make the group declare `engine`'s assignment lost; return once `until()`."""
@@ -108,6 +113,9 @@ class Memory(Backend):
     def consumer(self, group: str, overrides: dict[str, str]) -> Any:
         return self.broker.consumer(group)
 
+    def interleaved(self, engine: Engine) -> bool:
+        return bool(engine._consumer.interleaved)  # type: ignore[attr-defined]
+
     def engine(self, group: str, topic: str, handler: Any, **kw: Any) -> Engine:
         engine = super().engine(group, topic, handler, **kw)
         self.members[id(engine)] = engine._consumer  # type: ignore[assignment]
@@ -142,9 +150,13 @@ class Kafka(Backend):
     def end_offsets(self, topic: str, partitions: int) -> dict[int, int]:
         return end_offsets(self.bootstrap, topic, partitions)
 
+    def interleaved(self, engine: Engine) -> bool:
+        fetch = engine._consumer.settings().get("max.partition.fetch.bytes")
+        return fetch == INTERLEAVED_FETCH_BYTES
+
     def consumer(self, group: str, overrides: dict[str, str]) -> Any:
-        return build_consumer_config(self.bootstrap, group, {"heartbeat.interval.ms": "300",
-                                                             **overrides})
+        return ConfluentConsumer(build_consumer_config(
+            self.bootstrap, group, {"heartbeat.interval.ms": "300", **overrides}))
 
     def committed(self, group: str, topic: str, partitions: int) -> dict[int, int]:
         return committed(self.bootstrap, group, topic, partitions)
@@ -181,8 +193,9 @@ class Handler:
 
     def __init__(self, slow: float = 0.0, cancel_first: bool = False,
                  dead: bool = False, overlap: bool = False) -> None:
-        if overlap:  # batches handed over with submit(), several in flight (InFlight)
-            self.overlaps = True
+        self.window: Handler | None = None
+        if overlap:  # its own BatchWindow: batches handed over with submit(), several at once
+            self.window = self
             self.max_events_in_flight = 40
             self.max_pending = 30
             self.running = 0
@@ -275,7 +288,8 @@ class Rebalances(WorkerObserver):
 
 @pytest.fixture(params=["serial", "overlap"])
 def make(request: pytest.FixtureRequest) -> Callable[..., Handler]:
-    """Handlers that take one batch at a time, or several at once (like Pipeline.overlaps)."""
+    """Handlers that take one batch at a time, or several at once (a BatchWindow, like the
+    pipeline's with only async processors)."""
     return functools.partial(Handler, overlap=request.param == "overlap")
 
 
@@ -304,6 +318,8 @@ def test_drain_commits_past_every_finished_batch_and_stops(backend: Backend, gro
     assert sorted(handler.completed) == sorted(every(2, 30))  # each once
     assert backend.committed(group, topic, 2) == {0: 30, 1: 30}
     assert engine.counts.events == 60 and engine.counts.commits >= 1
+    # the engine sized the consumer's fetches from what the handler declares
+    assert backend.interleaved(engine) == (handler.window is not None)
 
 
 # p0 ends with an aborted transaction, p1 with a committed one; both have markers throughout

@@ -32,6 +32,7 @@ from worker.engine.lifecycle import EXIT_FATAL_PROCESSING, EXIT_GUARDRAIL, EXIT_
 from worker.engine.loop import Engine, EngineConfig
 from worker.errors import NonRetriableError
 from worker.kafka.config import build_consumer_config, producer_config
+from worker.kafka.confluent_consumer import ConfluentConsumer
 from worker.kafka.dead_letter_producer import DeadLetterProducer
 from worker.observer import WorkerObserver
 from worker.processing.pipeline import Pipeline
@@ -48,6 +49,8 @@ SEQ = itertools.count()
 class Recorder:
     """A handler that records every message it touches (with a global sequence number) and
     which batches completed."""
+
+    window = None  # one batch at a time (worker.types.BatchHandler)
 
     def __init__(self, name: str, delay_per_msg: float = 0.0) -> None:
         self.name = name
@@ -110,7 +113,7 @@ def engine_for(bootstrap: str, topic: str, group: str, handler: Any, *,
     cfg.setdefault("poll_timeout", 0.1)
     cfg.setdefault("commit_interval", 0.2)
     cfg.setdefault("install_signals", False)
-    return Engine(config, handler, EngineConfig(topics=[topic], **cfg), dlq=dlq,
+    return Engine(ConfluentConsumer(config), handler, EngineConfig(topics=[topic], **cfg), dlq=dlq,
                   observers=[metrics] if metrics is not None else [])
 
 

@@ -14,6 +14,7 @@ from tests.engine.helpers import Running, create_topic, event_json, produce, wai
 from worker.engine.lifecycle import EXIT_OK
 from worker.engine.loop import Engine, EngineConfig
 from worker.kafka.config import build_consumer_config
+from worker.kafka.confluent_consumer import ConfluentConsumer
 from worker.observability.health import HealthState
 from worker.types import BatchResult, Message
 
@@ -22,6 +23,8 @@ pytestmark = pytest.mark.kafka
 
 class Gate:
     """A handler whose batches wait until the test opens the gate."""
+
+    window = None  # one batch at a time (worker.types.BatchHandler)
 
     def __init__(self) -> None:
         self.open = threading.Event()
@@ -42,7 +45,7 @@ def test_liveness_fails_while_commits_stall_and_recovers(engine_bootstrap: str,
     produce(b, topic, [(0, None, event_json(i)) for i in range(5)])
     health = HealthState(poll_stale_after=30.0, commit_stall_after=0.5)
     gate = Gate()
-    engine = Engine(build_consumer_config(b, group, None), gate,
+    engine = Engine(ConfluentConsumer(build_consumer_config(b, group, None)), gate,
                     EngineConfig(topics=[topic], poll_timeout=0.1, commit_interval=0.1,
                                  install_signals=False), observers=[health])
     run = Running(engine)

@@ -22,6 +22,7 @@ from worker.engine.lifecycle import EXIT_OK
 from worker.engine.loop import Engine, EngineConfig
 from worker.events import Event
 from worker.kafka.config import build_consumer_config
+from worker.kafka.confluent_consumer import ConfluentConsumer
 from worker.ledger import open_ledger
 from worker.ledger.base import Ledger
 from worker.observer import WorkerObserver
@@ -78,7 +79,7 @@ def worker(bootstrap: str, topic: str, group: str, effects: Effects, name: str,
     pipeline = Pipeline([effects.processor(name)], ledger, max_in_flight=64)
     assert pipeline.overlaps
     config = build_consumer_config(bootstrap, group, {"heartbeat.interval.ms": "300"})
-    return Running(Engine(config, pipeline, EngineConfig(
+    return Running(Engine(ConfluentConsumer(config), pipeline, EngineConfig(
         topics=[topic], batch_size=50, install_signals=False, poll_timeout=0.1,
         commit_interval=0.2, revoke_timeout=0.3), observers=[watch]))
 

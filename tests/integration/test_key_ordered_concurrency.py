@@ -20,6 +20,7 @@ from worker.engine.lifecycle import EXIT_OK
 from worker.engine.loop import Engine, EngineConfig
 from worker.events import Event
 from worker.kafka.config import build_consumer_config
+from worker.kafka.confluent_consumer import ConfluentConsumer
 from worker.ledger import open_ledger
 from worker.processing.pipeline import Pipeline
 from worker.processors.api import Context, Processor
@@ -59,7 +60,7 @@ class Effects:
 def run_group(bootstrap: str, topic: str, group: str, effects: Effects, ledger: Any) -> Engine:
     pipeline = Pipeline([Processor(name="fwd", patterns=("customer.**",), func=effects)],
                         ledger, max_in_flight=256)
-    engine = Engine(build_consumer_config(bootstrap, group, None), pipeline,
+    engine = Engine(ConfluentConsumer(build_consumer_config(bootstrap, group, None)), pipeline,
                     EngineConfig(topics=[topic], batch_size=500, drain=True,
                                  install_signals=False, poll_timeout=0.1))
     assert Running(engine).join(120) == EXIT_OK

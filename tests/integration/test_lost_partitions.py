@@ -57,6 +57,8 @@ class Held:
     and holds a batch that touches a partition in `hold` until `release` is set or the engine
     cancels it."""
 
+    window = None  # one batch at a time (worker.types.BatchHandler)
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.started: list[list[tuple[int, int]]] = []

@@ -38,6 +38,7 @@ from tests.secure_kafka import SecureBroker, set_scram_password
 from worker.engine.lifecycle import EXIT_BAD_SETTINGS, EXIT_OK
 from worker.engine.loop import Engine, EngineConfig
 from worker.kafka.config import build_consumer_config
+from worker.kafka.confluent_consumer import ConfluentConsumer
 from worker.observability.health import HealthState
 from worker.types import BatchResult, Message
 
@@ -207,6 +208,8 @@ def test_wrong_key_password_names_the_key_settings(private_kafka: SecureBroker, 
 
 
 class _NeverCalled:
+    window = None  # one batch at a time (worker.types.BatchHandler)
+
     def handle(self, messages: object, cancelled: object) -> BatchResult:
         raise AssertionError("no batch can arrive without authentication")
 
@@ -218,8 +221,8 @@ def test_engine_stops_on_authentication_failure_instead_of_retrying_for_ever(
     env = private_kafka.scram_env(password="wrong-" + secrets.token_hex(8))
     config = build_consumer_config(env["KAFKA_BOOTSTRAP_SERVERS"], unique_name("engine-badpw"),
                                    as_properties(env))
-    engine = Engine(config, _NeverCalled(), EngineConfig(topics=[topic], install_signals=False,
-                                                         shutdown_timeout=10))
+    engine = Engine(ConfluentConsumer(config), _NeverCalled(),
+                    EngineConfig(topics=[topic], install_signals=False, shutdown_timeout=10))
     t0 = time.monotonic()
     assert engine.run() == EXIT_BAD_SETTINGS
     assert time.monotonic() - t0 < 15
@@ -228,6 +231,8 @@ def test_engine_stops_on_authentication_failure_instead_of_retrying_for_ever(
 
 
 class _Counting:
+    window = None  # one batch at a time (worker.types.BatchHandler)
+
     def __init__(self) -> None:
         self.events = 0
 
@@ -249,8 +254,9 @@ def test_credentials_refused_after_assignment_are_reported_and_the_engine_recove
                                    as_properties(private_kafka.scram_env()))
     handler, health = _Counting(), HealthState()
     health.set_ledger_ok(True)  # no ledger here: only Kafka decides readiness
-    engine = Engine(config, handler, EngineConfig(topics=[topic], install_signals=False,
-                                                  poll_timeout=0.1, commit_interval=0.2),
+    engine = Engine(ConfluentConsumer(config), handler,
+                    EngineConfig(topics=[topic], install_signals=False, poll_timeout=0.1,
+                                 commit_interval=0.2),
                     observers=[health])
     with capture_logs() as logs:
         run = Running(engine)

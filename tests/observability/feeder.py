@@ -95,9 +95,9 @@ class Feeder:
                 lag = 2000 + 300 * n if i == 0 else rng.randint(0, 50)
                 m.record_lag(tp, lag, 1.0 * n if i == 0 else rng.uniform(0.0, 0.5))
             # async effects of a running batch: some in flight, some waiting for their key
-            self.effects._started = {i: time.perf_counter() - i for i in range(n % 7 + 1)}
-            self.effects._per_processor["forwarder"] = n % 7 + 1
-            self.effects._queued[(TOPIC, 1)] = rng.randint(1, 40)
+            self.effects.calls._started = {i: time.perf_counter() - i for i in range(n % 7 + 1)}
+            self.effects.calls._per_processor["forwarder"] = n % 7 + 1
+            self.effects.calls._queued[(TOPIC, 1)] = rng.randint(1, 40)
             if n % 5 == 0:
                 m.record_librdkafka_stats(STATS_JSON)
                 # a cooperative rebalance moving partition 2 away and back

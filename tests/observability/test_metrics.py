@@ -297,7 +297,7 @@ def test_every_exposed_sample_is_declared() -> None:
     wm.record_librdkafka_stats(STATS_JSON)
     wm.record_ledger_op("claim", 0.1, True)
     effects = ConcurrentEffects(4, [async_processor("p")])
-    effects._queued[("t", 0)] = 1  # an effect waiting, as inside a batch
+    effects.calls._queued[("t", 0)] = 1  # an effect waiting, as inside a batch
     wm.watch_effects(effects)
     wm.watch_destinations(lambda: [Circuit("crm")])
     exposed = set(sample_names(wm.registry))
@@ -344,9 +344,9 @@ def test_async_effects_are_shown_at_scrape_time() -> None:
     wm.watch_effects(effects)
     assert value(wm, "activity_worker_effects_in_flight", processor="fwd") == 0
     assert value(wm, "activity_worker_effects_max_in_flight") == 8
-    effects._started[1] = time.perf_counter() - 2.0
-    effects._per_processor["fwd"] += 1
-    effects._queued[("t", 3)] = 5
+    effects.calls._started[1] = time.perf_counter() - 2.0
+    effects.calls._per_processor["fwd"] += 1
+    effects.calls._queued[("t", 3)] = 5
     assert value(wm, "activity_worker_effects_in_flight", processor="fwd") == 1
     assert value(wm, "activity_worker_effects_queued", topic="t", partition="3") == 5
     assert (value(wm, "activity_worker_effect_oldest_age_seconds") or 0) >= 2.0

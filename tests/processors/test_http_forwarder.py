@@ -173,7 +173,8 @@ def test_forwarding_from_a_real_broker(endpoint: Endpoint, kafka_bootstrap: str)
     from tests.engine.helpers import Running, committed, create_topic, produce
     from worker.engine.lifecycle import EXIT_OK
     from worker.engine.loop import Engine, EngineConfig
-    from worker.kafka.config import build_consumer_config, for_overlapping_batches
+    from worker.kafka.config import INTERLEAVED_FETCH_BYTES, build_consumer_config
+    from worker.kafka.confluent_consumer import ConfluentConsumer
 
     topic, group = f"fwd-{uuid.uuid4().hex[:8]}", f"fwd-{uuid.uuid4().hex[:8]}"
     create_topic(kafka_bootstrap, topic, 2)
@@ -182,8 +183,11 @@ def test_forwarding_from_a_real_broker(endpoint: Endpoint, kafka_bootstrap: str)
     pipe = forwarder(endpoint.url("ok"))
     assert pipe.overlaps
     before = endpoint.calls.get("ok", 0)
-    engine = Engine(for_overlapping_batches(build_consumer_config(kafka_bootstrap, group, None)),
-                    pipe, EngineConfig(topics=[topic], drain=True, install_signals=False))
+    consumer = ConfluentConsumer(build_consumer_config(kafka_bootstrap, group, None))
+    engine = Engine(consumer, pipe, EngineConfig(topics=[topic], drain=True,
+                                                 install_signals=False))
     assert Running(engine).join(60) == EXIT_OK
+    # the engine asked for interleaved partitions, since the pipeline's batches overlap
+    assert consumer.settings()["max.partition.fetch.bytes"] == INTERLEAVED_FETCH_BYTES
     assert endpoint.calls["ok"] - before == 60
     assert sum(committed(kafka_bootstrap, group, topic, 2).values()) == 60

@@ -8,7 +8,8 @@ from structlog.testing import capture_logs
 from worker.errors import ConfigError
 from worker.events import Event
 from worker.events.types import KNOWN_TYPES
-from worker.processing.routing import CACHE_LIMIT, Router, compile_pattern
+from worker.processing.planning import MAX_CACHED_TYPES, WorkPlanner
+from worker.processing.routing import Router, compile_pattern
 from worker.processors.api import Context, Processor
 
 
@@ -135,18 +136,29 @@ def test_unmatched_type_resolves_to_empty_tuple() -> None:
     assert router.resolve("") == ()
 
 
-def test_resolution_is_cached_per_type() -> None:
-    router = Router([proc("p", "customer.**")])
-    first = router.resolve("customer.created")
-    assert router.resolve("customer.created") is first
-    assert router._cache == {"customer.created": first}
+def test_routes_are_kept_per_type_by_the_planner() -> None:
+    """The one route cache is the planner's: each type is resolved by the router once."""
+    asked: list[str] = []
+
+    class Counting(Router):
+        def resolve(self, type_: str) -> tuple[Processor, ...]:
+            asked.append(type_)
+            return super().resolve(type_)
+
+    p = proc("p", "customer.**")
+    planner = WorkPlanner({"p": 0}, Counting([p]), "skip")
+    first = planner._routes("customer.created")
+    assert planner._routes("customer.created") == first
+    assert first[0][0] is p
+    assert asked == ["customer.created"]
+    assert planner._route_cache == {"customer.created": first}
 
 
-def test_cache_is_bounded_for_junk_types() -> None:
-    router = Router([proc("p", "**")])
-    for i in range(CACHE_LIMIT + 50):
-        assert router.resolve(f"junk.t{i}") != ()
-    assert len(router._cache) == CACHE_LIMIT
+def test_route_cache_is_bounded_for_junk_types() -> None:
+    planner = WorkPlanner({"p": 0}, Router([proc("p", "**")]), "skip")
+    for i in range(MAX_CACHED_TYPES + 50):
+        assert planner._routes(f"junk.t{i}") != ()
+    assert len(planner._route_cache) == MAX_CACHED_TYPES
 
 
 def test_unused_patterns_reports_probable_typos() -> None:

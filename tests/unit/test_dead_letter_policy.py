@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from worker.engine.dead_letter_policy import DeadLetterPolicy, Guardrail
-from worker.kafka.dead_letter_producer import DeadLetterError
+from worker.engine.dead_letter_sink import DeadLetterError
 from worker.observer import WorkerObserver
 from worker.types import DeadLetter, LocalMessage
 

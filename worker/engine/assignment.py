@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from worker.engine.consumer_port import TP, ConsumerPort
+from worker.engine.consumer_port import ConsumerPort
+from worker.types import TP
 
 
 class Assignment:

@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from worker.engine.consumer_port import TP, CommitFailed, ConsumerPort
+from worker.engine.consumer_port import CommitFailed, ConsumerPort
 from worker.engine.lifecycle import RunCounts
 from worker.engine.offsets import Confirmed, OffsetTracker
 from worker.observer import WorkerObserver
-from worker.types import TopicPartition
+from worker.types import TP, TopicPartition
 
 log = structlog.get_logger("worker.engine")
 

@@ -17,7 +17,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-TP = tuple[str, int]
+from worker.types import TP
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +59,12 @@ class ConsumerPort(Protocol):
     """A group member reading topics with manual offset storage (`enable.auto.offset.store`
     off): an offset is stored by `store` and committed by `commit`, never by reading."""
 
-    def open(self, listener: ConsumerListener) -> None:
-        """Create the client; the listener gets every callback from now on."""
+    def open(self, listener: ConsumerListener, *, interleave_partitions: bool = False) -> None:
+        """Create the client; the listener gets every callback from now on.
+
+        `interleave_partitions`: the engine overlaps batches (worker.types.BatchWindow), so the
+        order messages arrive in decides which ordering keys get work: fetch little per
+        partition at a time, so that every partition's keys are in each batch."""
 
     def settings(self) -> dict[str, Any]:
         """The client's settings with secrets redacted (for the start-up log line)."""

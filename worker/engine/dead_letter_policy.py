@@ -1,9 +1,9 @@
 """What happens to a batch's dead letters before its offsets may be stored: the guardrail (a bad
 deploy stops the worker instead of emptying the topic into the DLQ), then the write — retried,
 with consumption paused, for as long as it fails, because an exit would only restart into the
-same failure (a crash loop). The record format is `worker.kafka.dead_letter_format`; the producer
-that
-writes it, `worker.kafka.dead_letter_producer`."""
+same failure (a crash loop). Letters go to a sink (worker.engine.dead_letter_sink); over Kafka
+that is `worker.kafka.dead_letter_producer`, writing the format of
+`worker.kafka.dead_letter_format`."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import structlog
 
+from worker.engine.dead_letter_sink import DeadLetterError, DeadLetterSink
 from worker.engine.lifecycle import EXIT_ERROR, EXIT_GUARDRAIL, RunCounts
-from worker.kafka.dead_letter_producer import DeadLetterError, DeadLetterProducer
 from worker.observer import WorkerObserver
 from worker.types import DeadLetter
 from worker.vocabulary import NOT_THE_EVENTS_FAULT
 
-log = structlog.get_logger("worker.engine")
+log = structlog.get_logger(__name__)
 
 #: Backoff of a dead-letter write that failed: first wait, doubling up to the last.
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0
@@ -69,7 +69,7 @@ class Settled:
 class DeadLetterPolicy:
     """The guardrail and the dead-letter writes of one engine."""
 
-    def __init__(self, producer: DeadLetterProducer | None, guardrail: Guardrail,
+    def __init__(self, producer: DeadLetterSink | None, guardrail: Guardrail,
                  observer: WorkerObserver | None = None,
                  counts: RunCounts | None = None) -> None:
         self._producer = producer

@@ -1,16 +1,16 @@
 """The batches in flight and what runs the handler on them.
 
-The engine's main thread owns the consumer; the handler (worker.processing.pipeline.Pipeline) runs
+The engine's main thread owns the consumer; the handler (worker.types.BatchHandler) runs
 elsewhere, so the main thread keeps serving rebalance callbacks and polls while a batch takes
 long. `Batch` is what the two share: the messages, each partition's first and last offset, the
 cancel flag and the outcome.
 
-A plain handler runs one batch at a time in the `batch-handler` thread. A handler that
-`overlaps` (only async processors, on a ledger with concurrent sessions: see
-Pipeline.overlaps) takes batches with `submit` and finishes them in the background while the
-engine reads the next ones, up to `max_events_in_flight` events; the engine still finishes
-batches in the order it read them (`InFlight.ready`), so offsets, dead letters and commits
-follow the same rules as for one batch at a time."""
+A handler without a window runs one batch at a time in the `batch-handler` thread. A handler
+with a window (worker.types.BatchWindow: only async processors, on a ledger with concurrent
+sessions) takes batches with `submit` and finishes them in the background while the engine
+reads the next ones, up to `max_events_in_flight` events; the engine still finishes batches in
+the order it read them (`InFlight.ready`), so offsets, dead letters and commits follow the same
+rules as for one batch at a time."""
 
 from __future__ import annotations
 
@@ -18,13 +18,11 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from concurrent.futures import Future
 from typing import Any
 
-from worker.types import BatchHandler, BatchResult
-
-TP = tuple[str, int]
+from worker.types import TP, BatchHandler, BatchResult
 
 
 class Batch:
@@ -115,15 +113,10 @@ class InFlight:
 
     def __init__(self, handler: BatchHandler, batch_size: int) -> None:
         self._serial = HandlerThread(handler)
-        self._submit: Callable[..., Future[BatchResult]] | None = None
-        self.limit = 0  # events in flight before the engine waits: 0 = one batch at a time
-        self._pending: Callable[[], int] = lambda: 0
-        self._max_pending = 0
-        if getattr(handler, "overlaps", False):
-            h: Any = handler
-            self._submit = h.submit
-            self.limit = max(int(h.max_events_in_flight), batch_size)
-            self._pending, self._max_pending = h.pending, max(int(h.max_pending), batch_size)
+        self._window = window = handler.window
+        # events in flight before the engine waits: 0 = one batch at a time
+        self.limit = 0 if window is None else max(window.max_events_in_flight, batch_size)
+        self._max_pending = 0 if window is None else max(window.max_pending, batch_size)
         self._batches: deque[Batch] = deque()
         self.events = 0
 
@@ -146,21 +139,23 @@ class InFlight:
     def submit(self, batch: Batch) -> None:
         self._batches.append(batch)
         self.events += len(batch.messages)
-        if self._submit is None:
+        if self._window is None:
             self._serial.submit(batch)
         else:
-            self._submit(batch.messages, batch.cancel.is_set).add_done_callback(batch.took)
+            self._window.submit(batch.messages, batch.cancel.is_set).add_done_callback(
+                batch.took)
 
     @property
     def serial(self) -> bool:
-        return self._submit is None
+        return self._window is None
 
     def full(self) -> bool:
         """Too much in flight to read more: for a plain handler, any batch; for one that
         overlaps, more events than `limit` in unfinished batches or more than `max_pending` of
         its work not done."""
-        return bool(self._batches) and (self.events > self.limit
-                                        or self._pending() > self._max_pending)
+        return bool(self._batches) and (
+            self.events > self.limit
+            or (self._window is not None and self._window.pending() > self._max_pending))
 
     def ready(self) -> Iterator[Batch]:
         """The oldest batches whose handler is done, in order (each leaves the queue)."""

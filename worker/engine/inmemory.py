@@ -25,9 +25,9 @@ import time
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from worker.engine.consumer_port import TP, ClientError, CommitFailed, ConsumerListener
+from worker.engine.consumer_port import ClientError, CommitFailed, ConsumerListener
 from worker.errors import WorkerError
-from worker.types import Headers, LocalMessage
+from worker.types import TP, Headers, LocalMessage
 
 FETCH_RUN = 10  # records of one partition in a row
 
@@ -131,6 +131,7 @@ class InMemoryConsumer:
         self._broker = broker
         self.group = group
         self._listener: ConsumerListener | None = None
+        self.interleaved = False  # what the engine asked of open()
         self._topics: set[str] = set()
         self._member_id = ""
         self._held: set[TP] = set()
@@ -147,8 +148,9 @@ class InMemoryConsumer:
         return self._broker._groups[self.group]
 
     # -- lifecycle -------------------------------------------------------------------------
-    def open(self, listener: ConsumerListener) -> None:
+    def open(self, listener: ConsumerListener, *, interleave_partitions: bool = False) -> None:
         self._listener = listener
+        self.interleaved = interleave_partitions  # (nothing to fetch: in memory already)
 
     def settings(self) -> dict[str, Any]:
         return {"broker": "in-memory", "group.id": self.group}

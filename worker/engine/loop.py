@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
@@ -40,8 +40,9 @@ from worker.engine.assignment import Assignment
 from worker.engine.commits import SETTLE_ASYNC_COMMIT_S, Commits
 from worker.engine.config import EngineConfig
 from worker.engine.connection import Connection, fatal_exit
-from worker.engine.consumer_port import TP, ClientError, ConsumerPort
+from worker.engine.consumer_port import ClientError, ConsumerPort
 from worker.engine.dead_letter_policy import DeadLetterPolicy, Guardrail
+from worker.engine.dead_letter_sink import DeadLetterSink
 from worker.engine.inflight import Batch, InFlight
 from worker.engine.lifecycle import (
     EXIT_ERROR,
@@ -56,11 +57,10 @@ from worker.engine.lifecycle import (
 from worker.engine.offsets import OffsetTracker
 from worker.engine.progress import DrainTarget, LagRecorder, ProgressLog
 from worker.errors import FatalProcessingError, WorkerError
-from worker.kafka.dead_letter_producer import DeadLetterProducer
 from worker.observer import Observers, WorkerObserver
-from worker.types import BatchHandler, TopicPartition
+from worker.types import TP, BatchHandler, TopicPartition
 
-log = structlog.get_logger("worker.engine")
+log = structlog.get_logger(__name__)
 
 STEP_OVER_CHECK_S = 0.2  # how often an idle loop looks for skipped markers (a local call)
 
@@ -68,15 +68,13 @@ STEP_OVER_CHECK_S = 0.2  # how often an idle loop looks for skipped markers (a l
 class Engine:
     """Runs the consume → handle → dead-letter → store → commit loop until stopped.
 
-    `consumer` is a ConsumerPort, or a confluent-kafka config (a ConfluentConsumer is made)."""
+    `consumer`: a ConsumerPort (worker.kafka.confluent_consumer.ConfluentConsumer, or the
+    in-memory broker's); `dlq`: where dead letters go (None: a batch with one stops the
+    worker)."""
 
-    def __init__(self, consumer: ConsumerPort | Mapping[str, Any], handler: BatchHandler,
-                 config: EngineConfig, *, dlq: DeadLetterProducer | None = None,
+    def __init__(self, consumer: ConsumerPort, handler: BatchHandler, config: EngineConfig, *,
+                 dlq: DeadLetterSink | None = None,
                  observers: Iterable[WorkerObserver] = ()) -> None:
-        if isinstance(consumer, Mapping):
-            from worker.kafka.confluent_consumer import ConfluentConsumer
-
-            consumer = ConfluentConsumer(consumer)
         self.config = config
         self._consumer: ConsumerPort = consumer
         self._inflight = InFlight(handler, config.batch_size)
@@ -123,7 +121,8 @@ class Engine:
         """Consume until stopped, drained, --max-events reached or a fatal error; return the
         process exit code."""
         started = time.monotonic()
-        self._consumer.open(self)  # ConfigError: bad settings
+        # ConfigError: bad settings
+        self._consumer.open(self, interleave_partitions=not self._inflight.serial)
         gc_restore = tune_gc(self.config.gc_gen0_threshold)
         if self.config.install_signals:
             self._signals.install()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-TP = tuple[str, int]
+from worker.types import TP
 
 
 class CommitPolicy(Protocol):

@@ -8,10 +8,10 @@ from collections.abc import Callable, Collection, Sequence
 
 import structlog
 
-from worker.engine.consumer_port import TP, CommitFailed, ConsumerPort
+from worker.engine.consumer_port import CommitFailed, ConsumerPort
 from worker.engine.offsets import OffsetTracker
 from worker.observer import WorkerObserver
-from worker.types import TopicPartition
+from worker.types import TP, TopicPartition
 
 log = structlog.get_logger("worker.engine")
 

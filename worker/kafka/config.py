@@ -96,19 +96,20 @@ def build_consumer_config(
     return config
 
 
-#: With batches overlapping (Pipeline.overlaps) the order messages arrive in decides which keys
-#: get work: librdkafka hands over a whole partition's fetch (up to 1 MiB, thousands of
-#: messages) at a time, so the other partitions' keys sit idle behind it. Smaller per-partition
-#: fetches interleave the partitions (measured, 1,000 keys at 100 ms on 6 partitions: 1 MiB
-#: 2,950/s, 64 KiB 5,800/s, 16 KiB 7,200/s).
-OVERLAP_FETCH_BYTES = 16384
+#: With batches overlapping (worker.types.BatchWindow) the order messages arrive in decides
+#: which keys get work: librdkafka hands over a whole partition's fetch (up to 1 MiB, thousands
+#: of messages) at a time, so the other partitions' keys sit idle behind it. Smaller
+#: per-partition fetches interleave the partitions (measured, 1,000 keys at 100 ms on 6
+#: partitions: 1 MiB 2,950/s, 64 KiB 5,800/s, 16 KiB 7,200/s).
+INTERLEAVED_FETCH_BYTES = 16384
 
 
-def for_overlapping_batches(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The consumer settings for a handler that overlaps batches; an operator's own
+def interleaving_partitions(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The consumer settings when the engine asks for partitions interleaved (it overlaps
+    batches: worker.engine.consumer_port.ConsumerPort.open); an operator's own
     max.partition.fetch.bytes is kept."""
     out = dict(config)
-    out.setdefault("max.partition.fetch.bytes", OVERLAP_FETCH_BYTES)
+    out.setdefault("max.partition.fetch.bytes", INTERLEAVED_FETCH_BYTES)
     return out
 
 

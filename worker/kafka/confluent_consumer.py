@@ -12,12 +12,14 @@ import structlog
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KTP
 
-from worker.engine.consumer_port import TP, ClientError, CommitFailed, ConsumerListener
+from worker.engine.consumer_port import ClientError, CommitFailed, ConsumerListener
 from worker.errors import WorkerError
 from worker.kafka.clients import new_consumer
+from worker.kafka.config import interleaving_partitions
 from worker.kafka.diagnose import classify
 from worker.kafka.rdkafka_log import about_a_broker
 from worker.kafka.secrets import redact, scrub, secret_values
+from worker.types import TP
 
 log = structlog.get_logger("worker.engine")
 
@@ -47,8 +49,10 @@ class ConfluentConsumer:
         self._c: Any = None
 
     # -- lifecycle -------------------------------------------------------------------------
-    def open(self, listener: ConsumerListener) -> None:
+    def open(self, listener: ConsumerListener, *, interleave_partitions: bool = False) -> None:
         self._listener = listener
+        if interleave_partitions:
+            self._config = interleaving_partitions(self._config)
         self._c = new_consumer({**self._config, "on_commit": self._on_commit,
                                 "error_cb": self._on_error})  # ConfigError: bad settings
 

@@ -9,17 +9,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.errors import WorkerError
+from worker.engine.dead_letter_sink import DeadLetterError
 from worker.kafka.dead_letter_format import HeaderList, full_letter, record_size, shrunk_letter
 from worker.types import DeadLetter
 
 #: librdkafka's default `message.max.bytes`: the most a record may be unless the DLQ topic's
 #: `max.message.bytes` is known (the app reads it at start-up and passes it as `max_bytes`).
 DEFAULT_MAX_BYTES = 1_000_000
-
-
-class DeadLetterError(WorkerError):
-    """A dead letter could not be written; the engine must not commit past its event."""
 
 
 def dlq_headers(letter: DeadLetter, failed_at: str) -> HeaderList:
@@ -32,13 +28,15 @@ def default_dlq_topic(source_topic: str) -> str:
 
 
 class DeadLetterProducer:
-    """`send(letters)` produces every letter and blocks until all are acknowledged, raising
+    """The engine's dead-letter sink (worker.engine.dead_letter_sink) over Kafka.
+
+    `send(letters)` produces every letter and blocks until all are acknowledged, raising
     DeadLetterError if any failed or the timeout passed. Idempotent producer, acks=all.
 
     A letter that would not fit (`max_bytes`: the DLQ topic's `max.message.bytes`, which also
     becomes the producer's `message.max.bytes`) is written shrunk instead (see
-    `worker.kafka.dead_letter_format`), and so is one the broker refuses as too large: a dead letter
-    always fits, and its reference to the original is never lost."""
+    `worker.kafka.dead_letter_format`), and so is one the broker refuses as too large: a dead
+    letter always fits, and its reference to the original is never lost."""
 
     def __init__(self, config: Mapping[str, Any], topic: str | Callable[[str], str] | None = None,
                  *, timeout: float = 30.0, max_bytes: int | None = None) -> None:

@@ -79,6 +79,10 @@ class LedgerSession(Protocol):
 
 class Ledger(Protocol):
     url: str
+    #: True when sessions may run at once from several threads (memory, Redis): the pipeline
+    #: then overlaps batches (worker.processing.batch_window). A SQL ledger's session is one
+    #: transaction at a time.
+    concurrent_sessions: bool
 
     def session(self) -> LedgerSession: ...
 

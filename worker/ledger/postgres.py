@@ -94,6 +94,8 @@ class _FlushingCursor(psycopg.Cursor[Any]):
 
 
 class PostgresLedger:
+    concurrent_sessions = False  # a session is one transaction on one connection
+
     def __init__(self, url: str, *, retention_seconds: float = DEFAULT_RETENTION_SECONDS,
                  lease_seconds: float = DEFAULT_LEASE_SECONDS,
                  prune_interval_seconds: float = DEFAULT_PRUNE_INTERVAL_SECONDS,

@@ -54,6 +54,8 @@ _CHUNK = 500  # keys per IN (...) query, below SQLite's bound-parameter limit
 
 
 class SqliteLedger:
+    concurrent_sessions = False  # a session is one transaction on one connection
+
     def __init__(self, url: str, *, retention_seconds: float = DEFAULT_RETENTION_SECONDS,
                  lease_seconds: float = DEFAULT_LEASE_SECONDS,
                  prune_interval_seconds: float = DEFAULT_PRUNE_INTERVAL_SECONDS,

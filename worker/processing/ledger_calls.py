@@ -1,43 +1,166 @@
-"""The pipeline's ledger calls that are more than one call: finding which keys a store refuses
-(halving the batch), rolling back when the store may be gone, and the sleep between retries
-that a cancellation cuts short."""
+"""The pipeline's calls to its idempotency ledger: each one timed (the seconds go to the next
+batch result, failed calls too), claims that wait out another worker's lease, marking a batch's
+finished effects done (retried while the store is away, when the effects already happened
+outside it), a cancelled batch's bookkeeping, prunes between batches, and finding which keys a
+store refuses (halving the batch)."""
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
-from worker.errors import LedgerKeyRejected
-from worker.ledger.base import Ledger, LedgerSession
+from worker.errors import LedgerKeyRejected, LedgerUnavailable
+from worker.ledger.base import ClaimState, Ledger, LedgerSession
+from worker.processing.batch_run import BatchRun
+from worker.types import BatchStats
 
-log = structlog.get_logger("worker.processing.pipeline")
+log = structlog.get_logger(__name__)
+
+Sleep = Callable[[float, Callable[[], bool]], None]
+
+#: How often the pipeline offers the ledger a prune (each backend gates itself too).
+PRUNE_CHECK_S = 1.0
 
 
-def refused_keys(ledger: Ledger, keys: list[str], cancelled: Callable[[], bool]
-                 ) -> set[str] | None:
-    """The keys whose claim the store refuses (LedgerKeyRejected), found by claiming halves
-    of `keys` in sessions that are rolled back; None if cancelled meanwhile."""
-    bad: set[str] = set()
-    parts = [keys]
-    while parts:
-        if cancelled():
-            return None
-        part = parts.pop()
-        session = ledger.session()
+class LedgerCalls:
+    def __init__(self, ledger: Ledger, sleep: Sleep, *, ledger_backoff: tuple[float, float],
+                 busy_backoff: tuple[float, float], prune_every: float = PRUNE_CHECK_S
+                 ) -> None:
+        self.ledger = ledger
+        # False from a failed call until one succeeds: read by /readyz and the ledger_up gauge
+        # while a batch is still retrying (it returns only once the ledger is back)
+        self.up = True
+        self.backoff = ledger_backoff
+        self._busy_backoff = busy_backoff
+        self._sleep = sleep
+        self._seconds: dict[str, list[float]] = {}  # since the last batch result
+        self._errors: Counter[str] = Counter()
+        self._prune_every = prune_every
+        self._next_prune = 0.0
+
+    def timed(self, op: str, fn: Callable[..., Any], *args: Any) -> Any:
+        t0 = time.perf_counter()
         try:
-            session.claim(part)
-            continue
-        except LedgerKeyRejected:
-            pass
-        finally:
+            result = fn(*args)
+        except LedgerUnavailable:
+            self._errors[op] += 1
+            self._record(op, t0, False)
+            raise
+        self._record(op, t0, True)
+        return result
+
+    def _record(self, op: str, t0: float, up: bool) -> None:
+        seconds = self._seconds.get(op)
+        if seconds is None:
+            seconds = self._seconds[op] = []
+        seconds.append(time.perf_counter() - t0)
+        self.up = up
+
+    def hand_over_timings(self, stats: BatchStats) -> None:
+        """Put the timings gathered since the last result (prunes between batches included)
+        into `stats`, and start afresh."""
+        stats.ledger_seconds, self._seconds = self._seconds, {}
+        stats.ledger_errors, self._errors = self._errors, Counter()
+
+    def claim_all(self, session: LedgerSession, keys: list[str], run: BatchRun
+                  ) -> list[ClaimState]:
+        states: list[ClaimState] = self.timed("claim", session.claim, keys)
+        delay, max_delay = self._busy_backoff
+        while True:
+            busy = [i for i, s in enumerate(states) if s is ClaimState.BUSY]
+            if not busy:
+                return states
+            # Another worker holds a lease (its effect may be in flight): wait for it to finish
+            # or for its lease to expire, then claim again.
+            run.check()
+            self._sleep(delay, run.cancelled)
+            delay = min(delay * 2, max_delay)
+            again = self.timed("claim", session.claim, [keys[i] for i in busy])
+            for i, s in zip(busy, again, strict=True):
+                states[i] = s
+
+    def finish(self, session: LedgerSession, run: BatchRun) -> None:
+        """Mark the batch's finished effects done and commit the session. On a SQL ledger the
+        effects' writes live in the transaction, so an outage here loses them with it and the
+        batch runs again. On a store without transactions (Redis, memory) the effects already
+        happened outside it: while the store is unreachable, only this bookkeeping is retried,
+        so a ledger restart repeats no effect."""
+        effects_outside = session.transaction is None
+        delay, max_delay = self.backoff
+        unmarked = run.done
+        while True:
+            try:
+                if unmarked:
+                    self.timed("mark_done", session.mark_done, unmarked)
+                    unmarked = []
+                self.timed("commit", session.commit)
+                return
+            except LedgerUnavailable as exc:
+                if not effects_outside or run.cancelled():
+                    raise
+                log.warning("ledger unavailable; marking the batch's finished effects done "
+                            "again", error=str(exc), retry_in_s=round(delay, 2),
+                            keys=len(run.done))
+            self._sleep(delay, run.cancelled)
+            delay = min(delay * 2, max_delay)
+
+    def keep_finished(self, session: LedgerSession, done_keys: list[str]) -> None:
+        """A cancelled batch: the effects that finished did happen, so their keys are marked
+        done (with their writes, on a SQL ledger) and a redelivery skips them; the rest is
+        released and runs again. Offsets stay unstored: the batch is read again."""
+        try:
+            if done_keys:
+                self.timed("mark_done", session.mark_done, done_keys)
+            self.timed("commit", session.commit)
+        except Exception as exc:  # the ledger failed: the effects may repeat, as after a crash
+            log.warning("could not mark the finished effects of a cancelled batch done",
+                        error=str(exc), keys=len(done_keys))
             quiet_rollback(session)
-        if len(part) == 1:
-            bad.add(part[0])
-        else:
-            parts += [part[: len(part) // 2], part[len(part) // 2 :]]
-    return bad
+
+    def maybe_prune(self) -> None:
+        """Between batches, at most once per `prune_every` seconds: let the ledger drop done
+        marks older than its retention. Each backend bounds one call's work (see
+        PRUNE_CHUNKS_PER_CALL) and gates itself to its prune interval, so this costs a clock
+        read almost always and a few ms now and then. A failure is logged and retried later:
+        the batch is already committed."""
+        now = time.monotonic()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + self._prune_every
+        try:
+            pruned = self.timed("prune", self.ledger.prune)
+        except LedgerUnavailable as exc:
+            log.warning("ledger prune failed; trying again later", error=str(exc))
+            return
+        if pruned:
+            log.info("ledger pruned", keys=pruned)
+
+    def refused_keys(self, keys: list[str], run: BatchRun) -> set[str]:
+        """The keys whose claim the store refuses (LedgerKeyRejected), found by claiming halves
+        of `keys` in sessions that are rolled back. Raises BatchCancelled if cancelled
+        meanwhile."""
+        bad: set[str] = set()
+        parts = [keys]
+        while parts:
+            run.check()
+            part = parts.pop()
+            session = self.ledger.session()
+            try:
+                session.claim(part)
+                continue
+            except LedgerKeyRejected:
+                pass
+            finally:
+                quiet_rollback(session)
+            if len(part) == 1:
+                bad.add(part[0])
+            else:
+                parts += [part[: len(part) // 2], part[len(part) // 2 :]]
+        return bad
 
 
 def quiet_rollback(session: LedgerSession) -> None:

@@ -1,19 +1,23 @@
 """Phase 1 of a batch, pure (no I/O): decode each message, route its event to the matching
 processors, and make each (event, processor) pair's idempotency key. What cannot be decoded,
 matches no processor (with `unmatched="dead_letter"`) or has no key becomes a dead letter here;
-the rest is the batch's work for phase 2 (worker.processing.pipeline: ledger + processors)."""
+the rest is the batch's work for phase 2 (worker.processing.pipeline: ledger + processors).
+
+The routes of each event type are resolved once and kept here (the one route cache: the
+router itself resolves afresh each time it is asked)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from worker.errors import EventDecodeError, describe
 from worker.events import Event, decode_event
+from worker.processing.batch_run import BatchRun
 from worker.processors.api import Processor
 from worker.processors.keys import event_key, group_key
-from worker.types import BatchStats, DeadLetter, Message
+from worker.types import DeadLetter, Message
 from worker.vocabulary import ErrorClass, Outcome
 
 Unmatched = Literal["skip", "dead_letter"]
@@ -23,13 +27,22 @@ class Resolver(Protocol):
     def resolve(self, event_type: str) -> tuple[Processor, ...]: ...
 
 
-# One (event, processor) pair of a batch: (message, event, processor, key, processor index).
-# A plain tuple: it is made once per event and processor on the hot path.
-Work = tuple[Message, Event, Processor, str, int]
+class Work(NamedTuple):
+    """One (event, processor) pair of a batch: a unit of work for phase 2. A tuple underneath
+    (made with tuple.__new__ on the hot path, once per event and processor)."""
+
+    message: Message
+    event: Event
+    processor: Processor
+    key: str  # the idempotency key the ledger claims
+    processor_index: int  # for per-processor counts
+
 
 KEY_EVENT, KEY_GROUP, KEY_CUSTOM = 0, 1, 2
 
-MAX_CACHED_TYPES = 10_000  # junk types must not grow the route cache without bound
+#: Distinct event types whose routes are kept. The real set is ~74; junk feeds must not grow
+#: the cache without bound, so past this, new types are resolved but not kept.
+MAX_CACHED_TYPES = 10_000
 
 
 class WorkPlanner:
@@ -50,10 +63,12 @@ class WorkPlanner:
                 self._route_cache[event_type] = hit
         return hit
 
-    def plan(self, messages: Sequence[Message], stats: BatchStats,
-                          dead: list[DeadLetter]) -> list[Work]:
+    def plan(self, messages: Sequence[Message], run: BatchRun) -> list[Work]:
+        """The batch's work; its dead letters and counts go to `run`."""
+        stats, dead = run.stats, run.dead
         work: list[Work] = []
         add = work.append
+        new = tuple.__new__
         consumed: dict[str, int] = {}
         timestamps: list[int] = []
         stamp = timestamps.append
@@ -102,7 +117,7 @@ class WorkPlanner:
                         dead.append(DeadLetter(msg, ErrorClass.KEY_FAILED, describe(exc),
                                                proc.name))
                         continue
-                add((msg, event, proc, key, index))
+                add(new(Work, (msg, event, proc, key, index)))
         if topic is not None:
             consumed[topic] = consumed.get(topic, 0) + len(messages) - run_start
         stats.consumed.update(consumed)

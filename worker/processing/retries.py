@@ -1,7 +1,8 @@
 """What happens after a processor call raised: wait on its destination's circuit (the destination
 is unavailable: `unavailable`), retry after a delay, dead-letter the event for this processor, or
 stop the worker. One decision, used by the serial path (sync processors,
-worker.processing.pipeline) and the concurrent one (async processors, worker.processing.effects).
+worker.processing.sync_calls) and the concurrent one (async processors,
+worker.processing.effect_calls).
 
 Anything a processor raises counts, BaseException subclasses too (SystemExit from a library, a
 KeyboardInterrupt of its own): processors run in the engine's handler thread, where no signal
@@ -12,16 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import structlog
-
 from worker.errors import FatalProcessingError, NonRetriableError, RetryLater, cut, describe
 from worker.events import Event
 from worker.processing.circuit import MAX_RETRY_AFTER_S
 from worker.processors.api import Processor
-from worker.types import BatchStats, DeadLetter, Message
-from worker.vocabulary import ErrorClass, Outcome
-
-log = structlog.get_logger("worker.processing.pipeline")
+from worker.types import Message
+from worker.vocabulary import ErrorClass
 
 
 def unavailable(exc: BaseException) -> float | None:
@@ -80,24 +77,3 @@ def outage_wait(proc: Processor, waits: int, retry_after: float) -> float:
     """After the `waits`-th unavailable failure of one call: how long it waits before asking
     its destination's circuit again (the processor's backoff, at least its Retry-After)."""
     return max(proc.retry.delay(waits), min(retry_after, MAX_RETRY_AFTER_S))
-
-
-def dead_letter(msg: Message, proc: Processor, error_class: str, reason: str, attempts: int,
-                stats: BatchStats, dead: list[DeadLetter]) -> None:
-    """Count and keep the dead letter of one (event, processor)."""
-    stats.outcomes[(proc.name, Outcome.DEAD_LETTERED)] += 1
-    stats.dead_letters[error_class] += 1
-    dead.append(DeadLetter(msg, error_class, reason, proc.name, attempts))
-
-
-def gave_up(msg: Message, event: Event, proc: Processor, decision: GiveUp,
-            error: BaseException, attempts: int, stats: BatchStats,
-            dead: list[DeadLetter]) -> None:
-    """The processor's retries ended in a dead letter: keep it, and say so in one log line
-    (not for a NonRetriableError, whose event was refused on purpose)."""
-    dead_letter(msg, proc, decision.error_class, decision.reason, attempts, stats, dead)
-    if not isinstance(error, NonRetriableError):
-        log.error("processor failed; event dead-lettered", processor=proc.name,
-                  event_id=event.id, event_type=event.type, group_id=event.group_id,
-                  topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
-                  attempts=attempts, error=decision.reason)

@@ -18,8 +18,8 @@ order of `worker.processors.discovery.load_processors`: built-ins, then entry po
 `--processors` modules, each in registration order).
 
 Speed: all patterns of all processors are compiled into one segment trie, walked once per new
-type as a small NFA (a set of trie nodes per segment). Results are cached per `type` string in
-a plain dict, so routing a known type is one dict lookup.
+type as a small NFA (a set of trie nodes per segment). The pipeline keeps each type's routes
+(worker.processing.planning: the one route cache), so a known type costs one dict lookup.
 """
 
 from __future__ import annotations
@@ -41,9 +41,6 @@ _SEGMENT_CHARS = re.compile(r"[a-z0-9_{},*]+")
 _LITERAL = re.compile(r"[a-z0-9_]+")
 # Upper bound on the literal alternatives one pattern expands to (brace products).
 _MAX_EXPANSIONS = 4096
-# Distinct `type` strings kept in the resolve cache. The real set is ~74; junk feeds must not
-# grow the cache without bound, so past this, new types are resolved but not cached.
-CACHE_LIMIT = 10_000
 
 STAR = "*"
 DOUBLE_STAR = "**"
@@ -215,12 +212,11 @@ class Router:
             self.compiled[proc.name] = compiled
             for cp in compiled:
                 self._insert(cp, index)
-        self._cache: dict[str, tuple[Processor, ...]] = {}
         if warn_unused:
             self.log_unused_patterns()
 
     def log_unused_patterns(self) -> None:
-        log = structlog.get_logger("worker.processing.routing")
+        log = structlog.get_logger(__name__)
         for proc, pattern in self.unused_patterns():
             log.warning("pattern matches no known event type (a typo?)", processor=proc.name,
                         pattern=pattern, module=proc.module, known_types=len(self.known_types))
@@ -249,14 +245,9 @@ class Router:
             node.terminal.add(index)
 
     def resolve(self, type_: str) -> tuple[Processor, ...]:
-        """The processors for `type_`, in fan-out order; () when none matches. Cached."""
-        hit = self._cache.get(type_)
-        if hit is not None:
-            return hit
-        result = tuple(self.processors[i] for i in sorted(self._match(type_)))
-        if len(self._cache) < CACHE_LIMIT:
-            self._cache[type_] = result
-        return result
+        """The processors for `type_`, in fan-out order; () when none matches. Resolved afresh
+        at each call (the pipeline keeps the answers)."""
+        return tuple(self.processors[i] for i in sorted(self._match(type_)))
 
     def _match(self, type_: str) -> set[int]:
         states = self._epsilon([self._root])

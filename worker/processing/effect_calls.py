@@ -1,0 +1,205 @@
+"""One async effect's calls, on the effects' event loop (worker.processing.effects): a slot of
+`max_in_flight` (and of the processor's own `max_concurrency`), its destination's circuit, the
+processor's timeout, then retries per its policy (worker.processing.retries) or a dead letter.
+
+A destination that is unavailable (RetryLater, a timeout, a connection error) opens its circuit
+(worker.processing.circuit): the effect waits, woken when the circuit changes, without spending
+retry attempts, while other destinations' effects flow. With --max-outage, an effect that waited
+that long becomes a `destination_unavailable` dead letter.
+
+What is in flight is read at scrape time (worker.observability.collectors.Effects)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections import Counter
+from collections.abc import Coroutine, Iterable
+from typing import Any
+
+from worker.processing.batch_run import BatchRun
+from worker.processing.circuit import Circuit, Circuits
+from worker.processing.planning import Work
+from worker.processing.retries import (
+    GiveUp,
+    Retry,
+    after_failure,
+    outage_reason,
+    outage_wait,
+    unavailable,
+)
+from worker.processors.api import Context, Processor
+from worker.types import Message
+from worker.vocabulary import CircuitState, ErrorClass, Outcome
+
+CLOSED = CircuitState.CLOSED
+TP = tuple[str, int]
+
+
+class CallTimedOut(TimeoutError):
+    """An async processor call ran past its timeout and was cancelled: the destination counts
+    as unavailable (worker.processing.retries.unavailable), so the effect waits on its
+    circuit."""
+
+
+class EffectCalls:
+    def __init__(self, max_in_flight: int, processors: Iterable[Processor],
+                 circuits: Circuits) -> None:
+        procs = list(processors)
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._limits = {p.name: asyncio.Semaphore(p.max_concurrency) for p in procs
+                        if p.max_concurrency is not None}
+        self._ids = itertools.count()
+        self._started: dict[int, float] = {}   # effect in flight -> perf_counter() at start
+        # processor -> its calls in flight (every async processor shown, at 0 too)
+        self._per_processor: Counter[str] = Counter(dict.fromkeys((p.name for p in procs), 0))
+        self._queued: Counter[TP] = Counter()  # partition -> effects not started
+        self._circuits = circuits
+        for p in procs:
+            circuits.add(p.destination_name, p.max_concurrency or max_in_flight)
+        self._wake: dict[str, asyncio.Event] = {}  # destination -> wakes its waiting effects
+        self.loop: asyncio.AbstractEventLoop | None = None  # the effects' loop, once it runs
+        circuits.listen(self._circuit_changed)
+
+    # -- read at scrape time -----------------------------------------------------------------
+    def in_flight(self) -> int:
+        return len(self._started)
+
+    def in_flight_by_processor(self) -> dict[str, int]:
+        return dict(self._per_processor)
+
+    def queued_by_partition(self) -> dict[TP, int]:
+        # Every partition that has had an async effect, at 0 too: the series exists from the
+        # first effect on (a dashboard shows 0, not "no data", between bursts).
+        return dict(list(self._queued.items()))
+
+    def oldest_age(self) -> float:
+        """Seconds the oldest effect in flight has been running; 0.0 when none is."""
+        started = list(self._started.values())
+        return max(0.0, time.perf_counter() - min(started)) if started else 0.0
+
+    # -- one effect ----------------------------------------------------------------------------
+    def queue(self, msg: Message) -> None:
+        """An effect of `msg`'s partition waits for its turn."""
+        self._queued[(msg.topic() or "", msg.partition() or 0)] += 1
+
+    def unqueue(self, msg: Message) -> None:
+        self._queued[(msg.topic() or "", msg.partition() or 0)] -= 1
+
+    async def call(self, item: Work, run: BatchRun, started: list[bool]) -> bool:
+        """Run the effect until it is done (True) or dead-lettered (False). `started[0]`
+        turns True once it left the queue (its first call began, or it gave up)."""
+        msg, event, proc, _key, index = item
+        slots, limit = self._slots, self._limits.get(proc.name)
+        circuit = self._circuits[proc.destination_name]
+        outcomes, timings = run.stats.outcomes, run.timings[index]
+        attempt = 1  # the retry policy's count: a failure of an unavailable destination
+        calls = 0    # spends none (it waits on the circuit instead)
+        waits = 0
+        last: BaseException | None = None
+        granted = False  # the circuit let this call through while not closed (a probe)
+        while True:
+            if circuit.state is not CLOSED and not granted:
+                if not await self._admitted(circuit):
+                    if not started[0]:
+                        self.unqueue(msg)
+                        started[0] = True
+                    run.dead_letter(msg, proc, ErrorClass.DESTINATION_UNAVAILABLE,
+                                    outage_reason(proc, circuit.down_seconds(), last), calls)
+                    return False
+                granted = True
+            error: BaseException | None = None
+            async with slots:
+                if limit is not None:
+                    await limit.acquire()
+                if circuit.state is not CLOSED and not granted:
+                    # It opened while this call waited for a slot: wait on the circuit instead
+                    if limit is not None:
+                        limit.release()
+                    continue
+                probe, granted = granted, False
+                if not started[0]:
+                    self.unqueue(msg)
+                    started[0] = True
+                effect = next(self._ids)
+                t0 = self._started[effect] = time.perf_counter()
+                self._per_processor[proc.name] += 1
+                calls += 1
+                try:
+                    await self._call_once(proc, event, msg, calls)
+                except asyncio.CancelledError:
+                    if probe:
+                        circuit.release_probe()
+                    raise
+                except BaseException as exc:  # processor code (see worker.processing.retries)
+                    error = exc
+                finally:
+                    timings.append(time.perf_counter() - t0)
+                    del self._started[effect]
+                    self._per_processor[proc.name] -= 1
+                    if limit is not None:
+                        limit.release()
+            if error is None:
+                circuit.success()
+                outcomes[(proc.name, Outcome.OK)] += 1
+                return True
+            after = unavailable(error)
+            if after is not None:  # the destination's fault, not the event's: wait, no attempt
+                circuit.failure(after)
+                outcomes[(proc.name, Outcome.RETRIED)] += 1
+                last = error
+                waits += 1
+                if circuit.state is CLOSED:
+                    await asyncio.sleep(outage_wait(proc, waits, after))
+                continue
+            circuit.success()  # it answered: the destination is up
+            decision = after_failure(proc, event, msg, error, attempt)
+            if isinstance(decision, Retry):
+                outcomes[(proc.name, Outcome.RETRIED)] += 1
+                await asyncio.sleep(decision.delay)  # this chain waits; the others flow
+                attempt += 1
+                continue
+            assert isinstance(decision, GiveUp)
+            run.gave_up(msg, event, proc, decision.error_class, decision.reason, error, calls)
+            return False
+
+    @staticmethod
+    async def _call_once(proc: Processor, event: Any, msg: Message, calls: int) -> None:
+        call: Coroutine[Any, Any, None] = proc.func(  # type: ignore[assignment]
+            event, Context.of_message(proc, event, msg, None, calls))
+        if proc.timeout is None:
+            await call
+            return
+        try:
+            await asyncio.wait_for(call, proc.timeout)
+        except TimeoutError:
+            raise CallTimedOut(f"processor {proc.name!r} did not return within "
+                               f"{proc.timeout:g} s; cancelled") from None
+
+    async def _admitted(self, circuit: Circuit) -> bool:
+        """Wait until `circuit` lets a call through (True), or until the destination has been
+        unavailable for --max-outage (False). Cancelled with the batch (revoke, shutdown)."""
+        bound, first = self._circuits.max_outage, True
+        while (wait := circuit.ask(bound, first)) is not None:
+            if wait == 0.0:
+                return True
+            first = False
+            wake = self._wake.get(circuit.name)
+            if wake is None:
+                wake = self._wake[circuit.name] = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), wait)
+        return False
+
+    def _circuit_changed(self, circuit: Circuit) -> None:
+        """(any thread) Wake the effects waiting on `circuit`."""
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake_waiters, circuit.name)
+
+    def _wake_waiters(self, name: str) -> None:
+        wake = self._wake.pop(name, None)
+        if wake is not None:
+            wake.set()
