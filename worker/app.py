@@ -4,6 +4,7 @@ concrete adapters; tests build an Engine directly with their own handler instead
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib
 from collections.abc import Sequence
@@ -25,13 +26,14 @@ from worker.settings import Settings
 log = structlog.get_logger("worker.app")
 
 
+# The run settings the engine reads: the EngineConfig fields that have a Settings field of the
+# same name (the rest of EngineConfig keeps its defaults).
+ENGINE_SETTINGS = frozenset(f.name for f in dataclasses.fields(EngineConfig)) & frozenset(
+    f.name for f in dataclasses.fields(Settings))
+
+
 def engine_config(settings: Settings) -> EngineConfig:
-    return EngineConfig(
-        topics=list(settings.topics), batch_size=settings.batch_size,
-        commit_interval=settings.commit_interval, commit_every=settings.commit_every,
-        shutdown_timeout=settings.shutdown_timeout, revoke_timeout=settings.revoke_timeout,
-        drain=settings.drain, max_events=settings.max_events,
-        guardrail_share=settings.dlq_max_share, guardrail_window=settings.dlq_window)
+    return EngineConfig(**{name: copy.copy(getattr(settings, name)) for name in ENGINE_SETTINGS})
 
 
 def apply_overrides(processors: Sequence[Processor], settings: Settings) -> list[Processor]:
