@@ -227,10 +227,12 @@ def markdown_table() -> str:
     """The README's configuration table (`python -m worker.settings --markdown` prints it)."""
     lines = ["| flag | env | default | meaning |", "|---|---|---|---|"]
     for opt in OPTIONS:
-        flag = f"`{opt.flag} {opt.doc.metavar}`" if opt.doc.metavar else f"`{opt.flag}`"
+        choices = "{" + ",".join(opt.doc.choices) + "}" if opt.doc.choices else ""
+        value = opt.doc.metavar or choices
+        flag = f"`{opt.flag} {value}`" if value else f"`{opt.flag}`"
         default = default_text(opt.default())
         if default != "unset":
             default = f"`{default}`"
-        meaning = opt.doc.help.replace("|", "\\|")
+        meaning = opt.doc.help.replace("|", "\\|").replace("<", "&lt;")
         lines.append(f"| {flag} | `{opt.env}` | {default} | {meaning} |")
     return "\n".join(lines) + "\n"
