@@ -216,6 +216,7 @@ OPTIONS: tuple[Option, ...] = _options()
 
 
 def default_text(value: Any) -> str:
+    """A default as --help and the README show it ('unset' for none, lists comma-separated)."""
     if value is None or (isinstance(value, (str, list, dict)) and not value):
         return "unset"
     if isinstance(value, list):
