@@ -4,34 +4,45 @@ concrete adapters; tests build an Engine directly with their own handler instead
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import importlib
 from collections.abc import Sequence
+from contextlib import ExitStack
 from typing import Any
 
 import structlog
 
+from worker.engine.config import EngineConfig
 from worker.engine.lifecycle import EXIT_ERROR
-from worker.engine.loop import Engine, EngineConfig
+from worker.engine.loop import Engine
 from worker.errors import ConfigError, LedgerUnavailable
 from worker.kafka.admin import missing_topics, topic_max_bytes
 from worker.kafka.config import producer_config
 from worker.kafka.confluent_consumer import ConfluentConsumer
 from worker.kafka.dead_letter_producer import DeadLetterProducer, default_dlq_topic
+from worker.ledger import Ledger, open_ledger
+from worker.observability.collectors import NoEffects
+from worker.observability.console import Console, open_console
+from worker.observability.health import HealthState
+from worker.observability.http import parse_address, serve_http
+from worker.observability.logging import configure_logging
+from worker.observability.metrics import WorkerMetrics
 from worker.observer import WorkerObserver
+from worker.processing.pipeline import Pipeline
 from worker.processors.api import Processor, RetryPolicy
+from worker.processors.discovery import builtins_from_env, load_processors, run_setup
 from worker.settings import Settings
 
-log = structlog.get_logger("worker.app")
+log = structlog.get_logger(__name__)
+
+# The run settings the engine reads: the EngineConfig fields that have a Settings field of the
+# same name (the rest of EngineConfig keeps its defaults).
+ENGINE_SETTINGS = frozenset(f.name for f in dataclasses.fields(EngineConfig)) & frozenset(
+    f.name for f in dataclasses.fields(Settings))
 
 
 def engine_config(settings: Settings) -> EngineConfig:
-    return EngineConfig(
-        topics=list(settings.topics), batch_size=settings.batch_size,
-        commit_interval=settings.commit_interval, commit_every=settings.commit_every,
-        shutdown_timeout=settings.shutdown_timeout, revoke_timeout=settings.revoke_timeout,
-        drain=settings.drain, max_events=settings.max_events,
-        guardrail_share=settings.dlq_max_share, guardrail_window=settings.dlq_window)
+    return EngineConfig(**{name: copy.copy(getattr(settings, name)) for name in ENGINE_SETTINGS})
 
 
 def apply_overrides(processors: Sequence[Processor], settings: Settings) -> list[Processor]:
@@ -53,120 +64,125 @@ def apply_overrides(processors: Sequence[Processor], settings: Settings) -> list
     return out
 
 
+@dataclasses.dataclass(slots=True)
+class _Http:
+    """What the metrics address serves; all None when --metrics-address is off."""
+
+    metrics: WorkerMetrics | None = None
+    health: HealthState | None = None
+    console: Console | None = None
+
+
 def run(settings: Settings) -> int:
     """Build everything and run the engine; returns the process exit code."""
     consumer_config = settings.consumer_config()
-    _configure_logging()
+    configure_logging()
+    dlq_topics = _dlq_topics(settings, consumer_config)
+    with ExitStack() as stack:
+        # Closed last, after the HTTP server and the console: the pipeline, then the ledger.
+        stores = stack.enter_context(ExitStack())
+        http = _serve_http(settings, consumer_config, dlq_topics, stack)
+        ledger = open_ledger(settings.ledger, retention_seconds=settings.ledger_retention,
+                             lease_seconds=settings.ledger_lease)
+        stores.callback(ledger.close)
+        processors = _processors(settings, ledger)
+        pipeline = Pipeline(processors, ledger, max_in_flight=settings.max_in_flight,
+                            max_outage=settings.max_outage,
+                            unmatched="dead_letter" if settings.unmatched == "dead_letter"
+                            else "skip")
+        stores.callback(pipeline.close)
+        dlq = DeadLetterProducer(
+            producer_config(consumer_config), settings.dlq_topic,
+            max_bytes=min(topic_max_bytes(consumer_config, dlq_topics).values()))
+        engine = _engine(settings, consumer_config, pipeline, dlq,
+                         _observers(settings, http, pipeline), http.metrics)
+        try:
+            return engine.run()
+        except Exception:
+            log.exception("worker failed")
+            return EXIT_ERROR
 
+
+def _dlq_topics(settings: Settings, consumer_config: dict[str, Any]) -> list[str]:
+    """The dead-letter topics; a missing one stops the start with how to create it."""
     dlq_topics = ([settings.dlq_topic] if settings.dlq_topic
                   else [default_dlq_topic(t) for t in settings.topics])
     missing = missing_topics(consumer_config, dlq_topics)
     if missing:
         raise ConfigError(f"dead-letter topic(s) {', '.join(missing)} do not exist; create them "
                           "(`activity-worker topics create --with-dlq TOPIC`) or set --dlq-topic.")
+    return dlq_topics
 
-    # import_module: works before and after the ledger backends land on main.
-    open_ledger = importlib.import_module("worker.ledger").open_ledger
-    from worker.processing.pipeline import Pipeline
-    from worker.processors.discovery import builtins_from_env, load_processors, run_setup
 
-    metrics: Any = None
-    health: Any = None
-    server: Any = None
-    console: Any = None
-    if settings.metrics_address:
-        from worker.observability.health import HealthState
-        from worker.observability.http import parse_address, serve_http
-        from worker.observability.metrics import WorkerMetrics
+def _serve_http(settings: Settings, consumer_config: dict[str, Any], dlq_topics: list[str],
+                stack: ExitStack) -> _Http:
+    """The /metrics and health server and the console (closed by `stack`)."""
+    if not settings.metrics_address:
+        return _Http()
+    health = HealthState(poll_stale_after=settings.liveness_poll_stale,
+                         commit_stall_after=settings.liveness_commit_stall)
+    metrics = WorkerMetrics()
+    console = None
+    if settings.console == "on":
+        console = open_console(parse_address(settings.metrics_address)[0],
+                               settings.console_token, settings.group, settings.topics,
+                               dlq_topics, settings.ledger, consumer_config)
+        stack.callback(console.close)
+    server = serve_http(settings.metrics_address, metrics, health,
+                        routes=[console.route] if console is not None else None)
+    stack.callback(server.close)
+    base = f"http://{server.host}:{server.port}"
+    log.info("serving metrics and health", metrics=f"{base}/metrics",
+             healthz=f"{base}/healthz", readyz=f"{base}/readyz")
+    if console is not None and console.access.open:
+        log.info("serving the console", console=f"{base}/",
+                 token="required" if settings.console_token else "none (loopback)")
+    elif console is not None:
+        log.warning("the console is refused on this non-loopback address: set "
+                    "--console-token (WORKER_CONSOLE_TOKEN) to open it, or --console off")
+    return _Http(metrics, health, console)
 
-        health = HealthState(poll_stale_after=settings.liveness_poll_stale,
-                             commit_stall_after=settings.liveness_commit_stall)
-        metrics = WorkerMetrics()
-        if settings.console == "on":
-            from worker.observability.console import open_console
 
-            console = open_console(parse_address(settings.metrics_address)[0],
-                                   settings.console_token, settings.group, settings.topics,
-                                   dlq_topics, settings.ledger, consumer_config)
-        server = serve_http(settings.metrics_address, metrics, health,
-                            routes=[console.route] if console is not None else None)
-        base = f"http://{server.host}:{server.port}"
-        log.info("serving metrics and health", metrics=f"{base}/metrics",
-                 healthz=f"{base}/healthz", readyz=f"{base}/readyz")
-        if console is not None and console.access.open:
-            log.info("serving the console", console=f"{base}/",
-                     token="required" if settings.console_token else "none (loopback)")
-        elif console is not None:
-            log.warning("the console is refused on this non-loopback address: set "
-                        "--console-token (WORKER_CONSOLE_TOKEN) to open it, or --console off")
-
-    ledger = open_ledger(settings.ledger, retention_seconds=settings.ledger_retention,
-                         lease_seconds=settings.ledger_lease)
+def _processors(settings: Settings, ledger: Ledger) -> list[Processor]:
+    """The processors to run (set up against the ledger, which must be reachable)."""
     try:
-        try:
-            ledger.ping()
-        except LedgerUnavailable as exc:
-            raise ConfigError(f"the ledger at {settings.ledger} cannot be reached ({exc}); "
-                              "start it or point --ledger at a running one.") from None
-        builtins = not settings.no_builtin_processors and builtins_from_env()
-        processors = apply_overrides(load_processors(settings.processors, builtins=builtins),
-                                     settings)
-        run_setup(processors, ledger)
-    except BaseException:
-        if server is not None:
-            server.close()
-        if console is not None:
-            console.close()
-        ledger.close()
-        raise
+        ledger.ping()
+    except LedgerUnavailable as exc:
+        raise ConfigError(f"the ledger at {settings.ledger} cannot be reached ({exc}); "
+                          "start it or point --ledger at a running one.") from None
+    builtins = not settings.no_builtin_processors and builtins_from_env()
+    processors = apply_overrides(load_processors(settings.processors, builtins=builtins),
+                                 settings)
+    run_setup(processors, ledger)
+    return processors
 
-    pipeline = Pipeline(processors, ledger, max_in_flight=settings.max_in_flight,
-                        max_outage=settings.max_outage,
-                        unmatched="dead_letter" if settings.unmatched == "dead_letter"
-                        else "skip")
-    dlq = DeadLetterProducer(producer_config(consumer_config), settings.dlq_topic,
-                             max_bytes=min(topic_max_bytes(consumer_config, dlq_topics).values()))
+
+def _observers(settings: Settings, http: _Http, pipeline: Pipeline) -> list[WorkerObserver]:
+    """The metrics, health and console, watching the pipeline and fed by the engine."""
     observers: list[WorkerObserver] = []
-    if metrics is not None:
-        metrics.watch_processor_call(pipeline.call_age)
-        metrics.watch_ledger(lambda: pipeline.ledger_up)
-        from worker.observability.collectors import NoEffects
+    if http.metrics is not None:
+        http.metrics.watch_processor_call(pipeline.call_age)
+        http.metrics.watch_ledger(lambda: pipeline.ledger_up)
+        http.metrics.watch_effects(pipeline.effects if pipeline.effects is not None
+                                   else NoEffects(settings.max_in_flight))
+        http.metrics.watch_destinations(pipeline.circuits.all)
+        observers.append(http.metrics)
+    if http.health is not None:
+        http.health.watch_ledger(lambda: pipeline.ledger_up)
+        http.health.watch_destinations(pipeline.circuits.waiting)
+        observers.append(http.health)
+    if http.console is not None:
+        http.console.state.watch(lambda: pipeline.ledger_up, pipeline.effects,
+                                 http.health.readiness if http.health is not None else None,
+                                 pipeline.circuits.all)
+        observers.append(http.console.state)
+    return observers
 
-        metrics.watch_effects(pipeline.effects if pipeline.effects is not None
-                              else NoEffects(settings.max_in_flight))
-        metrics.watch_destinations(pipeline.circuits.all)
-        observers.append(metrics)
-    if health is not None:
-        health.watch_ledger(lambda: pipeline.ledger_up)
-        health.watch_destinations(pipeline.circuits.waiting)
-        observers.append(health)
-    if console is not None:
-        console.state.watch(lambda: pipeline.ledger_up, pipeline.effects,
-                            health.readiness if health is not None else None,
-                            pipeline.circuits.all)
-        observers.append(console.state)
+
+def _engine(settings: Settings, consumer_config: dict[str, Any], pipeline: Pipeline,
+            dlq: DeadLetterProducer, observers: list[WorkerObserver],
+            metrics: WorkerMetrics | None) -> Engine:
+    """The consumer and the engine that runs the pipeline on it."""
     consumer = ConfluentConsumer(consumer_config, stats=None if metrics is None
                                  else metrics.record_librdkafka_stats)
-    engine = Engine(consumer, pipeline, engine_config(settings), dlq=dlq, observers=observers)
-    try:
-        return engine.run()
-    except Exception:
-        log.exception("worker failed")
-        return EXIT_ERROR
-    finally:
-        if server is not None:
-            server.close()
-        if console is not None:
-            console.close()
-        pipeline.close()
-        ledger.close()
-
-
-def _configure_logging() -> None:
-    try:
-        from worker.observability.logging import (
-            configure_logging,
-        )
-    except ImportError:  # the observability package is not merged yet
-        return
-    configure_logging()
+    return Engine(consumer, pipeline, engine_config(settings), dlq=dlq, observers=observers)

@@ -218,13 +218,29 @@ def test_each_default_is_one_value_for_flag_env_settings_and_engine() -> None:
     add_arguments(parser)
     parsed = from_args(parser.parse_args([]), environ={})
     for opt in OPTIONS:
-        value = getattr(defaults, opt.dest if opt.dest != "topic" else "topics")
-        if opt.flag == "--kafka-config":  # pairs on the command line, a dict once parsed
-            value = [f"{k}={v}" for k, v in value.items()]
-        assert value == opt.default, opt.flag
+        assert getattr(defaults, opt.name) == opt.default(), opt.flag
+        assert f"--{opt.name.replace('_', '-')}" == opt.flag or opt.name == "topics"
     assert parsed == defaults
     built, engine = engine_config(defaults), EngineConfig(topics=list(defaults.topics))
     assert built == engine
+
+
+def test_the_engine_takes_each_run_setting_it_shares_a_name_with() -> None:
+    """EngineConfig's run settings have the names of their Settings fields; each is copied."""
+    from worker.app import ENGINE_SETTINGS, engine_config
+
+    shared = {"topics", "batch_size", "commit_interval", "commit_every", "shutdown_timeout",
+              "revoke_timeout", "drain", "max_events", "dlq_max_share", "dlq_window"}
+    assert shared == ENGINE_SETTINGS
+    s = _settings(["--topic", "t", "--batch-size", "7", "--commit-interval", "2",
+                   "--commit-every", "9", "--shutdown-timeout", "3", "--revoke-timeout", "4",
+                   "--drain", "--max-events", "11", "--dlq-max-share", "0.25",
+                   "--dlq-window", "12"], {})
+    c = engine_config(s)
+    assert (c.topics, c.batch_size, c.commit_interval, c.commit_every, c.shutdown_timeout,
+            c.revoke_timeout, c.drain, c.max_events, c.dlq_max_share, c.dlq_window) == (
+        ["t"], 7, 2.0, 9, 3.0, 4.0, True, 11, 0.25, 12)
+    assert c.topics is not s.topics
 
 
 @pytest.mark.parametrize("flag", ["--liveness-poll-stale", "--liveness-commit-stall"])

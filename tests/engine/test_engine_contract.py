@@ -431,7 +431,7 @@ def test_the_guardrail_stops_before_anything_is_committed(backend: Backend, grou
     backend.produce(topic, events(1, 40))
     handler, seen = make(dead=True), Rebalances()
     engine = backend.engine(group, topic, handler, observer=seen, batch_size=10,
-                            guardrail_share=0.5, guardrail_window=20, guardrail_min_events=10)
+                            dlq_max_share=0.5, dlq_window=20, guardrail_min_events=10)
     assert Running(engine).join() == EXIT_GUARDRAIL
     assert backend.committed(group, topic, 1) == {0: NONE}
 

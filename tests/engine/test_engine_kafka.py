@@ -438,7 +438,7 @@ def test_poison_pills_go_to_dlq_and_the_rest_is_processed(engine_bootstrap: str,
     produce(b, topic, records, headers=[("trace", b"abc")])
 
     run = Running(engine_for(b, topic, group, make_pipeline(procs), dlq_topic=dlq, drain=True,
-                             guardrail_window=50, guardrail_min_events=10))
+                             dlq_window=50, guardrail_min_events=10))
     assert run.join(60) == EXIT_OK
     assert len(calls.ok) == 98
     assert total_committed(b, group, topic, 2) == 100
@@ -474,8 +474,8 @@ def test_guardrail_stops_instead_of_emptying_the_topic(engine_bootstrap: str,
                        func=lambda e, c: None)]
     met = RecordingMetrics()
     run = Running(engine_for(b, topic, group, make_pipeline(procs), dlq_topic=dlq, drain=True,
-                             metrics=met, batch_size=20, guardrail_share=0.5,
-                             guardrail_window=100, guardrail_min_events=40))
+                             metrics=met, batch_size=20, dlq_max_share=0.5,
+                             dlq_window=100, guardrail_min_events=40))
     assert run.join(60) == EXIT_GUARDRAIL
     assert met.guardrail == 1
     done = total_committed(b, group, topic, 1)

@@ -16,8 +16,8 @@ class EngineConfig:
     revoke_timeout: float = 10.0
     drain: bool = False
     max_events: int | None = None
-    guardrail_share: float = 0.5
-    guardrail_window: int = 1000
+    dlq_max_share: float = 0.5
+    dlq_window: int = 1000
     guardrail_min_events: int = 100
     lag_interval: float = 5.0
     progress_interval: float = 30.0  # seconds between "progress" log lines

@@ -93,7 +93,7 @@ class Engine:
         self.counts = RunCounts()
         self._commits = Commits(consumer, self._offsets, self._observer, self.counts)
         self._dead_letters = DeadLetterPolicy(
-            dlq, Guardrail(config.guardrail_share, config.guardrail_window,
+            dlq, Guardrail(config.dlq_max_share, config.dlq_window,
                            config.guardrail_min_events), self._observer, self.counts)
         self._drain: DrainTarget | None = None
         self._next_lag = 0.0

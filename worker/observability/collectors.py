@@ -348,10 +348,12 @@ class Destination(Protocol):
     """What a worker.processing.circuit.Circuit shows (read at scrape time)."""
 
     name: str
-    state: str
     refused: int
     opened: int
     concurrency_limit: int
+
+    @property
+    def state(self) -> str: ...  # read-only here: a Circuit's is a CircuitState (a str)
 
     def down_seconds(self) -> float: ...
 
