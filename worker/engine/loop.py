@@ -1,18 +1,17 @@
-"""The consumer engine: the Kafka half of the worker.
+"""The consumer engine: the Kafka half of the worker, free of any client library.
 
-One loop on the main thread owns the consumer (a worker.engine.consumer_port.ConsumerPort); a
-handler
-thread (worker.engine.inflight) runs the `BatchHandler` (worker.processing.pipeline.Pipeline) on
-one batch at a
-time. Guarantees:
+One loop on the main thread owns the consumer (worker.engine.consumer_port.ConsumerPort); a
+handler thread (worker.engine.inflight) runs the `BatchHandler` (worker.types; the pipeline,
+worker.processing.pipeline) on one batch at a time, or the handler's BatchWindow on several.
+Guarantees:
 
 - An offset is stored only after the handler returned `completed=True` for its batch and every
-  dead letter of it was acknowledged (worker.engine.dead_letter_policy); then `last + 1` per
-  partition
-  (what may be stored and committed is decided by worker.engine.offsets).
+  dead letter of it was acknowledged (worker.engine.finishing, worker.engine.dead_letter_policy);
+  then `last + 1` per partition (what may be stored and committed is decided by
+  worker.engine.offsets).
 - Commits: asynchronously every `commit_interval` seconds or `commit_every` events, one in
   flight at a time (worker.engine.commits); synchronously for revoked partitions inside the
-  revoke callback, and at shutdown. Never for lost partitions.
+  revoke callback (worker.engine.rebalance), and at shutdown. Never for lost partitions.
 - While a batch runs longer than `pause_after` (0.5 s), every assigned partition is paused and
   the main thread keeps polling (rebalance callbacks are served, `max.poll.interval.ms` cannot
   expire).
@@ -40,25 +39,25 @@ from worker.engine.assignment import Assignment
 from worker.engine.commits import SETTLE_ASYNC_COMMIT_S, Commits
 from worker.engine.config import EngineConfig
 from worker.engine.connection import Connection, fatal_exit
-from worker.engine.consumer_port import ClientError, ConsumerPort
+from worker.engine.consumer_port import ConsumerPort
 from worker.engine.dead_letter_policy import DeadLetterPolicy, Guardrail
 from worker.engine.dead_letter_sink import DeadLetterSink
+from worker.engine.finishing import Finishing
 from worker.engine.inflight import Batch, InFlight
 from worker.engine.lifecycle import (
     EXIT_ERROR,
-    EXIT_FATAL_PROCESSING,
     EXIT_OK,
     OutcomeTotals,
     RunCounts,
     Signals,
-    hard_exit,
     tune_gc,
 )
 from worker.engine.offsets import OffsetTracker
 from worker.engine.progress import DrainTarget, LagRecorder, ProgressLog
-from worker.errors import FatalProcessingError, WorkerError
+from worker.engine.rebalance import RebalanceListener
+from worker.errors import WorkerError
 from worker.observer import Observers, WorkerObserver
-from worker.types import TP, BatchHandler, TopicPartition
+from worker.types import TP, BatchHandler
 
 log = structlog.get_logger(__name__)
 
@@ -82,7 +81,6 @@ class Engine:
         self._observer = Observers([*observers, self.totals])
         self._parts = Assignment(consumer)
         self._offsets = OffsetTracker(config)
-        self._rewinding = False  # a batch was cancelled: the rest in flight is too
         self._stop = threading.Event()
         self._stop_reason = ""
         self._stop_deadline: float | None = None
@@ -95,6 +93,13 @@ class Engine:
         self._dead_letters = DeadLetterPolicy(
             dlq, Guardrail(config.dlq_max_share, config.dlq_window,
                            config.guardrail_min_events), self._observer, self.counts)
+        self._finishing = Finishing(consumer, self._parts, self._offsets, self._inflight,
+                                    self._dead_letters, self._observer, self.counts,
+                                    revoke_timeout=config.revoke_timeout, stop=self._stop,
+                                    serve=self._serve_while_busy, fail=self._fail)
+        self._listener = RebalanceListener(config, self._parts, self._offsets, self._inflight,
+                                           self._commits, self._connection, self._observer,
+                                           self._finishing.ready)
         self._drain: DrainTarget | None = None
         self._next_lag = 0.0
         self._lag = LagRecorder()
@@ -122,7 +127,7 @@ class Engine:
         process exit code."""
         started = time.monotonic()
         # ConfigError: bad settings
-        self._consumer.open(self, interleave_partitions=not self._inflight.serial)
+        self._consumer.open(self._listener, interleave_partitions=not self._inflight.serial)
         gc_restore = tune_gc(self.config.gc_gen0_threshold)
         if self.config.install_signals:
             self._signals.install()
@@ -172,12 +177,12 @@ class Engine:
                 if batch is not None:
                     self._run_batch(batch)
             elif self._inflight:
-                self._finish_ready()
+                self._finishing.ready()
             if not msgs and now >= self._next_step_over:
                 self._next_step_over = now + STEP_OVER_CHECK_S
                 self._step_over_skipped()
             if self._offsets.rewinds_pending:  # (a revoke may have cancelled batches)
-                self._apply_seek_back()
+                self._finishing.seek_back()
             if self._offsets.commit_due():
                 self._commits.send(asynchronous=True)
             self._connection.probe(now)
@@ -230,23 +235,17 @@ class Engine:
                     self._parts.pause_all()
                 if self._parts.paused:
                     self._serve_while_busy()
-                self._finish_ready()
-        self._finish_ready()
+                self._finishing.ready()
+        self._finishing.ready()
         self._parts.resume_all()
-        self._apply_seek_back()
-
-    def _finish_ready(self) -> None:
-        for batch in self._inflight.ready():
-            self._finish(batch)
-        if not self._inflight:
-            self._rewinding = False
+        self._finishing.seek_back()
 
     def _step_over_skipped(self) -> None:
         """Store the client's position on partitions whose handed-over records all finished:
         what lies between is what it never hands over (transaction markers, aborted records).
         Not while fetched messages wait or a rewind is under way (the position is ahead of
         them, or stale)."""
-        if self._parts.pending or self._rewinding:
+        if self._parts.pending or self._finishing.rewinding:
             return
         settled = self._offsets.settled(self._parts.assigned)
         if settled:
@@ -278,141 +277,10 @@ class Engine:
         if self._stop.is_set() and self._inflight and self._stop_deadline:
             # Leave a reserve of the shutdown bound for commit and close.
             reserve = min(5.0, self.config.shutdown_timeout / 3)
-            if time.monotonic() >= self._stop_deadline - reserve and not self._rewinding:
+            if time.monotonic() >= self._stop_deadline - reserve and not self._finishing.rewinding:
                 log.warning("shutdown bound reached; cancelling the in-flight batches",
                             events=self._inflight.events)
                 self._inflight.cancel_all()
-
-    def _finish(self, batch: Batch) -> None:
-        """The handler returned: dead letters, then offsets (or seek back on cancel). A batch
-        that is not stored holds back every batch behind it: they are cancelled and read
-        again, so no offset passes an event that did not finish."""
-        if not self._store(batch):
-            self._rewinding = True
-            self._inflight.cancel_all()
-            if not self._inflight.wait_all(max(5.0, self.config.revoke_timeout)):
-                log.critical("the batch handler did not stop after cancellation; exiting at "
-                             "once")
-                hard_exit(EXIT_ERROR)
-
-    def _store(self, batch: Batch) -> bool:
-        if batch.error is not None:
-            err = batch.error
-            if isinstance(err, FatalProcessingError):
-                self._fail(EXIT_FATAL_PROCESSING, str(err))
-            else:
-                self._fail(EXIT_ERROR, f"the batch handler raised {type(err).__name__}: {err}")
-            return False
-        result = batch.result
-        assert result is not None
-        self._observer.batch_finished(result)
-        if not result.completed or self._rewinding:
-            # Cancelled (or behind one that was): nothing of it is stored, it is read again.
-            self.counts.cancelled_batches += 1
-            self._parts.drop_pending(self._offsets.cancelled(batch.first,
-                                                             self._parts.assigned))
-            return False
-        settled = self._dead_letters.settle(
-            len(batch.messages), result.dead_letters,
-            lambda delay: self._wait_for_dlq(batch, delay))
-        if settled.failure is not None:
-            self._fail(*settled.failure)
-        if not settled.stored:
-            return False
-        offsets = self._offsets.finished(batch.last, batch.last_ts, len(batch.messages),
-                                         self._parts.assigned)
-        if offsets:
-            self._consumer.store(offsets)
-        self.counts.events += len(batch.messages)
-        return True
-
-    def _wait_for_dlq(self, batch: Batch, delay: float) -> bool:
-        """While dead letters cannot be written: pause, keep the consumer served for `delay`
-        seconds; False once the worker stops or the batch's partitions are gone."""
-        self._parts.pause_all()
-        until = time.monotonic() + delay
-        while time.monotonic() < until and not self._stop.is_set():
-            self._serve_while_busy()
-            time.sleep(0.05)
-        return not self._stop.is_set() and bool(batch.last.keys() & self._parts.assigned)
-
-    # -- seek back ---------------------------------------------------------------------------
-    def _apply_seek_back(self) -> None:
-        for tp, off in self._offsets.seeks().items():
-            if tp not in self._parts.assigned:
-                continue
-            try:
-                self._consumer.seek(tp, off)
-            except RuntimeError as exc:
-                # Without the seek the events of the cancelled batch would be skipped: stop, so
-                # the restart resumes from the last commit instead.
-                self._fail(EXIT_ERROR, f"could not rewind {tp[0]}[{tp[1]}] to {off} after a "
-                                       f"cancelled batch ({exc}); restart the worker")
-
-    # -- the port's callbacks (on the main thread, inside consume/poll/commit/close) ---------
-    def on_commit(self, committed: list[tuple[TP, int]], *, asynchronous: bool) -> None:
-        self._commits.confirmed(committed, asynchronous=asynchronous)
-
-    def on_commit_failed(self, error: str) -> None:
-        self._commits.failed(error)
-
-    def on_assign(self, partitions: list[TP]) -> None:
-        self._parts.add(partitions, paused=bool(self._inflight) and bool(self._parts.paused))
-        self._connection.assigned()
-        log.info("partitions assigned", partitions=[f"{t}[{p}]" for t, p in partitions])
-        self._observer.partitions_assigned([TopicPartition(t, p) for t, p in partitions])
-        self._observer.set_assigned(len(self._parts.assigned))
-
-    def _settle_inflight(self, gone: set[TP], *, lost: bool) -> None:
-        """Make sure no batch in flight touches `gone` partitions any more: wait for them (up to
-        revoke_timeout, not at all when lost), else cancel them and wait for the rollback."""
-        inflight = self._inflight
-        if not any(gone & b.last.keys() for b in inflight):
-            return
-        if lost or not inflight.wait_all(self.config.revoke_timeout):
-            inflight.cancel_all()
-            if not inflight.wait_all(max(5.0, self.config.revoke_timeout)):
-                # The handler ignores cancellation: letting go now could process an event of a
-                # partition another worker owns. Exit at once; the restart resumes from commits.
-                log.critical("the batch handler did not stop after cancellation during a "
-                             "rebalance; exiting at once")
-                hard_exit(EXIT_ERROR)
-        if lost:
-            # Nothing of a lost partition may be stored; drop them before finishing.
-            self._parts.assigned -= gone
-        self._finish_ready()
-
-    def on_revoke(self, partitions: list[TP]) -> None:
-        gone = set(partitions)
-        self._settle_inflight(gone, lost=False)
-        try:
-            self._commits.send(asynchronous=False,
-                               partitions=sorted(gone & self._parts.assigned))
-        except Exception as exc:
-            log.error("commit on revoke failed; the next owner re-processes from the last "
-                      "commit", error=str(exc))
-        self._let_go(gone, "revoked")
-
-    def on_lost(self, partitions: list[TP]) -> None:
-        gone = set(partitions)
-        self._settle_inflight(gone, lost=True)
-        self._let_go(gone, "lost")
-
-    def _let_go(self, gone: set[TP], how: str) -> None:
-        self._parts.remove(gone)
-        self._offsets.forget(gone)
-        names = [f"{t}[{p}]" for t, p in sorted(gone)]
-        tps = [TopicPartition(t, p) for t, p in sorted(gone)]
-        if how == "lost":
-            log.warning("partitions lost; nothing committed for them", partitions=names)
-            self._observer.partitions_lost(tps)
-        else:
-            log.info("partitions revoked", partitions=names)
-            self._observer.partitions_revoked(tps)
-        self._observer.set_assigned(len(self._parts.assigned))
-
-    def on_error(self, error: ClientError) -> None:
-        self._connection.on_error(error)
 
     # -- failure, shutdown -------------------------------------------------------------------
     def _fail(self, code: int, message: str) -> None:
@@ -426,11 +294,11 @@ class Engine:
         inflight = self._inflight
         while inflight and self._stop_reason != "error" and not inflight.head.done.wait(0.02):
             self._serve_while_busy()  # a graceful stop finishes what is in flight, bounded
-            self._finish_ready()
-        self._finish_ready()
+            self._finishing.ready()
+        self._finishing.ready()
         inflight.cancel_all()
         inflight.wait_all(5.0)
-        self._finish_ready()
+        self._finishing.ready()
         inflight.stop()
         try:
             self._commit_sync()

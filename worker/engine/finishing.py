@@ -1,0 +1,117 @@
+"""What the engine does with a batch its handler is done with, oldest first: write its dead letters
+(worker.engine.dead_letter_policy), then store its offsets (decided by worker.engine.offsets) —
+or, for a batch that was cancelled or failed, store nothing, cancel every batch behind it and
+seek its partitions back to its first offsets, so that no offset passes an event that did not
+finish."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import structlog
+
+from worker.engine.assignment import Assignment
+from worker.engine.consumer_port import ConsumerPort
+from worker.engine.dead_letter_policy import DeadLetterPolicy
+from worker.engine.inflight import Batch, InFlight
+from worker.engine.lifecycle import EXIT_ERROR, EXIT_FATAL_PROCESSING, RunCounts, hard_exit
+from worker.engine.offsets import OffsetTracker
+from worker.errors import FatalProcessingError
+from worker.observer import WorkerObserver
+
+log = structlog.get_logger(__name__)
+
+
+class Finishing:
+    def __init__(self, consumer: ConsumerPort, parts: Assignment, offsets: OffsetTracker,
+                 inflight: InFlight, dead_letters: DeadLetterPolicy, observer: WorkerObserver,
+                 counts: RunCounts, *, revoke_timeout: float, stop: threading.Event,
+                 serve: Callable[[], None], fail: Callable[[int, str], None]) -> None:
+        """`serve`: the engine keeping its consumer served while it waits; `fail`: stop the
+        worker with an exit code and a sentence."""
+        self._consumer = consumer
+        self._parts = parts
+        self._offsets = offsets
+        self._inflight = inflight
+        self._dead_letters = dead_letters
+        self._observer = observer
+        self._counts = counts
+        self._revoke_timeout = revoke_timeout
+        self._stop = stop
+        self._serve = serve
+        self._fail = fail
+        self.rewinding = False  # a batch was cancelled: the rest in flight is too
+
+    def ready(self) -> None:
+        """Finish every batch the handler is done with, in the order they were read."""
+        for batch in self._inflight.ready():
+            self._finish(batch)
+        if not self._inflight:
+            self.rewinding = False
+
+    def seek_back(self) -> None:
+        """Rewind the partitions of cancelled batches to their first unfinished offsets."""
+        for tp, off in self._offsets.seeks().items():
+            if tp not in self._parts.assigned:
+                continue
+            try:
+                self._consumer.seek(tp, off)
+            except RuntimeError as exc:
+                # Without the seek the events of the cancelled batch would be skipped: stop, so
+                # the restart resumes from the last commit instead.
+                self._fail(EXIT_ERROR, f"could not rewind {tp[0]}[{tp[1]}] to {off} after a "
+                                       f"cancelled batch ({exc}); restart the worker")
+
+    def _finish(self, batch: Batch) -> None:
+        """A batch that is not stored holds back every batch behind it: they are cancelled and
+        read again."""
+        if not self._store(batch):
+            self.rewinding = True
+            self._inflight.cancel_all()
+            if not self._inflight.wait_all(max(5.0, self._revoke_timeout)):
+                log.critical("the batch handler did not stop after cancellation; exiting at "
+                             "once")
+                hard_exit(EXIT_ERROR)
+
+    def _store(self, batch: Batch) -> bool:
+        if batch.error is not None:
+            err = batch.error
+            if isinstance(err, FatalProcessingError):
+                self._fail(EXIT_FATAL_PROCESSING, str(err))
+            else:
+                self._fail(EXIT_ERROR, f"the batch handler raised {type(err).__name__}: {err}")
+            return False
+        result = batch.result
+        assert result is not None
+        self._observer.batch_finished(result)
+        if not result.completed or self.rewinding:
+            # Cancelled (or behind one that was): nothing of it is stored, it is read again.
+            self._counts.cancelled_batches += 1
+            self._parts.drop_pending(self._offsets.cancelled(batch.first,
+                                                             self._parts.assigned))
+            return False
+        settled = self._dead_letters.settle(
+            len(batch.messages), result.dead_letters,
+            lambda delay: self._wait_for_dlq(batch, delay))
+        if settled.failure is not None:
+            self._fail(*settled.failure)
+        if not settled.stored:
+            return False
+        offsets = self._offsets.finished(batch.last, batch.last_ts, len(batch.messages),
+                                         self._parts.assigned)
+        if offsets:
+            self._consumer.store(offsets)
+        self._counts.events += len(batch.messages)
+        return True
+
+    def _wait_for_dlq(self, batch: Batch, delay: float) -> bool:
+        """While dead letters cannot be written: pause, keep the consumer served for `delay`
+        seconds; False once the worker stops or the batch's partitions are gone."""
+        self._parts.pause_all()
+        until = time.monotonic() + delay
+        while time.monotonic() < until and not self._stop.is_set():
+            self._serve()
+            time.sleep(0.05)
+        return not self._stop.is_set() and bool(batch.last.keys() & self._parts.assigned)
