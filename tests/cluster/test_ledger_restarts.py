@@ -7,7 +7,7 @@ The workers report the ledger down (their "ledger unavailable" lines), retry wit
 carry on: every event has exactly one effect, committed offsets never went backwards, lag 0 at
 the end. (On Redis the effects happen outside the store; when it goes away just after a batch's
 effects ran, only the marking of them done is retried — the narrow window that
-tests/unit/test_pipeline.py pins, which a restart here rarely hits.)"""
+tests/processing/test_pipeline.py pins, which a restart here rarely hits.)"""
 
 from __future__ import annotations
 

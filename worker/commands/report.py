@@ -6,6 +6,7 @@ import argparse
 import os
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,70 +94,87 @@ def _pct(part: int, whole: int) -> str:
 def render(sql: Sql, top: int, tables: set[str]) -> str:
     """The report text (tables absent from `tables` are reported as empty)."""
     out: list[str] = []
+    for title, section in _SECTIONS:
+        out.append(title)
+        out += section(sql, top, tables) or ["  (none)"]
+    return "\n".join(out)
 
-    out.append("Loyalty tiers (customers per current tier)")
-    rows = (sql.fetchall(
+
+def _tiers(sql: Sql, top: int, tables: set[str]) -> list[str]:
+    if "rm_loyalty_tier_current" not in tables:
+        return []
+    rows = sql.fetchall(
         "SELECT COALESCE(campaign_name, campaign_id), COALESCE(tier_name, tier_id), COUNT(*) "
         "FROM rm_loyalty_tier_current WHERE tier_id IS NOT NULL "
         "GROUP BY COALESCE(campaign_name, campaign_id), COALESCE(tier_name, tier_id) "
         "ORDER BY COUNT(*) DESC, 1, 2 LIMIT ?", (top,))
-        if "rm_loyalty_tier_current" in tables else [])
-    out += [f"  {n:>6}  {tier}  ({campaign})" for campaign, tier, n in rows] or ["  (none)"]
+    return [f"  {n:>6}  {tier}  ({campaign})" for campaign, tier, n in rows]
 
-    out.append("Loyalty points")
-    if "rm_points_cards" in tables:
-        cards, balance = sql.fetchone(
-            "SELECT COUNT(*), COALESCE(SUM(balance), 0) FROM rm_points_cards") or (0, 0)
-        customers = (sql.fetchone("SELECT COUNT(DISTINCT customer_id) FROM rm_points_cards")
-                     or (0,))[0]
-        pending = (sql.fetchone("SELECT COALESCE(SUM(points), 0) FROM rm_pending_points "
-                                "WHERE state = 'pending'") or (0,))[0] \
-            if "rm_pending_points" in tables else 0
-        txs = (sql.fetchone("SELECT COUNT(*) FROM rm_points_transactions") or (0,))[0] \
-            if "rm_points_transactions" in tables else 0
-        out.append(f"  {cards} card(s) of {customers} customer(s): balance {balance} points, "
-                   f"pending {pending}, {txs} transaction(s)")
-        for customer, pts in sql.fetchall(
-                "SELECT customer_id, SUM(balance) FROM rm_points_cards "
-                "GROUP BY customer_id ORDER BY SUM(balance) DESC, customer_id LIMIT ?", (top,)):
-            out.append(f"  {pts:>6}  {customer}")
-    else:
-        out.append("  (none)")
 
-    out.append("Redemptions per campaign (succeeded / failed / rolled back / rollback failed)")
-    if "rm_redemptions" in tables:
-        per: dict[str, dict[str, int]] = {}
-        for campaign, outcome, n in sql.fetchall(
-                "SELECT COALESCE(NULLIF(campaign_name, ''), NULLIF(campaign_id, ''), "
-                "'(no campaign)'), outcome, COUNT(*) FROM rm_redemptions GROUP BY 1, 2"):
-            per.setdefault(campaign, {})[outcome] = n
-        ranked = sorted(per.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))[:top]
-        for campaign, c in ranked:
-            out.append(f"  {campaign}: {c.get('succeeded', 0)} / {c.get('failed', 0)} / "
-                       f"{c.get('rolled_back', 0)} / {c.get('rollback_failed', 0)}")
-        codes = sql.fetchall(
-            "SELECT failure_code, COUNT(*) FROM rm_redemptions WHERE failure_code IS NOT NULL "
-            "GROUP BY failure_code ORDER BY COUNT(*) DESC, failure_code LIMIT ?", (top,))
-        if codes:
-            out.append("  failure codes: " + ", ".join(f"{code} {n}" for code, n in codes))
-        if not per:
-            out.append("  (none)")
-    else:
-        out.append("  (none)")
+def _points(sql: Sql, top: int, tables: set[str]) -> list[str]:
+    if "rm_points_cards" not in tables:
+        return []
+    cards, balance = sql.fetchone(
+        "SELECT COUNT(*), COALESCE(SUM(balance), 0) FROM rm_points_cards") or (0, 0)
+    customers = (sql.fetchone("SELECT COUNT(DISTINCT customer_id) FROM rm_points_cards")
+                 or (0,))[0]
+    pending = (sql.fetchone("SELECT COALESCE(SUM(points), 0) FROM rm_pending_points "
+                            "WHERE state = 'pending'") or (0,))[0] \
+        if "rm_pending_points" in tables else 0
+    txs = (sql.fetchone("SELECT COUNT(*) FROM rm_points_transactions") or (0,))[0] \
+        if "rm_points_transactions" in tables else 0
+    out = [f"  {cards} card(s) of {customers} customer(s): balance {balance} points, "
+           f"pending {pending}, {txs} transaction(s)"]
+    for customer, pts in sql.fetchall(
+            "SELECT customer_id, SUM(balance) FROM rm_points_cards "
+            "GROUP BY customer_id ORDER BY SUM(balance) DESC, customer_id LIMIT ?", (top,)):
+        out.append(f"  {pts:>6}  {customer}")
+    return out
 
-    out.append("Message delivery per channel (sent / failed / recovered, failure rate)")
-    if "rm_message_deliveries" in tables:
-        chans: dict[str, dict[str, int]] = {}
-        for channel, outcome, n in sql.fetchall(
-                "SELECT channel, outcome, COUNT(*) FROM rm_message_deliveries GROUP BY 1, 2"):
-            chans.setdefault(channel, {})[outcome] = n
-        for channel in sorted(chans):
-            c = chans[channel]
-            sent, failed = c.get("sent", 0), c.get("failed", 0)
-            out.append(f"  {channel}: {sent} / {failed} / {c.get('recovered', 0)}, "
-                       f"{_pct(failed, sent + failed)} failed")
-        if not chans:
-            out.append("  (none)")
-    else:
-        out.append("  (none)")
-    return "\n".join(out)
+
+def _outcomes_per(sql: Sql, query: str) -> dict[str, dict[str, int]]:
+    """Rows counted per group and outcome, from `SELECT group, outcome, COUNT(*) ...`."""
+    per: dict[str, dict[str, int]] = {}
+    for group, outcome, n in sql.fetchall(query):
+        per.setdefault(group, {})[outcome] = n
+    return per
+
+
+def _redemptions(sql: Sql, top: int, tables: set[str]) -> list[str]:
+    if "rm_redemptions" not in tables:
+        return []
+    per = _outcomes_per(sql, "SELECT COALESCE(NULLIF(campaign_name, ''), "
+                        "NULLIF(campaign_id, ''), '(no campaign)'), outcome, COUNT(*) "
+                        "FROM rm_redemptions GROUP BY 1, 2")
+    ranked = sorted(per.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))[:top]
+    out = [f"  {campaign}: {c.get('succeeded', 0)} / {c.get('failed', 0)} / "
+           f"{c.get('rolled_back', 0)} / {c.get('rollback_failed', 0)}" for campaign, c in ranked]
+    codes = sql.fetchall(
+        "SELECT failure_code, COUNT(*) FROM rm_redemptions WHERE failure_code IS NOT NULL "
+        "GROUP BY failure_code ORDER BY COUNT(*) DESC, failure_code LIMIT ?", (top,))
+    if codes:
+        out.append("  failure codes: " + ", ".join(f"{code} {n}" for code, n in codes))
+    return out
+
+
+def _deliveries(sql: Sql, top: int, tables: set[str]) -> list[str]:
+    if "rm_message_deliveries" not in tables:
+        return []
+    out = []
+    per = _outcomes_per(sql, "SELECT channel, outcome, COUNT(*) FROM rm_message_deliveries "
+                        "GROUP BY 1, 2")
+    for channel, c in sorted(per.items()):
+        sent, failed = c.get("sent", 0), c.get("failed", 0)
+        out.append(f"  {channel}: {sent} / {failed} / {c.get('recovered', 0)}, "
+                   f"{_pct(failed, sent + failed)} failed")
+    return out
+
+
+#: the report's sections in order: a title, then the section's lines ("  (none)" when empty)
+_SECTIONS: tuple[tuple[str, Callable[[Sql, int, set[str]], list[str]]], ...] = (
+    ("Loyalty tiers (customers per current tier)", _tiers),
+    ("Loyalty points", _points),
+    ("Redemptions per campaign (succeeded / failed / rolled back / rollback failed)",
+     _redemptions),
+    ("Message delivery per channel (sent / failed / recovered, failure rate)", _deliveries),
+)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
@@ -30,10 +30,8 @@ from worker.ledger._common import (
     BUSY,
     DONE,
     NEW,
-    PRUNE_CHUNKS_PER_CALL,
     LazySavepoint,
     LazySavepoints,
-    SessionBase,
     check_identifier,
     redacted_url,
     split_options,
@@ -45,6 +43,7 @@ from worker.ledger.base import (
     DEFAULT_RETENTION_SECONDS,
     ClaimState,
 )
+from worker.ledger.sql_ledger import SqlLedger, SqlSession
 
 # SQLSTATE classes of a statement refused for its data, not for the store: 22 "data
 # exception", 54 "program limit exceeded" (e.g. an index row too large).
@@ -93,28 +92,23 @@ class _FlushingCursor(psycopg.Cursor[Any]):
         return super().copy(*args, **kwargs)
 
 
-class PostgresLedger:
-    concurrent_sessions = False  # a session is one transaction on one connection
+class PostgresLedger(SqlLedger["PostgresSession", "_LazySavepointConnection"]):
+    kind = "PostgreSQL"
+    driver_error = psycopg.Error
 
     def __init__(self, url: str, *, retention_seconds: float = DEFAULT_RETENTION_SECONDS,
                  lease_seconds: float = DEFAULT_LEASE_SECONDS,
                  prune_interval_seconds: float = DEFAULT_PRUNE_INTERVAL_SECONDS,
                  prune_chunk: int = 1000, connect_timeout: int = 5,
                  clock: Callable[[], float] = time.time) -> None:
+        super().__init__(url, retention_seconds=retention_seconds, lease_seconds=lease_seconds,
+                         prune_interval_seconds=prune_interval_seconds,
+                         prune_chunk=prune_chunk, clock=clock)
         parts, opts = split_options(url, ("table",))
-        self.url = url
         self._conninfo = parts.geturl()
         self._safe_url = redacted_url(url)
         self.table = check_identifier(opts.get("table", "activity_worker_ledger"), "table")
-        self.retention_seconds = float(retention_seconds)
-        self.lease_seconds = float(lease_seconds)
-        self.prune_interval_seconds = float(prune_interval_seconds)
-        self.prune_chunk = int(prune_chunk)
         self.connect_timeout = connect_timeout
-        self._clock = clock
-        self._last_prune = float("-inf")
-        self._active: PostgresSession | None = None
-        self._conn: _LazySavepointConnection | None = None
         t = sql.Identifier(self.table)
         self._claim_sql = sql.SQL(
             "WITH k AS MATERIALIZED ("
@@ -184,22 +178,10 @@ class PostgresLedger:
         except (psycopg.errors.DuplicateTable, psycopg.errors.UniqueViolation):
             pass  # another worker created it in the meantime (name lookups may be stale)
 
-    def _drop_connection(self) -> None:
-        if self._conn is not None:
-            with suppress(psycopg.Error):
-                self._conn.close()
-            self._conn = None
-
-    def _session_open(self) -> bool:
-        return self._active is not None and not self._active._finished
+    def _new_session(self) -> PostgresSession:
+        return PostgresSession(self)
 
     # -- Ledger -------------------------------------------------------------------------------
-    def session(self) -> PostgresSession:
-        if self._session_open():
-            raise RuntimeError("a PostgreSQL ledger runs one session at a time: commit or roll "
-                               "back the open session first")
-        self._active = PostgresSession(self)
-        return self._active
 
     def ping(self) -> None:
         try:
@@ -214,41 +196,29 @@ class PostgresLedger:
         """Delete done marks older than the retention age in short transactions of
         `prune_chunk` rows (`FOR UPDATE SKIP LOCKED`: it never waits on a claimer), at most once
         per `prune_interval_seconds`, and never while a session is open."""
-        now = self._clock()
-        if self._session_open() or now - self._last_prune < self.prune_interval_seconds:
+        cutoff = self._prune_cutoff()
+        if cutoff is None:
             return 0
-        self._last_prune = now
-        cutoff = int((now - self.retention_seconds) * 1000)
-        total = 0
         try:
             conn = self._connect()
-            for _ in range(PRUNE_CHUNKS_PER_CALL):
+
+            def prune_oldest() -> int:
                 n = conn.execute(self._prune_sql, {"cutoff": cutoff, "n": self.prune_chunk}
                                  ).rowcount
                 conn.commit()
-                total += n
-                if n < self.prune_chunk:
-                    break
-            else:
-                self._last_prune = float("-inf")  # more is due: prune again on the next call
+                return n
+
+            return self._prune_in_chunks(prune_oldest)
         except psycopg.Error as exc:
             self._drop_connection()
             raise self._unavailable(exc, "pruning") from exc
-        return total
-
-    def close(self) -> None:
-        if self._session_open():
-            assert self._active is not None
-            self._active.rollback()
-        self._drop_connection()
 
 
-class PostgresSession(SessionBase):
+class PostgresSession(SqlSession):
     def __init__(self, ledger: PostgresLedger) -> None:
         super().__init__()
         self._ledger = ledger
         self._conn: _LazySavepointConnection | None = None
-        self._savepoint: LazySavepoint | None = None
 
     def _c(self) -> _LazySavepointConnection:
         """The session's connection, fixed at first use: if it breaks, the session is over."""
@@ -286,10 +256,6 @@ class PostgresSession(SessionBase):
         states = {key: (NEW if inserted else DONE) if got else BUSY
                   for key, got, inserted in rows}
         return [states[k] for k in stored]
-
-    def _store_mark_done(self, keys: list[str]) -> None:
-        # The claim row is the done mark once the transaction commits: nothing to write.
-        return None
 
     def _delete(self, keys: list[str], doing: str) -> None:
         try:

@@ -35,9 +35,7 @@ from worker.errors import ConfigError, LedgerUnavailable
 from worker.ledger._common import (
     DONE,
     NEW,
-    PRUNE_CHUNKS_PER_CALL,
     LazySavepoint,
-    SessionBase,
     check_identifier,
     split_options,
 )
@@ -47,21 +45,25 @@ from worker.ledger.base import (
     DEFAULT_RETENTION_SECONDS,
     ClaimState,
 )
+from worker.ledger.sql_ledger import SqlLedger, SqlSession
 from worker.ledger.sqlite_connection import LedgerConnection, key_hashes, path_from_url
 from worker.ledger.sqlite_schema import HOT_MIN, count_index, setup
 
 _CHUNK = 500  # keys per IN (...) query, below SQLite's bound-parameter limit
 
 
-class SqliteLedger:
-    concurrent_sessions = False  # a session is one transaction on one connection
+class SqliteLedger(SqlLedger["SqliteSession", LedgerConnection]):
+    kind = "SQLite"
+    driver_error = sqlite3.Error
 
     def __init__(self, url: str, *, retention_seconds: float = DEFAULT_RETENTION_SECONDS,
                  lease_seconds: float = DEFAULT_LEASE_SECONDS,
                  prune_interval_seconds: float = DEFAULT_PRUNE_INTERVAL_SECONDS,
                  prune_chunk: int = 1000, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(url, retention_seconds=retention_seconds, lease_seconds=lease_seconds,
+                         prune_interval_seconds=prune_interval_seconds,
+                         prune_chunk=prune_chunk, clock=clock)
         _, opts = split_options(url, ("busy_timeout", "table", "synchronous"))
-        self.url = url
         self.synchronous = opts.get("synchronous", "full").upper()
         if self.synchronous not in ("FULL", "NORMAL"):
             raise ConfigError(f"SQLite ledger: synchronous={opts['synchronous']!r} is not "
@@ -73,14 +75,6 @@ class SqliteLedger:
             raise ConfigError(f"SQLite ledger: busy_timeout={opts['busy_timeout']!r} is not a "
                               "number of seconds; use e.g. ?busy_timeout=30.") from None
         self.table = check_identifier(opts.get("table", "activity_worker_ledger"), "table")
-        self.retention_seconds = float(retention_seconds)
-        self.lease_seconds = float(lease_seconds)  # unused: SQL claims are transaction locks
-        self.prune_interval_seconds = float(prune_interval_seconds)
-        self.prune_chunk = int(prune_chunk)
-        self._clock = clock
-        self._last_prune = float("-inf")
-        self._active: SqliteSession | None = None
-        self._conn: LedgerConnection | None = None
         self._hot_inserts = 0             # entries in the hot index table (this process's view)
         self._hot_limit = HOT_MIN        # merge into the cold one past this many
         self._purged_below = 0            # cold entries of ids below this were purged
@@ -177,20 +171,10 @@ class SqliteLedger:
                 f"WHERE x.kh IN ({marks})" for part in ("hot", "cold"))
         return sql
 
-    def _drop_connection(self) -> None:
-        if self._conn is not None:
-            with suppress(sqlite3.Error):
-                self._conn.close()
-            self._conn = None
+    def _new_session(self) -> SqliteSession:
+        return SqliteSession(self)
 
     # -- Ledger -------------------------------------------------------------------------------
-    def session(self) -> SqliteSession:
-        if self._active is not None and not self._active._finished:
-            raise RuntimeError("a SQLite ledger runs one session at a time: commit or roll back "
-                               "the open session first")
-        self._active = SqliteSession(self)
-        return self._active
-
     def ping(self) -> None:
         try:
             self._connect().execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -201,66 +185,54 @@ class SqliteLedger:
         """Delete done marks older than the retention age, in short transactions of
         `prune_chunk` rows, at most once per `prune_interval_seconds`. Skipped while a session
         is open or when another process holds the write lock (it never waits for it)."""
-        now = self._clock()
-        if self._active is not None and not self._active._finished:
+        cutoff = self._prune_cutoff()
+        if cutoff is None:
             return 0
-        if now - self._last_prune < self.prune_interval_seconds:
-            return 0
-        self._last_prune = now
-        cutoff = int((now - self.retention_seconds) * 1000)
         conn = self._connect()
-        total = 0
         try:
             conn.execute("PRAGMA busy_timeout=0")
-            for _ in range(PRUNE_CHUNKS_PER_CALL):
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                except sqlite3.OperationalError as exc:
-                    if "locked" in str(exc) or "busy" in str(exc):
-                        break  # another process is busy: try again next time
-                    raise
-                # The oldest rows come first; stop at the first one still within retention
-                # (claims of several processes may interleave a little out of time order).
-                rows = conn.execute(f"SELECT id, created_ms FROM {self.table} ORDER BY id "
-                                    "LIMIT ?", (self.prune_chunk,)).fetchall()
-                last = None
-                for row_id, created_ms in rows:
-                    if created_ms >= cutoff:
-                        break
-                    last = row_id
-                n = 0 if last is None else conn.execute(
-                    f"DELETE FROM {self.table} WHERE id <= ?", (last,)).rowcount
-                if n and not conn.execute(f"SELECT 1 FROM {self.table} LIMIT 1").fetchone():
-                    # Emptied: ids start again at 1, so drop every index entry now (a merge
-                    # only drops entries below the first id left).
-                    conn.execute(f"DELETE FROM {self.table}_hot")
-                    conn.execute(f"DELETE FROM {self.table}_cold")
-                conn.execute("COMMIT")
-                total += n
-                if n < self.prune_chunk:
-                    break
-            else:
-                self._last_prune = float("-inf")  # more is due: prune again on the next call
+            return self._prune_in_chunks(lambda: self._prune_oldest(conn, cutoff))
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise self._unavailable(exc, "pruning") from exc
         finally:
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
-        return total
 
-    def close(self) -> None:
-        if self._active is not None and not self._active._finished:
-            self._active.rollback()
-        self._drop_connection()
+    def _prune_oldest(self, conn: LedgerConnection, cutoff: int) -> int | None:
+        """One chunk of prune(), a transaction of its own; None when another process holds
+        the write lock (try again next time)."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return None
+            raise
+        # The oldest rows come first; stop at the first one still within retention
+        # (claims of several processes may interleave a little out of time order).
+        rows = conn.execute(f"SELECT id, created_ms FROM {self.table} ORDER BY id "
+                            "LIMIT ?", (self.prune_chunk,)).fetchall()
+        last = None
+        for row_id, created_ms in rows:
+            if created_ms >= cutoff:
+                break
+            last = row_id
+        n: int = 0 if last is None else conn.execute(
+            f"DELETE FROM {self.table} WHERE id <= ?", (last,)).rowcount
+        if n and not conn.execute(f"SELECT 1 FROM {self.table} LIMIT 1").fetchone():
+            # Emptied: ids start again at 1, so drop every index entry now (a merge
+            # only drops entries below the first id left).
+            conn.execute(f"DELETE FROM {self.table}_hot")
+            conn.execute(f"DELETE FROM {self.table}_cold")
+        conn.execute("COMMIT")
+        return n
 
 
-class SqliteSession(SessionBase):
+class SqliteSession(SqlSession):
     def __init__(self, ledger: SqliteLedger) -> None:
         super().__init__()
         self._ledger = ledger
         self._began = False
-        self._savepoint: LazySavepoint | None = None
 
     def _begin(self) -> LedgerConnection:
         self._check_open()
@@ -308,10 +280,6 @@ class SqliteSession(SessionBase):
         except sqlite3.Error as exc:
             raise ledger._unavailable(exc, "claiming keys") from exc
         return [DONE if k in existing else NEW for k in keys]
-
-    def _store_mark_done(self, keys: list[str]) -> None:
-        # The claim row is the done mark once the transaction commits: nothing to write.
-        return None
 
     def _delete(self, keys: list[str]) -> None:
         conn = self._begin()

@@ -1,32 +1,24 @@
-"""Custom Prometheus collectors of worker.observability.metrics, computed at scrape time:
+"""Prometheus collectors of the worker's own state, computed at scrape time (registered by
+worker.observability.metrics):
 
-- `BatchHistogram`: a batch's values are sorted once (C speed) and each bucket's cumulative
-  count is one `bisect` into the sorted list: O(n log n) in C plus O(buckets) in Python per
-  batch instead of one locked `observe()` per value;
 - `PartitionCollector`: lag, committed offset and commit age per partition ("seconds since the
   committed offset last advanced" is `now - when it last advanced`, so it keeps growing while
   nothing commits; series of revoked partitions disappear instead of going stale);
-- `LibrdkafkaCollector`: renders the last librdkafka statistics snapshot;
 - `EffectsCollector`: the async effects (every series from the start, at 0 without any);
 - `DestinationsCollector`: each destination's circuit breaker (worker.processing.circuit).
+
+librdkafka's statistics have their own module (worker.observability.librdkafka_stats), and so
+does the histogram fed a batch at a time (worker.observability.batch_histogram).
 """
 
 from __future__ import annotations
 
-import json
-import math
 import threading
-from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from worker.observability.metric_names import (
     CIRCUIT_STATES,
@@ -43,83 +35,21 @@ from worker.observability.metric_names import (
     EFFECTS_IN_FLIGHT,
     EFFECTS_MAX_IN_FLIGHT,
     EFFECTS_QUEUED,
-    LIBRDKAFKA_ASSIGNMENT_SIZE,
-    LIBRDKAFKA_BROKER_RTT_AVG_SECONDS,
-    LIBRDKAFKA_BROKER_RTT_P99_SECONDS,
-    LIBRDKAFKA_BROKER_UP,
-    LIBRDKAFKA_CONSUMER_LAG,
-    LIBRDKAFKA_FETCHQ_MESSAGES,
-    LIBRDKAFKA_MSG_CNT,
-    LIBRDKAFKA_REBALANCE_AGE_SECONDS,
-    LIBRDKAFKA_REBALANCES,
-    LIBRDKAFKA_REPLYQ,
     OPEN_TRANSACTION_SECONDS,
 )
 from worker.types import TopicPartition
 
 
-class _HistState:
-    __slots__ = ("count", "cumulative", "total")
+class ScrapeTimeCollector:
+    """A collector whose metric families are declared once, in `_families()`: `collect()` fills
+    a fresh set of them, `describe()` shows them empty (what the registry checks the names by
+    when the collector is registered)."""
 
-    def __init__(self, n_buckets: int) -> None:
-        self.cumulative = [0] * n_buckets
-        self.count = 0
-        self.total = 0.0
-
-
-class BatchHistogram:
-    """A histogram fed a whole batch of values at a time (see the module docstring)."""
-
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str],
-                 buckets: Sequence[float]) -> None:
-        self.name = name
-        self.documentation = documentation
-        self.labelnames = tuple(labelnames)
-        self.buckets = tuple(sorted(buckets))
-        self._le = [repr(float(b)) for b in self.buckets]
-        self._lock = threading.Lock()
-        self._states: dict[tuple[str, ...], _HistState] = {}
-
-    def observe_many(self, labelvalues: tuple[str, ...], values: Iterable[float]) -> None:
-        ordered = sorted(values)
-        if not ordered:
-            return
-        cumulative = [bisect_right(ordered, b) for b in self.buckets]
-        total = math.fsum(ordered)
-        with self._lock:
-            state = self._states.get(labelvalues)
-            if state is None:
-                state = self._states[labelvalues] = _HistState(len(self.buckets))
-            acc = state.cumulative
-            for i, c in enumerate(cumulative):
-                acc[i] += c
-            state.count += len(ordered)
-            state.total += total
-
-    def observe(self, labelvalues: tuple[str, ...], value: float) -> None:
-        first = bisect_left(self.buckets, value)  # first bucket whose bound >= value
-        with self._lock:
-            state = self._states.get(labelvalues)
-            if state is None:
-                state = self._states[labelvalues] = _HistState(len(self.buckets))
-            acc = state.cumulative
-            for j in range(first, len(acc)):
-                acc[j] += 1
-            state.count += 1
-            state.total += value
+    def _families(self) -> Sequence[Metric]:
+        raise NotImplementedError
 
     def describe(self) -> list[Metric]:
-        return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
-
-    def collect(self) -> list[Metric]:
-        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        with self._lock:
-            snapshot = [(k, list(s.cumulative), s.count, s.total) for k, s in self._states.items()]
-        for labelvalues, cumulative, count, total in snapshot:
-            buckets = [(le, float(c)) for le, c in zip(self._le, cumulative, strict=True)]
-            buckets.append(("+Inf", float(count)))
-            family.add_metric(list(labelvalues), buckets, sum_value=total)
-        return [family]
+        return list(self._families())
 
 
 @dataclass(slots=True)
@@ -131,7 +61,7 @@ class _PartState:
     open_transaction_s: float = 0.0
 
 
-class PartitionCollector:
+class PartitionCollector(ScrapeTimeCollector):
     """Per-partition gauges computed at scrape time; revoked partitions drop out."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
@@ -164,9 +94,6 @@ class PartitionCollector:
                               "high watermark (0: none).", labels=labels),
         )
 
-    def describe(self) -> list[Metric]:
-        return list(self._families())
-
     def collect(self) -> list[Metric]:
         lag, lag_s, committed, age, open_txn = self._families()
         now = self._clock()
@@ -184,100 +111,6 @@ class PartitionCollector:
             age.add_metric(labels, max(0.0, now - advanced_at))
             open_txn.add_metric(labels, open_s)
         return [lag, lag_s, committed, age, open_txn]
-
-
-@dataclass(slots=True)
-class _RdkSnapshot:
-    replyq: float = 0.0
-    msg_cnt: float = 0.0
-    brokers: list[tuple[str, bool, float, float]] = field(default_factory=list)
-    partitions: list[tuple[str, str, float | None, float]] = field(default_factory=list)
-    rebalance_cnt: float | None = None
-    rebalance_age_s: float | None = None
-    assignment_size: float | None = None
-
-
-def parse_librdkafka(stats_json: str) -> _RdkSnapshot:
-    """Pick the fields we export from librdkafka's statistics JSON (see its STATISTICS.md)."""
-    doc = json.loads(stats_json)
-    if not isinstance(doc, dict):
-        raise ValueError("statistics are not a JSON object")
-    snap = _RdkSnapshot(replyq=float(doc.get("replyq", 0)), msg_cnt=float(doc.get("msg_cnt", 0)))
-    for name, b in (doc.get("brokers") or {}).items():
-        if int(b.get("nodeid", -1)) < 0:
-            continue  # bootstrap and logical brokers (GroupCoordinator) duplicate real ones
-        rtt = b.get("rtt") or {}
-        snap.brokers.append((str(name), b.get("state") == "UP",
-                             float(rtt.get("avg", 0)) / 1e6, float(rtt.get("p99", 0)) / 1e6))
-    for topic, t in (doc.get("topics") or {}).items():
-        for pid, p in (t.get("partitions") or {}).items():
-            if str(pid) == "-1":
-                continue  # librdkafka's internal "unassigned" partition
-            lag = int(p.get("consumer_lag", -1))
-            snap.partitions.append((str(topic), str(pid), float(lag) if lag >= 0 else None,
-                                    float(p.get("fetchq_cnt", 0))))
-    cgrp = doc.get("cgrp")
-    if isinstance(cgrp, dict):
-        snap.rebalance_cnt = float(cgrp.get("rebalance_cnt", 0))
-        snap.rebalance_age_s = float(cgrp.get("rebalance_age", 0)) / 1e3
-        snap.assignment_size = float(cgrp.get("assignment_size", 0))
-    return snap
-
-
-class LibrdkafkaCollector:
-    def __init__(self) -> None:
-        self.snapshot: _RdkSnapshot | None = None
-
-    def _families(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
-        b, tp = ["broker"], ["topic", "partition"]
-        return [
-            GaugeMetricFamily(LIBRDKAFKA_REPLYQ, "librdkafka ops waiting for the application "
-                              "to poll them (replyq)."),
-            GaugeMetricFamily(LIBRDKAFKA_MSG_CNT, "Messages in librdkafka's queues (msg_cnt)."),
-            GaugeMetricFamily(LIBRDKAFKA_BROKER_UP, "1 if librdkafka's connection to the broker "
-                              "is UP.", labels=b),
-            GaugeMetricFamily(LIBRDKAFKA_BROKER_RTT_AVG_SECONDS, "Broker round-trip time, "
-                              "average over the statistics window.", labels=b),
-            GaugeMetricFamily(LIBRDKAFKA_BROKER_RTT_P99_SECONDS, "Broker round-trip time, 99th "
-                              "percentile over the statistics window.", labels=b),
-            GaugeMetricFamily(LIBRDKAFKA_CONSUMER_LAG, "Consumer lag in messages as librdkafka "
-                              "sees it (from the committed offset).", labels=tp),
-            GaugeMetricFamily(LIBRDKAFKA_FETCHQ_MESSAGES, "Messages fetched and waiting in "
-                              "librdkafka's queue for the partition.", labels=tp),
-            CounterMetricFamily(LIBRDKAFKA_REBALANCES, "Rebalances librdkafka's group handler "
-                                "went through since the consumer started."),
-            GaugeMetricFamily(LIBRDKAFKA_REBALANCE_AGE_SECONDS, "Seconds since the last "
-                              "rebalance."),
-            GaugeMetricFamily(LIBRDKAFKA_ASSIGNMENT_SIZE, "Partitions in the consumer's current "
-                              "assignment."),
-        ]
-
-    def describe(self) -> list[Metric]:
-        return list(self._families())
-
-    def collect(self) -> list[Metric]:
-        snap = self.snapshot
-        if snap is None:
-            return []
-        (replyq, msg_cnt, b_up, rtt_avg, rtt_p99, lag, fetchq, reb, reb_age,
-         assign) = self._families()
-        replyq.add_metric([], snap.replyq)
-        msg_cnt.add_metric([], snap.msg_cnt)
-        for name, up, avg, p99 in snap.brokers:
-            b_up.add_metric([name], 1.0 if up else 0.0)
-            rtt_avg.add_metric([name], avg)
-            rtt_p99.add_metric([name], p99)
-        for topic, pid, plag, fq in snap.partitions:
-            if plag is not None:
-                lag.add_metric([topic, pid], plag)
-            fetchq.add_metric([topic, pid], fq)
-        out: list[Metric] = [replyq, msg_cnt, b_up, rtt_avg, rtt_p99, lag, fetchq]
-        if snap.rebalance_cnt is not None:
-            reb.add_metric([], snap.rebalance_cnt)
-            reb_age.add_metric([], snap.rebalance_age_s or 0.0)
-            assign.add_metric([], snap.assignment_size or 0.0)
-            out += [reb, reb_age, assign]
-        return out
 
 
 class Effects(Protocol):
@@ -307,7 +140,7 @@ class NoEffects:
         return 0.0
 
 
-class EffectsCollector:
+class EffectsCollector(ScrapeTimeCollector):
     """Async processors' effects: in flight per processor, waiting per partition, the oldest
     one's age, and the bound. The labelled series are exported at 0 with empty labels until
     there is a first one (a worker with sync processors only shows 0 for ever)."""
@@ -327,9 +160,6 @@ class EffectsCollector:
             GaugeMetricFamily(EFFECTS_MAX_IN_FLIGHT, "The bound on async calls in flight "
                               "(--max-in-flight)."),
         ]
-
-    def describe(self) -> list[Metric]:
-        return list(self._families())
 
     def collect(self) -> list[Metric]:
         in_flight, queued, oldest, bound = self._families()
@@ -358,7 +188,7 @@ class Destination(Protocol):
     def down_seconds(self) -> float: ...
 
 
-class DestinationsCollector:
+class DestinationsCollector(ScrapeTimeCollector):
     """Each destination's circuit breaker: its state (one series per state, 1 for the current
     one), how long it has been down, its concurrency limit, the calls it held back and the
     times it opened."""
@@ -382,9 +212,6 @@ class DestinationsCollector:
             CounterMetricFamily(DESTINATION_OPENED, "Times the destination's circuit opened "
                                 "(an outage, or a failed probe during one).", labels=by),
         ]
-
-    def describe(self) -> list[Metric]:
-        return list(self._families())
 
     def collect(self) -> list[Metric]:
         state, down, limit, refused, opened = self._families()

@@ -5,7 +5,8 @@ several side by side. It is one of the engine's observers (worker.observer): the
 touches it per event; the pipeline fills a `BatchStats` with plain dict/list operations, the
 engine hands the batch's result over once (`batch_finished`), which makes one `inc(n)` per
 distinct label set and one histogram update per label set. Names and buckets are in
-worker.observability.metric_names; the scrape-time collectors in worker.observability.collectors.
+worker.observability.metric_names; the scrape-time collectors in worker.observability.collectors,
+worker.observability.librdkafka_stats and worker.observability.batch_histogram.
 Metrics off means no WorkerMetrics among the observers.
 """
 
@@ -17,16 +18,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from worker.observability.batch_histogram import BatchHistogram
 from worker.observability.collectors import (
-    BatchHistogram,
     Destination,
     DestinationsCollector,
     Effects,
     EffectsCollector,
-    LibrdkafkaCollector,
     PartitionCollector,
-    parse_librdkafka,
 )
+from worker.observability.librdkafka_stats import LibrdkafkaCollector, parse_librdkafka
 
 # re-exported: tests, docs and benches read them here
 from worker.observability.metric_names import (

@@ -177,7 +177,7 @@ class Context:
     def log(self) -> Any:
         """A structlog logger bound to this event (made on first use: binding costs µs)."""
         if self._log is None:
-            self._log = structlog.get_logger("worker.processor").bind(
+            self._log = structlog.get_logger(__name__).bind(
                 processor=self.processor.name, event_id=self.event.id,
                 event_type=self.event.type, group_id=self.event.group_id,
                 topic=self.topic, partition=self.partition, offset=self.offset)

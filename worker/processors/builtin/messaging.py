@@ -8,45 +8,28 @@ more word in CHANNELS.
 
 from __future__ import annotations
 
-from typing import Any
-
 from worker.events import Event
 from worker.processors.api import Context, processor
+from worker.processors.builtin.event_rows import EventRows
 from worker.processors.data import payload, text
-from worker.processors.sql import Sql, transaction_sql
+from worker.processors.sql import transaction_sql
 
 CHANNELS = ("sms", "email", "activecampaign", "braze", "mailchimp", "intercom", "shopify",
             "klaviyo", "batch")
 PATTERN = "customer.{" + ",".join(CHANNELS) + "}.{sent,failed,recovered}"
 
-TABLES = (
-    """CREATE TABLE IF NOT EXISTS rm_message_deliveries (
-        event_id TEXT PRIMARY KEY,
-        channel TEXT NOT NULL,
-        outcome TEXT NOT NULL,
-        customer_id TEXT,
-        distribution_id TEXT,
-        occurred_at TEXT,
-        created_at TEXT NOT NULL)""",
-    """CREATE INDEX IF NOT EXISTS rm_message_deliveries_channel
-        ON rm_message_deliveries (channel, outcome)""",
-)
-
-_INSERT = """INSERT INTO rm_message_deliveries (event_id, channel, outcome, customer_id,
-    distribution_id, occurred_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (event_id) DO NOTHING"""
+DELIVERIES = EventRows(
+    "rm_message_deliveries",
+    ("channel TEXT NOT NULL", "outcome TEXT NOT NULL", "customer_id TEXT",
+     "distribution_id TEXT", "occurred_at TEXT"),
+    index="rm_message_deliveries_channel", index_columns=("channel", "outcome"))
 
 
-def setup(conn: Any) -> None:
-    Sql(conn).run_all(TABLES)
-
-
-@processor(PATTERN, name="messaging_delivery", setup=setup, requires_transaction=True)
+@processor(PATTERN, name="messaging_delivery", setup=DELIVERIES.setup, requires_transaction=True)
 def messaging_delivery(event: Event, ctx: Context) -> None:
     """Message deliveries sent / failed / recovered per channel."""
     sql = transaction_sql(ctx.transaction, "messaging_delivery")
     data = payload(event)
     _, channel, outcome = event.type.split(".")
-    sql.execute(_INSERT, (
-        event.id, channel, outcome, text(data, "customer", "id"),
-        text(data, "distribution", "id"), text(data, f"{outcome}_at"), event.created_at))
+    DELIVERIES.insert(sql, event, channel, outcome, text(data, "customer", "id"),
+                      text(data, "distribution", "id"), text(data, f"{outcome}_at"))

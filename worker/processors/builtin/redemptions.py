@@ -4,29 +4,18 @@ aggregates them per campaign."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from worker.events import Event
 from worker.processors.api import Context, processor
+from worker.processors.builtin.event_rows import EventRows
 from worker.processors.data import get, integer, payload, text
-from worker.processors.sql import Sql, transaction_sql
+from worker.processors.sql import transaction_sql
 
-TABLES = (
-    """CREATE TABLE IF NOT EXISTS rm_redemptions (
-        event_id TEXT PRIMARY KEY,
-        redemption_id TEXT,
-        customer_id TEXT,
-        campaign_id TEXT NOT NULL,
-        campaign_name TEXT,
-        voucher_code TEXT,
-        outcome TEXT NOT NULL,
-        failure_code TEXT,
-        failure_message TEXT,
-        amount BIGINT,
-        created_at TEXT NOT NULL)""",
-    """CREATE INDEX IF NOT EXISTS rm_redemptions_campaign
-        ON rm_redemptions (campaign_id, outcome)""",
-)
+REDEMPTIONS = EventRows(
+    "rm_redemptions",
+    ("redemption_id TEXT", "customer_id TEXT", "campaign_id TEXT NOT NULL", "campaign_name TEXT",
+     "voucher_code TEXT", "outcome TEXT NOT NULL", "failure_code TEXT", "failure_message TEXT",
+     "amount BIGINT"),
+    index="rm_redemptions_campaign", index_columns=("campaign_id", "outcome"))
 
 OUTCOMES = {
     "customer.redemption.succeeded": "succeeded",
@@ -35,16 +24,9 @@ OUTCOMES = {
     "customer.redemption.rollback.failed": "rollback_failed",
 }
 
-_INSERT = """INSERT INTO rm_redemptions (event_id, redemption_id, customer_id, campaign_id,
-    campaign_name, voucher_code, outcome, failure_code, failure_message, amount, created_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"""
 
-
-def setup(conn: Any) -> None:
-    Sql(conn).run_all(TABLES)
-
-
-@processor("customer.redemption.**", name="redemptions", setup=setup, requires_transaction=True)
+@processor("customer.redemption.**", name="redemptions", setup=REDEMPTIONS.setup,
+           requires_transaction=True)
 def redemptions(event: Event, ctx: Context) -> None:
     """Redemptions succeeded / failed / rolled back per campaign, with failure codes."""
     sql = transaction_sql(ctx.transaction, "redemptions")
@@ -66,7 +48,6 @@ def redemptions(event: Event, ctx: Context) -> None:
                    or text(data, "promotion_tier", "campaign", "id") or "")
     campaign_name = (text(data, "campaign", "name") or text(data, "voucher", "campaign")
                      or text(data, "promotion_tier", "campaign", "name"))
-    sql.execute(_INSERT, (
-        event.id, text(redemption, "id"), text(data, "customer", "id"), campaign_id,
-        campaign_name, text(data, "voucher", "code"), outcome, failure_code, failure_message,
-        integer(redemption, "amount"), event.created_at))
+    REDEMPTIONS.insert(sql, event, text(redemption, "id"), text(data, "customer", "id"),
+                       campaign_id, campaign_name, text(data, "voucher", "code"), outcome,
+                       failure_code, failure_message, integer(redemption, "amount"))

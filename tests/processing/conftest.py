@@ -1,4 +1,4 @@
-"""Fixtures of the in-process unit tests."""
+"""Fixtures of the processing tests (pipeline, effects)."""
 
 from __future__ import annotations
 

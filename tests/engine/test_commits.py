@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from tests.unit.test_offset_tracker import Clock
+from tests.engine.test_offset_tracker import Clock
 from worker.engine.commits import ASYNC_COMMIT_PATIENCE_S, Commits
 from worker.engine.consumer_port import TP, CommitFailed
 from worker.engine.inmemory import InMemoryBroker
