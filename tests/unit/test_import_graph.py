@@ -1,6 +1,7 @@
 """The shape of the package: no import cycles in `worker/` (counting imports made inside
 functions too: deferring an import hides a cycle, it does not remove it), and confluent-kafka
-imported only by `worker/kafka/`."""
+imported only by `worker/kafka/`; the engine and the processing half know neither each other
+nor the client."""
 
 from __future__ import annotations
 
@@ -88,3 +89,39 @@ def test_confluent_kafka_is_imported_only_by_the_kafka_package() -> None:
             if any(n.split(".")[0] == "confluent_kafka" for n in names):
                 offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module `path` imports, at any depth (top level or inside functions)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def test_the_engine_is_client_free_and_knows_no_adapter_or_processing() -> None:
+    """worker/engine/ depends on ports (the consumer port, the dead-letter sink, the batch
+    handler and its window), never on confluent-kafka, the Kafka adapters or the pipeline."""
+    offenders = {}
+    for path in (PACKAGE / "engine").rglob("*.py"):
+        bad = sorted(m for m in _imports(path)
+                     if m.split(".")[0] == "confluent_kafka"
+                     or m.startswith(("worker.kafka", "worker.processing", "worker.ledger",
+                                      "worker.processors")))
+        if bad:
+            offenders[str(path.relative_to(ROOT))] = bad
+    assert offenders == {}
+
+
+def test_the_processing_half_knows_no_kafka_client_or_engine() -> None:
+    offenders = {}
+    for path in (PACKAGE / "processing").rglob("*.py"):
+        bad = sorted(m for m in _imports(path)
+                     if m.split(".")[0] == "confluent_kafka"
+                     or m.startswith(("worker.kafka", "worker.engine")))
+        if bad:
+            offenders[str(path.relative_to(ROOT))] = bad
+    assert offenders == {}

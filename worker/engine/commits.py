@@ -21,7 +21,7 @@ from worker.engine.offsets import Confirmed, OffsetTracker
 from worker.observer import WorkerObserver
 from worker.types import TP, TopicPartition
 
-log = structlog.get_logger("worker.engine")
+log = structlog.get_logger(__name__)
 
 ASYNC_COMMIT_PATIENCE_S = 60.0
 """How long an asynchronous commit may go unanswered before the next is sent anyway: librdkafka

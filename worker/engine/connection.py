@@ -14,7 +14,7 @@ from worker.engine.consumer_port import ClientError, ConsumerPort
 from worker.engine.lifecycle import EXIT_BAD_SETTINGS, EXIT_ERROR
 from worker.observer import WorkerObserver
 
-log = structlog.get_logger("worker.engine")
+log = structlog.get_logger(__name__)
 
 PROBE_EVERY_S = 2.0
 AUTH_LOG_EVERY_S = 30.0

@@ -13,7 +13,7 @@ from worker.engine.offsets import OffsetTracker
 from worker.observer import WorkerObserver
 from worker.types import TP, TopicPartition
 
-log = structlog.get_logger("worker.engine")
+log = structlog.get_logger(__name__)
 
 DRAIN_CHECK_S = 0.5
 COMMITTED_TIMEOUT_S = 2.0  # asking the broker where an idle partition's group stands

@@ -12,7 +12,7 @@ from worker.errors import ConfigError, WorkerError
 from worker.kafka.diagnose import Diagnosis, classify
 
 # librdkafka's own log lines of the start-up check: the check reports the cause itself.
-_QUIET = logging.getLogger("worker.kafka.admin.librdkafka")
+_QUIET = logging.getLogger(__name__ + ".librdkafka")
 _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False
 

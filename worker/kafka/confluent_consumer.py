@@ -21,7 +21,7 @@ from worker.kafka.rdkafka_log import about_a_broker
 from worker.kafka.secrets import redact, scrub, secret_values
 from worker.types import TP
 
-log = structlog.get_logger("worker.engine")
+log = structlog.get_logger(__name__)
 
 STATS_INTERVAL_MS = 5_000  # librdkafka statistics: the last stable offsets, and the metrics
 FENCED_TEXT = "fenced by other consumer with same group.instance.id"

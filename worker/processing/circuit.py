@@ -31,7 +31,7 @@ import structlog
 
 from worker.vocabulary import CircuitState
 
-log = structlog.get_logger("worker.processing.circuit")
+log = structlog.get_logger(__name__)
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 
