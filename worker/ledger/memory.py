@@ -34,7 +34,7 @@ _Entry = tuple[float, str | None]  # (expires_at, owner token or None for a done
 
 
 class MemoryLedger:
-    # Sessions may run side by side (several batches in flight): see Pipeline.overlaps.
+    # Sessions may run side by side (several batches in flight): worker.processing.batch_window.
     concurrent_sessions = True
 
     def __init__(self, url: str = "memory://", *,

@@ -72,7 +72,7 @@ _STATES = (ClaimState.NEW, ClaimState.DONE, ClaimState.BUSY)
 
 
 class RedisLedger:
-    # Sessions may run side by side (several batches in flight): see Pipeline.overlaps.
+    # Sessions may run side by side (several batches in flight): worker.processing.batch_window.
     concurrent_sessions = True
 
     def __init__(self, url: str, *, retention_seconds: float = DEFAULT_RETENTION_SECONDS,
