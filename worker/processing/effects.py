@@ -194,12 +194,13 @@ class ConcurrentEffects:
         tails, queue = self._tails, self.calls.queue
         tasks = []
         for item in work:
-            key = ordering_key(item.message, item.processor, item.event)
+            msg, event, proc, _, _ = item
+            key = ordering_key(msg, proc, event)
             mine: asyncio.Future[None] = loop.create_future()
             tasks.append(loop.create_task(self._after(tails.get(key), mine, key, item, run,
                                                       done, released)))
             tails[key] = mine
-            queue(item.message)
+            queue(msg)
         self._unfinished += len(work)
         every = asyncio.gather(*tasks)
         marked = 0
@@ -229,17 +230,18 @@ class ConcurrentEffects:
                      released: list[str]) -> None:
         """One effect, once the previous effect of its key is over."""
         started = [False]
+        msg, _, _, idempotency_key, _ = item
         try:
             if previous is not None and not previous.done():
                 await asyncio.wait([previous])  # (cancelling us does not cancel it)
             if run.cancelled():
                 raise EffectsCancelled
             ok = await self.calls.call(item, run, started)
-            (done if ok else released).append(item.key)
+            (done if ok else released).append(idempotency_key)
         finally:
             self._unfinished -= 1
             if not started[0]:
-                self.calls.unqueue(item.message)
+                self.calls.unqueue(msg)
             if not mine.done():
                 mine.set_result(None)
             if self._tails.get(key) is mine:

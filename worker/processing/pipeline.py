@@ -187,7 +187,7 @@ class Pipeline:
         ledger = self._ledger
         session = ledger.timed("session", self.ledger.session)
         try:
-            states = ledger.claim_all(session, [w.key for w in work], run)
+            states = ledger.claim_all(session, [key for _, _, _, key, _ in work], run)
             deferred = self._sync.run(work, states, session, run)
             if deferred:
                 assert self.effects is not None
@@ -212,7 +212,7 @@ class Pipeline:
         """The store refused some key's data: find which keys (halving the batch, claims
         rolled back), dead-letter those (event, processor) pairs and return the rest of the
         work. The refusal is the event's fault, not an outage: the batch goes on."""
-        bad = self._ledger.refused_keys([w.key for w in work], run)
+        bad = self._ledger.refused_keys([key for _, _, _, key, _ in work], run)
         if not bad:  # refused as a whole, by no single key: treat it as an outage
             raise LedgerUnavailable(str(exc)) from exc
         kept: list[Work] = []
