@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 
+from worker import tracing
 from worker.engine.config import EngineConfig
 from worker.engine.lifecycle import EXIT_ERROR
 from worker.engine.loop import Engine
@@ -79,6 +80,8 @@ def run(settings: Settings) -> int:
     configure_logging()
     dlq_topics = _dlq_topics(settings, consumer_config)
     with ExitStack() as stack:
+        if tracing.configure("activity-worker"):
+            stack.callback(tracing.shutdown)  # last: what the run traced is exported
         # Closed last, after the HTTP server and the console: the pipeline, then the ledger.
         stores = stack.enter_context(ExitStack())
         http = _serve_http(settings, consumer_config, dlq_topics, stack)
@@ -154,7 +157,7 @@ def _processors(settings: Settings, ledger: Ledger) -> list[Processor]:
     processors = apply_overrides(load_processors(settings.processors, builtins=builtins),
                                  settings)
     run_setup(processors, ledger)
-    return processors
+    return tracing.traced_processors(processors, settings.group)
 
 
 def _observers(settings: Settings, http: _Http, pipeline: Pipeline) -> list[WorkerObserver]:

@@ -82,4 +82,10 @@ def run(args: argparse.Namespace) -> int:
     settings = IngressSettings(listen=args.listen, path=args.path, endpoint=endpoint,
                                max_body=args.max_body,
                                kafka=client_config(args.bootstrap_servers, args.kafka_config))
-    return Ingress(settings).run()
+    from worker import tracing
+
+    tracing.configure("activity-worker-ingress")
+    try:
+        return Ingress(settings).run()
+    finally:
+        tracing.shutdown()

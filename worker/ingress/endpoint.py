@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from worker import tracing
 from worker.ingress import delivery, signature
 from worker.ingress.metrics import IngressMetrics
 from worker.ingress.signature import UNSIGNED, Signed
@@ -130,8 +131,10 @@ class WebhookEndpoint:
         started = time.perf_counter()
         m.in_flight.inc()
         try:
-            async with asyncio.timeout(cfg.store_timeout + 1.0):
-                await self._store(topic, body, reading.key, headers)
+            with tracing.publish_span(req.headers, topic, reading.key, reading.event_type,
+                                      headers):
+                async with asyncio.timeout(cfg.store_timeout + 1.0):
+                    await self._store(topic, body, reading.key, headers)
         except Exception as exc:  # NotStored, the bound, a closed producer
             self._quiet.warning("unavailable", "delivery not stored; answered 503",
                                 error=str(exc) or type(exc).__name__)

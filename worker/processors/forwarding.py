@@ -32,6 +32,7 @@ from collections.abc import Mapping
 
 import aiohttp
 
+from worker import tracing
 from worker.errors import ConfigError, NonRetriableError, RetryLater
 from worker.events import Event
 from worker.processors.api import Context
@@ -120,6 +121,8 @@ class Forwarder:
                    EVENT_TYPE_HEADER: event.type}
         if s.secret:
             headers[SIGNATURE_HEADER] = signature(s.secret, body)
+        if tracing.active():
+            tracing.inject_http(headers)  # the processor's span goes on at the receiver
         try:
             async with self._client().post(s.url, data=body, headers=headers) as answer:
                 status = answer.status

@@ -1,0 +1,18 @@
+"""OpenTelemetry tracing: one trace from a webhook delivery through Kafka to each processor's
+effect (docs/observability.md, "Tracing").
+
+Off by default, and then nothing of it runs per event: no processor is wrapped, no header is
+read, opentelemetry is not even imported. It is on when the standard environment asks for an
+exporter (`OTEL_TRACES_EXPORTER=otlp`, or an `OTEL_EXPORTER_OTLP_ENDPOINT` /
+`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) and `OTEL_SDK_DISABLED` is not true; everything else —
+the sampler (`OTEL_TRACES_SAMPLER`, default parent-based always-on), the resource
+(`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`), the batch processor (`OTEL_BSP_*`) — is the
+SDK's own reading of the standard variables.
+"""
+
+from worker.tracing.config import active, configure, shutdown
+from worker.tracing.propagation import inject_http, inject_kafka
+from worker.tracing.spans import publish_span, traced_processors
+
+__all__ = ["active", "configure", "inject_http", "inject_kafka", "publish_span", "shutdown",
+           "traced_processors"]
