@@ -20,6 +20,7 @@ from worker.kafka.admin import missing_topics, topic_max_bytes
 from worker.kafka.config import producer_config
 from worker.kafka.confluent_consumer import ConfluentConsumer
 from worker.kafka.dead_letter_producer import DeadLetterProducer, default_dlq_topic
+from worker.kafka.output_producer import OutputProducer, output_config
 from worker.ledger import Ledger, open_ledger
 from worker.observability.collectors import NoEffects
 from worker.observability.console import Console, open_console
@@ -86,10 +87,12 @@ def run(settings: Settings) -> int:
                              lease_seconds=settings.ledger_lease)
         stores.callback(ledger.close)
         processors = _processors(settings, ledger)
+        outputs = OutputProducer(output_config(consumer_config))
+        stores.callback(outputs.close)
         pipeline = Pipeline(processors, ledger, max_in_flight=settings.max_in_flight,
                             max_outage=settings.max_outage,
                             unmatched="dead_letter" if settings.unmatched == "dead_letter"
-                            else "skip")
+                            else "skip", outputs=outputs)
         stores.callback(pipeline.close)
         dlq = DeadLetterProducer(
             producer_config(consumer_config), settings.dlq_topic,

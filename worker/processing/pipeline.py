@@ -25,6 +25,7 @@ import structlog
 
 from worker.errors import LedgerKeyRejected, LedgerUnavailable
 from worker.ledger.base import Ledger
+from worker.outputs import OutputSink, OutputUnavailable
 from worker.processing.batch_run import BatchCancelled, BatchRun
 from worker.processing.batch_window import OverlappingBatches
 from worker.processing.circuit import Circuits
@@ -62,11 +63,16 @@ class Pipeline:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         max_outage: float | None = None,
         circuits: Circuits | None = None,
+        outputs: OutputSink | None = None,
+        overlap: bool = True,
     ) -> None:
         """`max_outage`: seconds a destination may be unavailable before the events waiting
         for it are dead-lettered (`destination_unavailable`); None waits as long as it takes.
         `circuits`: the destinations' circuit breakers (worker.processing.circuit; tests pass
-        one with a fake clock)."""
+        one with a fake clock). `outputs`: where records emitted by processors go
+        (worker.outputs; None: a processor that emits stops the worker). `overlap`: False keeps
+        one batch at a time even when every processor is async (exactly-once mode: a batch is
+        one Kafka transaction)."""
         if router is None:
             from worker.processing.routing import Router
 
@@ -74,6 +80,7 @@ class Pipeline:
         self.processors = list(processors)
         self.router = router
         self.ledger = ledger
+        self.outputs = outputs
         self.unmatched = unmatched
         self._sleep = sleep or interruptible_sleep
         self._ledger = LedgerCalls(ledger, self._sleep, ledger_backoff=ledger_backoff,
@@ -100,7 +107,7 @@ class Pipeline:
         # Several batches in flight at once: only when every processor is async and the
         # ledger takes concurrent sessions (worker.processing.batch_window).
         self.window: OverlappingBatches | None = None
-        if (self.effects is not None and len(concurrent) == len(self.processors)
+        if (overlap and self.effects is not None and len(concurrent) == len(self.processors)
                 and ledger.concurrent_sessions):
             self.window = OverlappingBatches(self._handle, self.effects)
 
@@ -134,7 +141,7 @@ class Pipeline:
     def _handle(self, messages: Sequence[Message], cancelled: Callable[[], bool],
                 turn: int | None) -> BatchResult:
         """`turn`: the batch's turn to register async effects (None without async ones)."""
-        run = BatchRun(len(messages), len(self._names), cancelled, turn)
+        run = BatchRun(len(messages), len(self._names), cancelled, turn, self.outputs)
         try:
             return self._attempts(messages, run)
         finally:
@@ -159,9 +166,12 @@ class Pipeline:
                 except BatchCancelled:
                     return self._cancelled()
                 continue
-            except LedgerUnavailable as exc:
-                log.warning("ledger unavailable; retrying the batch", error=str(exc),
-                            retry_in_s=round(delay, 2), batch_size=len(messages))
+            except (LedgerUnavailable, OutputUnavailable) as exc:
+                log.warning("ledger unavailable; retrying the batch"
+                            if isinstance(exc, LedgerUnavailable) else
+                            "emitted records not acknowledged; retrying the batch",
+                            error=str(exc), retry_in_s=round(delay, 2),
+                            batch_size=len(messages))
                 self._sleep(delay, run.cancelled)
                 delay = min(delay * 2, max_delay)
                 continue
