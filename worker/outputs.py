@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from worker.errors import WorkerError
-from worker.types import Headers
+from worker.types import TP, Headers
 
 #: How often a wait for acknowledgements checks whether the batch was cancelled (seconds).
 WAIT_STEP_S = 0.05
@@ -94,3 +94,16 @@ class OutputSink(Protocol):
         they cannot even be queued."""
 
     def close(self) -> None: ...
+
+
+class EmittedMarks(Protocol):
+    """Exactly-once mode: the done marks of emitting effects, kept where the records go
+    (worker.kafka.emitted_marks: a compacted topic written in the batch's transaction), so a
+    mark commits or aborts with the records it stands for."""
+
+    def emitted(self, partition: TP, key: str) -> bool:
+        """Whether the effect of `key`, of an event read from `partition`, emitted in a
+        committed transaction (or in the open one)."""
+
+    def mark(self, marks: Sequence[tuple[TP, str]]) -> None:
+        """Mark these (partition, key) effects emitted, inside the open transaction."""

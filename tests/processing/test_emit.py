@@ -179,3 +179,53 @@ def test_deliveries_raise_on_a_failed_record() -> None:
     with pytest.raises(OutputUnavailable, match="broker down"):
         d.wait(never)
 
+
+
+class Marks:
+    """Emitted marks in memory (worker.outputs.EmittedMarks), committed by the test."""
+
+    def __init__(self) -> None:
+        self.committed: set[tuple[tuple[str, int], str]] = set()
+        self.pending: list[tuple[tuple[str, int], str]] = []
+
+    def emitted(self, partition: tuple[str, int], key: str) -> bool:
+        return (partition, key) in self.committed or (partition, key) in self.pending
+
+    def mark(self, marks: Sequence[tuple[tuple[str, int], str]]) -> None:
+        self.pending.extend(marks)
+
+    def commit(self) -> None:
+        self.committed.update(self.pending)
+        self.pending = []
+
+
+def test_exactly_once_marks_emitting_effects_in_the_transaction_not_the_ledger(
+        ledger: Ledger) -> None:
+    sink, marks = Sink(), Marks()
+    plain: list[str] = []
+    pipe, rec = make([proc("p", "**", emitter),
+                      proc("plain", "**", lambda e, c: plain.append(e.id))], ledger,
+                     outputs=sink, emitted_marks=marks)
+    assert pipe.window is None and pipe.exactly_once
+    assert pipe.handle(messages([event(1), event(2)]), never).completed
+    assert sorted(k for _, k in marks.pending) == sorted(
+        [pipe.processors[0].idempotency_key(decode_event(event(n))) for n in (1, 2)])
+    # the transaction aborted: nothing of its marks counts, the event emits again...
+    marks.pending = []
+    assert pipe.handle(messages([event(1)]), never).completed
+    assert sink.values().count(b"evcus_000000000000000001") == 2
+    marks.commit()
+    # ...and once committed, a redelivery (same event, another offset) emits nothing
+    assert pipe.handle(messages([event(1)], start=5), never).completed
+    assert sink.values().count(b"evcus_000000000000000001") == 2
+    assert plain == ["evcus_000000000000000001", "evcus_000000000000000002"]
+    assert rec.outcomes[("p", "duplicate")] == 1
+
+
+def test_exactly_once_ends_the_batch_when_records_are_not_acknowledged(ledger: Ledger) -> None:
+    sink, marks = Sink(), Marks()
+    sink.fail_next = 1
+    pipe, rec = make([proc("p", "**", emitter)], ledger, outputs=sink, emitted_marks=marks)
+    result = pipe.handle(messages([event(1)]), never)
+    assert not result.completed  # the engine aborts the transaction and reads it again
+    assert marks.pending == [] and rec.ledger_up == []

@@ -42,6 +42,8 @@ class Commits:
         self._counts = counts
         self._clock = clock
         self._async_since: float | None = None  # when the unanswered asynchronous commit left
+        #: False in exactly-once mode: offsets commit in each batch's transaction, never here
+        self.enabled = True
 
     @property
     def awaiting_answer(self) -> bool:
@@ -55,6 +57,8 @@ class Commits:
         """Everything stored (or, on revoke, just these partitions, synchronously); a failed
         synchronous commit raises CommitFailed, an asynchronous one is logged and retried by
         the next. An asynchronous one waits while the last is unanswered."""
+        if not self.enabled:
+            return
         if asynchronous and self._async_since is not None:
             waited = self._clock() - self._async_since
             if waited < ASYNC_COMMIT_PATIENCE_S:

@@ -18,8 +18,10 @@ from worker.engine.dead_letter_policy import DeadLetterPolicy
 from worker.engine.inflight import Batch, InFlight
 from worker.engine.lifecycle import EXIT_ERROR, EXIT_FATAL_PROCESSING, RunCounts, hard_exit
 from worker.engine.offsets import OffsetTracker
+from worker.engine.transactions import BatchTransactions
 from worker.errors import FatalProcessingError
 from worker.observer import WorkerObserver
+from worker.types import TP, TopicPartition
 
 log = structlog.get_logger(__name__)
 
@@ -28,9 +30,11 @@ class Finishing:
     def __init__(self, consumer: ConsumerPort, parts: Assignment, offsets: OffsetTracker,
                  inflight: InFlight, dead_letters: DeadLetterPolicy, observer: WorkerObserver,
                  counts: RunCounts, *, revoke_timeout: float, stop: threading.Event,
-                 serve: Callable[[], None], fail: Callable[[int, str], None]) -> None:
+                 serve: Callable[[], None], fail: Callable[[int, str], None],
+                 transactions: BatchTransactions | None = None) -> None:
         """`serve`: the engine keeping its consumer served while it waits; `fail`: stop the
-        worker with an exit code and a sentence."""
+        worker with an exit code and a sentence; `transactions`: exactly-once mode (each
+        batch's offsets commit in its transaction, worker.engine.transactions)."""
         self._consumer = consumer
         self._parts = parts
         self._offsets = offsets
@@ -42,6 +46,7 @@ class Finishing:
         self._stop = stop
         self._serve = serve
         self._fail = fail
+        self._txn = transactions
         self.rewinding = False  # a batch was cancelled: the rest in flight is too
 
     def ready(self) -> None:
@@ -68,6 +73,8 @@ class Finishing:
         """A batch that is not stored holds back every batch behind it: they are cancelled and
         read again."""
         if not self._store(batch):
+            if self._txn is not None:
+                self._txn.abort()
             self.rewinding = True
             self._inflight.cancel_all()
             if not self._inflight.wait_all(max(5.0, self._revoke_timeout)):
@@ -99,12 +106,38 @@ class Finishing:
             self._fail(*settled.failure)
         if not settled.stored:
             return False
+        if self._txn is not None and not self._commit_transaction(batch):
+            return False
         offsets = self._offsets.finished(batch.last, batch.last_ts, len(batch.messages),
                                          self._parts.assigned)
-        if offsets:
+        if self._txn is not None:
+            self._committed(offsets)
+        elif offsets:
             self._consumer.store(offsets)
         self._counts.events += len(batch.messages)
         return True
+
+    def _commit_transaction(self, batch: Batch) -> bool:
+        """Exactly-once mode: commit the batch's transaction with the offsets past it; when it
+        aborts instead, the batch is read again like a cancelled one."""
+        assert self._txn is not None
+        assigned = self._parts.assigned
+        offsets = [(tp, off + 1) for tp, off in batch.last.items() if tp in assigned]
+        if offsets and self._txn.commit(offsets):
+            return True
+        self._counts.cancelled_batches += 1
+        self._parts.drop_pending(self._offsets.cancelled(batch.first, assigned))
+        return False
+
+    def _committed(self, offsets: list[tuple[TP, int]]) -> None:
+        """The transaction committed these offsets: they are the group's committed offsets."""
+        for tp, offset in offsets:
+            self._offsets.confirmed(tp, offset)
+            self._observer.record_commit(TopicPartition(*tp), offset)
+        self._offsets.committing_all()
+        self._counts.commits += 1
+        if offsets:
+            self._observer.record_commit_advance()
 
     def _wait_for_dlq(self, batch: Batch, delay: float) -> bool:
         """While dead letters cannot be written: pause, keep the consumer served for `delay`

@@ -55,7 +55,8 @@ from worker.engine.lifecycle import (
 from worker.engine.offsets import OffsetTracker
 from worker.engine.progress import DrainTarget, LagRecorder, ProgressLog
 from worker.engine.rebalance import RebalanceListener
-from worker.errors import WorkerError
+from worker.engine.transactions import BatchTransactions, TransactionPort
+from worker.errors import ConfigError, WorkerError
 from worker.observer import Observers, WorkerObserver
 from worker.types import TP, BatchHandler
 
@@ -73,7 +74,11 @@ class Engine:
 
     def __init__(self, consumer: ConsumerPort, handler: BatchHandler, config: EngineConfig, *,
                  dlq: DeadLetterSink | None = None,
-                 observers: Iterable[WorkerObserver] = ()) -> None:
+                 observers: Iterable[WorkerObserver] = (),
+                 transactions: TransactionPort | None = None) -> None:
+        if transactions is not None and handler.window is not None:
+            raise ConfigError("exactly-once mode handles one batch at a time: build the "
+                              "pipeline with exactly_once=True")
         self.config = config
         self._consumer: ConsumerPort = consumer
         self._inflight = InFlight(handler, config.batch_size)
@@ -90,13 +95,19 @@ class Engine:
         self._connection = Connection(consumer, self._observer, config.topics[0], self._fail)
         self.counts = RunCounts()
         self._commits = Commits(consumer, self._offsets, self._observer, self.counts)
+        self._txn: BatchTransactions | None = None
+        if transactions is not None:  # exactly-once: batches one at a time, one transaction each
+            self._txn = BatchTransactions(transactions, consumer.group_metadata,
+                                          self._serve_while_busy, self._stop.is_set)
+            self._commits.enabled = False
         self._dead_letters = DeadLetterPolicy(
             dlq, Guardrail(config.dlq_max_share, config.dlq_window,
                            config.guardrail_min_events), self._observer, self.counts)
         self._finishing = Finishing(consumer, self._parts, self._offsets, self._inflight,
                                     self._dead_letters, self._observer, self.counts,
                                     revoke_timeout=config.revoke_timeout, stop=self._stop,
-                                    serve=self._serve_while_busy, fail=self._fail)
+                                    serve=self._serve_while_busy, fail=self._fail,
+                                    transactions=self._txn)
         self._listener = RebalanceListener(config, self._parts, self._offsets, self._inflight,
                                            self._commits, self._connection, self._observer,
                                            self._finishing.ready)
@@ -220,6 +231,8 @@ class Engine:
         for the oldest, pausing the partitions if that takes longer than pause_after."""
         self._observer.record_traffic()  # arms /healthz's "commits stopped advancing" check
         inflight = self._inflight
+        if self._txn is not None and not self._txn.begin():
+            return  # stopping: the batch is not run (nothing of it is committed)
         self._offsets.handed_over(batch.last)
         inflight.submit(batch)
         if inflight.serial:

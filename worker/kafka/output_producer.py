@@ -57,6 +57,7 @@ class OutputProducer:
             with self._lock:
                 if self._producer is None:
                     self._producer = self._make()
+                if self._poller is None:
                     self._poller = threading.Thread(target=self._poll, name="output-delivery",
                                                     daemon=True)
                     self._poller.start()
@@ -93,9 +94,12 @@ class OutputProducer:
             deliveries.report("not queued")
 
     def _poll(self) -> None:
-        producer = self._producer
         while not self._stop.is_set():
-            producer.poll(0.05)
+            producer = self._producer  # (replaced after a fatal error: worker.kafka.transactions)
+            if producer is None:
+                self._stop.wait(0.05)
+            else:
+                producer.poll(0.05)
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop serving reports and wait (bounded) for what is in flight."""

@@ -17,7 +17,7 @@ from worker.errors import NonRetriableError
 from worker.events import Event
 from worker.outputs import Deliveries, OutputRecord, OutputSink
 from worker.processors.api import Processor
-from worker.types import BatchStats, DeadLetter, Message
+from worker.types import TP, BatchStats, DeadLetter, Message
 from worker.vocabulary import Outcome
 
 log = structlog.get_logger(__name__)
@@ -30,7 +30,7 @@ class BatchCancelled(Exception):
 
 class BatchRun:
     __slots__ = ("_planned", "_processors", "_sink", "cancelled", "dead", "deliveries", "done",
-                 "held", "stats", "timings", "turn")
+                 "held", "held_at", "stats", "timings", "turn")
 
     def __init__(self, size: int, processors: int, cancelled: Callable[[], bool],
                  turn: int | None = None, sink: OutputSink | None = None) -> None:
@@ -44,6 +44,7 @@ class BatchRun:
         #: idempotency keys of finished effects that emitted records: marked done only once
         #: `deliveries` says every record of the attempt was acknowledged
         self.held: list[str] = []
+        self.held_at: list[TP] = []  # the partition each held key's event was read from
         self.deliveries: Deliveries | None = None
         self._processors = processors
         self.stats = BatchStats(batch_size=size)
@@ -67,10 +68,10 @@ class BatchRun:
         stats.outcomes.update(planned.outcomes)
         stats.latency_seconds.extend(planned.latency_seconds)
         self.stats, self.dead, self.done = stats, list(dead), []
-        self.held, self.deliveries = [], None
+        self.held, self.held_at, self.deliveries = [], [], None
         self.timings = [[] for _ in range(self._processors)]
 
-    def emitted(self, key: str, records: list[OutputRecord]) -> None:
+    def emitted(self, key: str, records: list[OutputRecord], msg: Message) -> None:
         """The effect of `key` finished and emitted `records`: produce them now (in the order
         effects finish) and hold the key until they are acknowledged."""
         sink = self._sink
@@ -82,6 +83,7 @@ class BatchRun:
             deliveries = self.deliveries = Deliveries()
         sink.produce(records, deliveries)
         self.held.append(key)
+        self.held_at.append((msg.topic() or "", msg.partition() or 0))
 
     def check(self) -> None:
         """Raise BatchCancelled once the engine has cancelled the batch."""

@@ -159,7 +159,7 @@ class EffectCalls:
                 outcomes[(proc.name, Outcome.OK)] += 1
                 if emitted is None:
                     return Ended.DONE
-                run.emitted(item.key, emitted)
+                run.emitted(item.key, emitted, msg)
                 return Ended.HELD
             after = unavailable(error)
             if after is not None:  # the destination's fault, not the event's: wait, no attempt

@@ -15,6 +15,7 @@ import structlog
 
 from worker.errors import LedgerKeyRejected, LedgerUnavailable
 from worker.ledger.base import ClaimState, Ledger, LedgerSession
+from worker.outputs import EmittedMarks
 from worker.processing.batch_run import BatchCancelled, BatchRun
 from worker.types import BatchStats
 
@@ -28,9 +29,13 @@ PRUNE_CHECK_S = 1.0
 
 class LedgerCalls:
     def __init__(self, ledger: Ledger, sleep: Sleep, *, ledger_backoff: tuple[float, float],
-                 busy_backoff: tuple[float, float], prune_every: float = PRUNE_CHECK_S
-                 ) -> None:
+                 busy_backoff: tuple[float, float], prune_every: float = PRUNE_CHECK_S,
+                 emitted_marks: EmittedMarks | None = None) -> None:
+        """`emitted_marks`: exactly-once mode, where an emitting effect's records commit with
+        the Kafka transaction, after the ledger's session: its done mark goes there too (and its
+        ledger claim is released), so it commits or aborts with the records."""
         self.ledger = ledger
+        self._emitted_marks = emitted_marks
         # False from a failed call until one succeeds: read by /readyz and the ledger_up gauge
         # while a batch is still retrying (it returns only once the ledger is back)
         self.up = True
@@ -104,8 +109,12 @@ class LedgerCalls:
                     deliveries = run.deliveries
                     if deliveries is not None and not deliveries.wait(run.cancelled):
                         raise BatchCancelled
-                    self.timed("mark_done", session.mark_done, run.held)
-                    run.held = []
+                    marks = self._emitted_marks
+                    if marks is None:
+                        self.timed("mark_done", session.mark_done, run.held)
+                    else:  # (the ledger's claims are released by the commit)
+                        marks.mark(list(zip(run.held_at, run.held, strict=True)))
+                    run.held, run.held_at = [], []
                 self.timed("commit", session.commit)
                 return
             except LedgerUnavailable as exc:

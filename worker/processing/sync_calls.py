@@ -104,7 +104,7 @@ class SyncCalls:
                         if ctx._emitted is None:
                             done(key)
                         else:
-                            run.emitted(key, ctx._emitted)
+                            run.emitted(key, ctx._emitted, msg)
                         continue
                 # The slow path: wait for the destination, retries with backoff, then a dead
                 # letter (or a stop).
@@ -181,7 +181,7 @@ class SyncCalls:
             if emitted is None:
                 run.done.append(key)
             else:
-                run.emitted(key, emitted)
+                run.emitted(key, emitted, msg)
             return True
 
     def _admitted(self, circuit: Circuit, run: BatchRun) -> bool:

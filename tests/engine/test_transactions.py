@@ -1,0 +1,134 @@
+"""Exactly-once mode in the engine, on the in-memory broker with a recording transaction port: one
+transaction per batch, begun before the batch is handed over and committed with the offsets past
+it and the consumer's group metadata, in the order batches are read; the consumer never commits
+by itself; a cancelled batch or a failed commit aborts and the batch is read again. The real
+broker's side is tests/integration/test_exactly_once_outputs.py."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+
+from tests.engine.helpers import Running, wait_for
+from worker.engine.inmemory import InMemoryBroker
+from worker.engine.loop import Engine, EngineConfig
+from worker.engine.transactions import TransactionFailed
+from worker.errors import ConfigError
+from worker.types import TP, BatchResult, Message
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Port:
+    """Records each call; fails the commits it is told to."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.fail_commits = 0
+        self.lock = threading.Lock()
+
+    def begin(self) -> None:
+        with self.lock:
+            self.calls.append(("begin", None))
+
+    def commit(self, offsets: Sequence[tuple[TP, int]], group_metadata: Any) -> None:
+        with self.lock:
+            if self.fail_commits:
+                self.fail_commits -= 1
+                self.calls.append(("failed", sorted(offsets)))
+                raise TransactionFailed("fenced by the group", fenced=False)
+            self.calls.append(("commit", (sorted(offsets), group_metadata)))
+
+    def abort(self) -> None:
+        with self.lock:
+            self.calls.append(("abort", None))
+
+    def commits(self) -> list[list[tuple[TP, int]]]:
+        with self.lock:
+            return [c[1][0] for c in self.calls if c[0] == "commit"]
+
+
+class Handler:
+    window = None
+
+    def __init__(self, cancel_first: bool = False) -> None:
+        self.seen: list[tuple[int, int]] = []
+        self._cancel_first = cancel_first
+
+    def handle(self, messages: Sequence[Message], cancelled: Callable[[], bool]) -> BatchResult:
+        if self._cancel_first:
+            self._cancel_first = False
+            return BatchResult(False)
+        self.seen.extend((m.partition() or 0, m.offset() or 0) for m in messages)
+        return BatchResult(True)
+
+
+def run_engine(broker: InMemoryBroker, topic: str, handler: Any, port: Port,
+               until: Callable[[], bool]) -> None:
+    engine = Engine(broker.consumer("g"), handler,
+                    EngineConfig(topics=[topic], batch_size=5, poll_timeout=0.02,
+                                 commit_interval=0.05, install_signals=False),
+                    transactions=port)
+    running = Running(engine)
+    try:
+        wait_for(until, 20, "the engine to get through the topic")
+    finally:
+        assert running.stop() == 0
+
+
+def test_each_batch_commits_its_offsets_in_its_transaction_and_the_consumer_never_commits(
+        ) -> None:
+    broker = InMemoryBroker()
+    broker.create_topic("t", 2)
+    for i in range(20):
+        broker.produce("t", b"x", partition=i % 2)
+    port, handler = Port(), Handler()
+    run_engine(broker, "t", handler, port, lambda: len(handler.seen) == 20)
+    commits = port.commits()
+    per_partition: dict[TP, list[int]] = {}
+    for offsets in commits:
+        for tp, offset in offsets:
+            per_partition.setdefault(tp, []).append(offset)
+    # in the order batches were read: each partition's committed offsets only go up, to 10
+    assert {tp: offs[-1] for tp, offs in per_partition.items()} == {("t", 0): 10, ("t", 1): 10}
+    assert all(offs == sorted(set(offs)) for offs in per_partition.values())
+    names = [c[0] for c in port.calls]
+    # begin, commit, begin, commit... (a begin may end the run when the worker stops first)
+    assert names[: 2 * len(commits)] == ["begin", "commit"] * len(commits)
+    metadata = {c[1][1] for c in port.calls if c[0] == "commit"}
+    assert len(metadata) == 1 and None not in metadata
+    # the consumer committed nothing by itself: the group's offsets are untouched
+    assert broker.committed("g", ("t", 0)) < 0 and broker.committed("g", ("t", 1)) < 0
+
+
+def test_a_cancelled_batch_aborts_and_a_failed_commit_aborts_and_both_are_read_again() -> None:
+    broker = InMemoryBroker()
+    broker.create_topic("t", 1)
+    for _ in range(10):
+        broker.produce("t", b"x")
+    port, handler = Port(), Handler(cancel_first=True)
+    port.fail_commits = 1
+    run_engine(broker, "t", handler, port,
+               lambda: port.commits() and port.commits()[-1] == [(("t", 0), 10)])
+    names = [c[0] for c in port.calls]
+    assert names[:2] == ["begin", "abort"]          # the cancelled batch
+    # a failed commit was aborted by the port itself (its contract); the engine begins anew
+    assert "failed" in names and names[names.index("failed") + 1] == "begin"
+    offsets = [o for _, o in handler.seen]
+    # every offset handled; the batch whose commit failed was handled again from its start
+    assert sorted(set(offsets)) == list(range(10))
+    failed = next(c[1] for c in port.calls if c[0] == "failed")
+    again = failed[0][1] - 5
+    assert offsets.count(again) == 2
+
+
+def test_overlapping_batches_are_refused_in_exactly_once_mode() -> None:
+    class Windowed(Handler):
+        window = object()
+
+    with pytest.raises(ConfigError, match="one batch at a time"):
+        Engine(InMemoryBroker().consumer("g"), Windowed(), EngineConfig(topics=["t"]),
+               transactions=Port())
