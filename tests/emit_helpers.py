@@ -1,5 +1,6 @@
 """What the tests of emitted records share: a processor module that emits one record per event
-to the topic named by $EMIT_OUTPUT_TOPIC (keyed by the Kafka message key, the customer), a
+to the topic named by $EMIT_OUTPUT_TOPIC (keyed by the Kafka message key, the customer; after
+$EMIT_PAUSE_S seconds of work, if set), a
 read_committed consumer of the output, and the checks (one record per event id, per-key
 order)."""
 
@@ -18,14 +19,18 @@ from tests.kafka_helpers import unique_name
 EMIT_MODULE = '''
 import json
 import os
+import time
 
 from worker.processors import processor
 
 OUT = os.environ["EMIT_OUTPUT_TOPIC"]
+PAUSE = float(os.environ.get("EMIT_PAUSE_S", "0"))
 
 
 @processor("**", name="emit_one")
 def emit_one(event, ctx):
+    if PAUSE:
+        time.sleep(PAUSE)
     ctx.emit(OUT, json.dumps({"id": event.id, "offset": ctx.offset}).encode(),
              key=ctx.message_key)
 '''
@@ -33,31 +38,29 @@ def emit_one(event, ctx):
 
 def read_output(bootstrap: str, topic: str, partitions: int, timeout: float = 30.0,
                 isolation: str = "read_committed") -> list[tuple[bytes | None, str]]:
-    """Every record of `topic` (key, event id) up to the end of each partition, per partition
-    in offset order (partitions one after another)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("out"),
-                         "isolation.level": isolation, "enable.auto.commit": False,
-                         "enable.partition.eof": True})
+    """Every record of `topic` (key, event id) up to the high watermark of each partition, per
+    partition in offset order (partitions one after another). Under read_committed the read
+    ends only once the position passed the high watermark: every transaction written there
+    is decided (a commit's markers land a moment after commit_transaction returns)."""
     out: list[tuple[bytes | None, str]] = []
-    try:
-        for p in range(partitions):
+    for p in range(partitions):
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("out"),
+                             "isolation.level": isolation, "enable.auto.commit": False})
+        try:
             tp = TopicPartition(topic, p, 0)
             _, high = consumer.get_watermark_offsets(tp, timeout=10)
             consumer.assign([tp])
             deadline = time.monotonic() + timeout
-            while high > 0:
-                msg = consumer.poll(0.5)
+            while consumer.position([TopicPartition(topic, p)])[0].offset < high:
                 assert time.monotonic() < deadline, f"{topic}[{p}] not read to {high}"
+                msg = consumer.poll(0.2)
                 if msg is None:
                     continue
                 if msg.error() is not None:
-                    if msg.error().code() == -191:  # _PARTITION_EOF
-                        break
                     raise AssertionError(str(msg.error()))
                 out.append((msg.key(), json.loads(msg.value())["id"]))
-            consumer.unassign()
-    finally:
-        consumer.close()
+        finally:
+            consumer.close()
     return out
 
 
@@ -87,4 +90,6 @@ def check_once_in_order(got: list[tuple[bytes | None, str]], records: Sequence[R
     per_key: dict[bytes | None, list[str]] = defaultdict(list)
     for key, eid in got:
         per_key[key].append(eid)
-    assert {k: v for k, v in per_key.items()} == dict(expected)
+    wrong = [k for k in expected if per_key.get(k) != expected[k]]
+    assert not wrong, (f"{len(wrong)} keys out of order, e.g. {wrong[0]!r}: emitted "
+                       f"{per_key.get(wrong[0])}, read {expected[wrong[0]]}")

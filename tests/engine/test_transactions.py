@@ -25,6 +25,8 @@ pytestmark = pytest.mark.timeout(60)
 class Port:
     """Records each call; fails the commits it is told to."""
 
+    transaction_timeout = 60.0
+
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
         self.fail_commits = 0
@@ -67,10 +69,11 @@ class Handler:
 
 
 def run_engine(broker: InMemoryBroker, topic: str, handler: Any, port: Port,
-               until: Callable[[], bool]) -> None:
+               until: Callable[[], bool], interval: float = 0.0) -> None:
     engine = Engine(broker.consumer("g"), handler,
                     EngineConfig(topics=[topic], batch_size=5, poll_timeout=0.02,
-                                 commit_interval=0.05, install_signals=False),
+                                 commit_interval=0.05, install_signals=False,
+                                 transaction_interval=interval),
                     transactions=port)
     running = Running(engine)
     try:
@@ -132,3 +135,61 @@ def test_overlapping_batches_are_refused_in_exactly_once_mode() -> None:
     with pytest.raises(ConfigError, match="one batch at a time"):
         Engine(InMemoryBroker().consumer("g"), Windowed(), EngineConfig(topics=["t"]),
                transactions=Port())
+
+
+class CancelNth(Handler):
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.calls = 0
+        self._n = n
+
+    def handle(self, messages: Sequence[Message], cancelled: Callable[[], bool]) -> BatchResult:
+        self.calls += 1
+        if self.calls == self._n:
+            return BatchResult(False)
+        return super().handle(messages, cancelled)
+
+
+def test_a_transaction_spans_batches_and_an_abort_reads_all_of_them_again() -> None:
+    broker = InMemoryBroker()
+    broker.create_topic("t", 1)
+    for _ in range(15):
+        broker.produce("t", b"x")
+    port, handler = Port(), CancelNth(3)
+    run_engine(broker, "t", handler, port,
+               lambda: bool(port.commits()) and port.commits()[-1] == [(("t", 0), 15)],
+               interval=30.0)
+    names = [c[0] for c in port.calls]
+    # batches 1 and 2 (offsets 0-9) ran in one transaction, batch 3 was cancelled: the whole
+    # transaction aborted and was read again from offset 0, then committed once when idle
+    assert names[:2] == ["begin", "abort"]
+    assert names.count("commit") == 1 and names[-1] == "commit"
+    offsets = [o for _, o in handler.seen]
+    assert offsets == list(range(10)) + list(range(15))
+
+
+def test_after_a_failed_commit_nothing_past_the_rewind_is_committed_first() -> None:
+    """A commit fails at the end of a loop turn; the consumer has fetched on meanwhile. What
+    it fetched past the rewind point must not run (and commit) before the events it skipped:
+    the committed offsets only ever go up, each one past events all handled."""
+    broker = InMemoryBroker()
+    broker.create_topic("t", 1)
+    for _ in range(20):
+        broker.produce("t", b"x")
+    port, handler = Port(), Handler()
+    real_commit = port.commit
+    calls = [0]
+
+    def second_fails(offsets: Sequence[tuple[TP, int]], metadata: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 2:
+            port.fail_commits = 1
+        real_commit(offsets, metadata)
+
+    port.commit = second_fails  # type: ignore[method-assign]
+    run_engine(broker, "t", handler, port,
+               lambda: bool(port.commits()) and port.commits()[-1] == [(("t", 0), 20)])
+    committed = [offsets[0][1] for offsets in port.commits()]
+    assert committed == sorted(committed) and committed[-1] == 20
+    seen = [o for _, o in handler.seen]
+    assert set(range(20)) <= set(seen)

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from confluent_kafka import Consumer, TopicPartition
 from devtools.generate import EventGenerator
 from tests.emit_helpers import EMIT_MODULE, check_once_in_order, read_output
 from tests.kafka_helpers import KafkaHelper, unique_name
+from tests.worker_process import kill_at_random_moments
 from worker.kafka.admin import ensure_topics
 from worker.kafka.produce import produce_records
 
@@ -61,24 +60,10 @@ def test_sigkill_at_random_moments_leaves_one_committed_record_per_event_id(
             "--metrics-address", "off", "--batch-size", "200",
             "--processing-guarantee", "exactly-once", "--group-instance-id", "worker-0",
             "--kafka-config", "session.timeout.ms=6000"]
-    log = tmp_path / "worker.log"
-    rng = random.Random()
-    killed = 0
-    for target in sorted(rng.sample(range(events // 15, events * 4 // 5), kills)):
-        with log.open("ab") as sink:
-            proc = subprocess.Popen(base, cwd=tmp_path, env=env, stdout=sink, stderr=sink)
-        try:
-            deadline = time.monotonic() + 300
-            while written(kafka_helper.bootstrap, out) < target:
-                assert proc.poll() is None, f"worker exited early: {log.read_text()[-2000:]}"
-                assert time.monotonic() < deadline, f"no progress to {target} records"
-                time.sleep(0.05)
-            time.sleep(rng.uniform(0, 0.3))  # a random moment inside the stream
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(30)
-        assert proc.returncode == -signal.SIGKILL
-        killed += 1
+    killed = kill_at_random_moments(
+        base, tmp_path, env, tmp_path / "worker.log",
+        random.Random().sample(range(events // 15, events * 4 // 5), kills),
+        lambda: written(kafka_helper.bootstrap, out), random.Random())
     final = subprocess.run([*base, "--drain"], cwd=tmp_path, env=env, capture_output=True,
                            timeout=900, check=False)
     assert final.returncode == 0, (final.stdout + final.stderr).decode()[-4000:]

@@ -42,8 +42,9 @@ class Commits:
         self._counts = counts
         self._clock = clock
         self._async_since: float | None = None  # when the unanswered asynchronous commit left
-        #: False in exactly-once mode: offsets commit in each batch's transaction, never here
-        self.enabled = True
+        #: Exactly-once mode: offsets commit in transactions (worker.engine.transactions),
+        #: never through the consumer; every commit asked for commits the open transaction.
+        self.transactional: Callable[[], None] | None = None
 
     @property
     def awaiting_answer(self) -> bool:
@@ -57,7 +58,8 @@ class Commits:
         """Everything stored (or, on revoke, just these partitions, synchronously); a failed
         synchronous commit raises CommitFailed, an asynchronous one is logged and retried by
         the next. An asynchronous one waits while the last is unanswered."""
-        if not self.enabled:
+        if self.transactional is not None:
+            self.transactional()
             return
         if asynchronous and self._async_since is not None:
             waited = self._clock() - self._async_since

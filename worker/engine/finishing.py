@@ -56,9 +56,11 @@ class Finishing:
         if not self._inflight:
             self.rewinding = False
 
-    def seek_back(self) -> None:
-        """Rewind the partitions of cancelled batches to their first unfinished offsets."""
-        for tp, off in self._offsets.seeks().items():
+    def seek_back(self) -> set[TP]:
+        """Rewind the partitions of cancelled batches to their first unfinished offsets;
+        returns the partitions rewound."""
+        seeks = self._offsets.seeks()
+        for tp, off in seeks.items():
             if tp not in self._parts.assigned:
                 continue
             try:
@@ -68,13 +70,14 @@ class Finishing:
                 # the restart resumes from the last commit instead.
                 self._fail(EXIT_ERROR, f"could not rewind {tp[0]}[{tp[1]}] to {off} after a "
                                        f"cancelled batch ({exc}); restart the worker")
+        return set(seeks)
 
     def _finish(self, batch: Batch) -> None:
         """A batch that is not stored holds back every batch behind it: they are cancelled and
         read again."""
         if not self._store(batch):
             if self._txn is not None:
-                self._txn.abort()
+                self._rewind(self._txn.abort())
             self.rewinding = True
             self._inflight.cancel_all()
             if not self._inflight.wait_all(max(5.0, self._revoke_timeout)):
@@ -106,38 +109,39 @@ class Finishing:
             self._fail(*settled.failure)
         if not settled.stored:
             return False
-        if self._txn is not None and not self._commit_transaction(batch):
-            return False
         offsets = self._offsets.finished(batch.last, batch.last_ts, len(batch.messages),
                                          self._parts.assigned)
         if self._txn is not None:
-            self._committed(offsets)
+            self._txn.finished(offsets)  # committed with its transaction
         elif offsets:
             self._consumer.store(offsets)
         self._counts.events += len(batch.messages)
         return True
 
-    def _commit_transaction(self, batch: Batch) -> bool:
-        """Exactly-once mode: commit the batch's transaction with the offsets past it; when it
-        aborts instead, the batch is read again like a cancelled one."""
-        assert self._txn is not None
-        assigned = self._parts.assigned
-        offsets = [(tp, off + 1) for tp, off in batch.last.items() if tp in assigned]
-        if offsets and self._txn.commit(offsets):
-            return True
-        self._counts.cancelled_batches += 1
-        self._parts.drop_pending(self._offsets.cancelled(batch.first, assigned))
-        return False
-
-    def _committed(self, offsets: list[tuple[TP, int]]) -> None:
-        """The transaction committed these offsets: they are the group's committed offsets."""
+    def commit_transaction(self) -> None:
+        """Exactly-once mode: commit the open transaction (Commits' commit, when it is due, on
+        revoke, for the drain check and at shutdown); when it aborts instead, its batches are
+        read again like cancelled ones."""
+        txn = self._txn
+        if txn is None or not txn.open:
+            return
+        offsets = txn.commit(self._parts.assigned)
+        if offsets is None:
+            self._rewind(txn.abort())
+            return
         for tp, offset in offsets:
             self._offsets.confirmed(tp, offset)
             self._observer.record_commit(TopicPartition(*tp), offset)
         self._offsets.committing_all()
         self._counts.commits += 1
-        if offsets:
-            self._observer.record_commit_advance()
+        self._observer.record_commit_advance()
+
+    def _rewind(self, first: dict[TP, int]) -> None:
+        """An aborted transaction's partitions are read again from where it began."""
+        if first:
+            self._counts.cancelled_batches += 1
+            self._parts.drop_pending(self._offsets.cancelled(first, self._parts.assigned))
+            self._offsets.unstore(first)
 
     def _wait_for_dlq(self, batch: Batch, delay: float) -> bool:
         """While dead letters cannot be written: pause, keep the consumer served for `delay`

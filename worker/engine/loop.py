@@ -98,8 +98,8 @@ class Engine:
         self._txn: BatchTransactions | None = None
         if transactions is not None:  # exactly-once: batches one at a time, one transaction each
             self._txn = BatchTransactions(transactions, consumer.group_metadata,
-                                          self._serve_while_busy, self._stop.is_set)
-            self._commits.enabled = False
+                                          self._serve_while_busy, self._stop.is_set,
+                                          config.transaction_interval)
         self._dead_letters = DeadLetterPolicy(
             dlq, Guardrail(config.dlq_max_share, config.dlq_window,
                            config.guardrail_min_events), self._observer, self.counts)
@@ -108,6 +108,8 @@ class Engine:
                                     revoke_timeout=config.revoke_timeout, stop=self._stop,
                                     serve=self._serve_while_busy, fail=self._fail,
                                     transactions=self._txn)
+        if self._txn is not None:
+            self._commits.transactional = self._finishing.commit_transaction
         self._listener = RebalanceListener(config, self._parts, self._offsets, self._inflight,
                                            self._commits, self._connection, self._observer,
                                            self._finishing.ready)
@@ -183,6 +185,11 @@ class Engine:
                 msgs = self._parts.take_pending(n)
             else:  # (batches in flight: back soon to finish them)
                 msgs = consumer.consume(n, 0.01 if self._inflight else cfg.poll_timeout)
+            if msgs and self._offsets.rewinds_pending:
+                # A rewind was decided meanwhile (a revoke's commit aborted, say): apply it
+                # now; what was fetched of those partitions is read again from there.
+                sought = self._finishing.seek_back()
+                msgs = [m for m in msgs if (m.topic(), m.partition()) not in sought]
             if msgs:
                 batch = self._batch_of(msgs)
                 if batch is not None:
@@ -194,7 +201,10 @@ class Engine:
                 self._step_over_skipped()
             if self._offsets.rewinds_pending:  # (a revoke may have cancelled batches)
                 self._finishing.seek_back()
-            if self._offsets.commit_due():
+            if self._txn is not None:
+                if self._txn.due(idle=not msgs and not self._inflight):
+                    self._commits.sync()
+            elif self._offsets.commit_due():
                 self._commits.send(asynchronous=True)
             self._connection.probe(now)
             if now >= self._next_lag:
@@ -231,7 +241,7 @@ class Engine:
         for the oldest, pausing the partitions if that takes longer than pause_after."""
         self._observer.record_traffic()  # arms /healthz's "commits stopped advancing" check
         inflight = self._inflight
-        if self._txn is not None and not self._txn.begin():
+        if self._txn is not None and not self._txn.begin(batch.first):
             return  # stopping: the batch is not run (nothing of it is committed)
         self._offsets.handed_over(batch.last)
         inflight.submit(batch)

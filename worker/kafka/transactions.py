@@ -63,6 +63,7 @@ class TransactionalProducer(OutputProducer):
                                          int(conf["transaction.timeout.ms"]))
         super().__init__(conf, what="transactional producer")
         self.transactional_id = transactional_id
+        self.transaction_timeout = int(conf["transaction.timeout.ms"]) / 1000
         self._marks = marks
         self._op_timeout = op_timeout
         self._in_transaction = False
@@ -113,8 +114,10 @@ class TransactionalProducer(OutputProducer):
         try:
             self._retrying(self._producer.abort_transaction)
         except KafkaException as exc:
-            self._after_error(exc)
-            log.warning("abort_transaction failed", error=_text(exc))
+            if _fatal(exc):
+                self._after_error(exc)  # (its one log line)
+            else:
+                log.warning("abort_transaction failed", error=_text(exc))
 
     # -- errors --------------------------------------------------------------------------------
     def _retrying(self, call: Callable[[float], Any]) -> None:
