@@ -7,9 +7,11 @@ order)."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -34,6 +36,18 @@ def emit_one(event, ctx):
     ctx.emit(OUT, json.dumps({"id": event.id, "offset": ctx.offset}).encode(),
              key=ctx.message_key)
 '''
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def emit_env(workdir: Path, out: str, pause: float = 0.0) -> dict[str, str]:
+    """Write the emitting processor module (`emit_one`) into `workdir`; the environment of a
+    worker process that loads it (no built-ins), emitting to `out` after `pause` s a call."""
+    (workdir / "emit_one.py").write_text(EMIT_MODULE)
+    return dict(os.environ, PYTHONPATH=f"{workdir}{os.pathsep}{REPO}",
+                WORKER_BUILTIN_PROCESSORS="false", EMIT_OUTPUT_TOPIC=out,
+                EMIT_PAUSE_S=str(pause))
 
 
 def read_output(bootstrap: str, topic: str, partitions: int, timeout: float = 30.0,

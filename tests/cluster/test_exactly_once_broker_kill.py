@@ -7,7 +7,6 @@ of the output sees one record per event id, none missing, in per-key order."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import pytest
 from devtools.generate import EventGenerator
 from devtools.local_cluster import LocalCluster
 from tests.cluster.scenario import leaders, unique
-from tests.emit_helpers import EMIT_MODULE, check_once_in_order, read_output
+from tests.emit_helpers import check_once_in_order, emit_env, read_output
 from tests.engine.helpers import wait_for
 from tests.integration.test_kill9_exactly_once_outputs import written
 from worker.kafka.admin import ensure_topics
@@ -26,7 +25,6 @@ from worker.kafka.produce import produce_records
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(900)]
 
-REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
 
 
@@ -50,10 +48,7 @@ def test_a_broker_killed_mid_stream_leaves_one_committed_record_per_event_id(
     gen = EventGenerator(seed=73, duplicate_share=0.10)
     records = list(gen.records(20_000))
     produce_records(((r.key, r.value) for r in records), topic, bootstrap)
-    (tmp_path / "emit_one.py").write_text(EMIT_MODULE)
-    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{REPO}",
-               WORKER_BUILTIN_PROCESSORS="false", EMIT_OUTPUT_TOPIC=out,
-               EMIT_PAUSE_S="0.001")  # ~20 s of work: the kill lands mid-stream
+    env = emit_env(tmp_path, out, 0.001)  # ~20 s of work: the kill lands mid-stream
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
         [sys.executable, "-m", "worker", "run", "--topic", topic, "--group",

@@ -4,7 +4,6 @@ the output topic holds one record per event id, keyed like the event, in per-key
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,14 +11,13 @@ from pathlib import Path
 import pytest
 
 from devtools.generate import EventGenerator
-from tests.emit_helpers import EMIT_MODULE, check_once_in_order, read_output
+from tests.emit_helpers import check_once_in_order, emit_env, read_output
 from tests.kafka_helpers import KafkaHelper, unique_name
 from worker.kafka.admin import ensure_topics
 from worker.kafka.produce import produce_records
 
 pytestmark = pytest.mark.kafka
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_emitted_records_arrive_keyed_once_per_event_in_key_order(
@@ -30,9 +28,7 @@ def test_emitted_records_arrive_keyed_once_per_event_in_key_order(
     gen = EventGenerator(seed=7, duplicate_share=0.10, bad_share=0.0)
     records = list(gen.records(2_000))
     produce_records(((r.key, r.value) for r in records), topic, kafka_helper.bootstrap)
-    (tmp_path / "emit_one.py").write_text(EMIT_MODULE)
-    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{REPO}",
-               WORKER_BUILTIN_PROCESSORS="false", EMIT_OUTPUT_TOPIC=out)
+    env = emit_env(tmp_path, out)
     run = subprocess.run(
         [sys.executable, "-m", "worker", "run", "--topic", topic, "--group",
          unique_name("emit"), "--bootstrap-servers", kafka_helper.bootstrap,

@@ -8,7 +8,6 @@ end of the input."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,14 +16,13 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from devtools.generate import EventGenerator
-from tests.emit_helpers import EMIT_MODULE, check_once_in_order, read_output
+from tests.emit_helpers import check_once_in_order, emit_env, read_output
 from tests.kafka_helpers import KafkaHelper, unique_name
 from worker.kafka.admin import ensure_topics
 from worker.kafka.produce import produce_records
 
 pytestmark = pytest.mark.kafka
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def worker_args(topic: str, group: str, bootstrap: str, tmp: Path, *extra: str) -> list[str]:
@@ -61,9 +59,7 @@ def test_a_drained_stream_emits_one_record_per_event_id_and_commits_offsets_in_t
     records = list(gen.records(1_500))
     assert gen.counts.duplicates >= 100
     produce_records(((r.key, r.value) for r in records), topic, kafka_helper.bootstrap)
-    (tmp_path / "emit_one.py").write_text(EMIT_MODULE)
-    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{REPO}",
-               WORKER_BUILTIN_PROCESSORS="false", EMIT_OUTPUT_TOPIC=out)
+    env = emit_env(tmp_path, out)
     group = unique_name("eos")
     run = subprocess.run(worker_args(topic, group, kafka_helper.bootstrap, tmp_path,
                                      "--batch-size", "100", "--drain"),

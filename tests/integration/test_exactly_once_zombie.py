@@ -8,7 +8,6 @@ one record per event id, in per-key order."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from devtools.generate import EventGenerator
-from tests.emit_helpers import EMIT_MODULE, check_once_in_order, read_output
+from tests.emit_helpers import check_once_in_order, emit_env, read_output
 from tests.integration.test_kill9_exactly_once_outputs import written
 from tests.kafka_helpers import KafkaHelper, unique_name
 from worker.kafka.admin import ensure_topics
@@ -27,7 +26,6 @@ from worker.kafka.produce import produce_records
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(400)]
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def assignment(bootstrap: str, group: str) -> dict[str, int]:
@@ -57,10 +55,7 @@ def test_a_frozen_worker_is_fenced_and_the_output_holds_no_duplicate(
     gen = EventGenerator(seed=41, duplicate_share=0.10)
     records = list(gen.records(6_000))
     produce_records(((r.key, r.value) for r in records), topic, bootstrap)
-    (tmp_path / "emit_one.py").write_text(EMIT_MODULE)
-    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{REPO}",
-               WORKER_BUILTIN_PROCESSORS="false", EMIT_OUTPUT_TOPIC=out,
-               EMIT_PAUSE_S="0.004")  # ~0.4 s a batch: a frozen worker is mid-transaction
+    env = emit_env(tmp_path, out, 0.004)  # ~0.4 s a batch: a frozen worker is mid-transaction
     group = unique_name("eos-zombie")
     print(f"input {topic}, output {out}, group {group}")  # (shown when the test fails)
 

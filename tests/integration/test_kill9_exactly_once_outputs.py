@@ -9,7 +9,6 @@ transactions)."""
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from devtools.generate import EventGenerator
-from tests.emit_helpers import EMIT_MODULE, check_once_in_order, read_output
+from tests.emit_helpers import check_once_in_order, emit_env, read_output
 from tests.kafka_helpers import KafkaHelper, unique_name
 from tests.worker_process import kill_at_random_moments
 from worker.kafka.admin import ensure_topics
@@ -27,7 +26,6 @@ from worker.kafka.produce import produce_records
 
 pytestmark = pytest.mark.kafka
 
-REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
 
 
@@ -51,9 +49,7 @@ def test_sigkill_at_random_moments_leaves_one_committed_record_per_event_id(
     records = list(gen.records(events))
     assert gen.counts.duplicates >= events * 0.09
     produce_records(((r.key, r.value) for r in records), topic, kafka_helper.bootstrap)
-    (tmp_path / "emit_one.py").write_text(EMIT_MODULE)
-    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{REPO}",
-               WORKER_BUILTIN_PROCESSORS="false", EMIT_OUTPUT_TOPIC=out)
+    env = emit_env(tmp_path, out)
     base = [sys.executable, "-m", "worker", "run", "--topic", topic, "--group",
             unique_name("eos-kill"), "--bootstrap-servers", kafka_helper.bootstrap,
             "--processors", "emit_one", "--ledger", f"sqlite:///{tmp_path / 'l.db'}",
