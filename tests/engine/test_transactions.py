@@ -193,3 +193,24 @@ def test_after_a_failed_commit_nothing_past_the_rewind_is_committed_first() -> N
     assert committed == sorted(committed) and committed[-1] == 20
     seen = [o for _, o in handler.seen]
     assert set(range(20)) <= set(seen)
+
+
+def test_a_transaction_past_its_timeout_is_aborted_read_again_and_said_so() -> None:
+    """The broker aborts a transaction open longer than transaction.timeout.ms: the commit
+    fails, the batches are read again, and one error line says what to change."""
+    import structlog
+
+    broker = InMemoryBroker()
+    broker.create_topic("t", 1)
+    for _ in range(5):
+        broker.produce("t", b"x")
+    port, handler = Port(), Handler()
+    port.transaction_timeout = 0.0  # every transaction is older than that when it commits
+    port.fail_commits = 1
+    with structlog.testing.capture_logs() as logs:
+        run_engine(broker, "t", handler, port,
+                   lambda: bool(port.commits()) and port.commits()[-1] == [(("t", 0), 5)])
+    said = [e for e in logs if "longer than the transaction timeout" in e["event"]]
+    assert len(said) == 1 and said[0]["log_level"] == "error"
+    assert "--batch-size" in said[0]["event"]
+    assert [o for _, o in handler.seen] == list(range(5)) * 2
