@@ -118,8 +118,10 @@ def _outputs(settings: Settings, consumer_config: dict[str, Any]
     transactional producer and the emitted marks it writes (their changelogs made here)."""
     if settings.processing_guarantee != ProcessingGuarantee.EXACTLY_ONCE:
         return None, OutputProducer(output_config(consumer_config))
-    ensure_changelogs(consumer_config, settings.group, settings.topics)
-    marks = KafkaEmittedMarks(consumer_config, settings.group)
+    ensure_changelogs(consumer_config, settings.group, settings.topics,
+                      settings.ledger_retention)
+    marks = KafkaEmittedMarks(consumer_config, settings.group,
+                              retention=settings.ledger_retention)
     return marks, TransactionalProducer(
         output_config(consumer_config),
         transactional_id(settings.group, settings.group_instance_id), marks=marks)

@@ -21,7 +21,7 @@ where a producer's retry or a replay with the same key puts it.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -31,6 +31,7 @@ from worker.errors import ConfigError
 from worker.kafka.admin import checked_metadata, ensure_topics
 from worker.kafka.clients import new_consumer, without_consumer_settings
 from worker.kafka.secrets import scrub, secret_values
+from worker.ledger.base import DEFAULT_RETENTION_SECONDS
 from worker.observer import WorkerObserver
 from worker.outputs import OutputUnavailable
 from worker.types import TP
@@ -42,15 +43,19 @@ log = structlog.get_logger(__name__)
 #: open transaction of a zombie, which the broker aborts after transaction.timeout.ms).
 RESTORE_TIMEOUT_S = 120.0
 MARK = b"1"
+#: How often the marks in memory are pruned (at a commit).
+PRUNE_EVERY_S = 60.0
 
 
 def changelog_topic(group: str, topic: str) -> str:
     return f"{group}.{topic}.emitted"
 
 
-def ensure_changelogs(config: Mapping[str, Any], group: str, topics: Sequence[str]) -> None:
-    """Create each input topic's changelog (compacted, as many partitions) unless it exists;
-    ConfigError when one exists with fewer partitions than its input topic."""
+def ensure_changelogs(config: Mapping[str, Any], group: str, topics: Sequence[str],
+                      retention: float = DEFAULT_RETENTION_SECONDS) -> None:
+    """Create each input topic's changelog (compacted, and its segments deleted after
+    `retention` seconds, as many partitions) unless it exists; ConfigError when one exists with
+    fewer partitions than its input topic."""
     md = checked_metadata(config)
     wanted: dict[str, int] = {}
     for topic in topics:
@@ -64,19 +69,27 @@ def ensure_changelogs(config: Mapping[str, Any], group: str, topics: Sequence[st
             raise ConfigError(f"the changelog topic {name!r} has {len(have.partitions)} "
                               f"partitions, fewer than its input's {partitions}: add partitions "
                               "to it (kafka-topics --alter) before running exactly-once")
-    ensure_topics(config, wanted, topic_config={n: {"cleanup.policy": "compact"}
-                                                for n in wanted})
+    retention_ms = str(int(retention * 1000))
+    ensure_topics(config, wanted, topic_config={
+        n: {"cleanup.policy": "compact,delete", "retention.ms": retention_ms} for n in wanted})
 
 
 class KafkaEmittedMarks:
     def __init__(self, config: Mapping[str, Any], group: str, *,
-                 restore_timeout: float = RESTORE_TIMEOUT_S) -> None:
+                 retention: float = DEFAULT_RETENTION_SECONDS,
+                 restore_timeout: float = RESTORE_TIMEOUT_S,
+                 clock: Callable[[], float] = time.time) -> None:
         """`config`: the connection's properties (the consumer's; consumer-only ones are
-        replaced)."""
+        replaced). `retention`: how long a mark counts (the ledger's --ledger-retention), after
+        which it is dropped from memory, and from the changelog with its segment."""
         self._config = config
         self._group = group
+        self._retention = retention
         self._restore_timeout = restore_timeout
-        self._marks: dict[TP, set[str]] = {}     # restored partitions -> committed marks
+        self._clock = clock
+        self._next_prune = clock() + PRUNE_EVERY_S
+        # restored partitions -> committed marks (key -> when it was made, epoch seconds)
+        self._marks: dict[TP, dict[str, float]] = {}
         self._pending: list[tuple[TP, str]] = []  # marked in the open transaction
         self._pending_keys: set[tuple[TP, str]] = set()
         self.producer: Any = None                 # the transactional producer's client
@@ -87,7 +100,10 @@ class KafkaEmittedMarks:
         marks = self._marks.get(partition)
         if marks is None:
             marks = self._marks[partition] = self._restore(partition)
-        return key in marks or (partition, key) in self._pending_keys
+        made = marks.get(key)
+        if made is not None and made >= self._clock() - self._retention:
+            return True
+        return (partition, key) in self._pending_keys
 
     def mark(self, marks: Sequence[tuple[TP, str]]) -> None:
         producer = self.producer
@@ -100,11 +116,27 @@ class KafkaEmittedMarks:
 
     # -- the transaction's end -----------------------------------------------------------------
     def committed(self) -> None:
+        now = self._clock()
         for tp, key in self._pending:
             marks = self._marks.get(tp)
             if marks is not None:
-                marks.add(key)
+                marks[key] = now
         self._pending, self._pending_keys = [], set()
+        if now >= self._next_prune:
+            self._next_prune = now + PRUNE_EVERY_S
+            self.prune(now)
+
+    def prune(self, now: float) -> int:
+        """Drop the marks older than the retention from memory; returns how many."""
+        oldest, dropped = now - self._retention, 0
+        for marks in self._marks.values():
+            old = [k for k, made in marks.items() if made < oldest]
+            for k in old:
+                del marks[k]
+            dropped += len(old)
+        if dropped:
+            log.info("emitted marks pruned", marks=dropped)
+        return dropped
 
     def aborted(self) -> None:
         self._pending, self._pending_keys = [], set()
@@ -114,14 +146,15 @@ class KafkaEmittedMarks:
             self._marks.pop(tp, None)
 
     # -- restore ---------------------------------------------------------------------------------
-    def _restore(self, partition: TP) -> set[str]:
+    def _restore(self, partition: TP) -> dict[str, float]:
         topic = changelog_topic(self._group, partition[0])
         conf = without_consumer_settings(self._config)
         conf.update({"group.id": f"{self._group}.restore", "enable.auto.commit": False,
                      "isolation.level": "read_committed", "enable.partition.eof": False})
         consumer = new_consumer(conf, "changelog consumer")
         started = time.monotonic()
-        marks: set[str] = set()
+        marks: dict[str, float] = {}
+        oldest = self._clock() - self._retention
         try:
             tp = TopicPartition(topic, partition[1])
             _, high = consumer.get_watermark_offsets(tp, timeout=10)
@@ -136,7 +169,9 @@ class KafkaEmittedMarks:
                 for msg in consumer.consume(10_000, 0.2):
                     err = msg.error()
                     if err is None:
-                        marks.add(msg.key().decode())
+                        made = msg.timestamp()[1] / 1000
+                        if made >= oldest:
+                            marks[msg.key().decode()] = made
                     elif err.code() != KafkaError._PARTITION_EOF:
                         raise OutputUnavailable(f"restoring {topic}: {err.str()}")
         except OutputUnavailable:

@@ -138,10 +138,11 @@ class Settings:
         None, "when retries run out: 'dead_letter' the event, or 'stop' the worker (exit 3); "
         "overrides every processor's own choice", choices=("dead_letter", "stop"))
     processing_guarantee: str = setting(
-        ProcessingGuarantee.AT_LEAST_ONCE.value, "'at-least-once', or 'exactly-once': each batch's "
-        "emitted records (ctx.emit) and its offsets commit in one Kafka transaction "
-        "(read_committed consumers see them once; batches never overlap; see "
-        "docs/processors.md)", choices=tuple(g.value for g in ProcessingGuarantee))
+        ProcessingGuarantee.AT_LEAST_ONCE.value, "'at-least-once', or 'exactly-once': emitted "
+        "records (ctx.emit) and consumed offsets commit together in Kafka transactions "
+        "(read_committed consumers see one record per event id; batches never overlap; give "
+        "each worker its own --group-instance-id; see docs/processors.md)",
+        choices=tuple(g.value for g in ProcessingGuarantee))
     unmatched: str = setting(
         "skip", "events whose type matches no processor: 'skip' (commit past) or 'dead_letter'",
         choices=("skip", "dead_letter"))
