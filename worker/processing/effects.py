@@ -35,7 +35,7 @@ import structlog
 
 from worker.processing.batch_run import BatchRun
 from worker.processing.circuit import Circuits
-from worker.processing.effect_calls import TP, EffectCalls
+from worker.processing.effect_calls import TP, EffectCalls, Ended
 from worker.processing.planning import Work
 from worker.processors.api import Processor
 from worker.types import Message
@@ -236,8 +236,11 @@ class ConcurrentEffects:
                 await asyncio.wait([previous])  # (cancelling us does not cancel it)
             if run.cancelled():
                 raise EffectsCancelled
-            ok = await self.calls.call(item, run, started)
-            (done if ok else released).append(idempotency_key)
+            ended = await self.calls.call(item, run, started)
+            if ended is Ended.DONE:
+                done.append(idempotency_key)
+            elif ended is Ended.GAVE_UP:
+                released.append(idempotency_key)
         finally:
             self._unfinished -= 1
             if not started[0]:
