@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from worker.processing.adaptive_limit import AdaptiveLimit
 from worker.vocabulary import CircuitState
 
 log = structlog.get_logger(__name__)
@@ -69,7 +70,9 @@ class Circuit:
                  on_change: Callable[[Circuit], None] | None = None) -> None:
         self.name = name
         self.policy = policy or CircuitPolicy()
-        self.concurrency_limit = concurrency_limit  # shown in the metrics (0: no own limit)
+        self.concurrency_limit = concurrency_limit  # its cap (0: no own limit)
+        # an async destination's concurrency and pace (worker.processing.effect_calls)
+        self.adaptive: AdaptiveLimit | None = None
         self._clock = clock
         self._rand = rand
         self._on_change = on_change
@@ -176,6 +179,16 @@ class Circuit:
         """Seconds since the circuit left closed; 0.0 while closed."""
         since = self.down_since
         return 0.0 if since is None else max(0.0, self._clock() - since)
+
+    def current_limit(self) -> int:
+        """Calls in flight at once at most, now (the adaptive limit's, else the cap)."""
+        adaptive = self.adaptive
+        return self.concurrency_limit if adaptive is None else adaptive.concurrency
+
+    def current_pace(self) -> float:
+        """Calls per second at most, now; 0.0: not paced."""
+        adaptive = self.adaptive
+        return 0.0 if adaptive is None or adaptive.rate is None else adaptive.rate
 
     def outage_over(self, bound: float | None) -> bool:
         """True when the destination has been unavailable for `bound` seconds or more."""
