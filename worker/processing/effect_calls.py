@@ -1,6 +1,8 @@
-"""One async effect's calls, on the effects' event loop (worker.processing.effects): a slot of
-`max_in_flight` (and of the processor's own `max_concurrency`), its destination's circuit, the
-processor's timeout, then retries per its policy (worker.processing.retries) or a dead letter.
+"""One async effect's calls, on the effects' event loop (worker.processing.effects): its
+destination's circuit, its turn at the destination's pace and room under its adaptive
+concurrency limit (worker.processing.adaptive_limit; waited for holding no slot), a slot of
+`max_in_flight` (and of the processor's own `max_concurrency`), the processor's timeout, then
+retries per its policy (worker.processing.retries) or a dead letter.
 
 A destination that is unavailable (RetryLater, a timeout, a connection error) opens its circuit
 (worker.processing.circuit): the effect waits, woken when the circuit changes, without spending
