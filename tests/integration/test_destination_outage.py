@@ -25,7 +25,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import uuid
@@ -34,10 +33,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from tests.engine.helpers import committed, create_topic, produce, read_all
-from tests.http_helpers import LoopbackServer, get_json
+from tests.http_helpers import Endpoints, get_json
 from tests.kafka_helpers import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(420)]
@@ -47,48 +45,6 @@ OUTAGE_S = 90.0  # as the issue measured it
 EVENTS = 3000
 MAX_IN_FLIGHT = 32
 SYNC_OUTAGE_S = 60.0  # a sync processor raising RetryLater this long (issue 26)
-
-
-class Endpoints(LoopbackServer):
-    """A real HTTP server on a free loopback port. Each path answers by its mode: "up" (200),
-    "down" (503), "bad10" (400 for events whose number ends in 0, else 200). Every request is
-    recorded as (path, Idempotency-Key, status, monotonic time)."""
-
-    def __init__(self) -> None:
-        self.modes: dict[str, str] = {}
-        self.requests: list[tuple[str, str, int, float]] = []
-        self.lock = threading.Lock()
-        super().__init__()
-
-    async def answer(self, request: web.Request) -> web.Response:
-        path = request.match_info["name"]
-        body = await request.read()
-        key = request.headers.get("Idempotency-Key", "")
-        mode = self.modes.get(path, "up")
-        status = 200
-        if mode == "down":
-            status = 503
-        elif mode == "bad10" and json.loads(body)["id"].endswith("0"):
-            status = 400
-        with self.lock:
-            self.requests.append((path, key, status, time.monotonic()))
-        return web.Response(status=status, text="" if status == 200 else f"status {status}")
-
-    def answered(self, path: str, status: int) -> list[str]:
-        with self.lock:
-            return [k for p, k, s, _ in self.requests if p == path and s == status]
-
-    def calls_between(self, path: str, t0: float, t1: float, status: int | None = None) -> int:
-        with self.lock:
-            return sum(1 for p, _, s, t in self.requests
-                       if p == path and t0 <= t <= t1 and status in (None, s))
-
-
-@pytest.fixture
-def endpoints() -> Iterator[Endpoints]:
-    server = Endpoints()
-    yield server
-    server.close()
 
 
 def event(n: int) -> bytes:
@@ -349,6 +305,16 @@ def test_two_destinations_one_down_the_other_flows_and_its_bad_events_are_dead_l
         ("mail", "non_retriable")}
 
 
+def forwarding(redis_url: str, endpoints: Endpoints, *extra: str
+               ) -> tuple[list[str], dict[str, str]]:
+    """The arguments and environment of a worker forwarding to `endpoints`' "crm" path, on a
+    Redis ledger of its own (it outlives a restart)."""
+    ledger = f"{redis_url.rstrip('/')}/0?prefix={uuid.uuid4().hex[:8]}:"
+    args = ["--processors", "worker.processors.builtin.http_forwarder", "--ledger", ledger,
+            "--max-in-flight", str(MAX_IN_FLIGHT), "--metrics-address", "off", *extra]
+    return args, {"WORKER_FORWARD_URL": endpoints.url("crm"), "WORKER_FORWARD_TIMEOUT": "5"}
+
+
 def test_a_shutdown_during_an_outage_finishes_in_its_bound_and_loses_nothing(
         kafka_bootstrap: str, redis_url: str, endpoints: Endpoints, tmp_path: Path) -> None:
     """SIGTERM while effects wait on an open circuit: the waiting batches are cancelled within
@@ -356,11 +322,7 @@ def test_a_shutdown_during_an_outage_finishes_in_its_bound_and_loses_nothing(
     recovery delivers each event once (the Redis ledger keeps what finished before)."""
     n = 1000
     topic = topic_with(kafka_bootstrap, n)
-    ledger = f"{redis_url.rstrip('/')}/0?prefix={uuid.uuid4().hex[:8]}:"
-    args = ["--processors", "worker.processors.builtin.http_forwarder", "--ledger", ledger,
-            "--max-in-flight", str(MAX_IN_FLIGHT), "--shutdown-timeout", "10",
-            "--metrics-address", "off"]
-    env = {"WORKER_FORWARD_URL": endpoints.url("crm"), "WORKER_FORWARD_TIMEOUT": "5"}
+    args, env = forwarding(redis_url, endpoints, "--shutdown-timeout", "10")
     with running(worker(kafka_bootstrap, topic, tmp_path, *args, **env)) as proc:
         wait_until(lambda: len(endpoints.answered("crm", 200)) >= n // 4, 60,
                    "a quarter of the events delivered")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,12 +38,6 @@ MEASURE_S = 4.0    # each rate over this long (the outage's: before the batch th
 MAX_IN_FLIGHT = 512  # the window: 64 x this events in flight, room for the waiting ones
 
 
-
-@pytest.fixture
-def endpoints() -> Iterator[Endpoints]:
-    server = Endpoints()
-    yield server
-    server.close()
 
 def rate(server: Endpoints, path: str, t0: float) -> float:
     """Accepted calls per second at `path` over [t0, t0 + MEASURE_S]."""
