@@ -5,6 +5,8 @@ pace binds; a long Retry-After pauses every call."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from worker.processing.adaptive_limit import AdaptiveLimit, LimitPolicy
@@ -106,3 +108,25 @@ def test_a_long_retry_after_pauses_every_call_a_short_one_does_not() -> None:
     assert limit.pace() < 0.1
     limit.failure(retry_after=10.0)
     assert limit.pace() == pytest.approx(10.0, abs=0.1)
+
+
+def test_the_effects_wait_for_room_first_come_first_in_and_a_cancelled_one_passes_it_on(
+        ) -> None:
+    from collections import deque
+
+    from worker.processing.effect_calls import EffectCalls
+
+    async def scenario() -> None:
+        gate = AdaptiveLimit(1, clock=Clock())
+        waiters: deque[asyncio.Future[None]] = deque()
+        gate.in_flight = 1  # a call is in flight
+        second = asyncio.create_task(EffectCalls._enter(gate, waiters))
+        third = asyncio.create_task(EffectCalls._enter(gate, waiters))
+        await asyncio.sleep(0)
+        assert len(waiters) == 2 and not second.done()
+        EffectCalls._leave(gate, waiters)  # the call ends: the first waiter is given the room
+        second.cancel()  # ... and cancelled before it ran: the next must get the room instead
+        await asyncio.wait_for(third, 5)
+        assert second.cancelled() and gate.in_flight == 1 and not waiters
+
+    asyncio.run(scenario())
