@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +85,27 @@ class Worker:
         return doc
 
 
+
+
+def kill_at_random_moments(args: list[str], cwd: Path, env: dict[str, str], log: Path,
+                           targets: list[int], progress: Callable[[], int],
+                           rng: random.Random) -> int:
+    """Start the worker (`args`) once per target, wait until `progress()` reaches it, wait a
+    random moment more, then SIGKILL it; returns how many times it was killed."""
+    killed = 0
+    for target in sorted(targets):
+        with log.open("ab") as out:
+            proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=out)
+        try:
+            deadline = time.monotonic() + 300
+            while progress() < target:
+                assert proc.poll() is None, f"worker exited early: {log.read_text()[-2000:]}"
+                assert time.monotonic() < deadline, f"no progress to {target}"
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0, 0.2))  # a random moment inside the stream
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(30)
+        assert proc.returncode == -signal.SIGKILL
+        killed += 1
+    return killed

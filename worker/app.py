@@ -20,6 +20,9 @@ from worker.kafka.admin import missing_topics, topic_max_bytes
 from worker.kafka.config import producer_config
 from worker.kafka.confluent_consumer import ConfluentConsumer
 from worker.kafka.dead_letter_producer import DeadLetterProducer, default_dlq_topic
+from worker.kafka.emitted_marks import Forget, KafkaEmittedMarks, ensure_changelogs
+from worker.kafka.output_producer import OutputProducer, output_config
+from worker.kafka.transactions import TransactionalProducer, transactional_id
 from worker.ledger import Ledger, open_ledger
 from worker.observability.collectors import NoEffects
 from worker.observability.console import Console, open_console
@@ -32,6 +35,7 @@ from worker.processing.pipeline import Pipeline
 from worker.processors.api import Processor, RetryPolicy
 from worker.processors.discovery import builtins_from_env, load_processors, run_setup
 from worker.settings import Settings
+from worker.vocabulary import ProcessingGuarantee
 
 log = structlog.get_logger(__name__)
 
@@ -86,21 +90,41 @@ def run(settings: Settings) -> int:
                              lease_seconds=settings.ledger_lease)
         stores.callback(ledger.close)
         processors = _processors(settings, ledger)
+        marks, outputs = _outputs(settings, consumer_config)
+        stores.callback(outputs.close)
         pipeline = Pipeline(processors, ledger, max_in_flight=settings.max_in_flight,
                             max_outage=settings.max_outage,
                             unmatched="dead_letter" if settings.unmatched == "dead_letter"
-                            else "skip")
+                            else "skip", outputs=outputs, emitted_marks=marks)
         stores.callback(pipeline.close)
         dlq = DeadLetterProducer(
             producer_config(consumer_config), settings.dlq_topic,
             max_bytes=min(topic_max_bytes(consumer_config, dlq_topics).values()))
-        engine = _engine(settings, consumer_config, pipeline, dlq,
-                         _observers(settings, http, pipeline), http.metrics)
+        observers = _observers(settings, http, pipeline)
+        if marks is not None:
+            observers.append(Forget(marks))
+        engine = _engine(settings, consumer_config, pipeline, dlq, observers, http.metrics,
+                         outputs if isinstance(outputs, TransactionalProducer) else None)
         try:
             return engine.run()
         except Exception:
             log.exception("worker failed")
             return EXIT_ERROR
+
+
+def _outputs(settings: Settings, consumer_config: dict[str, Any]
+             ) -> tuple[KafkaEmittedMarks | None, OutputProducer]:
+    """Where emitted records go: an idempotent producer, or in exactly-once mode the
+    transactional producer and the emitted marks it writes (their changelogs made here)."""
+    if settings.processing_guarantee != ProcessingGuarantee.EXACTLY_ONCE:
+        return None, OutputProducer(output_config(consumer_config))
+    ensure_changelogs(consumer_config, settings.group, settings.topics,
+                      settings.ledger_retention)
+    marks = KafkaEmittedMarks(consumer_config, settings.group,
+                              retention=settings.ledger_retention)
+    return marks, TransactionalProducer(
+        output_config(consumer_config),
+        transactional_id(settings.group, settings.group_instance_id), marks=marks)
 
 
 def _dlq_topics(settings: Settings, consumer_config: dict[str, Any]) -> list[str]:
@@ -181,8 +205,11 @@ def _observers(settings: Settings, http: _Http, pipeline: Pipeline) -> list[Work
 
 def _engine(settings: Settings, consumer_config: dict[str, Any], pipeline: Pipeline,
             dlq: DeadLetterProducer, observers: list[WorkerObserver],
-            metrics: WorkerMetrics | None) -> Engine:
-    """The consumer and the engine that runs the pipeline on it."""
+            metrics: WorkerMetrics | None,
+            transactions: TransactionalProducer | None) -> Engine:
+    """The consumer and the engine that runs the pipeline on it (in exactly-once mode with
+    the transactional producer as its transaction port)."""
     consumer = ConfluentConsumer(consumer_config, stats=None if metrics is None
                                  else metrics.record_librdkafka_stats)
-    return Engine(consumer, pipeline, engine_config(settings), dlq=dlq, observers=observers)
+    return Engine(consumer, pipeline, engine_config(settings), dlq=dlq, observers=observers,
+                  transactions=transactions)

@@ -13,6 +13,8 @@ memory, without Kafka.
 
 Events may be dicts, JSON strings or bytes. With the default SQLite ledger (a temporary file),
 processors get `ctx.transaction` like in production and `h.query(sql)` reads their read models.
+Records processors emit (`ctx.emit`) are acknowledged at once and kept in `h.emitted` (and in
+each send's `result.emitted`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.ledger import open_ledger
+from worker.outputs import Deliveries, OutputRecord
 from worker.processing.pipeline import Pipeline
 from worker.processing.planning import Unmatched
 from worker.processors.api import Processor
@@ -44,6 +47,24 @@ class SendResult:
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     unmatched: Counter[str] = field(default_factory=Counter)
+    emitted: list[OutputRecord] = field(default_factory=list)
+
+
+class MemoryOutputs:
+    """An output sink (worker.outputs.OutputSink) that keeps the records and acknowledges them
+    at once."""
+
+    def __init__(self) -> None:
+        self.records: list[OutputRecord] = []
+
+    def produce(self, records: Sequence[OutputRecord], deliveries: Deliveries) -> None:
+        deliveries.expect(len(records))
+        self.records.extend(records)
+        for _ in records:
+            deliveries.report(None)
+
+    def close(self) -> None:
+        pass
 
 
 class Harness:
@@ -63,8 +84,10 @@ class Harness:
         self.processors = list(processors)
         self.ledger = open_ledger(ledger)
         run_setup(self.processors, self.ledger)
+        self.outputs = MemoryOutputs()
         self.pipeline = Pipeline(self.processors, self.ledger, unmatched=unmatched,
-                                 sleep=None if retry_sleep else (lambda s, c: None))
+                                 sleep=None if retry_sleep else (lambda s, c: None),
+                                 outputs=self.outputs)
         self.topic = topic
         self._offset = 0
         self.outcomes: Counter[tuple[str, str]] = Counter()
@@ -77,13 +100,19 @@ class Harness:
         for v in values:
             msgs.append(LocalMessage(v, self.topic, partition, self._offset))
             self._offset += 1
+        before = len(self.outputs.records)
         result = self.pipeline.handle(msgs, lambda: False)
         stats = result.stats
         out = SendResult(values, Counter(stats.outcomes), list(result.dead_letters),
-                         Counter(stats.unmatched))
+                         Counter(stats.unmatched), self.outputs.records[before:])
         self.outcomes.update(out.outcomes)
         self.dead_letters.extend(out.dead_letters)
         return out
+
+    @property
+    def emitted(self) -> list[OutputRecord]:
+        """Every record the processors emitted so far, in order."""
+        return list(self.outputs.records)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Read the processors' read models (SQL ledgers only)."""

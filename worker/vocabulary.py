@@ -67,3 +67,10 @@ class CircuitState(StrEnum):
 
 #: Error classes that say nothing about the event: the DLQ guardrail does not count them.
 NOT_THE_EVENTS_FAULT = frozenset({ErrorClass.DESTINATION_UNAVAILABLE})
+
+
+class ProcessingGuarantee(StrEnum):
+    """`--processing-guarantee`: what a crash may do to emitted records and offsets."""
+
+    AT_LEAST_ONCE = "at-least-once"  # the default: a crash may repeat, never lose
+    EXACTLY_ONCE = "exactly-once"    # each batch's records and offsets in one Kafka transaction

@@ -13,11 +13,9 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import pytest
 
 from devtools.generate import EventGenerator
 from tests.kafka_helpers import KafkaHelper, unique_name
+from tests.worker_process import kill_at_random_moments
 from worker.kafka.produce import produce_records
 
 pytestmark = pytest.mark.kafka
@@ -94,24 +93,10 @@ def test_sigkill_at_random_moments_still_gives_every_effect_exactly_once(
             "--batch-size", "200", "--commit-interval", "0.2", "--commit-every", "500",
             # a killed member holds its partitions until its session expires: keep that short
             "--kafka-config", "session.timeout.ms=6000"]
-    rng = random.Random()
-    killed = 0
-    log = workdir / "worker.log"
-    for target in sorted(rng.sample(range(events // 15, events * 4 // 5), kills)):
-        with log.open("ab") as out:
-            proc = subprocess.Popen(base, cwd=workdir, env=env, stdout=out, stderr=out)
-        try:
-            deadline = time.monotonic() + 300
-            while effect_count(db) < target:
-                assert proc.poll() is None, f"worker exited early: {log.read_text()[-2000:]}"
-                assert time.monotonic() < deadline, f"no progress to {target} effects"
-                time.sleep(0.02)
-            time.sleep(rng.uniform(0, 0.2))  # a random moment inside the stream
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(30)
-        assert proc.returncode == -signal.SIGKILL
-        killed += 1
+    killed = kill_at_random_moments(
+        base, workdir, env, workdir / "worker.log",
+        random.Random().sample(range(events // 15, events * 4 // 5), kills),
+        lambda: effect_count(db), random.Random())
 
     final = subprocess.run([*base, "--drain"], cwd=workdir, env=env, capture_output=True,
                            timeout=900)

@@ -42,6 +42,9 @@ class Commits:
         self._counts = counts
         self._clock = clock
         self._async_since: float | None = None  # when the unanswered asynchronous commit left
+        #: Exactly-once mode: offsets commit in transactions (worker.engine.transactions),
+        #: never through the consumer; every commit asked for commits the open transaction.
+        self.transactional: Callable[[], None] | None = None
 
     @property
     def awaiting_answer(self) -> bool:
@@ -51,10 +54,23 @@ class Commits:
     def sync(self) -> None:
         self.send(asynchronous=False)
 
+    def sync_after_pending(self, serve: Callable[[], None]) -> None:
+        """Commit what is stored and wait for the answer; an asynchronous commit still
+        unanswered is waited for first (bounded, `serve` keeping the consumer served), so that
+        it cannot land after this one."""
+        deadline = time.monotonic() + SETTLE_ASYNC_COMMIT_S
+        while self.awaiting_answer and time.monotonic() < deadline:
+            serve()
+            time.sleep(0.002)
+        self.sync()
+
     def send(self, *, asynchronous: bool, partitions: Sequence[TP] | None = None) -> None:
         """Everything stored (or, on revoke, just these partitions, synchronously); a failed
         synchronous commit raises CommitFailed, an asynchronous one is logged and retried by
         the next. An asynchronous one waits while the last is unanswered."""
+        if self.transactional is not None:
+            self.transactional()
+            return
         if asynchronous and self._async_since is not None:
             waited = self._clock() - self._async_since
             if waited < ASYNC_COMMIT_PATIENCE_S:

@@ -26,6 +26,9 @@ class EngineConfig:
     # cost a fetch round trip per batch.
     pause_after: float = 0.5
     install_signals: bool = True
+    # Exactly-once mode: how long a transaction stays open for more batches (seconds; 0: one
+    # transaction per batch). Longer: fewer transaction round trips, more read again on abort.
+    transaction_interval: float = 0.1
     # While run() runs: the cyclic GC's generation-0 threshold (None: leave the GC alone).
     # The default 700 collects several times per batch and promotes each batch's young
     # messages and events to older generations, so full collections keep walking them and the

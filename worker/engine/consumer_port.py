@@ -103,6 +103,11 @@ class ConsumerPort(Protocol):
     def member_id(self) -> str:
         """The group member id; empty until the member has joined."""
 
+    def group_metadata(self) -> Any:
+        """The consumer's group metadata (generation, member id, instance id) as the client
+        hands it to a transactional producer's send_offsets_to_transaction (exactly-once mode,
+        worker.engine.transactions); opaque to the engine."""
+
     def reachable(self, topic: str, timeout: float) -> bool:
         """True if a broker answers a metadata request for `topic` within `timeout`."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -18,8 +19,10 @@ from worker.engine.dead_letter_policy import DeadLetterPolicy
 from worker.engine.inflight import Batch, InFlight
 from worker.engine.lifecycle import EXIT_ERROR, EXIT_FATAL_PROCESSING, RunCounts, hard_exit
 from worker.engine.offsets import OffsetTracker
+from worker.engine.transactions import BatchTransactions
 from worker.errors import FatalProcessingError
 from worker.observer import WorkerObserver
+from worker.types import TP, TopicPartition
 
 log = structlog.get_logger(__name__)
 
@@ -28,9 +31,11 @@ class Finishing:
     def __init__(self, consumer: ConsumerPort, parts: Assignment, offsets: OffsetTracker,
                  inflight: InFlight, dead_letters: DeadLetterPolicy, observer: WorkerObserver,
                  counts: RunCounts, *, revoke_timeout: float, stop: threading.Event,
-                 serve: Callable[[], None], fail: Callable[[int, str], None]) -> None:
+                 serve: Callable[[], None], fail: Callable[[int, str], None],
+                 transactions: BatchTransactions | None = None) -> None:
         """`serve`: the engine keeping its consumer served while it waits; `fail`: stop the
-        worker with an exit code and a sentence."""
+        worker with an exit code and a sentence; `transactions`: exactly-once mode (each
+        batch's offsets commit in its transaction, worker.engine.transactions)."""
         self._consumer = consumer
         self._parts = parts
         self._offsets = offsets
@@ -42,6 +47,7 @@ class Finishing:
         self._stop = stop
         self._serve = serve
         self._fail = fail
+        self._txn = transactions
         self.rewinding = False  # a batch was cancelled: the rest in flight is too
 
     def ready(self) -> None:
@@ -51,9 +57,11 @@ class Finishing:
         if not self._inflight:
             self.rewinding = False
 
-    def seek_back(self) -> None:
-        """Rewind the partitions of cancelled batches to their first unfinished offsets."""
-        for tp, off in self._offsets.seeks().items():
+    def seek_back(self) -> set[TP]:
+        """Rewind the partitions of cancelled batches to their first unfinished offsets;
+        returns the partitions rewound."""
+        seeks = self._offsets.seeks()
+        for tp, off in seeks.items():
             if tp not in self._parts.assigned:
                 continue
             try:
@@ -63,11 +71,33 @@ class Finishing:
                 # the restart resumes from the last commit instead.
                 self._fail(EXIT_ERROR, f"could not rewind {tp[0]}[{tp[1]}] to {off} after a "
                                        f"cancelled batch ({exc}); restart the worker")
+        return set(seeks)
+
+    def rewound(self, fetched: list[Any]) -> list[Any]:
+        """A rewind was decided while `fetched` was read (a revoke's commit aborted, say):
+        apply it now; what was fetched of those partitions is read again from there."""
+        sought = self.seek_back()
+        return [m for m in fetched if (m.topic(), m.partition()) not in sought]
+
+    def step_over_skipped(self) -> None:
+        """Store the client's position on partitions whose handed-over records all finished:
+        what lies between is what it never hands over (transaction markers, aborted records).
+        Not while fetched messages wait or a rewind is under way (the position is ahead of
+        them, or stale)."""
+        if self._parts.pending or self.rewinding:
+            return
+        settled = self._offsets.settled(self._parts.assigned)
+        if settled:
+            offsets = self._offsets.step_over(self._consumer.positions(settled))
+            if offsets:
+                self._consumer.store(offsets)
 
     def _finish(self, batch: Batch) -> None:
         """A batch that is not stored holds back every batch behind it: they are cancelled and
         read again."""
         if not self._store(batch):
+            if self._txn is not None:
+                self._rewind(self._txn.abort())
             self.rewinding = True
             self._inflight.cancel_all()
             if not self._inflight.wait_all(max(5.0, self._revoke_timeout)):
@@ -101,10 +131,37 @@ class Finishing:
             return False
         offsets = self._offsets.finished(batch.last, batch.last_ts, len(batch.messages),
                                          self._parts.assigned)
-        if offsets:
+        if self._txn is not None:
+            self._txn.finished(offsets)  # committed with its transaction
+        elif offsets:
             self._consumer.store(offsets)
         self._counts.events += len(batch.messages)
         return True
+
+    def commit_transaction(self) -> None:
+        """Exactly-once mode: commit the open transaction (Commits' commit, when it is due, on
+        revoke, for the drain check and at shutdown); when it aborts instead, its batches are
+        read again like cancelled ones."""
+        txn = self._txn
+        if txn is None or not txn.open:
+            return
+        offsets = txn.commit(self._parts.assigned)
+        if offsets is None:
+            self._rewind(txn.abort())
+            return
+        for tp, offset in offsets:
+            self._offsets.confirmed(tp, offset)
+            self._observer.record_commit(TopicPartition(*tp), offset)
+        self._offsets.committing_all()
+        self._counts.commits += 1
+        self._observer.record_commit_advance()
+
+    def _rewind(self, first: dict[TP, int]) -> None:
+        """An aborted transaction's partitions are read again from where it began."""
+        if first:
+            self._counts.cancelled_batches += 1
+            self._parts.drop_pending(self._offsets.cancelled(first, self._parts.assigned))
+            self._offsets.unstore(first)
 
     def _wait_for_dlq(self, batch: Batch, delay: float) -> bool:
         """While dead letters cannot be written: pause, keep the consumer served for `delay`

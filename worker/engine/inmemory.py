@@ -316,6 +316,9 @@ class InMemoryConsumer:
     def member_id(self) -> str:
         return self._member_id
 
+    def group_metadata(self) -> Any:
+        return ("in-memory", self._member_id)
+
     def reachable(self, topic: str, timeout: float) -> bool:
         return True
 

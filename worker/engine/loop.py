@@ -36,7 +36,7 @@ from typing import Any
 import structlog
 
 from worker.engine.assignment import Assignment
-from worker.engine.commits import SETTLE_ASYNC_COMMIT_S, Commits
+from worker.engine.commits import Commits
 from worker.engine.config import EngineConfig
 from worker.engine.connection import Connection, fatal_exit
 from worker.engine.consumer_port import ConsumerPort
@@ -55,7 +55,8 @@ from worker.engine.lifecycle import (
 from worker.engine.offsets import OffsetTracker
 from worker.engine.progress import DrainTarget, LagRecorder, ProgressLog
 from worker.engine.rebalance import RebalanceListener
-from worker.errors import WorkerError
+from worker.engine.transactions import BatchTransactions, TransactionPort
+from worker.errors import ConfigError, WorkerError
 from worker.observer import Observers, WorkerObserver
 from worker.types import TP, BatchHandler
 
@@ -73,7 +74,11 @@ class Engine:
 
     def __init__(self, consumer: ConsumerPort, handler: BatchHandler, config: EngineConfig, *,
                  dlq: DeadLetterSink | None = None,
-                 observers: Iterable[WorkerObserver] = ()) -> None:
+                 observers: Iterable[WorkerObserver] = (),
+                 transactions: TransactionPort | None = None) -> None:
+        if transactions is not None and handler.window is not None:
+            raise ConfigError("exactly-once mode handles one batch at a time: build the "
+                              "pipeline with exactly_once=True")
         self.config = config
         self._consumer: ConsumerPort = consumer
         self._inflight = InFlight(handler, config.batch_size)
@@ -90,13 +95,21 @@ class Engine:
         self._connection = Connection(consumer, self._observer, config.topics[0], self._fail)
         self.counts = RunCounts()
         self._commits = Commits(consumer, self._offsets, self._observer, self.counts)
+        self._txn: BatchTransactions | None = None
+        if transactions is not None:  # exactly-once: batches one at a time, one transaction each
+            self._txn = BatchTransactions(transactions, consumer.group_metadata,
+                                          self._serve_while_busy, self._stop.is_set,
+                                          config.transaction_interval)
         self._dead_letters = DeadLetterPolicy(
             dlq, Guardrail(config.dlq_max_share, config.dlq_window,
                            config.guardrail_min_events), self._observer, self.counts)
         self._finishing = Finishing(consumer, self._parts, self._offsets, self._inflight,
                                     self._dead_letters, self._observer, self.counts,
                                     revoke_timeout=config.revoke_timeout, stop=self._stop,
-                                    serve=self._serve_while_busy, fail=self._fail)
+                                    serve=self._serve_while_busy, fail=self._fail,
+                                    transactions=self._txn)
+        if self._txn is not None:
+            self._commits.transactional = self._finishing.commit_transaction
         self._listener = RebalanceListener(config, self._parts, self._offsets, self._inflight,
                                            self._commits, self._connection, self._observer,
                                            self._finishing.ready)
@@ -148,7 +161,10 @@ class Engine:
             self._shutdown()
             self._signals.restore()
             gc_restore()
-        self._summary(time.monotonic() - started)
+        log.info("worker summary", **self.counts.fields(time.monotonic() - started),
+                 **self.totals.fields(), reason=self._stop_reason or "stopped",
+                 exit_code=int(self._exit_code),
+                 **({"error": self._fatal_message} if self._fatal_message else {}))
         return self._exit_code
 
     # -- the loop ----------------------------------------------------------------------------
@@ -162,7 +178,8 @@ class Engine:
                 self.stop("--max-events reached")
                 break
             now = time.monotonic()
-            if self._drain is not None and self._drain.reached(now, self._commit_sync):
+            if self._drain is not None and self._drain.reached(
+                    now, lambda: self._commits.sync_after_pending(self._serve_while_busy)):
                 self.stop("drained")
                 break
             n = cfg.batch_size
@@ -172,6 +189,8 @@ class Engine:
                 msgs = self._parts.take_pending(n)
             else:  # (batches in flight: back soon to finish them)
                 msgs = consumer.consume(n, 0.01 if self._inflight else cfg.poll_timeout)
+            if msgs and self._offsets.rewinds_pending:
+                msgs = self._finishing.rewound(msgs)
             if msgs:
                 batch = self._batch_of(msgs)
                 if batch is not None:
@@ -180,10 +199,13 @@ class Engine:
                 self._finishing.ready()
             if not msgs and now >= self._next_step_over:
                 self._next_step_over = now + STEP_OVER_CHECK_S
-                self._step_over_skipped()
+                self._finishing.step_over_skipped()
             if self._offsets.rewinds_pending:  # (a revoke may have cancelled batches)
                 self._finishing.seek_back()
-            if self._offsets.commit_due():
+            if self._txn is not None:
+                if self._txn.due(idle=not msgs and not self._inflight):
+                    self._commits.sync()
+            elif self._offsets.commit_due():
                 self._commits.send(asynchronous=True)
             self._connection.probe(now)
             if now >= self._next_lag:
@@ -220,6 +242,8 @@ class Engine:
         for the oldest, pausing the partitions if that takes longer than pause_after."""
         self._observer.record_traffic()  # arms /healthz's "commits stopped advancing" check
         inflight = self._inflight
+        if self._txn is not None and not self._txn.begin(batch.first):
+            return  # stopping: the batch is not run (nothing of it is committed)
         self._offsets.handed_over(batch.last)
         inflight.submit(batch)
         if inflight.serial:
@@ -239,28 +263,6 @@ class Engine:
         self._finishing.ready()
         self._parts.resume_all()
         self._finishing.seek_back()
-
-    def _step_over_skipped(self) -> None:
-        """Store the client's position on partitions whose handed-over records all finished:
-        what lies between is what it never hands over (transaction markers, aborted records).
-        Not while fetched messages wait or a rewind is under way (the position is ahead of
-        them, or stale)."""
-        if self._parts.pending or self._finishing.rewinding:
-            return
-        settled = self._offsets.settled(self._parts.assigned)
-        if settled:
-            offsets = self._offsets.step_over(self._consumer.positions(settled))
-            if offsets:
-                self._consumer.store(offsets)
-
-    def _commit_sync(self) -> None:
-        """Commit what is stored and wait for the answer; an asynchronous commit still
-        unanswered is waited for first (bounded), so that it cannot land after this one."""
-        deadline = time.monotonic() + SETTLE_ASYNC_COMMIT_S
-        while self._commits.awaiting_answer and time.monotonic() < deadline:
-            self._serve_while_busy()
-            time.sleep(0.002)
-        self._commits.sync()
 
     def _serve_while_busy(self) -> None:
         """Keep the consumer alive while the handler works: callbacks, pending messages, the
@@ -301,7 +303,7 @@ class Engine:
         self._finishing.ready()
         inflight.stop()
         try:
-            self._commit_sync()
+            self._commits.sync_after_pending(self._serve_while_busy)
         except Exception as exc:
             log.error("final commit failed", error=str(exc))
         try:
@@ -309,11 +311,6 @@ class Engine:
         except Exception as exc:
             log.error("consumer close failed", error=str(exc))
         self._dead_letters.close()
-
-    def _summary(self, seconds: float) -> None:
-        log.info("worker summary", **self.counts.fields(seconds), **self.totals.fields(),
-                 reason=self._stop_reason or "stopped", exit_code=int(self._exit_code),
-                 **({"error": self._fatal_message} if self._fatal_message else {}))
 
 
 __all__ = ["Engine", "EngineConfig"]

@@ -93,6 +93,13 @@ class OffsetTracker:
                 self._seek_back[tp] = min(offset, self._seek_back.get(tp, offset))
         return set(self._seek_back)
 
+    def unstore(self, first: Mapping[TP, int]) -> None:
+        """Exactly-once mode, an aborted transaction: what its finished batches stored is
+        undone (they are read again from `first`)."""
+        for tp, offset in first.items():
+            if self.stored.get(tp, -1) > offset:
+                self.stored[tp] = max(offset, self.committed.get(tp, offset))
+
     @property
     def rewinds_pending(self) -> bool:
         return bool(self._seek_back)

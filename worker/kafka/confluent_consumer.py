@@ -165,6 +165,9 @@ class ConfluentConsumer:
     def member_id(self) -> str:
         return str(self._c.memberid() or "")
 
+    def group_metadata(self) -> Any:
+        return self._c.consumer_group_metadata()
+
     def reachable(self, topic: str, timeout: float) -> bool:
         try:
             self._c.list_topics(topic, timeout=timeout)

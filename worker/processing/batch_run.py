@@ -15,8 +15,9 @@ import structlog
 
 from worker.errors import NonRetriableError
 from worker.events import Event
+from worker.outputs import Deliveries, OutputRecord, OutputSink
 from worker.processors.api import Processor
-from worker.types import BatchStats, DeadLetter, Message
+from worker.types import TP, BatchStats, DeadLetter, Message
 from worker.vocabulary import Outcome
 
 log = structlog.get_logger(__name__)
@@ -28,16 +29,23 @@ class BatchCancelled(Exception):
 
 
 class BatchRun:
-    __slots__ = ("_planned", "_processors", "cancelled", "dead", "done", "stats", "timings",
-                 "turn")
+    __slots__ = ("_planned", "_processors", "_sink", "cancelled", "dead", "deliveries", "done",
+                 "held", "held_at", "stats", "timings", "turn")
 
     def __init__(self, size: int, processors: int, cancelled: Callable[[], bool],
-                 turn: int | None = None) -> None:
+                 turn: int | None = None, sink: OutputSink | None = None) -> None:
         """`processors`: how many the pipeline has (timings are kept per processor index);
         `turn`: the batch's place in the order async effects are registered
-        (worker.processing.effects), None when it has none."""
+        (worker.processing.effects), None when it has none; `sink`: where emitted records go
+        (None: a processor that emits stops the worker, saying so)."""
         self.cancelled = cancelled
         self.turn = turn
+        self._sink = sink
+        #: idempotency keys of finished effects that emitted records: marked done only once
+        #: `deliveries` says every record of the attempt was acknowledged
+        self.held: list[str] = []
+        self.held_at: list[TP] = []  # the partition each held key's event was read from
+        self.deliveries: Deliveries | None = None
         self._processors = processors
         self.stats = BatchStats(batch_size=size)
         self.dead: list[DeadLetter] = []
@@ -60,7 +68,22 @@ class BatchRun:
         stats.outcomes.update(planned.outcomes)
         stats.latency_seconds.extend(planned.latency_seconds)
         self.stats, self.dead, self.done = stats, list(dead), []
+        self.held, self.held_at, self.deliveries = [], [], None
         self.timings = [[] for _ in range(self._processors)]
+
+    def emitted(self, key: str, records: list[OutputRecord], msg: Message) -> None:
+        """The effect of `key` finished and emitted `records`: produce them now (in the order
+        effects finish) and hold the key until they are acknowledged."""
+        sink = self._sink
+        if sink is None:
+            raise RuntimeError("a processor emitted records (ctx.emit) but this pipeline has no "
+                               "output sink; build the Pipeline with outputs=")
+        deliveries = self.deliveries
+        if deliveries is None:
+            deliveries = self.deliveries = Deliveries()
+        sink.produce(records, deliveries)
+        self.held.append(key)
+        self.held_at.append((msg.topic() or "", msg.partition() or 0))
 
     def check(self) -> None:
         """Raise BatchCancelled once the engine has cancelled the batch."""

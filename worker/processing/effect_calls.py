@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import itertools
 import time
 from collections import Counter, deque
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
+from worker.outputs import OutputRecord
 from worker.processing.adaptive_limit import AdaptiveLimit
 from worker.processing.batch_run import BatchRun
 from worker.processing.circuit import Circuit, Circuits
@@ -39,6 +41,14 @@ from worker.vocabulary import CircuitState, ErrorClass, Outcome
 
 CLOSED = CircuitState.CLOSED
 TP = tuple[str, int]
+
+
+class Ended(enum.Enum):
+    """How an async effect ended."""
+
+    DONE = "done"        # finished: its key is marked done with the next mark
+    HELD = "held"        # finished and emitted records: marked done once they are acknowledged
+    GAVE_UP = "gave_up"  # dead-lettered: its key is released
 
 
 class CallTimedOut(TimeoutError):
@@ -98,10 +108,12 @@ class EffectCalls:
     def unqueue(self, msg: Message) -> None:
         self._queued[(msg.topic() or "", msg.partition() or 0)] -= 1
 
-    async def call(self, item: Work, run: BatchRun, started: list[bool]) -> bool:
-        """Run the effect until it is done (True) or dead-lettered (False). `started[0]`
-        turns True once it left the queue (its first call began, or it gave up)."""
-        msg, event, proc, _key, index = item
+    async def call(self, item: Work, run: BatchRun, started: list[bool]) -> Ended:
+        """Run the effect until it is done (DONE, or HELD: it emitted records, produced now,
+        and its key waits in `run.held` for their acknowledgement) or dead-lettered (GAVE_UP).
+        `started[0]` turns True once it left the queue (its first call began, or it gave
+        up)."""
+        msg, event, proc, key, index = item
         slots, limit = self._slots, self._limits.get(proc.name)
         circuit = self._circuits[proc.destination_name]
         gate, waiters = self._gates[proc.destination_name]
@@ -119,10 +131,11 @@ class EffectCalls:
                         started[0] = True
                     run.dead_letter(msg, proc, ErrorClass.DESTINATION_UNAVAILABLE,
                                     outage_reason(proc, circuit.down_seconds(), last), calls)
-                    return False
+                    return Ended.GAVE_UP
                 granted = True
             await self._enter(gate, waiters)  # its destination has room (holds no slot)
             error: BaseException | None = None
+            emitted: list[OutputRecord] | None = None
             try:
                 async with slots:
                     if limit is not None:
@@ -141,7 +154,7 @@ class EffectCalls:
                     self._per_processor[proc.name] += 1
                     calls += 1
                     try:
-                        await self._call_once(proc, event, msg, calls)
+                        emitted = await self._call_once(proc, event, msg, calls)
                     except asyncio.CancelledError:
                         if probe:
                             circuit.release_probe()
@@ -160,7 +173,10 @@ class EffectCalls:
                 circuit.success()
                 gate.success()
                 outcomes[(proc.name, Outcome.OK)] += 1
-                return True
+                if emitted is None:
+                    return Ended.DONE
+                run.emitted(key, emitted, msg)
+                return Ended.HELD
             after = unavailable(error)
             if after is not None:  # the destination's fault, not the event's: wait, no attempt
                 circuit.failure(after)
@@ -181,20 +197,23 @@ class EffectCalls:
                 continue
             assert isinstance(decision, GiveUp)
             run.gave_up(msg, event, proc, decision.error_class, decision.reason, error, calls)
-            return False
+            return Ended.GAVE_UP
 
     @staticmethod
-    async def _call_once(proc: Processor, event: Any, msg: Message, calls: int) -> None:
-        call: Coroutine[Any, Any, None] = proc.func(  # type: ignore[assignment]
-            event, Context.of_message(proc, event, msg, None, calls))
+    async def _call_once(proc: Processor, event: Any, msg: Message, calls: int
+                         ) -> list[OutputRecord] | None:
+        """One call; returns the records it emitted (None: none)."""
+        ctx = Context.of_message(proc, event, msg, None, calls)
+        call: Coroutine[Any, Any, None] = proc.func(event, ctx)  # type: ignore[assignment]
         if proc.timeout is None:
             await call
-            return
+            return ctx._emitted
         try:
             await asyncio.wait_for(call, proc.timeout)
         except TimeoutError:
             raise CallTimedOut(f"processor {proc.name!r} did not return within "
                                f"{proc.timeout:g} s; cancelled") from None
+        return ctx._emitted
 
     @staticmethod
     async def _enter(gate: AdaptiveLimit, waiters: deque[asyncio.Future[None]]) -> None:

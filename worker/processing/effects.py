@@ -36,7 +36,7 @@ import structlog
 
 from worker.processing.batch_run import BatchRun
 from worker.processing.circuit import Circuits
-from worker.processing.effect_calls import TP, EffectCalls
+from worker.processing.effect_calls import TP, EffectCalls, Ended
 from worker.processing.planning import Work
 from worker.processors.api import Processor
 from worker.types import Message
@@ -203,13 +203,14 @@ class ConcurrentEffects:
         tasks = []
         by = self._unfinished_by
         for item in work:
-            by[item.processor.destination_name] += 1
-            key = ordering_key(item.message, item.processor, item.event)
+            msg, event, proc, _, _ = item
+            by[proc.destination_name] += 1
+            key = ordering_key(msg, proc, event)
             mine: asyncio.Future[None] = loop.create_future()
             tasks.append(loop.create_task(self._after(tails.get(key), mine, key, item, run,
                                                       done, released)))
             tails[key] = mine
-            queue(item.message)
+            queue(msg)
         self._unfinished += len(work)
         every = asyncio.gather(*tasks)
         marked = 0
@@ -239,18 +240,22 @@ class ConcurrentEffects:
                      released: list[str]) -> None:
         """One effect, once the previous effect of its key is over."""
         started = [False]
+        msg, _, proc, idempotency_key, _ = item
         try:
             if previous is not None and not previous.done():
                 await asyncio.wait([previous])  # (cancelling us does not cancel it)
             if run.cancelled():
                 raise EffectsCancelled
-            ok = await self.calls.call(item, run, started)
-            (done if ok else released).append(item.key)
+            ended = await self.calls.call(item, run, started)
+            if ended is Ended.DONE:
+                done.append(idempotency_key)
+            elif ended is Ended.GAVE_UP:
+                released.append(idempotency_key)
         finally:
             self._unfinished -= 1
-            self._unfinished_by[item.processor.destination_name] -= 1
+            self._unfinished_by[proc.destination_name] -= 1
             if not started[0]:
-                self.calls.unqueue(item.message)
+                self.calls.unqueue(msg)
             if not mine.done():
                 mine.set_result(None)
             if self._tails.get(key) is mine:

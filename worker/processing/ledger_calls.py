@@ -15,7 +15,8 @@ import structlog
 
 from worker.errors import LedgerKeyRejected, LedgerUnavailable
 from worker.ledger.base import ClaimState, Ledger, LedgerSession
-from worker.processing.batch_run import BatchRun
+from worker.outputs import EmittedMarks
+from worker.processing.batch_run import BatchCancelled, BatchRun
 from worker.types import BatchStats
 
 log = structlog.get_logger(__name__)
@@ -28,9 +29,13 @@ PRUNE_CHECK_S = 1.0
 
 class LedgerCalls:
     def __init__(self, ledger: Ledger, sleep: Sleep, *, ledger_backoff: tuple[float, float],
-                 busy_backoff: tuple[float, float], prune_every: float = PRUNE_CHECK_S
-                 ) -> None:
+                 busy_backoff: tuple[float, float], prune_every: float = PRUNE_CHECK_S,
+                 emitted_marks: EmittedMarks | None = None) -> None:
+        """`emitted_marks`: exactly-once mode, where an emitting effect's records commit with
+        the Kafka transaction, after the ledger's session: its done mark goes there too (and its
+        ledger claim is released), so it commits or aborts with the records."""
         self.ledger = ledger
+        self._emitted_marks = emitted_marks
         # False from a failed call until one succeeds: read by /readyz and the ledger_up gauge
         # while a batch is still retrying (it returns only once the ledger is back)
         self.up = True
@@ -88,15 +93,28 @@ class LedgerCalls:
         effects' writes live in the transaction, so an outage here loses them with it and the
         batch runs again. On a store without transactions (Redis, memory) the effects already
         happened outside it: while the store is unreachable, only this bookkeeping is retried,
-        so a ledger restart repeats no effect."""
+        so a ledger restart repeats no effect.
+
+        Effects that emitted records (`run.held`) are marked done only once every record of
+        the batch is acknowledged (worker.outputs): OutputUnavailable leaves them unmarked (the
+        batch runs again), BatchCancelled too (the engine reads the batch again)."""
         effects_outside = session.transaction is None
         delay, max_delay = self.backoff
-        unmarked = run.done
         while True:
             try:
-                if unmarked:
-                    self.timed("mark_done", session.mark_done, unmarked)
-                    unmarked = []
+                if run.done:
+                    self.timed("mark_done", session.mark_done, run.done)
+                    run.done = []
+                if run.held:
+                    deliveries = run.deliveries
+                    if deliveries is not None and not deliveries.wait(run.cancelled):
+                        raise BatchCancelled
+                    marks = self._emitted_marks
+                    if marks is None:
+                        self.timed("mark_done", session.mark_done, run.held)
+                    else:  # (the ledger's claims are released by the commit)
+                        marks.mark(list(zip(run.held_at, run.held, strict=True)))
+                    run.held, run.held_at = [], []
                 self.timed("commit", session.commit)
                 return
             except LedgerUnavailable as exc:
@@ -104,14 +122,16 @@ class LedgerCalls:
                     raise
                 log.warning("ledger unavailable; marking the batch's finished effects done "
                             "again", error=str(exc), retry_in_s=round(delay, 2),
-                            keys=len(run.done))
+                            keys=len(run.done) + len(run.held))
             self._sleep(delay, run.cancelled)
             delay = min(delay * 2, max_delay)
 
     def keep_finished(self, session: LedgerSession, done_keys: list[str]) -> None:
         """A cancelled batch: the effects that finished did happen, so their keys are marked
         done (with their writes, on a SQL ledger) and a redelivery skips them; the rest is
-        released and runs again. Offsets stay unstored: the batch is read again."""
+        released and runs again, and so are the effects whose emitted records were not all
+        acknowledged (`run.held`, never passed here). Offsets stay unstored: the batch is read
+        again."""
         try:
             if done_keys:
                 self.timed("mark_done", session.mark_done, done_keys)

@@ -24,7 +24,8 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from worker.errors import LedgerKeyRejected, LedgerUnavailable
-from worker.ledger.base import Ledger
+from worker.ledger.base import ClaimState, Ledger
+from worker.outputs import EmittedMarks, OutputSink, OutputUnavailable
 from worker.processing.batch_run import BatchCancelled, BatchRun
 from worker.processing.batch_window import OverlappingBatches
 from worker.processing.circuit import Circuits
@@ -62,11 +63,19 @@ class Pipeline:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         max_outage: float | None = None,
         circuits: Circuits | None = None,
+        outputs: OutputSink | None = None,
+        emitted_marks: EmittedMarks | None = None,
     ) -> None:
         """`max_outage`: seconds a destination may be unavailable before the events waiting
         for it are dead-lettered (`destination_unavailable`); None waits as long as it takes.
         `circuits`: the destinations' circuit breakers (worker.processing.circuit; tests pass
-        one with a fake clock)."""
+        one with a fake clock). `outputs`: where records emitted by processors go
+        (worker.outputs; None: a processor that emits stops the worker). `emitted_marks`:
+        exactly-once mode, each batch one Kafka transaction (worker.engine.transactions):
+        batches never overlap, records not acknowledged end the batch (the engine aborts its
+        transaction and reads it again) instead of running it again here, and emitting
+        effects are marked done in `emitted_marks`, inside the transaction, not in the ledger
+        (docs/processors.md, "Exactly-once mode")."""
         if router is None:
             from worker.processing.routing import Router
 
@@ -74,10 +83,14 @@ class Pipeline:
         self.processors = list(processors)
         self.router = router
         self.ledger = ledger
+        self.outputs = outputs
+        self.emitted_marks = emitted_marks
+        self.exactly_once = exactly_once = emitted_marks is not None
         self.unmatched = unmatched
         self._sleep = sleep or interruptible_sleep
         self._ledger = LedgerCalls(ledger, self._sleep, ledger_backoff=ledger_backoff,
-                                   busy_backoff=busy_backoff, prune_every=prune_every)
+                                   busy_backoff=busy_backoff, prune_every=prune_every,
+                                   emitted_marks=emitted_marks)
         names = [p.name for p in self.processors]
         self._names = names
         self._planner = WorkPlanner({name: i for i, name in enumerate(names)}, router,
@@ -100,8 +113,8 @@ class Pipeline:
         # Several batches in flight at once: only when every processor is async and the
         # ledger takes concurrent sessions (worker.processing.batch_window).
         self.window: OverlappingBatches | None = None
-        if (self.effects is not None and len(concurrent) == len(self.processors)
-                and ledger.concurrent_sessions):
+        if (not exactly_once and self.effects is not None
+                and len(concurrent) == len(self.processors) and ledger.concurrent_sessions):
             self.window = OverlappingBatches(self._handle, self.effects)
 
     @property
@@ -134,7 +147,7 @@ class Pipeline:
     def _handle(self, messages: Sequence[Message], cancelled: Callable[[], bool],
                 turn: int | None) -> BatchResult:
         """`turn`: the batch's turn to register async effects (None without async ones)."""
-        run = BatchRun(len(messages), len(self._names), cancelled, turn)
+        run = BatchRun(len(messages), len(self._names), cancelled, turn, self.outputs)
         try:
             return self._attempts(messages, run)
         finally:
@@ -158,6 +171,17 @@ class Pipeline:
                     work = self._drop_rejected(work, run, exc)
                 except BatchCancelled:
                     return self._cancelled()
+                continue
+            except OutputUnavailable as exc:
+                if self.exactly_once:  # the transaction is doomed: the engine aborts it
+                    log.warning("emitted records not acknowledged; the batch's transaction is "
+                                "aborted and the batch read again", error=str(exc))
+                    return self._cancelled()
+                log.warning("emitted records not acknowledged; retrying the batch",
+                            error=str(exc), retry_in_s=round(delay, 2),
+                            batch_size=len(messages))
+                self._sleep(delay, run.cancelled)
+                delay = min(delay * 2, max_delay)
                 continue
             except LedgerUnavailable as exc:
                 log.warning("ledger unavailable; retrying the batch", error=str(exc),
@@ -187,7 +211,9 @@ class Pipeline:
         ledger = self._ledger
         session = ledger.timed("session", self.ledger.session)
         try:
-            states = ledger.claim_all(session, [w.key for w in work], run)
+            states = ledger.claim_all(session, [key for _, _, _, key, _ in work], run)
+            if self.emitted_marks is not None:
+                _skip_emitted(self.emitted_marks, work, states)
             deferred = self._sync.run(work, states, session, run)
             if deferred:
                 assert self.effects is not None
@@ -212,7 +238,7 @@ class Pipeline:
         """The store refused some key's data: find which keys (halving the batch, claims
         rolled back), dead-letter those (event, processor) pairs and return the rest of the
         work. The refusal is the event's fault, not an outage: the batch goes on."""
-        bad = self._ledger.refused_keys([w.key for w in work], run)
+        bad = self._ledger.refused_keys([key for _, _, _, key, _ in work], run)
         if not bad:  # refused as a whole, by no single key: treat it as an outage
             raise LedgerUnavailable(str(exc)) from exc
         kept: list[Work] = []
@@ -227,3 +253,14 @@ class Pipeline:
             else:
                 kept.append(item)
         return kept
+
+
+def _skip_emitted(marks: EmittedMarks, work: list[Work], states: list[ClaimState]) -> None:
+    """Exactly-once mode: an effect that emitted in a committed transaction is a duplicate,
+    though the ledger (which never marks emitting effects done in this mode) answered NEW."""
+    new, done = ClaimState.NEW, ClaimState.DONE
+    for i, state in enumerate(states):
+        if state is new:
+            msg, _, _, key, _ = work[i]
+            if marks.emitted((msg.topic() or "", msg.partition() or 0), key):
+                states[i] = done

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from worker.errors import LedgerUnavailable
 from worker.events import Event
 from worker.ledger.base import ClaimState, LedgerSession
+from worker.outputs import OutputRecord
 from worker.processing.batch_run import BatchCancelled, BatchRun
 from worker.processing.circuit import CLOSED, Circuit, Circuits
 from worker.processing.ledger_calls import LedgerCalls, Sleep
@@ -100,13 +101,15 @@ class SyncCalls:
                         timings[index].append(t1 - t0)
                         t0 = t1
                         ok[index] += 1
-                        done(key)
+                        if ctx._emitted is None:
+                            done(key)
+                        else:
+                            run.emitted(key, ctx._emitted, msg)
                         continue
                 # The slow path: wait for the destination, retries with backoff, then a dead
                 # letter (or a stop).
                 if self._retry(item, error, session, run):
                     ok[index] += 1
-                    done(key)
                 t0 = perf()
         finally:
             self.call_t0 = None
@@ -124,8 +127,9 @@ class SyncCalls:
                run: BatchRun) -> bool:
         """Attempt 1 raised `first_error` (None: not called, its destination is down): retry
         per the processor's policy, or, while the destination is unavailable, wait on its
-        circuit without spending attempts. True when the effect is finally done; False when it
-        was dead-lettered (its key released)."""
+        circuit without spending attempts. True when the effect is finally done (its key in
+        `run.done`, or held with its records); False when it was dead-lettered (its key
+        released)."""
         msg, event, proc, key, index = item
         circuit = self._circuits[proc.destination_name]
         outcomes, timings = run.stats.outcomes, run.timings[index]
@@ -167,7 +171,7 @@ class SyncCalls:
             calls += 1
             t0 = self.call_t0 = time.perf_counter()
             try:
-                _call_in_session(proc, event, msg, session, calls)
+                emitted = _call_in_session(proc, event, msg, session, calls)
             except LedgerUnavailable:
                 raise
             except BaseException as again:  # processor code (see above)
@@ -176,6 +180,10 @@ class SyncCalls:
                 continue
             timings.append(time.perf_counter() - t0)
             circuit.success()
+            if emitted is None:
+                run.done.append(key)
+            else:
+                run.emitted(key, emitted, msg)
             return True
 
     def _admitted(self, circuit: Circuit, run: BatchRun) -> bool:
@@ -193,11 +201,13 @@ class SyncCalls:
 
 
 def _call_in_session(proc: Processor, event: Event, msg: Message, session: LedgerSession,
-                     calls: int) -> None:
-    """One call of a sync processor (the retry path; the hot loop above inlines it)."""
+                     calls: int) -> list[OutputRecord] | None:
+    """One call of a sync processor (the retry path; the hot loop above inlines it); returns
+    the records it emitted (None: none)."""
     ctx = Context.of_message(proc, event, msg, session.transaction, calls)
     if session.transaction is None:
         proc.func(event, ctx)
-        return
-    with session.savepoint():
-        proc.func(event, ctx)
+    else:
+        with session.savepoint():
+            proc.func(event, ctx)
+    return ctx._emitted

@@ -15,10 +15,13 @@ from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
 import structlog
 
 from worker.events import Event
+from worker.outputs import OutputRecord
 from worker.processors.keys import custom_key, event_key, group_key
+from worker.types import Headers
 
 ProcessorFunc = Callable[[Event, "Context"], None] | Callable[[Event, "Context"], Awaitable[None]]
 KeyFunc = Callable[[Event], str]
@@ -113,8 +116,8 @@ class Context:
     pipeline builds it with `Context.of_message`, and topic, partition and offset are read
     from the message only when the processor asks for them."""
 
-    __slots__ = ("_log", "_msg", "_offset", "_partition", "_topic", "attempt", "event",
-                 "processor", "transaction")
+    __slots__ = ("_emitted", "_log", "_msg", "_offset", "_partition", "_topic", "attempt",
+                 "event", "processor", "transaction")
 
     def __init__(self, processor: Processor, event: Event, topic: str, partition: int,
                  offset: int, transaction: Any | None, attempt: int = 1) -> None:
@@ -127,6 +130,7 @@ class Context:
         self.transaction = transaction
         self.attempt = attempt
         self._log: Any = None
+        self._emitted: list[OutputRecord] | None = None
 
     @classmethod
     def of_message(cls, processor: Processor, event: Event, msg: Any,
@@ -140,6 +144,7 @@ class Context:
         ctx.transaction = transaction
         ctx.attempt = attempt
         ctx._log = None
+        ctx._emitted = None
         return ctx
 
     @property
@@ -164,6 +169,12 @@ class Context:
         return b"" if msg is None else (msg.value() or b"")
 
     @property
+    def message_key(self) -> bytes | None:
+        """The consumed record's Kafka key (producers key customer activity by customer)."""
+        msg = self._msg
+        return None if msg is None else msg.key()
+
+    @property
     def key(self) -> str:
         """This effect's idempotency key, as the ledger stores it (e.g. for an
         Idempotency-Key header, so a receiver can drop the rare repeat after a crash)."""
@@ -172,6 +183,33 @@ class Context:
     @property
     def settings(self) -> Mapping[str, Any]:
         return self.processor.settings
+
+    def emit(self, topic: str, value: bytes, *, key: bytes | str | None = None,
+             headers: Headers | None = None) -> None:
+        """Emit a record to `topic` as part of this effect (`key` as bytes, or str encoded as
+        UTF-8). The records are produced only if the call returns without raising (a failed
+        attempt's records are dropped; its retry emits afresh), and the effect is marked done
+        only once they are acknowledged (docs/processors.md, "Emitting records")."""
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise TypeError(f"ctx.emit: value must be bytes, not {type(value).__name__} "
+                            "(use ctx.emit_struct for a msgspec struct)")
+        if isinstance(key, str):
+            key = key.encode()
+        record = OutputRecord(topic, bytes(value), key, headers)
+        if self._emitted is None:
+            self._emitted = [record]
+        else:
+            self._emitted.append(record)
+
+    def emit_struct(self, topic: str, value: Any, *, key: bytes | str | None = None,
+                    headers: Headers | None = None) -> None:
+        """`emit` a msgspec struct (or any value msgspec encodes) as JSON."""
+        self.emit(topic, _encode_json(value), key=key, headers=headers)
+
+    @property
+    def emitted(self) -> list[OutputRecord]:
+        """The records this call emitted so far."""
+        return list(self._emitted or ())
 
     @property
     def log(self) -> Any:
@@ -183,6 +221,8 @@ class Context:
                 topic=self.topic, partition=self.partition, offset=self.offset)
         return self._log
 
+
+_encode_json = msgspec.json.Encoder().encode
 
 _REGISTERED: list[Processor] = []
 

@@ -21,6 +21,7 @@ from worker.kafka.config import build_consumer_config
 from worker.ledger.base import DEFAULT_LEASE_SECONDS, DEFAULT_RETENTION_SECONDS
 from worker.observability.health import DEFAULT_COMMIT_STALL_AFTER, DEFAULT_POLL_STALE_AFTER
 from worker.processing.effects import DEFAULT_MAX_IN_FLIGHT
+from worker.vocabulary import ProcessingGuarantee
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_TOPIC = "customer-activity"
@@ -136,6 +137,12 @@ class Settings:
     on_failure: str | None = setting(
         None, "when retries run out: 'dead_letter' the event, or 'stop' the worker (exit 3); "
         "overrides every processor's own choice", choices=("dead_letter", "stop"))
+    processing_guarantee: str = setting(
+        ProcessingGuarantee.AT_LEAST_ONCE.value, "'at-least-once', or 'exactly-once': emitted "
+        "records (ctx.emit) and consumed offsets commit together in Kafka transactions "
+        "(read_committed consumers see one record per event id; batches never overlap; give "
+        "each worker its own --group-instance-id; see docs/processors.md)",
+        choices=tuple(g.value for g in ProcessingGuarantee))
     unmatched: str = setting(
         "skip", "events whose type matches no processor: 'skip' (commit past) or 'dead_letter'",
         choices=("skip", "dead_letter"))

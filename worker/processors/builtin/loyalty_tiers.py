@@ -57,7 +57,7 @@ _UPSERT_CURRENT = """INSERT INTO rm_loyalty_tier_current (customer_id, campaign_
     WHERE excluded.changed_at >= rm_loyalty_tier_current.changed_at"""
 
 # event type suffix -> (data key of the "from" tier, data key of the "to" tier, sets current?)
-_SHAPES: dict[str, tuple[str | None, str | None, bool]] = {
+SHAPES: dict[str, tuple[str | None, str | None, bool]] = {
     "upgraded": ("loyalty_tier_from", "loyalty_tier_to", True),
     "downgraded": ("loyalty_tier_from", "loyalty_tier_to", True),
     "joined": (None, "loyalty_tier", True),
@@ -78,7 +78,7 @@ def loyalty_tiers(event: Event, ctx: Context) -> None:
     sql = transaction_sql(ctx.transaction, "loyalty_tiers")
     data = payload(event)
     suffix = event.type.removeprefix("customer.loyalty.tier.")
-    from_key, to_key, sets_current = _SHAPES.get(suffix, (None, "loyalty_tier", False))
+    from_key, to_key, sets_current = SHAPES.get(suffix, (None, "loyalty_tier", False))
     from_tier = get(data, from_key) if from_key else None
     to_tier = get(data, to_key) if to_key else None
     customer_id = required_text(data, "customer", "id")

@@ -1,0 +1,164 @@
+"""The transactional producer of exactly-once mode: the engine's transaction port
+(worker.engine.transactions.TransactionPort) and the pipeline's output sink at once, so the
+records processors emit are produced inside the transaction the engine began for their batch.
+
+transactional.id: one per worker, `<group>.<member name>` (`transactional_id`). With
+--group-instance-id the member name is that id, so a restarted worker keeps its
+transactional.id: `init_transactions` aborts what its killed predecessor left open at once.
+Without it the name is made once per process (host name + a random part): a crashed worker's
+open transaction then holds read_committed consumers of the output (and the next owner's offset
+fetch) until `transaction.timeout.ms` ends it. Since KIP-447 a zombie is fenced by the consumer
+group's generation (send_offsets_to_transaction with the consumer's group metadata), not by the
+transactional.id, so ids need not follow partitions.
+
+Errors: a retriable one (a timeout) is retried within the operation bound; one that requires
+an abort aborts; a fatal one (this producer fenced by another with the same transactional.id)
+drops the producer, and the next `begin` makes a new one (init_transactions again).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import structlog
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from worker.engine.transactions import TransactionFailed
+from worker.kafka.clients import new_producer
+from worker.kafka.emitted_marks import KafkaEmittedMarks
+from worker.kafka.output_producer import OutputProducer
+from worker.types import TP
+
+log = structlog.get_logger(__name__)
+
+#: Bound of one transactional call (init, send offsets, commit, abort), retries included.
+TRANSACTION_OP_TIMEOUT_S = 30.0
+#: transaction.timeout.ms: the broker aborts a transaction open longer (a batch that long is
+#: aborted and read again; a killed worker's open transaction ends after it at the latest).
+DEFAULT_TRANSACTION_TIMEOUT_S = 60.0
+
+
+def transactional_id(group: str, group_instance_id: str | None) -> str:
+    """The worker's transactional.id (see the module's docstring)."""
+    member = group_instance_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+    return f"{group}.{member}"
+
+
+class TransactionalProducer(OutputProducer):
+    def __init__(self, config: Mapping[str, Any], transactional_id: str, *,
+                 marks: KafkaEmittedMarks | None = None,
+                 transaction_timeout: float = DEFAULT_TRANSACTION_TIMEOUT_S,
+                 op_timeout: float = TRANSACTION_OP_TIMEOUT_S) -> None:
+        """`marks`: the emitted marks written in its transactions (committed or dropped with
+        them); an operator's transaction.timeout.ms (--kafka-config) is kept."""
+        conf = dict(config)
+        conf["transactional.id"] = transactional_id
+        conf.setdefault("transaction.timeout.ms", int(transaction_timeout * 1000))
+        # a record must be written or failed before the transaction's end
+        conf["message.timeout.ms"] = min(int(conf.get("message.timeout.ms", 30_000)),
+                                         int(conf["transaction.timeout.ms"]))
+        super().__init__(conf, what="transactional producer")
+        self.transactional_id = transactional_id
+        self.transaction_timeout = int(conf["transaction.timeout.ms"]) / 1000
+        self._marks = marks
+        self._op_timeout = op_timeout
+        self._in_transaction = False
+
+    def _make(self) -> Any:
+        producer = new_producer(self._config, self._what)
+        try:
+            producer.init_transactions(self._op_timeout)
+        except KafkaException as exc:
+            raise TransactionFailed(f"init_transactions: {_text(exc)}",
+                                    fenced=_fatal(exc)) from None
+        log.info("transactional producer ready", transactional_id=self.transactional_id)
+        if self._marks is not None:
+            self._marks.producer = producer
+        return producer
+
+    # -- the transaction port ------------------------------------------------------------------
+    def begin(self) -> None:
+        try:
+            self.client.begin_transaction()
+        except KafkaException as exc:
+            self._after_error(exc)
+            raise TransactionFailed(f"begin_transaction: {_text(exc)}",
+                                    fenced=_fatal(exc)) from None
+        self._in_transaction = True
+
+    def commit(self, offsets: Sequence[tuple[TP, int]], group_metadata: Any) -> None:
+        producer = self.client
+        tps = [TopicPartition(t, p, o) for (t, p), o in offsets]
+        try:
+            self._retrying(lambda t: producer.send_offsets_to_transaction(tps, group_metadata,
+                                                                          t))
+            self._retrying(producer.commit_transaction)
+        except KafkaException as exc:
+            fenced = _fatal(exc)
+            self.abort()
+            raise TransactionFailed(_text(exc), fenced=fenced) from None
+        self._in_transaction = False
+        if self._marks is not None:
+            self._marks.committed()
+
+    def abort(self) -> None:
+        if self._marks is not None:
+            self._marks.aborted()
+        if not self._in_transaction or self._producer is None:
+            return
+        self._in_transaction = False
+        try:
+            self._retrying(self._producer.abort_transaction)
+        except KafkaException as exc:
+            if _fatal(exc):
+                self._after_error(exc)  # (its one log line)
+            else:
+                log.warning("abort_transaction failed", error=_text(exc))
+
+    # -- errors --------------------------------------------------------------------------------
+    def _retrying(self, call: Callable[[float], Any]) -> None:
+        deadline = time.monotonic() + self._op_timeout
+        while True:
+            try:
+                call(max(0.1, min(10.0, deadline - time.monotonic())))
+                return
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if (isinstance(err, KafkaError) and err.retriable()
+                        and time.monotonic() < deadline):
+                    continue
+                raise
+
+    def _after_error(self, exc: KafkaException) -> None:
+        """A fatal error (fenced): drop this producer; the next begin makes a new one."""
+        if _fatal(exc):
+            log.error("transactional producer fenced or failed fatally; starting a new one",
+                      error=_text(exc), transactional_id=self.transactional_id)
+            self._in_transaction = False
+            self._reset()
+
+    def _reset(self) -> None:
+        old, self._producer = self._producer, None
+        if self._marks is not None:
+            self._marks.aborted()
+            self._marks.producer = None
+        if old is not None:
+            try:
+                old.purge()
+                old.flush(0)
+            except Exception as exc:  # a fatal client may refuse; it is dropped all the same
+                log.debug("dropping the failed producer", error=str(exc))
+
+
+def _fatal(exc: KafkaException) -> bool:
+    err = exc.args[0] if exc.args else None
+    return isinstance(err, KafkaError) and bool(err.fatal())
+
+
+def _text(exc: KafkaException) -> str:
+    err = exc.args[0] if exc.args else None
+    return err.str() if isinstance(err, KafkaError) else str(exc)
