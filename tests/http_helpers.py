@@ -1,11 +1,13 @@
 """GET a worker's JSON endpoint (/healthz, /readyz) the way a kubelet probe would; a real HTTP
-server on loopback for processors to call (`LoopbackServer`)."""
+server on loopback for processors to call (`LoopbackServer`), and one whose paths answer by a
+mode (`Endpoints`: up, down, bad10)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -55,3 +57,38 @@ class LoopbackServer:
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+class Endpoints(LoopbackServer):
+    """A real HTTP server on a free loopback port. Each path answers by its mode: "up" (200),
+    "down" (503), "bad10" (400 for events whose number ends in 0, else 200). Every request is
+    recorded as (path, Idempotency-Key, status, monotonic time)."""
+
+    def __init__(self) -> None:
+        self.modes: dict[str, str] = {}
+        self.requests: list[tuple[str, str, int, float]] = []
+        self.lock = threading.Lock()
+        super().__init__()
+
+    async def answer(self, request: web.Request) -> web.Response:
+        path = request.match_info["name"]
+        body = await request.read()
+        key = request.headers.get("Idempotency-Key", "")
+        mode = self.modes.get(path, "up")
+        status = 200
+        if mode == "down":
+            status = 503
+        elif mode == "bad10" and json.loads(body)["id"].endswith("0"):
+            status = 400
+        with self.lock:
+            self.requests.append((path, key, status, time.monotonic()))
+        return web.Response(status=status, text="" if status == 200 else f"status {status}")
+
+    def answered(self, path: str, status: int) -> list[str]:
+        with self.lock:
+            return [k for p, k, s, _ in self.requests if p == path and s == status]
+
+    def calls_between(self, path: str, t0: float, t1: float, status: int | None = None) -> int:
+        with self.lock:
+            return sum(1 for p, _, s, t in self.requests
+                       if p == path and t0 <= t <= t1 and status in (None, s))

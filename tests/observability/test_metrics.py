@@ -24,6 +24,7 @@ from worker.observability.metrics import (
     WorkerMetrics,
     sample_names,
 )
+from worker.processing.adaptive_limit import AdaptiveLimit
 from worker.processing.circuit import Circuit, CircuitPolicy, Circuits
 from worker.processing.effects import ConcurrentEffects
 from worker.processors.api import Processor
@@ -394,6 +395,15 @@ def test_each_destinations_circuit_is_shown() -> None:
     assert value(wm, "activity_worker_destination_calls_refused_total", destination="crm") == 1
     assert value(wm, "activity_worker_destination_opened_total", destination="crm") == 1
     assert value(wm, "activity_worker_destination_concurrency_limit", destination="crm") == 16
+    assert value(wm, "activity_worker_destination_rate_limit", destination="crm") == 0
+    crm.adaptive = AdaptiveLimit(16, clock=lambda: now[0])
+    for _ in range(10):
+        now[0] += 0.01
+        crm.adaptive.success()
+    crm.adaptive.failure()  # a 429 while accepting: halved, and paced at 90% of 100/s
+    assert value(wm, "activity_worker_destination_concurrency_limit", destination="crm") == 8
+    assert value(wm, "activity_worker_destination_rate_limit",
+                 destination="crm") == pytest.approx(90.0, rel=0.12)
     assert value(wm, "activity_worker_destination_state", destination="mail",
                  state="closed") == 1
     assert mail.state == "closed"

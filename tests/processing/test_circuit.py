@@ -184,3 +184,49 @@ def test_the_registry_tracks_which_destinations_are_down() -> None:
     crm.success()
     assert not circuits.not_closed
     assert seen == [("crm", "open"), ("crm", "half_open"), ("crm", "closed")]
+
+
+def test_a_failure_share_over_the_window_opens_it_without_n_in_a_row() -> None:
+    clock = Clock()
+    c = circuit(clock)
+    for _ in range(9):  # every other call fails: never 5 in a row, but half of them
+        c.success()
+        clock.now += 0.1
+        c.failure()
+        clock.now += 0.1
+        assert c.state is CircuitState.CLOSED  # fewer than share_min_calls (20) calls so far
+    c.success()
+    c.failure()
+    assert c.state is CircuitState.OPEN  # 10 of 20 calls within the window
+
+
+def test_a_small_failure_share_or_an_old_one_does_not_open_it() -> None:
+    clock = Clock()
+    c = circuit(clock)
+    for _ in range(100):  # 1 in 10 fails, for 100 s
+        for _ in range(9):
+            c.success()
+        c.failure()
+        clock.now += 1.0
+    assert c.opened == 0
+    c = circuit(clock)
+    for _ in range(9):
+        c.failure()
+        c.success()
+        clock.now += 25.0  # far apart: each failure starts a new window
+    assert c.opened == 0
+
+
+def test_successes_counted_after_a_sync_batch_dilute_the_share() -> None:
+    clock = Clock()
+    c = circuit(clock)
+    c.count_successes(100)
+    for _ in range(30):
+        c.failure()
+        c.success()
+    assert c.opened == 0  # 30 of 160 calls
+    c = circuit(clock)
+    for _ in range(15):
+        c.failure()
+        c.success()
+    assert c.opened == 1  # 11 of 21 calls (no batch reported its successes)

@@ -142,6 +142,29 @@ def test_other_destinations_keep_flowing_while_one_is_down() -> None:
     assert box[0].completed and not box[0].dead_letters and len(down.done) == 100
 
 
+def test_effects_waiting_for_a_down_destination_do_not_fill_the_pending_bound() -> None:
+    """The engine stops reading once pending() passes 16 x --max-in-flight; the effects parked
+    on an open circuit do not count, so the other destinations keep being fed."""
+    down, healthy = Down(), Down()
+    healthy.up()
+    pipe = Pipeline([proc("crm", down), proc("mail", healthy)], open_ledger("memory://"),
+                    circuits=Circuits(FAST))
+    effects = pipe.effects
+    assert effects is not None
+    finished = threading.Event()
+    threading.Thread(target=lambda: (pipe.handle(msgs(100, keys=5), never), finished.set()),
+                     daemon=True).start()
+    deadline = time.monotonic() + 10
+    while len(healthy.done) < 100 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(healthy.done) == 100 and pipe.circuits.not_closed == {"crm"}
+    assert effects.pending() == 0  # 100 crm effects unfinished, all parked
+    down.up()
+    assert finished.wait(10)
+    assert effects.pending() == 0
+    pipe.close()
+
+
 def test_a_bad_event_is_dead_lettered_at_once_during_another_destinations_outage() -> None:
     down = Down()
 

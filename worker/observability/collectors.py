@@ -30,6 +30,7 @@ from worker.observability.metric_names import (
     DESTINATION_CONCURRENCY_LIMIT,
     DESTINATION_DOWN_SECONDS,
     DESTINATION_OPENED,
+    DESTINATION_RATE_LIMIT,
     DESTINATION_STATE,
     EFFECT_OLDEST_AGE_SECONDS,
     EFFECTS_IN_FLIGHT,
@@ -180,18 +181,21 @@ class Destination(Protocol):
     name: str
     refused: int
     opened: int
-    concurrency_limit: int
 
     @property
     def state(self) -> str: ...  # read-only here: a Circuit's is a CircuitState (a str)
 
     def down_seconds(self) -> float: ...
 
+    def current_limit(self) -> int: ...
+
+    def current_pace(self) -> float: ...
+
 
 class DestinationsCollector(ScrapeTimeCollector):
     """Each destination's circuit breaker: its state (one series per state, 1 for the current
-    one), how long it has been down, its concurrency limit, the calls it held back and the
-    times it opened."""
+    one), how long it has been down, its concurrency limit and pace now, the calls it held
+    back and the times it opened."""
 
     def __init__(self, destinations: Callable[[], Iterable[Destination]]) -> None:
         self.destinations = destinations
@@ -205,8 +209,12 @@ class DestinationsCollector(ScrapeTimeCollector):
             GaugeMetricFamily(DESTINATION_DOWN_SECONDS, "Seconds since the destination's "
                               "circuit left closed (0 while closed).", labels=by),
             GaugeMetricFamily(DESTINATION_CONCURRENCY_LIMIT, "Calls of the destination in "
-                              "flight at once at most (its processor's max_concurrency, else "
-                              "--max-in-flight; 1 for a sync processor).", labels=by),
+                              "flight at once at most, now: adaptive (AIMD) between 1 and its "
+                              "processor's max_concurrency, else --max-in-flight; 1 for a sync "
+                              "processor.", labels=by),
+            GaugeMetricFamily(DESTINATION_RATE_LIMIT, "Calls per second the worker paces "
+                              "the destination to, after it refused calls (429); 0: not "
+                              "paced.", labels=by),
             CounterMetricFamily(DESTINATION_CALLS_REFUSED, "Calls the destination's circuit "
                                 "held back while it was unavailable (each once).", labels=by),
             CounterMetricFamily(DESTINATION_OPENED, "Times the destination's circuit opened "
@@ -214,12 +222,13 @@ class DestinationsCollector(ScrapeTimeCollector):
         ]
 
     def collect(self) -> list[Metric]:
-        state, down, limit, refused, opened = self._families()
+        state, down, limit, pace, refused, opened = self._families()
         for d in sorted(self.destinations(), key=lambda d: d.name):
             for s in CIRCUIT_STATES:
                 state.add_metric([d.name, s], 1.0 if d.state == s else 0.0)
             down.add_metric([d.name], d.down_seconds())
-            limit.add_metric([d.name], d.concurrency_limit)
+            limit.add_metric([d.name], d.current_limit())
+            pace.add_metric([d.name], d.current_pace())
             refused.add_metric([d.name], d.refused)
             opened.add_metric([d.name], d.opened)
-        return [state, down, limit, refused, opened]
+        return [state, down, limit, pace, refused, opened]

@@ -2,7 +2,10 @@
 (a CRM, an e-mail platform, a webhook) is unavailable, instead of spending retry attempts and
 dead-lettering the stream.
 
-- closed: calls go through. `failures_to_open` unavailable failures in a row open it.
+- closed: calls go through. `failures_to_open` unavailable failures in a row open it, and so
+  does a failure share: at least `share_to_open` of the calls (and `share_min_calls` of them or
+  more) failing unavailable over the last `share_window` seconds (two windows, the current and
+  the previous one, weighed as one: no clock read per success).
 - open: no calls. After a backoff (exponential with jitter, capped, at least the destination's
   `Retry-After`) it turns half-open.
 - half-open: up to `probes` calls at once; a success closes it, an unavailable failure opens it
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from worker.processing.adaptive_limit import AdaptiveLimit
 from worker.vocabulary import CircuitState
 
 log = structlog.get_logger(__name__)
@@ -51,6 +55,9 @@ class CircuitPolicy:
     max_backoff: float = 30.0     # ... up to this (a Retry-After may ask for more)
     jitter: float = 0.2           # each backoff is drawn from +-20% around its value
     probes: int = 1               # calls at once while half-open
+    share_to_open: float = 0.5    # ... or this share of unavailable failures among the calls
+    share_window: float = 10.0    # ... over about this many seconds
+    share_min_calls: int = 20     # ... of at least this many calls
 
     def backoff(self, reopened: int, draw: float) -> float:
         """The backoff after the circuit opened `reopened` + 1 times in a row; `draw` in [0, 1)."""
@@ -69,13 +76,21 @@ class Circuit:
                  on_change: Callable[[Circuit], None] | None = None) -> None:
         self.name = name
         self.policy = policy or CircuitPolicy()
-        self.concurrency_limit = concurrency_limit  # shown in the metrics (0: no own limit)
+        self.concurrency_limit = concurrency_limit  # its cap (0: no own limit)
+        # an async destination's concurrency and pace (worker.processing.effect_calls)
+        self.adaptive: AdaptiveLimit | None = None
         self._clock = clock
         self._rand = rand
         self._on_change = on_change
         self._lock = threading.Lock()
         self.state: CircuitState = CLOSED  # read without the lock on the hot path
         self.failures = 0                  # unavailable failures in a row while closed
+        # the failure share while closed: calls and unavailable failures since `_window_at`,
+        # and in the window before it
+        self._window_at = clock()
+        self._calls = 0
+        self._failed = 0
+        self._before = (0, 0)
         self.down_since: float | None = None  # when it last left closed (None while closed)
         self.retry_at = 0.0                # open: when it turns half-open
         self._reopened = 0                 # times it opened again since it left closed
@@ -128,6 +143,7 @@ class Circuit:
     def success(self) -> None:
         """The destination answered (whatever the answer said about the event)."""
         if self.state is CLOSED:
+            self._calls += 1  # (unlocked: a lost count only shifts the share a little)
             if self.failures:
                 self.failures = 0
             return
@@ -140,6 +156,7 @@ class Circuit:
             self._reopened = 0
             self._probes_out = 0
             self.down_since = None
+            self._window_at, self._calls, self._failed, self._before = now, 0, 0, (0, 0)
             self._set(CLOSED, now, down_for_s=round(seconds, 3), refused=self.refused)
 
     def failure(self, retry_after: float = 0.0) -> None:
@@ -150,7 +167,7 @@ class Circuit:
             state = self.state
             if state is CLOSED:
                 self.failures += 1
-                if self.failures < self.policy.failures_to_open:
+                if self.failures < self.policy.failures_to_open and not self._share_failed(now):
                     return
                 self.down_since = now
                 self._reopened = 0
@@ -165,6 +182,24 @@ class Circuit:
             self.opened += 1
             self._set(OPEN, now, retry_in_s=round(backoff, 3), failures=self.failures)
 
+    def count_successes(self, n: int) -> None:
+        """`n` calls answered (the sync path reports its batch's once, after the batch)."""
+        if self.state is CLOSED:
+            self._calls += n
+
+    def _share_failed(self, now: float) -> bool:
+        """(Locked, closed) Count an unavailable failure in the share; True when the share of
+        the calls that failed unavailable reached `share_to_open` over the last window."""
+        p = self.policy
+        age = now - self._window_at
+        if age >= p.share_window:
+            self._before = (self._calls, self._failed) if age < 2 * p.share_window else (0, 0)
+            self._window_at, self._calls, self._failed = now, 0, 0
+        self._calls += 1
+        self._failed += 1
+        calls, failed = self._calls + self._before[0], self._failed + self._before[1]
+        return calls >= p.share_min_calls and failed >= p.share_to_open * calls
+
     def release_probe(self) -> None:
         """A probe ended without an answer either way (cancelled): its slot is free again."""
         with self._lock:
@@ -176,6 +211,16 @@ class Circuit:
         """Seconds since the circuit left closed; 0.0 while closed."""
         since = self.down_since
         return 0.0 if since is None else max(0.0, self._clock() - since)
+
+    def current_limit(self) -> int:
+        """Calls in flight at once at most, now (the adaptive limit's, else the cap)."""
+        adaptive = self.adaptive
+        return self.concurrency_limit if adaptive is None else adaptive.concurrency
+
+    def current_pace(self) -> float:
+        """Calls per second at most, now; 0.0: not paced."""
+        adaptive = self.adaptive
+        return 0.0 if adaptive is None or adaptive.rate is None else adaptive.rate
 
     def outage_over(self, bound: float | None) -> bool:
         """True when the destination has been unavailable for `bound` seconds or more."""

@@ -1,6 +1,8 @@
-"""One async effect's calls, on the effects' event loop (worker.processing.effects): a slot of
-`max_in_flight` (and of the processor's own `max_concurrency`), its destination's circuit, the
-processor's timeout, then retries per its policy (worker.processing.retries) or a dead letter.
+"""One async effect's calls, on the effects' event loop (worker.processing.effects): its
+destination's circuit, its turn at the destination's pace and room under its adaptive
+concurrency limit (worker.processing.adaptive_limit; waited for holding no slot), a slot of
+`max_in_flight` (and of the processor's own `max_concurrency`), the processor's timeout, then
+retries per its policy (worker.processing.retries) or a dead letter.
 
 A destination that is unavailable (RetryLater, a timeout, a connection error) opens its circuit
 (worker.processing.circuit): the effect waits, woken when the circuit changes, without spending
@@ -16,11 +18,12 @@ import contextlib
 import enum
 import itertools
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
 from worker.outputs import OutputRecord
+from worker.processing.adaptive_limit import AdaptiveLimit
 from worker.processing.batch_run import BatchRun
 from worker.processing.circuit import Circuit, Circuits
 from worker.processing.planning import Work
@@ -69,6 +72,13 @@ class EffectCalls:
         self._circuits = circuits
         for p in procs:
             circuits.add(p.destination_name, p.max_concurrency or max_in_flight)
+        # destination -> its adaptive limit (concurrency and pace) and the calls waiting for room
+        self._gates: dict[str, tuple[AdaptiveLimit, deque[asyncio.Future[None]]]] = {}
+        for name in dict.fromkeys(p.destination_name for p in procs):
+            circuit = circuits[name]
+            gate = circuit.adaptive = AdaptiveLimit(min(max_in_flight,
+                                                        circuit.concurrency_limit))
+            self._gates[name] = (gate, deque())
         self._wake: dict[str, asyncio.Event] = {}  # destination -> wakes its waiting effects
         self.loop: asyncio.AbstractEventLoop | None = None  # the effects' loop, once it runs
         circuits.listen(self._circuit_changed)
@@ -106,6 +116,7 @@ class EffectCalls:
         msg, event, proc, key, index = item
         slots, limit = self._slots, self._limits.get(proc.name)
         circuit = self._circuits[proc.destination_name]
+        gate, waiters = self._gates[proc.destination_name]
         outcomes, timings = run.stats.outcomes, run.timings[index]
         attempt = 1  # the retry policy's count: a failure of an unavailable destination
         calls = 0    # spends none (it waits on the circuit instead)
@@ -122,40 +133,45 @@ class EffectCalls:
                                     outage_reason(proc, circuit.down_seconds(), last), calls)
                     return Ended.GAVE_UP
                 granted = True
+            await self._enter(gate, waiters)  # its destination has room (holds no slot)
             error: BaseException | None = None
             emitted: list[OutputRecord] | None = None
-            async with slots:
-                if limit is not None:
-                    await limit.acquire()
-                if circuit.state is not CLOSED and not granted:
-                    # It opened while this call waited for a slot: wait on the circuit instead
+            try:
+                async with slots:
                     if limit is not None:
-                        limit.release()
-                    continue
-                probe, granted = granted, False
-                if not started[0]:
-                    self.unqueue(msg)
-                    started[0] = True
-                effect = next(self._ids)
-                t0 = self._started[effect] = time.perf_counter()
-                self._per_processor[proc.name] += 1
-                calls += 1
-                try:
-                    emitted = await self._call_once(proc, event, msg, calls)
-                except asyncio.CancelledError:
-                    if probe:
-                        circuit.release_probe()
-                    raise
-                except BaseException as exc:  # processor code (see worker.processing.retries)
-                    error = exc
-                finally:
-                    timings.append(time.perf_counter() - t0)
-                    del self._started[effect]
-                    self._per_processor[proc.name] -= 1
-                    if limit is not None:
-                        limit.release()
+                        await limit.acquire()
+                    if circuit.state is not CLOSED and not granted:
+                        # It opened while this call waited for a slot: wait on the circuit
+                        if limit is not None:
+                            limit.release()
+                        continue
+                    probe, granted = granted, False
+                    if not started[0]:
+                        self.unqueue(msg)
+                        started[0] = True
+                    effect = next(self._ids)
+                    t0 = self._started[effect] = time.perf_counter()
+                    self._per_processor[proc.name] += 1
+                    calls += 1
+                    try:
+                        emitted = await self._call_once(proc, event, msg, calls)
+                    except asyncio.CancelledError:
+                        if probe:
+                            circuit.release_probe()
+                        raise
+                    except BaseException as exc:  # processor code (worker.processing.retries)
+                        error = exc
+                    finally:
+                        timings.append(time.perf_counter() - t0)
+                        del self._started[effect]
+                        self._per_processor[proc.name] -= 1
+                        if limit is not None:
+                            limit.release()
+            finally:
+                self._leave(gate, waiters)
             if error is None:
                 circuit.success()
+                gate.success()
                 outcomes[(proc.name, Outcome.OK)] += 1
                 if emitted is None:
                     return Ended.DONE
@@ -164,6 +180,7 @@ class EffectCalls:
             after = unavailable(error)
             if after is not None:  # the destination's fault, not the event's: wait, no attempt
                 circuit.failure(after)
+                gate.failure(after)
                 outcomes[(proc.name, Outcome.RETRIED)] += 1
                 last = error
                 waits += 1
@@ -171,6 +188,7 @@ class EffectCalls:
                     await asyncio.sleep(outage_wait(proc, waits, after))
                 continue
             circuit.success()  # it answered: the destination is up
+            gate.success()
             decision = after_failure(proc, event, msg, error, attempt)
             if isinstance(decision, Retry):
                 outcomes[(proc.name, Outcome.RETRIED)] += 1
@@ -196,6 +214,37 @@ class EffectCalls:
             raise CallTimedOut(f"processor {proc.name!r} did not return within "
                                f"{proc.timeout:g} s; cancelled") from None
         return ctx._emitted
+
+    @staticmethod
+    async def _enter(gate: AdaptiveLimit, waiters: deque[asyncio.Future[None]]) -> None:
+        """Wait for the call's turn at its destination's pace, then for room under its
+        adaptive concurrency limit (worker.processing.adaptive_limit), first come first in."""
+        if (wait := gate.pace()) > 0.0:
+            await asyncio.sleep(wait)
+        while not gate.may_enter():
+            room = asyncio.get_running_loop().create_future()
+            waiters.append(room)
+            try:
+                await room
+            except asyncio.CancelledError:
+                if room.done() and not room.cancelled():
+                    EffectCalls._make_room(gate, waiters)  # pass the room it was given on
+                raise
+        gate.in_flight += 1
+
+    @staticmethod
+    def _leave(gate: AdaptiveLimit, waiters: deque[asyncio.Future[None]]) -> None:
+        gate.in_flight -= 1
+        EffectCalls._make_room(gate, waiters)
+
+    @staticmethod
+    def _make_room(gate: AdaptiveLimit, waiters: deque[asyncio.Future[None]]) -> None:
+        room = gate.concurrency - gate.in_flight
+        while room > 0 and waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                room -= 1
 
     async def _admitted(self, circuit: Circuit) -> bool:
         """Wait until `circuit` lets a call through (True), or until the destination has been

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import itertools
 import threading
+from collections import Counter
 from collections.abc import Callable, Coroutine, Hashable, Iterable
 from typing import Any
 
@@ -78,8 +79,8 @@ class ConcurrentEffects:
             raise ValueError("max_in_flight must be at least 1")
         procs = list(processors)
         self.max_in_flight = max_in_flight
-        self.calls = EffectCalls(max_in_flight, procs,
-                                 circuits if circuits is not None else Circuits())
+        self._circuits = circuits if circuits is not None else Circuits()
+        self.calls = EffectCalls(max_in_flight, procs, self._circuits)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -97,6 +98,9 @@ class ConcurrentEffects:
         self._handed: dict[int, int] = {}  # ticket -> its batch's messages
         self._waiting = 0
         self._unfinished = 0
+        # ... by destination: the effects parked on a circuit that is not closed do not count
+        # (a down destination must not stop the others while the engine's window has room)
+        self._unfinished_by: Counter[str] = Counter()
 
     # -- read at scrape time (worker.observability.collectors.Effects) -------------------------
     def in_flight(self) -> int:
@@ -123,8 +127,12 @@ class ConcurrentEffects:
 
     def pending(self) -> int:
         """Messages handed over but not registered, plus effects not finished: the work still
-        to do (done effects of a batch that is not finished yet do not count)."""
-        return self._waiting + self._unfinished
+        to do (done effects of a batch that is not finished yet do not count; nor do the
+        effects waiting for a destination that is down: only the window of events in flight
+        bounds those)."""
+        blocked = self._circuits.not_closed  # empty (falsy) unless a destination is down
+        parked = sum(self._unfinished_by[d] for d in list(blocked)) if blocked else 0
+        return self._waiting + self._unfinished - parked
 
     def run(self, work: list[Work], run: BatchRun, mark: Callable[[list[str]], None]
             ) -> list[str]:
@@ -193,8 +201,10 @@ class ConcurrentEffects:
         released: list[str] = []
         tails, queue = self._tails, self.calls.queue
         tasks = []
+        by = self._unfinished_by
         for item in work:
             msg, event, proc, _, _ = item
+            by[proc.destination_name] += 1
             key = ordering_key(msg, proc, event)
             mine: asyncio.Future[None] = loop.create_future()
             tasks.append(loop.create_task(self._after(tails.get(key), mine, key, item, run,
@@ -230,7 +240,7 @@ class ConcurrentEffects:
                      released: list[str]) -> None:
         """One effect, once the previous effect of its key is over."""
         started = [False]
-        msg, _, _, idempotency_key, _ = item
+        msg, _, proc, idempotency_key, _ = item
         try:
             if previous is not None and not previous.done():
                 await asyncio.wait([previous])  # (cancelling us does not cancel it)
@@ -243,6 +253,7 @@ class ConcurrentEffects:
                 released.append(idempotency_key)
         finally:
             self._unfinished -= 1
+            self._unfinished_by[proc.destination_name] -= 1
             if not started[0]:
                 self.calls.unqueue(msg)
             if not mine.done():

@@ -114,9 +114,11 @@ class SyncCalls:
         finally:
             self.call_t0 = None
         outcomes = run.stats.outcomes
+        circuits = self._circuits
         for i, name in enumerate(self._names):
             if ok[i]:
                 outcomes[(name, Outcome.OK)] += ok[i]
+                circuits[destinations[i]].count_successes(ok[i])  # for its failure share
             if duplicate[i]:
                 outcomes[(name, Outcome.DUPLICATE)] += duplicate[i]
         return deferred

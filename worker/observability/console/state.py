@@ -172,7 +172,7 @@ class ConsoleState(WorkerObserver):
             "effects": effects,
             "destinations": [{"name": d.name, "state": str(d.state),
                               "down_seconds": round(d.down_seconds(), 1),
-                              "concurrency_limit": d.concurrency_limit,
+                              "concurrency_limit": d.current_limit(),
                               "calls_refused": d.refused, "opened": d.opened}
                              for d in sorted(self._destinations(), key=lambda d: d.name)],
         }

@@ -1,0 +1,117 @@
+"""How fast a destination is called: its calls in flight at once and, once it refused calls for
+being too fast, its pace (calls per second). Both adapt, AIMD (additive increase, multiplicative
+decrease) in the manner of TCP and Netflix's concurrency-limits:
+
+- concurrency: starts at its cap (the processor's `max_concurrency`, else `--max-in-flight`);
+  each success adds 1/limit (about +1 per limit's worth of calls), an unavailable failure (429,
+  5xx, a timeout...) halves it, down to 1.
+- pace: none until the first unavailable failure. Then the calls are paced at 90% of the rate
+  the destination accepted over the last second; each second of paced successes adds 3% of the
+  rate it was cut from; the next failure cuts it again. A concurrency limit alone does not bound
+  a rate (a fast endpoint at 1 call in flight still answers hundreds a second), so a rate
+  limiter (429 above R calls/s) needs the pace (measured in docs/processors.md).
+- one decrease per window (1 s): the failures of calls already in flight when the first came
+  back are one signal, not many.
+- a `Retry-After` longer than the window pauses every call of the destination that long; a
+  shorter one only delays the refused call (worker.processing.retries.outage_wait).
+
+The state is plain numbers read at scrape time (worker.observability.collectors). Used from one
+thread at a time: the effects' event loop (worker.processing.effect_calls). Pure apart from the
+clock, which tests replace.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+#: Fewer successes than this in the window before a failure: the destination is down rather
+#: than rate-limiting, and its pace is left as it was.
+MIN_ACCEPTED = 5
+
+
+@dataclass(frozen=True, slots=True)
+class LimitPolicy:
+    decrease: float = 0.5        # concurrency x this on an unavailable failure
+    rate_decrease: float = 0.9   # pace := this x the rate accepted over the last window
+    rate_step: float = 0.03      # the pace grows by this share of the rate it was cut from, /s
+    window: float = 1.0          # seconds: at most one decrease per window; rates measured over it
+    burst: float = 0.05          # seconds' worth of pace that may go at once
+
+
+class AdaptiveLimit:
+    def __init__(self, cap: int, policy: LimitPolicy | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.cap = max(1, cap)
+        self.policy = policy or LimitPolicy()
+        self._clock = clock
+        self.limit = float(self.cap)   # calls in flight at once (its floor is the bound)
+        self.in_flight = 0
+        self.rate: float | None = None  # calls per second; None: not paced
+        self._step = 0.0                # the pace's additive increase, calls/s per second
+        self._next = 0.0                # pacing: when the next call may go
+        self._cut_at = -math.inf        # the last decrease
+        self._paced_at = -math.inf      # the last time the pace held a call back
+        self._accepted: deque[float] = deque()  # success times within the last window
+
+    @property
+    def concurrency(self) -> int:
+        return int(self.limit)
+
+    # -- before a call ------------------------------------------------------------------------
+    def pace(self) -> float:
+        """Reserve the next call's turn: the seconds to wait before it (0.0: now)."""
+        rate = self.rate
+        if rate is None:
+            return 0.0
+        now = self._clock()
+        turn = max(self._next, now - self.policy.burst)
+        self._next = turn + 1.0 / rate
+        if turn <= now:
+            return 0.0
+        self._paced_at = now
+        return turn - now
+
+    def may_enter(self) -> bool:
+        return self.in_flight < int(self.limit)
+
+    # -- after a call -------------------------------------------------------------------------
+    def success(self) -> None:
+        if self.limit < self.cap:
+            self.limit = min(float(self.cap), self.limit + 1.0 / self.limit)
+        now = self._clock()
+        accepted = self._accepted
+        accepted.append(now)
+        if accepted[0] < now - self.policy.window:
+            self._forget(now)
+        rate = self.rate
+        if rate is not None and now - self._paced_at < self.policy.window:
+            self.rate = rate + self._step / rate  # grows only while the pace binds
+
+    def failure(self, retry_after: float = 0.0) -> None:
+        """A call found the destination unavailable (refused, 5xx, timed out)."""
+        now = self._clock()
+        p = self.policy
+        if retry_after > p.window:
+            self._next = max(self._next, now + retry_after)
+        if now - self._cut_at < p.window:
+            return  # the same overload, reported by calls that were already in flight
+        self._cut_at = now
+        self.limit = max(1.0, self.limit * p.decrease)
+        self._forget(now)
+        if len(self._accepted) < MIN_ACCEPTED:
+            return  # it accepts (next to) nothing: an outage, the circuit's job, not a pace's
+        # over the last window, or since the first success in it (the first refusal may come
+        # within a fraction of a second of the first call)
+        seen = len(self._accepted) / max(p.burst, now - self._accepted[0])
+        before = seen if self.rate is None else min(self.rate, seen)
+        self.rate = before * p.rate_decrease
+        self._step = max(1.0, before * p.rate_step)
+
+    def _forget(self, now: float) -> None:
+        accepted, since = self._accepted, now - self.policy.window
+        while accepted and accepted[0] < since:
+            accepted.popleft()
