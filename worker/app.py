@@ -100,14 +100,16 @@ def run(settings: Settings) -> int:
                             unmatched="dead_letter" if settings.unmatched == "dead_letter"
                             else "skip", outputs=outputs, emitted_marks=marks)
         stores.callback(pipeline.close)
-        dlq = DeadLetterProducer(
+        transactional = outputs if isinstance(outputs, TransactionalProducer) else None
+        dlq = DeadLetterProducer(  # (in exactly-once mode: in the batches' transactions)
             producer_config(consumer_config), settings.dlq_topic,
-            max_bytes=min(topic_max_bytes(consumer_config, dlq_topics).values()))
+            max_bytes=min(topic_max_bytes(consumer_config, dlq_topics).values()),
+            client=None if transactional is None else lambda: transactional.client)
         observers = _observers(settings, http, pipeline)
         if marks is not None:
             observers.append(Forget(marks))
         engine = _engine(settings, consumer_config, pipeline, dlq, observers, http.metrics,
-                         outputs if isinstance(outputs, TransactionalProducer) else None)
+                         transactional)
         try:
             return engine.run()
         except Exception:

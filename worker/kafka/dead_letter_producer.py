@@ -36,18 +36,30 @@ class DeadLetterProducer:
     A letter that would not fit (`max_bytes`: the DLQ topic's `max.message.bytes`, which also
     becomes the producer's `message.max.bytes`) is written shrunk instead (see
     `worker.kafka.dead_letter_format`), and so is one the broker refuses as too large: a dead
-    letter always fits, and its reference to the original is never lost."""
+    letter always fits, and its reference to the original is never lost.
+
+    In exactly-once mode (`client`: the transactional producer's client, worker.kafka.
+    transactions) the letters are written inside the transaction the engine has open for their
+    batch: acknowledged here, visible to read_committed readers (`dlq replay`, a dead-letter
+    consumer) only once it commits, and gone with it when it aborts, so a batch read again
+    after an abort leaves one dead letter per event, not two."""
 
     def __init__(self, config: Mapping[str, Any], topic: str | Callable[[str], str] | None = None,
-                 *, timeout: float = 30.0, max_bytes: int | None = None) -> None:
+                 *, timeout: float = 30.0, max_bytes: int | None = None,
+                 client: Callable[[], Any] | None = None) -> None:
         from worker.kafka.clients import new_producer
 
         conf = dict(config)
         if max_bytes is not None:
             conf["message.max.bytes"] = max(1000, min(max_bytes, 1_000_000_000))
+        if client is not None:  # (the transactional producer keeps its own message.max.bytes)
+            conf["message.max.bytes"] = min(int(conf.get("message.max.bytes",
+                                                          DEFAULT_MAX_BYTES)), DEFAULT_MAX_BYTES)
         self.max_bytes = int(conf.get("message.max.bytes", DEFAULT_MAX_BYTES))
         self.shrunk = 0
-        self._producer = new_producer(conf, "DLQ producer")
+        self._own = client is None
+        own = new_producer(conf, "DLQ producer") if client is None else None
+        self._client: Callable[[], Any] = client if client is not None else (lambda: own)
         if topic is None:
             self._topic_for: Callable[[str], str] = default_dlq_topic
         elif isinstance(topic, str):
@@ -68,13 +80,13 @@ class DeadLetterProducer:
 
         failures: list[str] = []
         too_large: list[int] = []
-        acked = 0
+        acked: list[int] = []  # (lists: a shared client's reports may come on its own thread)
+        produced = 0
 
         def on_delivery(i: int) -> Callable[[Any, Any], None]:
             def report(err: Any, msg: Any) -> None:
-                nonlocal acked
                 if err is None:
-                    acked += 1
+                    acked.append(i)
                 elif err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
                     too_large.append(i)  # the broker's limit is lower than we knew: shrink
                 else:
@@ -85,12 +97,21 @@ class DeadLetterProducer:
         deadline = time.monotonic() + self._timeout
         budget = self.max_bytes
         todo = list(range(len(letters)))
+        producer = self._client()
         for _round in range(4):  # full or shrunk; then shrunk to 1/4, 1/16 of the limit
             for i in todo:
-                self._produce(letters[i], failed_at, budget, on_delivery(i), deadline)
-            remaining = self._producer.flush(max(0.0, deadline - time.monotonic()))
+                self._produce(producer, letters[i], failed_at, budget, on_delivery(i),
+                              deadline)
+            produced += len(todo)
+            remaining = producer.flush(max(0.0, deadline - time.monotonic()))
+            # A shared client's reports may be served by its own delivery thread: flush()
+            # returns once they are taken, maybe before they ran.
+            while (len(acked) + len(failures) + len(too_large) < produced and not remaining
+                   and time.monotonic() < deadline):
+                time.sleep(0.001)
             if not too_large or remaining:
                 break
+            produced -= len(too_large)  # (reported, and produced again smaller)
             todo, too_large[:] = list(too_large), []
             budget //= 4
         if failures or too_large:
@@ -98,13 +119,13 @@ class DeadLetterProducer:
             raise DeadLetterError(
                 f"{len(failures) + len(too_large)} dead letter(s) were not written ({first}); "
                 "create the DLQ topic or fix the producer settings")
-        if acked != len(letters):
+        if len(acked) != len(letters):
             raise DeadLetterError(
-                f"{len(letters) - acked} dead letter(s) were not acknowledged within "
+                f"{len(letters) - len(acked)} dead letter(s) were not acknowledged within "
                 f"{self._timeout:.0f}s; check the broker")
-        self.sent += acked
+        self.sent += len(acked)
 
-    def _produce(self, letter: DeadLetter, failed_at: str, budget: int,
+    def _produce(self, producer: Any, letter: DeadLetter, failed_at: str, budget: int,
                  on_delivery: Callable[[Any, Any], None], deadline: float) -> None:
         from confluent_kafka import KafkaError, KafkaException
 
@@ -115,15 +136,15 @@ class DeadLetterProducer:
             self.shrunk += 1
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, headers=headers,
-                                       on_delivery=on_delivery)
+                producer.produce(topic, value=value, key=key, headers=headers,
+                                 on_delivery=on_delivery)
                 return
             except BufferError:
                 # Local queue full: serve delivery reports, then try again.
                 if time.monotonic() > deadline:
                     raise DeadLetterError("the DLQ producer queue stayed full; check that "
                                           "the broker is reachable") from None
-                self._producer.poll(0.1)
+                producer.poll(0.1)
             except KafkaException as exc:
                 err = exc.args[0] if exc.args else None
                 if getattr(err, "code", lambda: None)() != KafkaError.MSG_SIZE_TOO_LARGE:
@@ -134,8 +155,11 @@ class DeadLetterProducer:
 
     def serve(self) -> None:
         """Serve the producer's queued callbacks (its librdkafka log lines) without waiting:
-        the engine calls this between batches, so an idle DLQ producer's queue cannot grow."""
-        self._producer.poll(0)
+        the engine calls this between batches, so an idle DLQ producer's queue cannot grow
+        (a shared client is served by its owner)."""
+        if self._own:
+            self._client().poll(0)
 
     def close(self, timeout: float = 5.0) -> None:
-        self._producer.flush(timeout)
+        if self._own:  # (a shared client is flushed and closed by its owner)
+            self._client().flush(timeout)

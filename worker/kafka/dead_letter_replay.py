@@ -86,6 +86,10 @@ def read_letters(config: Mapping[str, Any], dlq_topic: str,
                 last[p] = off
                 if off >= ends[p] - 1:
                     todo.discard(p)
+            if todo:  # past what is never handed over: markers of transactional letters
+                for tp in consumer.position([TopicPartition(dlq_topic, p) for p in todo]):
+                    if tp.offset >= ends[tp.partition]:
+                        todo.discard(tp.partition)
             if not batch:
                 if time.monotonic() > idle_until:
                     raise WorkerError(f"reading {dlq_topic!r} stalled before its end offsets "
