@@ -230,16 +230,17 @@ def test_the_engine_takes_each_run_setting_it_shares_a_name_with() -> None:
     from worker.app import ENGINE_SETTINGS, engine_config
 
     shared = {"topics", "batch_size", "commit_interval", "commit_every", "shutdown_timeout",
-              "revoke_timeout", "drain", "max_events", "dlq_max_share", "dlq_window"}
+              "revoke_timeout", "drain", "max_events", "dlq_max_share", "dlq_window",
+              "transaction_interval"}
     assert shared == ENGINE_SETTINGS
     s = _settings(["--topic", "t", "--batch-size", "7", "--commit-interval", "2",
                    "--commit-every", "9", "--shutdown-timeout", "3", "--revoke-timeout", "4",
                    "--drain", "--max-events", "11", "--dlq-max-share", "0.25",
-                   "--dlq-window", "12"], {})
+                   "--dlq-window", "12", "--transaction-interval", "0.5"], {})
     c = engine_config(s)
     assert (c.topics, c.batch_size, c.commit_interval, c.commit_every, c.shutdown_timeout,
-            c.revoke_timeout, c.drain, c.max_events, c.dlq_max_share, c.dlq_window) == (
-        ["t"], 7, 2.0, 9, 3.0, 4.0, True, 11, 0.25, 12)
+            c.revoke_timeout, c.drain, c.max_events, c.dlq_max_share, c.dlq_window,
+            c.transaction_interval) == (["t"], 7, 2.0, 9, 3.0, 4.0, True, 11, 0.25, 12, 0.5)
     assert c.topics is not s.topics
 
 

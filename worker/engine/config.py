@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from worker.engine.transactions import DEFAULT_TRANSACTION_INTERVAL_S
+
 
 @dataclass(slots=True)
 class EngineConfig:
@@ -28,7 +30,7 @@ class EngineConfig:
     install_signals: bool = True
     # Exactly-once mode: how long a transaction stays open for more batches (seconds; 0: one
     # transaction per batch). Longer: fewer transaction round trips, more read again on abort.
-    transaction_interval: float = 0.1
+    transaction_interval: float = DEFAULT_TRANSACTION_INTERVAL_S
     # While run() runs: the cyclic GC's generation-0 threshold (None: leave the GC alone).
     # The default 700 collects several times per batch and promotes each batch's young
     # messages and events to older generations, so full collections keep walking them and the

@@ -143,6 +143,10 @@ class Settings:
         "(read_committed consumers see one record per event id; batches never overlap; give "
         "each worker its own --group-instance-id; see docs/processors.md)",
         choices=tuple(g.value for g in ProcessingGuarantee))
+    transaction_interval: float = setting(
+        _ENGINE.transaction_interval, "exactly-once mode: seconds a transaction stays open for "
+        "more batches before it commits (0: one per batch); longer means fewer transaction "
+        "round trips, and more read again after an abort", metavar="SECONDS")
     unmatched: str = setting(
         "skip", "events whose type matches no processor: 'skip' (commit past) or 'dead_letter'",
         choices=("skip", "dead_letter"))
