@@ -129,6 +129,14 @@ def test_an_empty_render_fails_the_check(tmp_path: Path) -> None:
     (["ledger.url=redis://r:6379/0"], "redis:// URL but ledger.kind=postgresql"),
     (["ledger.url=postgresql://db/aw", "kind=Deployment", "staticMembership=true"],
      "staticMembership=true needs kind=StatefulSet"),
+    (["ledger.url=postgresql://db/aw", "kind=Deployment",
+      "kafka.processingGuarantee=exactly-once"],
+     "kafka.processingGuarantee=exactly-once needs static membership"),
+    (["ledger.url=postgresql://db/aw", "staticMembership=false",
+      "kafka.processingGuarantee=exactly-once"],
+     "kafka.processingGuarantee=exactly-once needs static membership"),
+    (["ledger.url=postgresql://db/aw", "kafka.processingGuarantee=exactly_once"],
+     "processingGuarantee"),
     (["ledger.url=postgresql://db/aw", "keda.enabled=true"], "keda.enabled needs kafka.partitions"),
     (["ledger.url=postgresql://db/aw", "keda.enabled=true", "kafka.partitions=4",
       "keda.maxReplicaCount=6"], "keda.maxReplicaCount=6 is above kafka.partitions=4"),
@@ -147,7 +155,8 @@ def test_an_empty_render_fails_the_check(tmp_path: Path) -> None:
     (["ledger.url=postgresql://db/aw", "metrics.portPerPod=true", "hostNetwork=true",
       "podMonitor.enabled=true"], "no fixed port for a PodMonitor"),
 ], ids=["sqlite-3", "memory-2", "sqlite-emptydir", "sqlite-keda", "no-url", "kind-vs-url",
-        "deployment-static", "keda-no-partitions", "keda-above-partitions", "keda-typo",
+        "deployment-static", "eos-deployment", "eos-dynamic", "eos-typo", "keda-no-partitions",
+        "keda-above-partitions", "keda-typo",
         "keda-idle-and-limit", "config-key", "typo-top-level", "typo-nested",
         "port-per-pod-no-host-network", "port-per-pod-podmonitor"])
 def test_the_chart_refuses_unsafe_values(values: list[str], says: str) -> None:
@@ -193,6 +202,16 @@ def test_statefulset_static_membership_grace_and_security() -> None:
             ("livenessProbe", "readinessProbe", "startupProbe")} == {
         "livenessProbe": "/healthz", "readinessProbe": "/readyz", "startupProbe": "/readyz"}
     assert docs["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+
+
+def test_exactly_once_renders_the_guarantee_with_the_pod_name_as_instance_id() -> None:
+    docs = resources("ledger.url=postgresql://db/aw", "kafka.processingGuarantee=exactly-once")
+    assert docs["ConfigMap"]["data"]["WORKER_PROCESSING_GUARANTEE"] == "exactly-once"
+    (worker,) = docs["StatefulSet"]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in worker["env"]}
+    assert env["WORKER_GROUP_INSTANCE_ID"]["value"] == "$(POD_NAME)"  # its transactional.id
+    default = resources("ledger.url=postgresql://db/aw")
+    assert default["ConfigMap"]["data"]["WORKER_PROCESSING_GUARANTEE"] == "at-least-once"
 
 
 def test_port_per_pod_numbers_the_ports_by_pod_index_and_probes_inside() -> None:

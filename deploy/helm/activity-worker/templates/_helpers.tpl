@@ -88,6 +88,9 @@ import os, urllib.request as u; u.urlopen("http://127.0.0.1:%d{{ . }}" % (int(os
 {{- if and (eq .Values.kind "Deployment") (eq (include "aw.static" .) "true") -}}
 {{- fail "staticMembership=true needs kind=StatefulSet: a Deployment's pod names change on every restart, so each restart would add a new static member and leave the old one's partitions unowned for the session timeout" -}}
 {{- end -}}
+{{- if and (eq .Values.kafka.processingGuarantee "exactly-once") (ne (include "aw.static" .) "true") -}}
+{{- fail "kafka.processingGuarantee=exactly-once needs static membership (kind=StatefulSet, staticMembership auto or true): each pod's transactional.id is made from its pod name, so that a restarted pod fences its killed predecessor and ends the transaction it left open at once" -}}
+{{- end -}}
 {{- $ledgers := list "memory" "sqlite" "postgresql" "redis" -}}
 {{- if not (has .Values.ledger.kind $ledgers) -}}
 {{- fail (printf "ledger.kind=%q: use one of %s" .Values.ledger.kind (join ", " $ledgers)) -}}
