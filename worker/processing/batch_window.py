@@ -8,11 +8,11 @@ effects run in offset order across batches (worker.processing.effects)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from worker.processing.effects import ConcurrentEffects
-from worker.types import BatchResult, Message
+from worker.types import TP, BatchResult, Message
 
 #: Threads handling batches at once; far more than batches ever wait in the window.
 BATCH_THREADS = 32
@@ -46,6 +46,13 @@ class OverlappingBatches:
     def pending(self) -> int:
         """Work handed over and not done, in messages and effects."""
         return self._effects.pending()
+
+    def rereads(self) -> list[TP]:
+        """Partitions whose parked events may be read again now (worker.processing.parking)."""
+        return self._effects.parking.rereads()
+
+    def let_go(self, partitions: Collection[TP]) -> None:
+        self._effects.parking.forget(partitions)
 
     def close(self) -> None:
         if self._pool is not None:
