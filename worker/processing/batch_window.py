@@ -4,7 +4,9 @@ every processor is async (sync ones run in batch order) and the ledger takes con
 sessions (memory, Redis; a SQL ledger's session is one transaction at a time).
 
 Each batch takes its turn to register its async effects when it is submitted, so a key's
-effects run in offset order across batches (worker.processing.effects)."""
+effects run in offset order across batches (worker.processing.effects). Effects waiting for a
+destination down past --park-after park (worker.processing.parking), so a waiting batch does not
+hold a thread for the length of an outage; `rereads` and `let_go` are the engine's side of it."""
 
 from __future__ import annotations
 

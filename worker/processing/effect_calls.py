@@ -155,6 +155,10 @@ class EffectCalls:
                     parking.parked(tp, proc.destination_name, offset)
                     run.park(tp, offset)
                     return Ended.PARKED
+                if parking.active and self._park_at_once(msg, proc, run):
+                    circuit.release_probe()  # parked meanwhile behind an earlier event
+                    self._left_queue(msg, started)
+                    return Ended.PARKED
                 granted = True
             await self._enter(gate, waiters)  # its destination has room (holds no slot)
             error: BaseException | None = None
