@@ -97,6 +97,7 @@ def run(settings: Settings) -> int:
         stores.callback(outputs.close)
         pipeline = Pipeline(processors, ledger, max_in_flight=settings.max_in_flight,
                             max_outage=settings.max_outage,
+                            park_after=settings.park_after or None,
                             unmatched="dead_letter" if settings.unmatched == "dead_letter"
                             else "skip", outputs=outputs, emitted_marks=marks)
         stores.callback(pipeline.close)

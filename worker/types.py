@@ -10,7 +10,7 @@ allocation on the hot path), while tests and the in-memory harness use
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -133,6 +133,10 @@ class BatchResult:
     offsets of all messages of the batch.
     completed=False: the batch was cancelled (revoke/shutdown) and rolled back: the engine must
     store no offset of it; the events will be consumed again.
+    `parked` (completed batches of a BatchWindow only): per partition, the first offset of an
+    event whose effect was parked (its destination down past --park-after: neither done nor
+    dead-lettered). The engine stores no offset past it and reads the partition again from
+    there once the handler says so (`BatchWindow.rereads`; docs/engine.md, "Parked events").
     """
 
     completed: bool
@@ -140,6 +144,7 @@ class BatchResult:
     # what happened, for the observers (metrics, the exit summary, tests): the counts of the
     # attempt that completed; of a cancelled batch only its ledger timings
     stats: BatchStats = field(default_factory=BatchStats)
+    parked: dict[TP, int] | None = None
 
 
 class BatchWindow(Protocol):
@@ -157,6 +162,16 @@ class BatchWindow(Protocol):
 
     def pending(self) -> int:
         """Work handed over and not done yet (messages and effects)."""
+
+    def rereads(self) -> Collection[TP]:
+        """Partitions with parked events (BatchResult.parked) that may be read again now: a
+        destination one of them waits for would let a call through (its circuit closed, or
+        its backoff over). Asked only while the engine holds a partition; the engine reads
+        each held one again from its first parked offset, at most once per hold."""
+
+    def let_go(self, partitions: Collection[TP]) -> None:
+        """Partitions revoked or lost (no batch of theirs in flight any more): forget what
+        was parked of them."""
 
 
 class BatchHandler(Protocol):

@@ -247,6 +247,13 @@ class Handler:
         """Messages handed over whose batch is not done (the engine's window)."""
         return self.running
 
+    def rereads(self) -> list[tuple[str, int]]:
+        """Parks nothing (tests/engine/test_parked_offsets.py's handler does)."""
+        return []
+
+    def let_go(self, partitions: Any) -> None:
+        pass
+
     def _cancelled(self) -> BatchResult:
         with self.lock:
             self.cancelled += 1

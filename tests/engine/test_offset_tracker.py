@@ -103,3 +103,45 @@ def test_a_rewound_partition_waits_for_a_record_before_stepping_over() -> None:
     assert t.settled([A]) == [A]
     t.forget([A])
     assert t.handed == {} and t.settled([A]) == [A]
+
+
+def test_a_parked_event_holds_its_partition_until_a_batch_reads_it_again() -> None:
+    t = OffsetTracker(Policy(commit_every=10, commit_interval=5), read_ahead=100)
+    both = {A, B}
+    # a batch of A 0..9 with a parked event at 4 (B flows)
+    assert t.finished({A: 9, B: 9}, {A: 0, B: 0}, 20, both, {A: 0, B: 0}, {A: 4}) == [
+        (A, 4), (B, 10)]
+    # later batches of A finish, its offset stays at the parked event; an earlier park wins
+    assert t.finished({A: 19}, {A: 0}, 10, both, {A: 10}) == [(A, 4)]
+    assert t.finished({A: 29}, {A: 0}, 10, both, {A: 20}, {A: 25}) == [(A, 4)]
+    assert t.held == {A: 4}
+    # the step-over never moves a held partition
+    t.handed_over({A: 29, B: 9})
+    assert t.settled(both) == [B]
+    # read again: sought back to 4 once (asking twice does nothing)
+    assert t.reread([A, B], both) == {A: 4} and t.reread([A], both) == {}
+    assert t.seeks() == {A: 4}
+    # the batch read again from 4 parks at 12: held there now (4..11 are done)
+    assert t.finished({A: 14}, {A: 0}, 11, both, {A: 4}, {A: 12}) == [(A, 12)]
+    assert t.held == {A: 12}
+    assert t.reread([A], both) == {A: 12} and t.seeks() == {A: 12}
+    # read again with nothing parked: the hold ends
+    assert t.finished({A: 29}, {A: 0}, 18, both, {A: 12}) == [(A, 30)]
+    assert t.held == {} and t.finished({A: 39}, {A: 0}, 10, both, {A: 30}) == [(A, 40)]
+
+
+def test_a_held_partition_is_read_ahead_at_most_its_bound_and_rewinds_never_pass_it() -> None:
+    t = OffsetTracker(Policy(commit_every=10, commit_interval=5), read_ahead=50)
+    t.handed_over({A: 9})
+    t.finished({A: 9}, {A: 0}, 10, {A}, {A: 0}, {A: 5})
+    t.handed_over({A: 54})  # the next to read, 55, is 50 past the parked event
+    assert t.read_ahead_over() == []
+    t.handed_over({A: 55})
+    assert t.read_ahead_over() == [A]
+    # a cancelled batch behind the hold is read again from the parked event, not its first
+    assert t.cancelled({A: 40}, {A}) == {A} and t.seeks() == {A: 5}
+    assert t.read_ahead_over() == []  # sought back
+    # a revoke commits no more than the parked event; a forgotten partition holds nothing
+    assert t.to_commit([A]) == [(A, 5)]
+    t.forget([A])
+    assert t.held == {} and t.reread([A], {A}) == {}

@@ -27,6 +27,7 @@ from worker.observability.metrics import (
 from worker.processing.adaptive_limit import AdaptiveLimit
 from worker.processing.circuit import Circuit, CircuitPolicy, Circuits
 from worker.processing.effects import ConcurrentEffects
+from worker.processing.parking import Parking
 from worker.processors.api import Processor
 from worker.types import BatchResult, BatchStats, TopicPartition
 
@@ -394,6 +395,13 @@ def test_each_destinations_circuit_is_shown() -> None:
     assert value(wm, "activity_worker_destination_down_seconds", destination="crm") == 12.5
     assert value(wm, "activity_worker_destination_calls_refused_total", destination="crm") == 1
     assert value(wm, "activity_worker_destination_opened_total", destination="crm") == 1
+    for name in ("destination_events_parked_total", "destination_partitions_held"):
+        assert value(wm, f"activity_worker_{name}", destination="mail") == 0  # from the start
+    parking = Parking(circuits, 5.0)
+    parking.parked(("t", 0), "crm", 7)
+    parking.parked(("t", 0), "crm", 9)
+    assert value(wm, "activity_worker_destination_events_parked_total", destination="crm") == 2
+    assert value(wm, "activity_worker_destination_partitions_held", destination="crm") == 1
     assert value(wm, "activity_worker_destination_concurrency_limit", destination="crm") == 16
     assert value(wm, "activity_worker_destination_rate_limit", destination="crm") == 0
     crm.adaptive = AdaptiveLimit(16, clock=lambda: now[0])

@@ -16,6 +16,9 @@ class Assignment:
         self._consumer = consumer
         self.assigned: set[TP] = set()
         self.paused: set[TP] = set()
+        # paused until read again from a parked event (worker.engine.offsets, read_ahead):
+        # not resumed with the others
+        self.held_back: set[TP] = set()
         self.pending: list[Any] = []
 
     def add(self, partitions: Collection[TP], *, paused: bool) -> None:
@@ -39,6 +42,7 @@ class Assignment:
             self._consumer.resume(paused)  # the flag would outlive the assignment (see add)
         self.assigned -= gone
         self.paused -= gone
+        self.held_back -= gone
 
     def pause_all(self) -> None:
         todo = self.assigned - self.paused
@@ -48,8 +52,31 @@ class Assignment:
 
     def resume_all(self) -> None:
         todo = self.paused & self.assigned
-        self.paused.clear()
+        if self.held_back:
+            todo -= self.held_back
+            self.paused &= self.held_back
+        else:
+            self.paused.clear()
         if todo:
+            self._consumer.resume(todo)
+
+    def hold_back(self, partitions: Collection[TP]) -> None:
+        """Pause these partitions until `let_back` (read far enough ahead of a parked
+        event)."""
+        todo = set(partitions) & self.assigned - self.held_back
+        if todo:
+            self.held_back |= todo
+            todo -= self.paused
+            if todo:
+                self._consumer.pause(todo)
+                self.paused |= todo
+
+    def let_back(self, partitions: Collection[TP]) -> None:
+        """Resume partitions held back (they are read again from their parked event)."""
+        todo = self.held_back & set(partitions)
+        if todo:
+            self.held_back -= todo
+            self.paused -= todo
             self._consumer.resume(todo)
 
     def take_pending(self, n: int) -> list[Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from worker.engine.offsets import HELD_READ_AHEAD
 from worker.engine.transactions import DEFAULT_TRANSACTION_INTERVAL_S
 
 
@@ -36,3 +37,6 @@ class EngineConfig:
     # messages and events to older generations, so full collections keep walking them and the
     # ledger; 20,000 lets a batch's objects die young (measured: GC time 0.45 -> 0.02 us/event).
     gc_gen0_threshold: int | None = 20_000
+    # A partition held at a parked event is read ahead of it at most this far (events), then
+    # paused until it is read again (worker.engine.offsets).
+    held_read_ahead: int = HELD_READ_AHEAD

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import structlog
@@ -73,6 +73,26 @@ class Finishing:
                                        f"cancelled batch ({exc}); restart the worker")
         return set(seeks)
 
+    def read_parked_again(self, partitions: Collection[TP]) -> None:
+        """The handler says these partitions' parked events may be read again: seek the held
+        ones back to their first parked event (applied by `seek_back`; what was fetched or
+        waits of them is dropped), one log line."""
+        rereads = self._offsets.reread(partitions, self._parts.assigned)
+        if rereads:
+            self._parts.drop_pending(rereads.keys())
+            self._parts.let_back(rereads.keys())
+            log.info("reading parked events again", partitions={
+                f"{t}[{p}]": off for (t, p), off in sorted(rereads.items())})
+
+    def hold_back_read_ahead(self) -> None:
+        """Pause the held partitions read too far ahead of their parked event."""
+        over = self._offsets.read_ahead_over()
+        if over and not set(over) <= self._parts.held_back:
+            log.info("held partitions read ahead as far as allowed; paused until read again",
+                     partitions=[f"{t}[{p}]" for t, p in sorted(over)],
+                     read_ahead=self._offsets.read_ahead)
+            self._parts.hold_back(over)
+
     def rewound(self, fetched: list[Any]) -> list[Any]:
         """A rewind was decided while `fetched` was read (a revoke's commit aborted, say):
         apply it now; what was fetched of those partitions is read again from there."""
@@ -130,7 +150,7 @@ class Finishing:
         if not settled.stored:
             return False
         offsets = self._offsets.finished(batch.last, batch.last_ts, len(batch.messages),
-                                         self._parts.assigned)
+                                         self._parts.assigned, batch.first, result.parked)
         if self._txn is not None:
             self._txn.finished(offsets)  # committed with its transaction
         elif offsets:

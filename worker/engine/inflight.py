@@ -164,6 +164,16 @@ class InFlight:
             self.events -= len(batch.messages)
             yield batch
 
+    def rereads(self) -> Collection[TP]:
+        """The partitions whose parked events the handler would have read again now
+        (worker.types.BatchWindow.rereads; none without a window)."""
+        return () if self._window is None else self._window.rereads()
+
+    def let_go(self, partitions: Collection[TP]) -> None:
+        """Partitions revoked or lost: the handler forgets what it parked of them."""
+        if self._window is not None:
+            self._window.let_go(partitions)
+
     def cancel_all(self) -> None:
         for batch in self._batches:
             batch.cancel.set()

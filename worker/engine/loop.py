@@ -22,6 +22,10 @@ Guarantees:
 - On revoke of a partition held by the in-flight batch: wait up to `revoke_timeout` for it, else
   cancel it (the handler rolls back), then store + commit what finished, then let go. A
   cancelled batch stores nothing; its partitions still ours are sought back to its first offsets.
+- A batch window's parked events (BatchResult.parked: their destination is down) hold their
+  partition: nothing is stored past them, it is read ahead at most `held_read_ahead` events,
+  and it is read again from them when the handler says so (worker.engine.offsets;
+  docs/engine.md, "Parked events").
 
 What happens is told to `observers` (worker.observer): metrics, health, the exit summary.
 """
@@ -63,6 +67,7 @@ from worker.types import TP, BatchHandler
 log = structlog.get_logger(__name__)
 
 STEP_OVER_CHECK_S = 0.2  # how often an idle loop looks for skipped markers (a local call)
+REREAD_CHECK_S = 0.1  # while a partition is held: how often to ask whether to read it again
 
 
 class Engine:
@@ -85,7 +90,7 @@ class Engine:
         self.totals = OutcomeTotals()
         self._observer = Observers([*observers, self.totals])
         self._parts = Assignment(consumer)
-        self._offsets = OffsetTracker(config)
+        self._offsets = OffsetTracker(config, read_ahead=config.held_read_ahead)
         self._stop = threading.Event()
         self._stop_reason = ""
         self._stop_deadline: float | None = None
@@ -117,6 +122,7 @@ class Engine:
         self._next_lag = 0.0
         self._lag = LagRecorder()
         self._next_step_over = 0.0
+        self._next_reread = 0.0
         self.progress = ProgressLog(config.progress_interval)
 
     # -- public ------------------------------------------------------------------------------
@@ -200,6 +206,11 @@ class Engine:
             if not msgs and now >= self._next_step_over:
                 self._next_step_over = now + STEP_OVER_CHECK_S
                 self._finishing.step_over_skipped()
+            if self._offsets.held:  # parked events (worker.engine.offsets)
+                if now >= self._next_reread:
+                    self._next_reread = now + REREAD_CHECK_S
+                    self._finishing.read_parked_again(self._inflight.rereads())
+                self._finishing.hold_back_read_ahead()
             if self._offsets.rewinds_pending:  # (a revoke may have cancelled batches)
                 self._finishing.seek_back()
             if self._txn is not None:

@@ -12,7 +12,13 @@ and reports what the broker confirmed. So the rules are testable without Kafka:
 - past what the client skips without handing it over (transaction markers, aborted
   transactions' records under read_committed), the stored offset moves to the client's
   position, but only once every record handed over on that partition finished
-  (`settled`, `step_over`; docs/engine.md, "Transactional topics").
+  (`settled`, `step_over`; docs/engine.md, "Transactional topics");
+- a partition with a parked event (BatchResult.parked: its destination is down) is held at the
+  first parked offset X: later batches of it finish, but its stored offset stays <= X, the
+  step-over leaves it alone, and it may be read ahead of X by at most `read_ahead` events
+  (`read_ahead_over`: pause it). It is read again from X when the handler says so
+  (`reread`); the batch read again from <= X ends the hold, or holds it at its own first
+  parked offset (docs/engine.md, "Parked events").
 """
 
 from __future__ import annotations
@@ -47,10 +53,20 @@ class Confirmed(Enum):
     WENT_BACK = "went_back"
 
 
+#: How far a held partition may be read ahead of its first parked event (events) before it is
+#: paused until it is read again: what a long outage costs in re-reads per probe cycle, and
+#: in the ledger's memory of what the healthy destinations did meanwhile.
+HELD_READ_AHEAD = 50_000
+
+
 class OffsetTracker:
     def __init__(self, policy: CommitPolicy,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 read_ahead: int = HELD_READ_AHEAD) -> None:
         self.policy = policy
+        self.read_ahead = read_ahead
+        self.held: dict[TP, int] = {}        # partition -> its first parked offset (X)
+        self._rereading: set[TP] = set()     # held, sought back to X, not read again yet
         self._clock = clock
         self.stored: dict[TP, int] = {}      # next offset to read, past finished events
         self.committed: dict[TP, int] = {}   # as the broker confirmed it
@@ -73,23 +89,72 @@ class OffsetTracker:
 
     # -- a batch ended ------------------------------------------------------------------------
     def finished(self, last: Mapping[TP, int], last_ts: Mapping[TP, int], events: int,
-                 assigned: Collection[TP]) -> list[tuple[TP, int]]:
-        """Every event of a batch is done (dead letters confirmed): the offsets to store, one
-        past each partition's last event, for the partitions still ours."""
+                 assigned: Collection[TP], first: Mapping[TP, int] | None = None,
+                 parked: Mapping[TP, int] | None = None) -> list[tuple[TP, int]]:
+        """Every event of a batch is done or parked (dead letters confirmed): the offsets to
+        store, one past each partition's last event, for the partitions still ours; but never
+        past a parked event (`parked`: the batch's first parked offset per partition; `first`:
+        the batch's first offsets, needed once a partition is held)."""
         out: list[tuple[TP, int]] = []
+        held = self.held
         for tp, offset in last.items():
             if tp in assigned:
-                self.stored[tp] = offset + 1
+                end = offset + 1
+                if held or parked:  # (neither: the common case)
+                    end = self._hold(tp, end, first, parked)
+                self.stored[tp] = end
                 self.last_ts[tp] = last_ts[tp]
-                out.append((tp, offset + 1))
+                out.append((tp, end))
         self.uncommitted += events
         return out
+
+    def _hold(self, tp: TP, end: int, first: Mapping[TP, int] | None,
+              parked: Mapping[TP, int] | None) -> int:
+        """The offset to store for `tp` (one past the batch's last event: `end`) under the
+        hold rule. Batches finish in the order they were read, so one that starts at or
+        before the held offset is the partition read again: it ends the hold, and its own
+        parked events (if any) hold it anew."""
+        held = self.held
+        x = held.get(tp)
+        if x is not None and first is not None and first.get(tp, x + 1) <= x:
+            del held[tp]
+            self._rereading.discard(tp)
+            x = None
+        p = parked.get(tp) if parked else None
+        if p is not None:
+            x = p if x is None else min(x, p)
+            held[tp] = x
+        return end if x is None else min(end, x)
+
+    # -- parked events ------------------------------------------------------------------------
+    def reread(self, partitions: Iterable[TP], assigned: Collection[TP]) -> dict[TP, int]:
+        """The handler says these partitions' parked events may be read again: the held ones
+        (still ours, not already sought back) are sought back to their held offset. Returns
+        those, with the offset."""
+        out: dict[TP, int] = {}
+        for tp in partitions:
+            x = self.held.get(tp)
+            if x is not None and tp in assigned and tp not in self._rereading:
+                self._rereading.add(tp)
+                self._seek_back[tp] = min(x, self._seek_back.get(tp, x))
+                out[tp] = x
+        return out
+
+    def read_ahead_over(self) -> list[TP]:
+        """Held partitions handed over more than `read_ahead` events past their held offset
+        (and not being read again): to pause until they are."""
+        handed, limit = self.handed, self.read_ahead
+        return [tp for tp, x in self.held.items()
+                if tp not in self._rereading and handed.get(tp, x) - x > limit]
 
     def cancelled(self, first: Mapping[TP, int], assigned: Collection[TP]) -> set[TP]:
         """A batch was cancelled (revoke, shutdown): nothing of it is stored, and its partitions
         that are still ours are re-read from its first offset. Returns those partitions."""
+        held = self.held
         for tp, offset in first.items():
             if tp in assigned:  # several batches cancelled together: the earliest first offset
+                if tp in held:  # never past a parked event: read it again too
+                    offset = min(offset, held[tp])
                 self._seek_back[tp] = min(offset, self._seek_back.get(tp, offset))
         return set(self._seek_back)
 
@@ -119,9 +184,9 @@ class OffsetTracker:
         over, so the stored offset may move up to it."""
         if self._seek_back:
             return []
-        handed, stored, sought = self.handed, self.stored, self._sought
+        handed, stored, sought, held = self.handed, self.stored, self._sought, self.held
         return [tp for tp in assigned
-                if tp not in sought and handed.get(tp) == stored.get(tp)]
+                if tp not in sought and tp not in held and handed.get(tp) == stored.get(tp)]
 
     def step_over(self, positions: Mapping[TP, int]) -> list[tuple[TP, int]]:
         """The client's positions of `settled` partitions: where one is past the stored (or
@@ -185,6 +250,8 @@ class OffsetTracker:
         for tp in partitions:
             self._seek_back.pop(tp, None)
             self._sought.discard(tp)
+            self.held.pop(tp, None)
+            self._rereading.discard(tp)
             self.handed.pop(tp, None)
             self.stored.pop(tp, None)
             self.committed.pop(tp, None)

@@ -94,6 +94,7 @@ class RebalanceListener:
     def _let_go(self, gone: set[TP], *, lost: bool) -> None:
         self._parts.remove(gone)
         self._offsets.forget(gone)
+        self._inflight.let_go(gone)
         names = [f"{t}[{p}]" for t, p in sorted(gone)]
         tps = [TopicPartition(t, p) for t, p in sorted(gone)]
         if lost:

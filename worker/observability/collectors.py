@@ -29,7 +29,9 @@ from worker.observability.metric_names import (
     DESTINATION_CALLS_REFUSED,
     DESTINATION_CONCURRENCY_LIMIT,
     DESTINATION_DOWN_SECONDS,
+    DESTINATION_EVENTS_PARKED,
     DESTINATION_OPENED,
+    DESTINATION_PARTITIONS_HELD,
     DESTINATION_RATE_LIMIT,
     DESTINATION_STATE,
     EFFECT_OLDEST_AGE_SECONDS,
@@ -181,6 +183,8 @@ class Destination(Protocol):
     name: str
     refused: int
     opened: int
+    parked: int
+    held: int
 
     @property
     def state(self) -> str: ...  # read-only here: a Circuit's is a CircuitState (a str)
@@ -195,7 +199,8 @@ class Destination(Protocol):
 class DestinationsCollector(ScrapeTimeCollector):
     """Each destination's circuit breaker: its state (one series per state, 1 for the current
     one), how long it has been down, its concurrency limit and pace now, the calls it held
-    back and the times it opened."""
+    back, the times it opened, the events parked for it and the partitions held for it
+    (worker.processing.parking)."""
 
     def __init__(self, destinations: Callable[[], Iterable[Destination]]) -> None:
         self.destinations = destinations
@@ -219,10 +224,15 @@ class DestinationsCollector(ScrapeTimeCollector):
                                 "held back while it was unavailable (each once).", labels=by),
             CounterMetricFamily(DESTINATION_OPENED, "Times the destination's circuit opened "
                                 "(an outage, or a failed probe during one).", labels=by),
+            CounterMetricFamily(DESTINATION_EVENTS_PARKED, "Effects parked while the "
+                                "destination was down past --park-after (read again later; "
+                                "each time one parks).", labels=by),
+            GaugeMetricFamily(DESTINATION_PARTITIONS_HELD, "Partitions whose offset is held "
+                              "at an event parked for the destination, now.", labels=by),
         ]
 
     def collect(self) -> list[Metric]:
-        state, down, limit, pace, refused, opened = self._families()
+        state, down, limit, pace, refused, opened, parked, held = self._families()
         for d in sorted(self.destinations(), key=lambda d: d.name):
             for s in CIRCUIT_STATES:
                 state.add_metric([d.name, s], 1.0 if d.state == s else 0.0)
@@ -231,4 +241,6 @@ class DestinationsCollector(ScrapeTimeCollector):
             pace.add_metric([d.name], d.current_pace())
             refused.add_metric([d.name], d.refused)
             opened.add_metric([d.name], d.opened)
-        return [state, down, limit, pace, refused, opened]
+            parked.add_metric([d.name], d.parked)
+            held.add_metric([d.name], d.held)
+        return [state, down, limit, pace, refused, opened, parked, held]

@@ -30,7 +30,7 @@ class BatchCancelled(Exception):
 
 class BatchRun:
     __slots__ = ("_planned", "_processors", "_sink", "cancelled", "dead", "deliveries", "done",
-                 "held", "held_at", "stats", "timings", "turn")
+                 "held", "held_at", "parked", "stats", "ticket", "timings", "turn")
 
     def __init__(self, size: int, processors: int, cancelled: Callable[[], bool],
                  turn: int | None = None, sink: OutputSink | None = None) -> None:
@@ -40,6 +40,9 @@ class BatchRun:
         (None: a processor that emits stops the worker, saying so)."""
         self.cancelled = cancelled
         self.turn = turn
+        self.ticket = turn  # kept: the batch's place in the read order (worker.processing.parking)
+        #: partition -> the first offset of an event whose effect parked in this attempt
+        self.parked: dict[TP, int] = {}
         self._sink = sink
         #: idempotency keys of finished effects that emitted records: marked done only once
         #: `deliveries` says every record of the attempt was acknowledged
@@ -69,6 +72,7 @@ class BatchRun:
         stats.latency_seconds.extend(planned.latency_seconds)
         self.stats, self.dead, self.done = stats, list(dead), []
         self.held, self.held_at, self.deliveries = [], [], None
+        self.parked = {}
         self.timings = [[] for _ in range(self._processors)]
 
     def emitted(self, key: str, records: list[OutputRecord], msg: Message) -> None:
@@ -84,6 +88,12 @@ class BatchRun:
         sink.produce(records, deliveries)
         self.held.append(key)
         self.held_at.append((msg.topic() or "", msg.partition() or 0))
+
+    def park(self, tp: TP, offset: int) -> None:
+        """An effect of `tp`'s event at `offset` parked (worker.processing.parking)."""
+        x = self.parked.get(tp)
+        if x is None or offset < x:
+            self.parked[tp] = offset
 
     def check(self) -> None:
         """Raise BatchCancelled once the engine has cancelled the batch."""

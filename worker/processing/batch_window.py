@@ -4,15 +4,17 @@ every processor is async (sync ones run in batch order) and the ledger takes con
 sessions (memory, Redis; a SQL ledger's session is one transaction at a time).
 
 Each batch takes its turn to register its async effects when it is submitted, so a key's
-effects run in offset order across batches (worker.processing.effects)."""
+effects run in offset order across batches (worker.processing.effects). Effects waiting for a
+destination down past --park-after park (worker.processing.parking), so a waiting batch does not
+hold a thread for the length of an outage; `rereads` and `let_go` are the engine's side of it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from worker.processing.effects import ConcurrentEffects
-from worker.types import BatchResult, Message
+from worker.types import TP, BatchResult, Message
 
 #: Threads handling batches at once; far more than batches ever wait in the window.
 BATCH_THREADS = 32
@@ -46,6 +48,13 @@ class OverlappingBatches:
     def pending(self) -> int:
         """Work handed over and not done, in messages and effects."""
         return self._effects.pending()
+
+    def rereads(self) -> list[TP]:
+        """Partitions whose parked events may be read again now (worker.processing.parking)."""
+        return self._effects.parking.rereads()
+
+    def let_go(self, partitions: Collection[TP]) -> None:
+        self._effects.parking.forget(partitions)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -98,6 +98,9 @@ class Circuit:
         self._probed_at = 0.0
         self.refused = 0                   # calls held back while not closed (a counter)
         self.opened = 0                    # times it opened (a counter)
+        self.parked = 0                    # events parked for it (a counter;
+        #                                    worker.processing.parking)
+        self.held = 0                      # partitions with an event parked for it, now
 
     # -- the callers -----------------------------------------------------------------------
     def admit(self) -> float:
@@ -123,6 +126,20 @@ class Circuit:
                 return 0.0
             # every probe is out: its answer wakes the waiters; ask again by then anyway
             return max(0.05, self.policy.first_backoff)
+
+    def probe_due(self) -> bool:
+        """Whether a call would be let through now (closed, its backoff over, or a probe slot
+        free), without taking a slot: when parked events are read again."""
+        if self.state is CLOSED:
+            return True
+        with self._lock:
+            state, now = self.state, self._clock()
+            if state is OPEN:
+                return now >= self.retry_at
+            if state is HALF_OPEN:
+                return (self._probes_out < self.policy.probes
+                        or now - self._probed_at > PROBE_STALE_S)
+            return True
 
     def ask(self, bound: float | None, first: bool) -> float | None:
         """For a caller waiting to call: 0.0 to call now; None when the destination has been

@@ -7,7 +7,9 @@ retries per its policy (worker.processing.retries) or a dead letter.
 A destination that is unavailable (RetryLater, a timeout, a connection error) opens its circuit
 (worker.processing.circuit): the effect waits, woken when the circuit changes, without spending
 retry attempts, while other destinations' effects flow. With --max-outage, an effect that waited
-that long becomes a `destination_unavailable` dead letter.
+that long becomes a `destination_unavailable` dead letter. With --park-after (a pipeline whose
+batches overlap), an effect whose destination has been down that long parks instead of waiting
+(worker.processing.parking: PARKED, its key released, its event read again later).
 
 What is in flight is read at scrape time (worker.observability.collectors.Effects)."""
 
@@ -26,6 +28,7 @@ from worker.outputs import OutputRecord
 from worker.processing.adaptive_limit import AdaptiveLimit
 from worker.processing.batch_run import BatchRun
 from worker.processing.circuit import Circuit, Circuits
+from worker.processing.parking import Parking
 from worker.processing.planning import Work
 from worker.processing.retries import (
     GiveUp,
@@ -49,6 +52,16 @@ class Ended(enum.Enum):
     DONE = "done"        # finished: its key is marked done with the next mark
     HELD = "held"        # finished and emitted records: marked done once they are acknowledged
     GAVE_UP = "gave_up"  # dead-lettered: its key is released
+    PARKED = "parked"    # neither done nor dead-lettered: its key is released, its event is
+    #                      read again (worker.processing.parking)
+
+
+class Admission(enum.Enum):
+    """What waiting on a circuit ended in."""
+
+    CALL = "call"        # the circuit lets the call through
+    GIVE_UP = "give_up"  # down longer than --max-outage: a dead letter
+    PARK = "park"        # down longer than --park-after: park
 
 
 class CallTimedOut(TimeoutError):
@@ -59,8 +72,9 @@ class CallTimedOut(TimeoutError):
 
 class EffectCalls:
     def __init__(self, max_in_flight: int, processors: Iterable[Processor],
-                 circuits: Circuits) -> None:
+                 circuits: Circuits, parking: Parking | None = None) -> None:
         procs = list(processors)
+        self.parking = parking if parking is not None else Parking(circuits)
         self._slots = asyncio.Semaphore(max_in_flight)
         self._limits = {p.name: asyncio.Semaphore(p.max_concurrency) for p in procs
                         if p.max_concurrency is not None}
@@ -110,9 +124,9 @@ class EffectCalls:
 
     async def call(self, item: Work, run: BatchRun, started: list[bool]) -> Ended:
         """Run the effect until it is done (DONE, or HELD: it emitted records, produced now,
-        and its key waits in `run.held` for their acknowledgement) or dead-lettered (GAVE_UP).
-        `started[0]` turns True once it left the queue (its first call began, or it gave
-        up)."""
+        and its key waits in `run.held` for their acknowledgement), dead-lettered (GAVE_UP) or
+        parked (PARKED). `started[0]` turns True once it left the queue (its first call began,
+        or it gave up or parked)."""
         msg, event, proc, key, index = item
         slots, limit = self._slots, self._limits.get(proc.name)
         circuit = self._circuits[proc.destination_name]
@@ -123,15 +137,28 @@ class EffectCalls:
         waits = 0
         last: BaseException | None = None
         granted = False  # the circuit let this call through while not closed (a probe)
+        parking = self.parking
         while True:
+            if parking.active and not granted and self._park_at_once(msg, proc, run):
+                self._left_queue(msg, started)
+                return Ended.PARKED
             if circuit.state is not CLOSED and not granted:
-                if not await self._admitted(circuit):
-                    if not started[0]:
-                        self.unqueue(msg)
-                        started[0] = True
+                admission = await self._admitted(circuit)
+                if admission is Admission.GIVE_UP:
+                    self._left_queue(msg, started)
                     run.dead_letter(msg, proc, ErrorClass.DESTINATION_UNAVAILABLE,
                                     outage_reason(proc, circuit.down_seconds(), last), calls)
                     return Ended.GAVE_UP
+                if admission is Admission.PARK:
+                    self._left_queue(msg, started)
+                    tp, offset = (msg.topic() or "", msg.partition() or 0), msg.offset() or 0
+                    parking.parked(tp, proc.destination_name, offset)
+                    run.park(tp, offset)
+                    return Ended.PARKED
+                if parking.active and self._park_at_once(msg, proc, run):
+                    circuit.release_probe()  # parked meanwhile behind an earlier event
+                    self._left_queue(msg, started)
+                    return Ended.PARKED
                 granted = True
             await self._enter(gate, waiters)  # its destination has room (holds no slot)
             error: BaseException | None = None
@@ -199,6 +226,23 @@ class EffectCalls:
             run.gave_up(msg, event, proc, decision.error_class, decision.reason, error, calls)
             return Ended.GAVE_UP
 
+    def _park_at_once(self, msg: Message, proc: Processor, run: BatchRun) -> bool:
+        """The order rule (worker.processing.parking): an earlier event of the partition is
+        parked for this destination, or the effect is stale; then it parks, without a call."""
+        tp, offset = (msg.topic() or "", msg.partition() or 0), msg.offset() or 0
+        destination = proc.destination_name
+        parking = self.parking
+        if not parking.must_park(tp, destination, offset, run.ticket):
+            return False
+        parking.parked(tp, destination, offset, record=False)
+        run.park(tp, offset)
+        return True
+
+    def _left_queue(self, msg: Message, started: list[bool]) -> None:
+        if not started[0]:
+            self.unqueue(msg)
+            started[0] = True
+
     @staticmethod
     async def _call_once(proc: Processor, event: Any, msg: Message, calls: int
                          ) -> list[OutputRecord] | None:
@@ -246,20 +290,27 @@ class EffectCalls:
                 waiter.set_result(None)
                 room -= 1
 
-    async def _admitted(self, circuit: Circuit) -> bool:
-        """Wait until `circuit` lets a call through (True), or until the destination has been
-        unavailable for --max-outage (False). Cancelled with the batch (revoke, shutdown)."""
+    async def _admitted(self, circuit: Circuit) -> Admission:
+        """Wait until `circuit` lets a call through (CALL), or until the destination has been
+        unavailable for --max-outage (GIVE_UP) or, first, for --park-after (PARK). Cancelled
+        with the batch (revoke, shutdown)."""
         bound, first = self._circuits.max_outage, True
+        park_after = self.parking.park_after
         while (wait := circuit.ask(bound, first)) is not None:
             if wait == 0.0:
-                return True
+                return Admission.CALL
             first = False
+            if park_after is not None:
+                left = park_after - circuit.down_seconds()
+                if left <= 0.0:
+                    return Admission.PARK
+                wait = min(wait, left)
             wake = self._wake.get(circuit.name)
             if wake is None:
                 wake = self._wake[circuit.name] = asyncio.Event()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), wait)
-        return False
+        return Admission.GIVE_UP
 
     def _circuit_changed(self, circuit: Circuit) -> None:
         """(any thread) Wake the effects waiting on `circuit`."""

@@ -10,7 +10,9 @@ other keys flow meanwhile.
 One effect's calls (slots, circuit, timeout, retries) are worker.processing.effect_calls. An
 effect waiting on its destination's circuit waits in its key's chain (so a key's later effects
 wait behind it); the batch does not finish meanwhile, so the engine's window fills and it
-pauses the partitions (backpressure).
+pauses the partitions (backpressure). With --park-after (batches that overlap), it waits that
+long at most, then parks (worker.processing.parking): its batch finishes, the engine holds the
+partition at it and reads it again later.
 
 Async processors are external effects: they get no `ctx.transaction` (a processor that writes
 through the ledger's transaction stays a sync one and runs serialised inside the batch's
@@ -37,6 +39,7 @@ import structlog
 from worker.processing.batch_run import BatchRun
 from worker.processing.circuit import Circuits
 from worker.processing.effect_calls import TP, EffectCalls, Ended
+from worker.processing.parking import Parking
 from worker.processing.planning import Work
 from worker.processors.api import Processor
 from worker.types import Message
@@ -74,13 +77,17 @@ class ConcurrentEffects:
 
     def __init__(self, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
                  processors: Iterable[Processor] = (),
-                 circuits: Circuits | None = None) -> None:
+                 circuits: Circuits | None = None, park_after: float | None = None) -> None:
+        """`park_after`: seconds a destination may be down before its waiting effects park
+        (worker.processing.parking); None: they wait."""
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         procs = list(processors)
         self.max_in_flight = max_in_flight
         self._circuits = circuits if circuits is not None else Circuits()
-        self.calls = EffectCalls(max_in_flight, procs, self._circuits)
+        self.parking = Parking(self._circuits, park_after)
+        self.calls = EffectCalls(max_in_flight, procs, self._circuits, self.parking)
+        self._live: set[int] = set()  # tickets of the batches whose effects run
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -197,6 +204,12 @@ class ConcurrentEffects:
                      mark: Callable[[list[str]], None]) -> list[str]:
         loop = asyncio.get_running_loop()
         await self._wait_turn(ticket)  # earlier batches' effects are in the chains now
+        parking = self.parking
+        if ticket is not None and parking.at:
+            parking.reread_from(work, ticket)
+        live = run.ticket
+        if live is not None:
+            self._live.add(live)
         done: list[str] = []
         released: list[str] = []
         tails, queue = self._tails, self.calls.queue
@@ -226,6 +239,10 @@ class ConcurrentEffects:
                 if run.cancelled():
                     raise EffectsCancelled
         finally:
+            if live is not None:
+                self._live.discard(live)
+            if parking.fences:
+                parking.drop_fences(min(self._live, default=None))
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -249,7 +266,7 @@ class ConcurrentEffects:
             ended = await self.calls.call(item, run, started)
             if ended is Ended.DONE:
                 done.append(idempotency_key)
-            elif ended is Ended.GAVE_UP:
+            elif ended is Ended.GAVE_UP or ended is Ended.PARKED:
                 released.append(idempotency_key)
         finally:
             self._unfinished -= 1

@@ -62,12 +62,16 @@ class Pipeline:
         prune_every: float = PRUNE_CHECK_S,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         max_outage: float | None = None,
+        park_after: float | None = None,
         circuits: Circuits | None = None,
         outputs: OutputSink | None = None,
         emitted_marks: EmittedMarks | None = None,
     ) -> None:
         """`max_outage`: seconds a destination may be unavailable before the events waiting
         for it are dead-lettered (`destination_unavailable`); None waits as long as it takes.
+        `park_after`: seconds a destination may be unavailable before the async effects
+        waiting for it park (worker.processing.parking: their partition is held and read
+        again later); only when batches overlap (`window`); None: they wait.
         `circuits`: the destinations' circuit breakers (worker.processing.circuit; tests pass
         one with a fake clock). `outputs`: where records emitted by processors go
         (worker.outputs; None: a processor that emits stops the worker). `emitted_marks`:
@@ -104,17 +108,19 @@ class Pipeline:
                               (max_in_flight if p.is_async else 1))
         # Async processors' effects run concurrently, after the batch's sync ones
         concurrent = frozenset(i for i, p in enumerate(self.processors) if p.is_async)
+        # Several batches in flight at once: only when every processor is async and the
+        # ledger takes concurrent sessions (worker.processing.batch_window); only then do
+        # effects park (a batch that waits holds nothing else back)
+        overlap = (not exactly_once and bool(concurrent)
+                   and len(concurrent) == len(self.processors) and ledger.concurrent_sessions)
         self.effects = (ConcurrentEffects(max_in_flight,
                                           [self.processors[i] for i in concurrent],
-                                          self.circuits)
+                                          self.circuits, park_after if overlap else None)
                         if concurrent else None)
         self._sync = SyncCalls(self.processors, concurrent, self.circuits, self._ledger,
                                self._sleep)
-        # Several batches in flight at once: only when every processor is async and the
-        # ledger takes concurrent sessions (worker.processing.batch_window).
         self.window: OverlappingBatches | None = None
-        if (not exactly_once and self.effects is not None
-                and len(concurrent) == len(self.processors) and ledger.concurrent_sessions):
+        if overlap and self.effects is not None:
             self.window = OverlappingBatches(self._handle, self.effects)
 
     @property
@@ -195,7 +201,7 @@ class Pipeline:
                 if seconds:
                     stats.processing_seconds.setdefault(self._names[i], []).extend(seconds)
             self._ledger.hand_over_timings(stats)
-            return BatchResult(True, run.dead, stats)
+            return BatchResult(True, run.dead, stats, run.parked or None)
 
     def _cancelled(self) -> BatchResult:
         """A cancelled batch's result: nothing but the ledger timings gathered so far."""

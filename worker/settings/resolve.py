@@ -147,6 +147,9 @@ def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None
     if values["max_outage"] is not None and values["max_outage"] <= 0:
         raise ConfigError(f"--max-outage={values['max_outage']:g} must be above 0 seconds; "
                           "leave it unset to wait out any outage.")
+    if values["park_after"] < 0:
+        raise ConfigError(f"--park-after={values['park_after']:g} must be 0 (off) or above; "
+                          "it is how long a destination may be down before its events park.")
     retention, lease = values["ledger_retention"], values["ledger_lease"]
     if retention <= 0 or lease <= 0 or lease >= retention:
         raise ConfigError(f"--ledger-lease ({lease:g} s) must be shorter than its retention "

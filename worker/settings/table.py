@@ -21,6 +21,7 @@ from worker.kafka.config import build_consumer_config
 from worker.ledger.base import DEFAULT_LEASE_SECONDS, DEFAULT_RETENTION_SECONDS
 from worker.observability.health import DEFAULT_COMMIT_STALL_AFTER, DEFAULT_POLL_STALE_AFTER
 from worker.processing.effects import DEFAULT_MAX_IN_FLIGHT
+from worker.processing.parking import DEFAULT_PARK_AFTER
 from worker.vocabulary import ProcessingGuarantee
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -127,6 +128,12 @@ class Settings:
         "waiting for it are dead-lettered as 'destination_unavailable' (replay them with "
         "`dlq replay --error-class destination_unavailable` once it is back); unset: they "
         "wait as long as it takes, with consumption paused", metavar="SECONDS")
+    park_after: float = setting(
+        DEFAULT_PARK_AFTER, "async processors with overlapping batches: a destination "
+        "unavailable this long parks the events waiting for it (no dead letter): their "
+        "partition's offset is held there and it is read again when the destination can be "
+        "probed, so the other destinations keep their rate; 0: they wait in memory (see "
+        "docs/processors.md, 'Parked events')", metavar="SECONDS")
     retry_attempts: int | None = setting(
         None, "attempts per processor call before dead-lettering (for processors that keep the "
         "library default retry policy)", metavar="N")
