@@ -6,22 +6,44 @@ consumer group, message key) plus the event's type and id.
   own `traceparent` when it has one; its context goes into the record's headers.
 - The worker: a CONSUMER span `process <processor>` per processor call, the child of the
   context in the record's headers (so one trace runs from the delivery to the effect). Each
-  call is its own span: a retried effect shows as several, the failed ones with the error.
-  The span is current while the processor runs, so the HTTP forwarder's request carries it on.
+  call is its own span: a retried effect shows as several, the failed ones with the error, and
+  each call after a failed one carries a link to the failed call's span
+  (worker.tracing.attempts). The span is current while the processor runs, so the HTTP
+  forwarder's request carries it on.
+
+Bounded cost: when the sampler is a standard one (worker.tracing.sampling.root_ratio), a call
+first reads the record's `traceparent` flag (or, without one, draws against the ratio); an
+unsampled call starts no span at all. A call that fails is recorded all the same: a span marked
+`worker.record` (sampled at any ratio), in the record's trace, from the call's start.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from worker.errors import describe
 from worker.processors.api import Context, Processor
-from worker.tracing.config import active, tracer
+from worker.tracing import attempts
+from worker.tracing.config import active, root_ratio, tracer
+from worker.tracing.names import KAFKA, TRACEPARENT, Attr, SpanName
 from worker.tracing.propagation import extract_http, extract_kafka, inject_kafka
 
-KAFKA = "kafka"
+#: The last hex digit of a `traceparent`'s flags when the sampled bit is set.
+_SAMPLED = frozenset(b"13579bdfBDF")
+
+
+def sampled_flag(headers: Sequence[tuple[str, bytes]] | None) -> bool | None:
+    """The sampled flag of the record's `traceparent`; None when it has none."""
+    if headers:
+        for name, value in headers:
+            if name == TRACEPARENT and value:
+                return value[-1] in _SAMPLED
+    return None
 
 
 def _attributes(proc: Processor, ctx: Context, group: str) -> dict[str, Any]:
@@ -34,10 +56,10 @@ def _attributes(proc: Processor, ctx: Context, group: str) -> dict[str, Any]:
         "messaging.destination.partition.id": str(ctx.partition),
         "messaging.kafka.offset": ctx.offset,
         "messaging.consumer.group.name": group,
-        "worker.processor": proc.name,
-        "worker.event.type": ctx.event.type,
-        "worker.event.id": ctx.event.id,
-        "worker.attempt": ctx.attempt,
+        Attr.PROCESSOR: proc.name,
+        Attr.EVENT_TYPE: ctx.event.type,
+        Attr.EVENT_ID: ctx.event.id,
+        Attr.ATTEMPT: ctx.attempt,
     }
     key = msg.key() if msg is not None else None
     if key:
@@ -45,33 +67,118 @@ def _attributes(proc: Processor, ctx: Context, group: str) -> dict[str, Any]:
     return attrs
 
 
-def _traced(proc: Processor, group: str) -> Processor:
-    from opentelemetry.trace import SpanKind
+def _key(ctx: Context, proc: Processor) -> attempts.Key:
+    return (ctx.topic, ctx.partition, ctx.offset, proc.name)
 
-    spans = tracer(__name__)
-    func: Any = proc.func
-    name = f"process {proc.name}"
 
-    def parent(ctx: Context) -> Any:
+class _Calls:
+    """Starting and ending one processor's call spans."""
+
+    def __init__(self, proc: Processor, group: str) -> None:
+        from opentelemetry.trace import Link, SpanKind, StatusCode
+
+        self.proc, self.group = proc, group
+        self.tracer = tracer(__name__)
+        self.name = f"{SpanName.PROCESS} {proc.name}"
+        self.ratio = root_ratio()
+        self.rand = random.random
+        self.link, self.kind, self.error = Link, SpanKind.CONSUMER, StatusCode.ERROR
+
+    def begin(self, ctx: Context) -> Any:
+        """The call's span (current until `use_span` ends), or None: not sampled."""
         msg = ctx._msg
-        return extract_kafka(msg.headers() if msg is not None else None)
+        headers = msg.headers() if msg is not None else None
+        ratio, force = self.ratio, False
+        if ratio is not None:
+            flag = sampled_flag(headers)
+            if flag is None:  # a root: the ratio decides, here
+                if ratio < 1.0:
+                    if self.rand() >= ratio:
+                        return None
+                    force = True
+            elif not flag:
+                return None
+        return self._start(ctx, headers, force, None)
+
+    def _start(self, ctx: Context, headers: Any, force: bool, start: int | None) -> Any:
+        links = None
+        if ctx.attempt > 1 and (before := attempts.take(_key(ctx, self.proc))) is not None:
+            links = [self.link(before)]
+        span = self.tracer.start_span(
+            self.name, context=extract_kafka(headers), kind=self.kind, links=links,
+            attributes={Attr.RECORD: True} if force else None, start_time=start)
+        if span.is_recording():
+            span.set_attributes(_attributes(self.proc, ctx, self.group))
+        return span
+
+    def failed(self, ctx: Context, span: Any, exc: BaseException, start: int) -> None:
+        """The call raised: record it (a marked span if `span` is None or not sampled) and
+        remember it for the next call's or the dead letter's link."""
+        own = span is not None and span.is_recording()
+        if not own:
+            msg = ctx._msg
+            span = self._start(ctx, msg.headers() if msg is not None else None, True, start)
+        span.record_exception(exc)
+        span.set_status(self.error, describe(exc))
+        attempts.failed(_key(ctx, self.proc), span.get_span_context())
+        if not own:
+            span.end()
+
+    def succeeded(self, ctx: Context) -> None:
+        if ctx.attempt > 1:
+            attempts.take(_key(ctx, self.proc))
+
+
+def _traced(proc: Processor, group: str) -> Processor:
+    from opentelemetry.trace import use_span
+
+    calls = _Calls(proc, group)
+    begin, failed, succeeded = calls.begin, calls.failed, calls.succeeded
+    func: Any = proc.func
+    clock = time.time_ns
 
     if proc.is_async:
         async def call_async(event: Any, ctx: Context) -> None:
-            with spans.start_as_current_span(name, context=parent(ctx), kind=SpanKind.CONSUMER,
-                                             attributes=_attributes(proc, ctx, group)):
-                await func(event, ctx)
+            span, t0 = begin(ctx), clock()
+            if span is None:
+                try:
+                    await func(event, ctx)
+                except Exception as exc:
+                    failed(ctx, None, exc, t0)
+                    raise
+            else:
+                with use_span(span, end_on_exit=True, record_exception=False,
+                              set_status_on_exception=False):
+                    try:
+                        await func(event, ctx)
+                    except Exception as exc:
+                        failed(ctx, span, exc, t0)
+                        raise
+            succeeded(ctx)
 
-        wrapped: Any = call_async
+        wrapped: Callable[..., Any] = call_async
     else:
         def call(event: Any, ctx: Context) -> None:
-            with spans.start_as_current_span(name, context=parent(ctx), kind=SpanKind.CONSUMER,
-                                             attributes=_attributes(proc, ctx, group)):
-                func(event, ctx)
+            span, t0 = begin(ctx), clock()
+            if span is None:
+                try:
+                    func(event, ctx)
+                except Exception as exc:
+                    failed(ctx, None, exc, t0)
+                    raise
+            else:
+                with use_span(span, end_on_exit=True, record_exception=False,
+                              set_status_on_exception=False):
+                    try:
+                        func(event, ctx)
+                    except Exception as exc:
+                        failed(ctx, span, exc, t0)
+                        raise
+            succeeded(ctx)
 
         wrapped = call
     if callable(getattr(func, "aclose", None)):
-        wrapped.aclose = func.aclose  # the effects close it on their loop at the end
+        wrapped.aclose = func.aclose  # type: ignore[attr-defined]  # closed on the loop
     return dataclasses.replace(proc, func=wrapped)
 
 
@@ -100,9 +207,9 @@ def publish_span(request_headers: Any, topic: str, key: bytes | None, event_type
     if key:
         attrs["messaging.kafka.message.key"] = key.decode("utf-8", "replace")
     if event_type:
-        attrs["worker.event.type"] = event_type
+        attrs[Attr.EVENT_TYPE] = event_type
     with tracer(__name__).start_as_current_span(
-            f"send {topic}", context=extract_http(request_headers), kind=SpanKind.PRODUCER,
-            attributes=attrs):
+            f"{SpanName.SEND} {topic}", context=extract_http(request_headers),
+            kind=SpanKind.PRODUCER, attributes=attrs):
         inject_kafka(record_headers)
         yield
