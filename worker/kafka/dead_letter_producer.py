@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from worker import tracing
 from worker.engine.dead_letter_sink import DeadLetterError
 from worker.kafka.dead_letter_format import HeaderList, full_letter, record_size, shrunk_letter
 from worker.types import DeadLetter
@@ -66,6 +67,8 @@ class DeadLetterProducer:
             return
         from confluent_kafka import KafkaError
 
+        if tracing.active():  # a span per letter, its context in the letter's headers
+            tracing.dead_letter_spans(letters, self._topic_for)
         failures: list[str] = []
         too_large: list[int] = []
         acked = 0

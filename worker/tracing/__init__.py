@@ -11,8 +11,9 @@ SDK's own reading of the standard variables.
 """
 
 from worker.tracing.config import active, configure, shutdown
+from worker.tracing.dead_letters import dead_letter_spans, replay_span
 from worker.tracing.propagation import inject_http, inject_kafka
 from worker.tracing.spans import publish_span, traced_processors
 
-__all__ = ["active", "configure", "inject_http", "inject_kafka", "publish_span", "shutdown",
-           "traced_processors"]
+__all__ = ["active", "configure", "dead_letter_spans", "inject_http", "inject_kafka",
+           "publish_span", "replay_span", "shutdown", "traced_processors"]

@@ -13,6 +13,11 @@ LIMIT = 10_000
 
 Key = tuple[str, int, int, str]  # topic, partition, offset, processor
 
+def key_of(msg: Any, processor: str) -> Key:
+    """The key of `processor`'s calls on the event of `msg` (a worker.types.Message)."""
+    return (msg.topic() or "", msg.partition() or 0, msg.offset() or 0, processor)
+
+
 _failed: dict[Key, Any] = {}  # key -> the failed call's SpanContext
 _lock = threading.Lock()
 

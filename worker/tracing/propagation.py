@@ -63,3 +63,9 @@ def extract_http(headers: Any) -> Any:
     from opentelemetry.propagate import extract
 
     return extract({k.lower(): v for k, v in headers.items()})
+
+
+def with_trace(headers: Iterable[tuple[str, Any]], trace_headers: Iterable[tuple[str, Any]]
+               ) -> list[tuple[str, Any]]:
+    """`headers` with their `traceparent`/`tracestate` replaced by `trace_headers`."""
+    return [*(h for h in headers if h[0] not in TRACE_HEADERS), *trace_headers]

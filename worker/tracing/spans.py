@@ -68,6 +68,9 @@ def _attributes(proc: Processor, ctx: Context, group: str) -> dict[str, Any]:
 
 
 def _key(ctx: Context, proc: Processor) -> attempts.Key:
+    msg = ctx._msg
+    if msg is not None:
+        return attempts.key_of(msg, proc.name)
     return (ctx.topic, ctx.partition, ctx.offset, proc.name)
 
 
