@@ -98,7 +98,9 @@ def run(settings: Settings) -> int:
         pipeline = Pipeline(processors, ledger, max_in_flight=settings.max_in_flight,
                             max_outage=settings.max_outage,
                             unmatched="dead_letter" if settings.unmatched == "dead_letter"
-                            else "skip", outputs=outputs, emitted_marks=marks)
+                            else "skip", outputs=outputs, emitted_marks=marks,
+                            tracer=tracing.batch_tracer(settings.group))
+        tracing.trace_circuits(pipeline.circuits)
         stores.callback(pipeline.close)
         dlq = DeadLetterProducer(
             producer_config(consumer_config), settings.dlq_topic,
