@@ -83,27 +83,21 @@ class _Calls:
         self.proc, self.group = proc, group
         self.tracer = tracer(__name__)
         self.name = f"{SpanName.PROCESS} {proc.name}"
-        self.ratio = root_ratio()
-        self.rand = random.random
+        ratio = root_ratio()
+        #: a root call is traced when random() < cut (2.0: always, the sampler decides)
+        self.cut = 2.0 if ratio is None else ratio
+        #: the ratio decided here: the span is marked so that the sampler does not draw again
+        self.force = ratio is not None and ratio < 1.0
         self.link, self.kind, self.error = Link, SpanKind.CONSUMER, StatusCode.ERROR
 
-    def begin(self, ctx: Context) -> Any:
-        """The call's span (current until `use_span` ends), or None: not sampled."""
-        msg = ctx._msg
-        headers = msg.headers() if msg is not None else None
-        ratio, force = self.ratio, False
-        if ratio is not None:
-            flag = sampled_flag(headers)
-            if flag is None:  # a root: the ratio decides, here
-                if ratio < 1.0:
-                    if self.rand() >= ratio:
-                        return None
-                    force = True
-            elif not flag:
-                return None
-        return self._start(ctx, headers, force, None)
+    def begin(self, ctx: Context, headers: Sequence[tuple[str, bytes]]) -> Any:
+        """The span of a call on a record with headers, or None: not sampled."""
+        flag = sampled_flag(headers) if self.cut <= 1.0 else True
+        if flag is None:  # a root: the ratio decides, here
+            return self.start(ctx, headers, self.force) if random.random() < self.cut else None
+        return self.start(ctx, headers, False) if flag else None
 
-    def _start(self, ctx: Context, headers: Any, force: bool, start: int | None) -> Any:
+    def start(self, ctx: Context, headers: Any, force: bool, start: int | None = None) -> Any:
         links = None
         if ctx.attempt > 1 and (before := attempts.take(_key(ctx, self.proc))) is not None:
             links = [self.link(before)]
@@ -120,7 +114,7 @@ class _Calls:
         own = span is not None and span.is_recording()
         if not own:
             msg = ctx._msg
-            span = self._start(ctx, msg.headers() if msg is not None else None, True, start)
+            span = self.start(ctx, msg.headers() if msg is not None else None, True, start)
         span.record_exception(exc)
         span.set_status(self.error, describe(exc))
         attempts.failed(_key(ctx, self.proc), span.get_span_context())
@@ -128,21 +122,28 @@ class _Calls:
             span.end()
 
     def succeeded(self, ctx: Context) -> None:
-        if ctx.attempt > 1:
-            attempts.take(_key(ctx, self.proc))
+        """A call after a failed one succeeded: the failed one is not linked any more."""
+        attempts.take(_key(ctx, self.proc))
 
 
 def _traced(proc: Processor, group: str) -> Processor:
+    """The processor, each call in a span. Per unsampled call on a record without headers:
+    a random draw and a clock read (the fast path, inlined)."""
     from opentelemetry.trace import use_span
 
     calls = _Calls(proc, group)
-    begin, failed, succeeded = calls.begin, calls.failed, calls.succeeded
+    begin, start, failed, succeeded = calls.begin, calls.start, calls.failed, calls.succeeded
+    cut, force, rand = calls.cut, calls.force, random.random
     func: Any = proc.func
     clock = time.time_ns
 
     if proc.is_async:
         async def call_async(event: Any, ctx: Context) -> None:
-            span, t0 = begin(ctx), clock()
+            msg = ctx._msg
+            headers = None if msg is None else msg.headers()
+            span = (begin(ctx, headers) if headers else
+                    start(ctx, None, force) if rand() < cut else None)
+            t0 = clock()
             if span is None:
                 try:
                     await func(event, ctx)
@@ -157,12 +158,17 @@ def _traced(proc: Processor, group: str) -> Processor:
                     except Exception as exc:
                         failed(ctx, span, exc, t0)
                         raise
-            succeeded(ctx)
+            if ctx.attempt > 1:
+                succeeded(ctx)
 
         wrapped: Callable[..., Any] = call_async
     else:
         def call(event: Any, ctx: Context) -> None:
-            span, t0 = begin(ctx), clock()
+            msg = ctx._msg
+            headers = None if msg is None else msg.headers()
+            span = (begin(ctx, headers) if headers else
+                    start(ctx, None, force) if rand() < cut else None)
+            t0 = clock()
             if span is None:
                 try:
                     func(event, ctx)
@@ -177,7 +183,8 @@ def _traced(proc: Processor, group: str) -> Processor:
                     except Exception as exc:
                         failed(ctx, span, exc, t0)
                         raise
-            succeeded(ctx)
+            if ctx.attempt > 1:
+                succeeded(ctx)
 
         wrapped = call
     if callable(getattr(func, "aclose", None)):
