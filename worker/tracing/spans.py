@@ -14,14 +14,13 @@ consumer group, message key) plus the event's type and id.
 Bounded cost: when the sampler is a standard one (worker.tracing.sampling.root_ratio), a call
 first reads the record's `traceparent` flag (or, without one, draws against the ratio); an
 unsampled call starts no span at all. A call that fails is recorded all the same: a span marked
-`worker.record` (sampled at any ratio), in the record's trace, from the call's start.
+`worker.record` (sampled at any ratio), in the record's trace, at the moment it raised.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import random
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -97,24 +96,25 @@ class _Calls:
             return self.start(ctx, headers, self.force) if random.random() < self.cut else None
         return self.start(ctx, headers, False) if flag else None
 
-    def start(self, ctx: Context, headers: Any, force: bool, start: int | None = None) -> Any:
+    def start(self, ctx: Context, headers: Any, force: bool) -> Any:
         links = None
         if ctx.attempt > 1 and (before := attempts.take(_key(ctx, self.proc))) is not None:
             links = [self.link(before)]
         span = self.tracer.start_span(
             self.name, context=extract_kafka(headers), kind=self.kind, links=links,
-            attributes={Attr.RECORD: True} if force else None, start_time=start)
+            attributes={Attr.RECORD: True} if force else None)
         if span.is_recording():
             span.set_attributes(_attributes(self.proc, ctx, self.group))
         return span
 
-    def failed(self, ctx: Context, span: Any, exc: BaseException, start: int) -> None:
-        """The call raised: record it (a marked span if `span` is None or not sampled) and
-        remember it for the next call's or the dead letter's link."""
+    def failed(self, ctx: Context, span: Any, exc: BaseException) -> None:
+        """The call raised: record it (a marked span if `span` is None or not sampled: from
+        the moment it raised, as an unsampled call reads no clock) and remember it for the
+        next call's or the dead letter's link."""
         own = span is not None and span.is_recording()
         if not own:
             msg = ctx._msg
-            span = self.start(ctx, msg.headers() if msg is not None else None, True, start)
+            span = self.start(ctx, msg.headers() if msg is not None else None, True)
         span.record_exception(exc)
         span.set_status(self.error, describe(exc))
         attempts.failed(_key(ctx, self.proc), span.get_span_context())
@@ -128,14 +128,13 @@ class _Calls:
 
 def _traced(proc: Processor, group: str) -> Processor:
     """The processor, each call in a span. Per unsampled call on a record without headers:
-    a random draw and a clock read (the fast path, inlined)."""
+    a random draw (the fast path, inlined)."""
     from opentelemetry.trace import use_span
 
     calls = _Calls(proc, group)
     begin, start, failed, succeeded = calls.begin, calls.start, calls.failed, calls.succeeded
     cut, force, rand = calls.cut, calls.force, random.random
     func: Any = proc.func
-    clock = time.time_ns
 
     if proc.is_async:
         async def call_async(event: Any, ctx: Context) -> None:
@@ -143,12 +142,11 @@ def _traced(proc: Processor, group: str) -> Processor:
             headers = None if msg is None else msg.headers()
             span = (begin(ctx, headers) if headers else
                     start(ctx, None, force) if rand() < cut else None)
-            t0 = clock()
             if span is None:
                 try:
                     await func(event, ctx)
                 except Exception as exc:
-                    failed(ctx, None, exc, t0)
+                    failed(ctx, None, exc)
                     raise
             else:
                 with use_span(span, end_on_exit=True, record_exception=False,
@@ -156,7 +154,7 @@ def _traced(proc: Processor, group: str) -> Processor:
                     try:
                         await func(event, ctx)
                     except Exception as exc:
-                        failed(ctx, span, exc, t0)
+                        failed(ctx, span, exc)
                         raise
             if ctx.attempt > 1:
                 succeeded(ctx)
@@ -168,12 +166,11 @@ def _traced(proc: Processor, group: str) -> Processor:
             headers = None if msg is None else msg.headers()
             span = (begin(ctx, headers) if headers else
                     start(ctx, None, force) if rand() < cut else None)
-            t0 = clock()
             if span is None:
                 try:
                     func(event, ctx)
                 except Exception as exc:
-                    failed(ctx, None, exc, t0)
+                    failed(ctx, None, exc)
                     raise
             else:
                 with use_span(span, end_on_exit=True, record_exception=False,
@@ -181,7 +178,7 @@ def _traced(proc: Processor, group: str) -> Processor:
                     try:
                         func(event, ctx)
                     except Exception as exc:
-                        failed(ctx, span, exc, t0)
+                        failed(ctx, span, exc)
                         raise
             if ctx.attempt > 1:
                 succeeded(ctx)
