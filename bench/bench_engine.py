@@ -217,9 +217,7 @@ def run_engine(bootstrap: str, topic: str, batch: int, mode: str,
     code = engine.run()
     wall = time.perf_counter() - t0
     if traced.ratio(mode) is not None:
-        from worker import tracing
-
-        tracing.shutdown()  # what is buffered is encoded too
+        traced.flush()  # every span of the run is encoded, in this thread
     return {"events": engine.counts.events, "seconds": handler.last - handler.first, "wall": wall,
             "exit_code": code}
 

@@ -7,6 +7,7 @@ sampled at the ratio."""
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,8 +35,25 @@ def configure(share: float) -> None:
         def shutdown(self) -> None:
             pass
 
-    # a queue that holds every span of the run: none dropped, each one encoded and counted
-    os.environ.setdefault("OTEL_BSP_MAX_QUEUE_SIZE", "1000000")
+    # A queue that holds every span of the run, exported at the end: none dropped, each one
+    # encoded and counted, and no export stalls a batch in between (under valgrind a batch
+    # that takes longer than the engine's pause_after would count its serving loop too).
+    for name, value in (("OTEL_BSP_MAX_QUEUE_SIZE", "2000000"),
+                        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2000000"),
+                        ("OTEL_BSP_SCHEDULE_DELAY", "3600000")):
+        os.environ.setdefault(name, value)
+    random.seed(share)  # the same calls sampled run after run
     os.environ["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
     os.environ["OTEL_TRACES_SAMPLER_ARG"] = str(share)
     assert tracing.configure("bench", exporter=Encoding())
+
+
+def flush() -> None:
+    """Encode every span still queued (blocking; the SDK's shutdown would give up after its
+    export timeout, which a run under valgrind exceeds), then stop tracing."""
+    from opentelemetry import trace
+
+    from worker import tracing
+
+    trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
+    tracing.shutdown()
