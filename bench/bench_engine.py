@@ -179,8 +179,7 @@ def _pipeline(mode: str) -> tuple[Any, Any]:
         from worker import tracing
 
         traced.configure(share)
-        procs = tracing.traced_processors(procs, "bench")
-        tracer = tracing.batch_tracer("bench")
+        tracer = tracing.batch_tracer("bench", procs)
     if mode == "pipeline-sqlite":
         ledger = open_ledger(f"sqlite:///{tempfile.mkdtemp(prefix='bench-')}/ledger.db")
     else:

@@ -99,7 +99,7 @@ def run(settings: Settings) -> int:
                             max_outage=settings.max_outage,
                             unmatched="dead_letter" if settings.unmatched == "dead_letter"
                             else "skip", outputs=outputs, emitted_marks=marks,
-                            tracer=tracing.batch_tracer(settings.group))
+                            tracer=tracing.batch_tracer(settings.group, processors))
         tracing.trace_circuits(pipeline.circuits)
         stores.callback(pipeline.close)
         dlq = DeadLetterProducer(
@@ -183,7 +183,7 @@ def _processors(settings: Settings, ledger: Ledger) -> list[Processor]:
     processors = apply_overrides(load_processors(settings.processors, builtins=builtins),
                                  settings)
     run_setup(processors, ledger)
-    return tracing.traced_processors(processors, settings.group)
+    return processors
 
 
 def _observers(settings: Settings, http: _Http, pipeline: Pipeline) -> list[WorkerObserver]:

@@ -4,11 +4,10 @@ ledger): a batch's `consume` span and its ledger calls link to the events' conte
 
 from __future__ import annotations
 
-from tests.processing.test_pipeline import event, make, never, proc
-from tests.tracing.test_sampling import Spans, finished, traced, traceparent
+from tests.processing.test_pipeline import event, never, proc
+from tests.tracing.test_sampling import Spans, finished, traced, traced_pipeline, traceparent
 from worker import tracing
 from worker.events import Event
-from worker.ledger import open_ledger
 from worker.processing.circuit import Circuits
 from worker.processing.pipeline import Pipeline
 from worker.processors.api import Context
@@ -22,8 +21,7 @@ def _pipeline() -> Pipeline:
     def ok(e: Event, ctx: Context) -> None:
         pass
 
-    pipe, _ = make(tracing.traced_processors([proc("p", "customer.**", ok)], "g"),
-                   open_ledger("memory://"), tracer=tracing.batch_tracer("g"))
+    pipe, _ = traced_pipeline([proc("p", "customer.**", ok)])
     return pipe
 
 

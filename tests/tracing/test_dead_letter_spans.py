@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from opentelemetry.trace import StatusCode
 
-from tests.processing.test_pipeline import event, make, never, proc
-from tests.tracing.test_sampling import Spans, finished, traced, traceparent
+from tests.processing.test_pipeline import event, never, proc
+from tests.tracing.test_sampling import Spans, finished, traced, traced_pipeline, traceparent
 from worker import tracing
 from worker.errors import NonRetriableError
 from worker.events import Event
 from worker.kafka.dead_letter_format import full_letter
-from worker.ledger import open_ledger
 from worker.processors.api import Context
 from worker.types import LocalMessage
 
@@ -28,8 +27,7 @@ def test_a_dead_letter_links_to_the_failed_call_and_a_replay_to_the_dead_letter(
     def refuse(e: Event, ctx: Context) -> None:
         raise NonRetriableError("no")
 
-    pipe, _ = make(tracing.traced_processors([proc("p", "customer.**", refuse)], "g"),
-                   open_ledger("memory://"))
+    pipe, _ = traced_pipeline([proc("p", "customer.**", refuse)])
     result = pipe.handle([LocalMessage(event(1), "t", 0, 7, b"k", headers)], never)
     assert result.completed and len(result.dead_letters) == 1
     letter = result.dead_letters[0]

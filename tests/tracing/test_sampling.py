@@ -17,7 +17,8 @@ from tests.processing.test_pipeline import event, make, never, proc
 from worker import tracing
 from worker.events import Event
 from worker.ledger import open_ledger
-from worker.processors.api import Context
+from worker.processing.pipeline import Pipeline
+from worker.processors.api import Context, Processor
 from worker.tracing.sampling import RecordFailures, from_environment, root_ratio
 from worker.types import LocalMessage
 
@@ -37,15 +38,23 @@ def traced(monkeypatch: pytest.MonkeyPatch) -> Iterator[Spans]:
     tracing.shutdown()
 
 
-def finished(exporter: InMemorySpanExporter) -> list[ReadableSpan]:
+def finished(exporter: InMemorySpanExporter, prefix: str = "") -> list[ReadableSpan]:
+    """The spans exported (whose name starts with `prefix`), in order."""
     tracing.shutdown()  # exports what is buffered
-    return sorted(exporter.get_finished_spans(), key=lambda s: s.start_time or 0)
+    return sorted((s for s in exporter.get_finished_spans() if s.name.startswith(prefix)),
+                  key=lambda s: s.start_time or 0)
 
 
 def traceparent(sampled: bool) -> tuple[str, str, list[tuple[str, bytes]]]:
     trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
     value = f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}"
     return trace_id, span_id, [("traceparent", value.encode())]
+
+
+def traced_pipeline(processors: list[Processor]) -> tuple[Pipeline, Any]:
+    """The real pipeline (memory ledger) with the worker's tracer."""
+    return make(processors, open_ledger("memory://"),
+                tracer=tracing.batch_tracer("g", processors))
 
 
 def run(fails: int, headers: list[tuple[str, bytes]] | None, n: int = 1) -> None:
@@ -58,7 +67,7 @@ def run(fails: int, headers: list[tuple[str, bytes]] | None, n: int = 1) -> None
             raise RuntimeError(f"failure {len(calls)}")
 
     p = proc("p", "customer.**", func)
-    pipe, _ = make(tracing.traced_processors([p], "g"), open_ledger("memory://"))
+    pipe, _ = traced_pipeline([p])
     result = pipe.handle([LocalMessage(event(n), "t", 0, n, b"k", headers)], never)
     assert result.completed
 
@@ -91,7 +100,7 @@ def test_a_failure_in_an_unsampled_trace_is_recorded_in_that_trace(traced: Spans
     trace_id, span_id, headers = traceparent(sampled=False)
     run(fails=0, headers=headers, n=1)  # parent says no: nothing
     run(fails=2, headers=headers, n=2)
-    spans = finished(exporter)
+    spans = finished(exporter, "process")
     assert [s.name for s in spans] == ["process p", "process p"]
     for s in spans:
         assert s.context is not None and s.parent is not None
@@ -106,7 +115,7 @@ def test_a_sampled_parent_is_followed_at_ratio_zero_and_retries_link_to_the_fail
     exporter = traced(0.0)
     trace_id, _, headers = traceparent(sampled=True)
     run(fails=2, headers=headers)
-    spans = finished(exporter)
+    spans = finished(exporter, "process")
     assert [s.name for s in spans] == ["process p"] * 3
     assert [s.status.status_code for s in spans] == [StatusCode.ERROR, StatusCode.ERROR,
                                                      StatusCode.UNSET]
@@ -126,8 +135,8 @@ def test_at_a_small_ratio_about_that_share_of_roots_is_recorded(traced: Spans) -
         calls += 1
 
     p = proc("p", "customer.**", func)
-    pipe, _ = make(tracing.traced_processors([p], "g"), open_ledger("memory://"))
+    pipe, _ = traced_pipeline([p])
     msgs = [LocalMessage(event(n), "t", 0, n) for n in range(2000)]
     assert pipe.handle(msgs, never).completed
-    recorded = len(finished(exporter))
+    recorded = len(finished(exporter, "process"))
     assert calls == 2000 and 100 < recorded < 300, recorded

@@ -35,6 +35,7 @@ from typing import Any
 import structlog
 
 from worker.processing.batch_run import BatchRun
+from worker.processing.batch_trace import BatchTracer
 from worker.processing.circuit import Circuits
 from worker.processing.effect_calls import TP, EffectCalls, Ended
 from worker.processing.planning import Work
@@ -74,13 +75,14 @@ class ConcurrentEffects:
 
     def __init__(self, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
                  processors: Iterable[Processor] = (),
-                 circuits: Circuits | None = None) -> None:
+                 circuits: Circuits | None = None, tracer: BatchTracer | None = None) -> None:
+        """`tracer`: told of each failed call (worker.processing.batch_trace), None: off."""
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         procs = list(processors)
         self.max_in_flight = max_in_flight
         self._circuits = circuits if circuits is not None else Circuits()
-        self.calls = EffectCalls(max_in_flight, procs, self._circuits)
+        self.calls = EffectCalls(max_in_flight, procs, self._circuits, tracer)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()

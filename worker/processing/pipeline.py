@@ -77,8 +77,8 @@ class Pipeline:
         batches never overlap, records not acknowledged end the batch (the engine aborts its
         transaction and reads it again) instead of running it again here, and emitting
         effects are marked done in `emitted_marks`, inside the transaction, not in the ledger
-        (docs/processors.md, "Exactly-once mode"). `tracer`: spans per batch and ledger call
-        (worker.tracing.batches; None: tracing is off)."""
+        (docs/processors.md, "Exactly-once mode"). `tracer`: spans per batch, ledger call and
+        sampled processor call (worker.processing.batch_trace; None: tracing is off)."""
         if router is None:
             from worker.processing.routing import Router
 
@@ -110,10 +110,10 @@ class Pipeline:
         concurrent = frozenset(i for i, p in enumerate(self.processors) if p.is_async)
         self.effects = (ConcurrentEffects(max_in_flight,
                                           [self.processors[i] for i in concurrent],
-                                          self.circuits)
+                                          self.circuits, tracer)
                         if concurrent else None)
         self._sync = SyncCalls(self.processors, concurrent, self.circuits, self._ledger,
-                               self._sleep)
+                               self._sleep, tracer)
         # Several batches in flight at once: only when every processor is async and the
         # ledger takes concurrent sessions (worker.processing.batch_window).
         self.window: OverlappingBatches | None = None
@@ -165,6 +165,8 @@ class Pipeline:
 
     def _attempts(self, messages: Sequence[Message], run: BatchRun) -> BatchResult:
         work = self._planner.plan(messages, run)
+        if self.tracer is not None:
+            self.tracer.choose(work)
         delay, max_delay = self._ledger.backoff
         while True:
             if run.cancelled():

@@ -19,6 +19,8 @@ from typing import Any
 
 from worker.errors import describe
 from worker.ledger.base import ClaimState, LedgerSession
+from worker.processors.api import Processor
+from worker.tracing.calls import CallTracing
 from worker.tracing.config import root_ratio, tracer
 from worker.tracing.names import KAFKA, Attr, SpanName
 from worker.tracing.propagation import extract_kafka
@@ -30,11 +32,14 @@ MAX_LINKS = 128
 
 
 class BatchTracing:
-    """Implements worker.processing.batch_trace.BatchTracer."""
+    """Implements worker.processing.batch_trace.BatchTracer: the batch spans here, the call
+    spans of `processors` (the pipeline's, in its order) in worker.tracing.calls."""
 
-    def __init__(self, group: str) -> None:
+    def __init__(self, group: str, processors: Sequence[Processor]) -> None:
         from opentelemetry.trace import Link, SpanKind, get_current_span
 
+        self.calls = calls = CallTracing(processors, group)
+        self.choose, self.failed = calls.choose, calls.failed
         self.group = group
         self.tracer = tracer(__name__)
         self.ratio = root_ratio()

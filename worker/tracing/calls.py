@@ -1,0 +1,168 @@
+"""A CONSUMER span `process <processor>` per processor call, the child of the context in the
+record's headers (so one trace runs from the delivery to the effect). Each call is its own span:
+a retried effect shows as several, the failed ones with the error, and each call after a failed
+one carries a link to the failed call's span (worker.tracing.attempts). The span is current
+while the processor runs, so the HTTP forwarder's request carries it on.
+
+Bounded cost: the pipeline asks `choose` once per batch which of its events are sampled — the
+record's `traceparent` flag, or, without one, a draw against the ratio
+(worker.tracing.sampling.root_ratio) — and only those calls go through a traced twin of their
+processor; the others call the processor itself, with no span and no wrapper. A call that
+raises is recorded all the same (`failed`, from the pipeline's failure paths): a span marked
+`worker.record` (sampled at any ratio), in the record's trace, at the moment it raised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from worker.errors import describe
+from worker.processors.api import Context, Processor
+from worker.tracing import attempts
+from worker.tracing.config import root_ratio, tracer
+from worker.tracing.names import KAFKA, Attr, SpanName
+from worker.tracing.propagation import extract_kafka
+from worker.tracing.spans import sampled_flag
+from worker.types import Message
+
+Work = tuple[Message, Any, Processor, str, int]  # (worker.processing.planning.Work)
+
+
+def _attributes(proc: Processor, msg: Message, event: Any, attempt: int, group: str
+                ) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        "messaging.system": KAFKA,
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.destination.name": msg.topic() or "",
+        "messaging.destination.partition.id": str(msg.partition() or 0),
+        "messaging.kafka.offset": msg.offset() or 0,
+        "messaging.consumer.group.name": group,
+        Attr.PROCESSOR: proc.name,
+        Attr.EVENT_TYPE: event.type,
+        Attr.EVENT_ID: event.id,
+        Attr.ATTEMPT: attempt,
+    }
+    key = msg.key()
+    if key:
+        attrs["messaging.kafka.message.key"] = key.decode("utf-8", "replace")
+    return attrs
+
+
+class CallTracing:
+    """The call spans of one pipeline's processors (in the pipeline's order)."""
+
+    def __init__(self, processors: Sequence[Processor], group: str) -> None:
+        from opentelemetry.trace import Link, SpanKind, StatusCode, use_span
+
+        self.group = group
+        self.tracer = tracer(__name__)
+        ratio = root_ratio()
+        #: a root event is sampled when random() < cut; None: every call asks the sampler
+        self.cut = ratio
+        self._link, self._kind, self._error, self._use = (Link, SpanKind.CONSUMER,
+                                                          StatusCode.ERROR, use_span)
+        self.twins = [self._twin(p) for p in processors]
+        self._twin_funcs = frozenset(id(t.func) for t in self.twins)
+
+    # -- per batch ----------------------------------------------------------------------------
+    def choose(self, work: list[Work]) -> None:
+        """Put the traced twin in the place of the processor of each sampled event's work (in
+        place; an event's items are next to each other)."""
+        twins, cut, rand = self.twins, self.cut, random.random
+        if cut is None:  # a sampler of its own: every call is a span it decides on
+            for i, (msg, event, _, key, index) in enumerate(work):
+                work[i] = (msg, event, twins[index], key, index)
+            return
+        last: Message | None = None
+        chosen = False
+        for i, item in enumerate(work):
+            msg = item[0]
+            if msg is not last:
+                last = msg
+                headers = msg.headers()
+                flag = sampled_flag(headers) if headers else None
+                chosen = rand() < cut if flag is None else flag
+            if chosen:
+                index = item[4]
+                work[i] = (msg, item[1], twins[index], item[3], index)
+
+    def failed(self, msg: Message, event: Any, proc: Processor, attempt: int,
+               error: BaseException) -> None:
+        """A call raised `error` (the pipeline's failure paths): record it unless its traced
+        twin did."""
+        if id(proc.func) in self._twin_funcs or not isinstance(error, Exception):
+            return
+        span = self._start(msg, event, proc, attempt, True)
+        self._failed(msg, proc, span, error)
+        span.end()
+
+    # -- one call -----------------------------------------------------------------------------
+    def _start(self, msg: Message, event: Any, proc: Processor, attempt: int,
+               force: bool) -> Any:
+        links = None
+        if attempt > 1 and (before := attempts.take(attempts.key_of(msg, proc.name))):
+            links = [self._link(before)]
+        span = self.tracer.start_span(
+            f"{SpanName.PROCESS} {proc.name}", context=extract_kafka(msg.headers()),
+            kind=self._kind, links=links, attributes={Attr.RECORD: True} if force else None)
+        if span.is_recording():
+            span.set_attributes(_attributes(proc, msg, event, attempt, self.group))
+        return span
+
+    def _failed(self, msg: Message, proc: Processor, span: Any, error: BaseException) -> None:
+        span.record_exception(error)
+        span.set_status(self._error, describe(error))
+        attempts.failed(attempts.key_of(msg, proc.name), span.get_span_context())
+
+    def _twin(self, proc: Processor) -> Processor:
+        """`proc`, each call in a span (the call was chosen: sampled)."""
+        func: Any = proc.func
+        force = self.cut is not None  # (chosen here: the sampler must not draw again)
+        start, use = self._start, self._use
+
+        def begin(ctx: Context) -> Any:
+            return start(ctx._msg, ctx.event, proc, ctx.attempt, force)
+
+        def failed(ctx: Context, span: Any, error: Exception) -> None:
+            if span.is_recording():
+                self._failed(ctx._msg, proc, span, error)
+            else:  # (a sampler of its own said no: recorded all the same)
+                self.failed(ctx._msg, ctx.event, proc, ctx.attempt, error)
+
+        def succeeded(ctx: Context) -> None:
+            if ctx.attempt > 1:  # the failed call before it is linked: forget it
+                attempts.take(attempts.key_of(ctx._msg, proc.name))
+
+        if proc.is_async:
+            async def call_async(event: Any, ctx: Context) -> None:
+                span = begin(ctx)
+                with use(span, end_on_exit=True, record_exception=False,
+                         set_status_on_exception=False):
+                    try:
+                        await func(event, ctx)
+                    except Exception as exc:
+                        failed(ctx, span, exc)
+                        raise
+                succeeded(ctx)
+
+            wrapped: Callable[..., Any] = call_async
+        else:
+            def call(event: Any, ctx: Context) -> None:
+                span = begin(ctx)
+                with use(span, end_on_exit=True, record_exception=False,
+                         set_status_on_exception=False):
+                    try:
+                        func(event, ctx)
+                    except Exception as exc:
+                        failed(ctx, span, exc)
+                        raise
+                succeeded(ctx)
+
+            wrapped = call
+        if callable(getattr(func, "aclose", None)):
+            wrapped.aclose = func.aclose  # type: ignore[attr-defined]  # closed on the loop
+        return dataclasses.replace(proc, func=wrapped)
