@@ -140,3 +140,16 @@ def test_at_a_small_ratio_about_that_share_of_roots_is_recorded(traced: Spans) -
     assert pipe.handle(msgs, never).completed
     recorded = len(finished(exporter, "process"))
     assert calls == 2000 and 100 < recorded < 300, recorded
+
+
+def test_a_sampler_of_its_own_decides_on_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")  # not parent-based: no fast path
+    exporter = InMemorySpanExporter()
+    assert tracing.configure("test", {}, exporter=exporter)
+    try:
+        _, _, headers = traceparent(sampled=True)
+        run(fails=1, headers=headers, n=1)  # the sampler says no, but the failure is recorded
+        spans = finished(exporter, "process")
+    finally:
+        tracing.shutdown()
+    assert [(s.name, s.status.status_code) for s in spans] == [("process p", StatusCode.ERROR)]
