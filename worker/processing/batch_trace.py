@@ -36,8 +36,9 @@ class BatchTracer(Protocol):
         """The batch's spans, or None when it is not sampled."""
         ...
 
-    def choose(self, work: list[Work]) -> None:
-        """Give the sampled events' work a traced twin of its processor (in place)."""
+    def choose(self, messages: Sequence[Message], work: list[Work]) -> None:
+        """Give the sampled events' work (planned from `messages`, in their order) a traced
+        twin of its processor, in place."""
         ...
 
     def failed(self, msg: Message, event: Any, proc: Processor, attempt: int,

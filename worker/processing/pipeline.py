@@ -166,7 +166,7 @@ class Pipeline:
     def _attempts(self, messages: Sequence[Message], run: BatchRun) -> BatchResult:
         work = self._planner.plan(messages, run)
         if self.tracer is not None:
-            self.tracer.choose(work)
+            self.tracer.choose(messages, work)
         delay, max_delay = self._ledger.backoff
         while True:
             if run.cancelled():

@@ -15,8 +15,10 @@ raises is recorded all the same (`failed`, from the pipeline's failure paths): a
 from __future__ import annotations
 
 import dataclasses
+import math
+import operator
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from worker.errors import describe
@@ -29,6 +31,25 @@ from worker.tracing.spans import sampled_flag
 from worker.types import Message
 
 Work = tuple[Message, Any, Processor, str, int]  # (worker.processing.planning.Work)
+
+_owner = operator.itemgetter(0)
+
+
+def _draws(n: int, share: float) -> Iterator[int]:
+    """The positions among `n` that a draw of probability `share` each picks, drawing only
+    the gaps between them (geometric)."""
+    if share <= 0.0:
+        return
+    if share >= 1.0:
+        yield from range(n)
+        return
+    scale = 1.0 / math.log1p(-share)
+    i = -1
+    while True:
+        i += 1 + int(math.log(1.0 - random.random()) * scale)
+        if i >= n:
+            return
+        yield i
 
 
 def _attributes(proc: Processor, msg: Message, event: Any, attempt: int, group: str
@@ -69,26 +90,43 @@ class CallTracing:
         self._twin_funcs = frozenset(id(t.func) for t in self.twins)
 
     # -- per batch ----------------------------------------------------------------------------
-    def choose(self, work: list[Work]) -> None:
+    def choose(self, messages: Sequence[Message], work: list[Work]) -> None:
         """Put the traced twin in the place of the processor of each sampled event's work (in
-        place; an event's items are next to each other)."""
-        twins, cut, rand = self.twins, self.cut, random.random
+        place). Per message: its headers read, the `traceparent` flag looked up when it has
+        any; the draws for the messages without are made per sampled message only (the gaps
+        between them drawn from the geometric distribution), so an unsampled batch of
+        messages without headers costs one list of their headers."""
+        cut = self.cut
         if cut is None:  # a sampler of its own: every call is a span it decides on
-            for i, (msg, event, _, key, index) in enumerate(work):
-                work[i] = (msg, event, twins[index], key, index)
+            self._twin_all(work, range(len(work)))
             return
-        last: Message | None = None
-        chosen = False
-        for i, item in enumerate(work):
-            msg = item[0]
-            if msg is not last:
-                last = msg
-                headers = msg.headers()
-                flag = sampled_flag(headers) if headers else None
-                chosen = rand() < cut if flag is None else flag
-            if chosen:
-                index = item[4]
-                work[i] = (msg, item[1], twins[index], item[3], index)
+        heads = [m.headers() for m in messages]
+        if any(heads):
+            rand = random.random
+            chosen = [m for m, h in zip(messages, heads, strict=True)
+                      if ((flag := sampled_flag(h)) is None and rand() < cut) or flag]
+        else:
+            chosen = [messages[i] for i in _draws(len(messages), cut)]
+        if not chosen:
+            return
+        owners = list(map(_owner, work))  # (the work's items are in the messages' order)
+        position = 0
+        for msg in chosen:
+            try:
+                position = owners.index(msg, position)  # (identity first: no compare)
+            except ValueError:
+                continue  # (no work: undecodable, unmatched)
+            end = position
+            while end < len(owners) and owners[end] is msg:
+                end += 1
+            self._twin_all(work, range(position, end))
+            position = end
+
+    def _twin_all(self, work: list[Work], positions: range) -> None:
+        twins = self.twins
+        for i in positions:
+            msg, event, _, key, index = work[i]
+            work[i] = (msg, event, twins[index], key, index)
 
     def failed(self, msg: Message, event: Any, proc: Processor, attempt: int,
                error: BaseException) -> None:
