@@ -106,6 +106,8 @@ def run(settings: Settings) -> int:
             producer_config(consumer_config), settings.dlq_topic,
             max_bytes=min(topic_max_bytes(consumer_config, dlq_topics).values()))
         observers = _observers(settings, http, pipeline)
+        if isinstance(pipeline.tracer, tracing.BatchTracing):
+            observers.append(pipeline.tracer.commits)  # a span per commit of sampled batches
         if marks is not None:
             observers.append(Forget(marks))
         engine = _engine(settings, consumer_config, pipeline, dlq, observers, http.metrics,

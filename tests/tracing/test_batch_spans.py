@@ -11,7 +11,7 @@ from worker.events import Event
 from worker.processing.circuit import Circuits
 from worker.processing.pipeline import Pipeline
 from worker.processors.api import Context
-from worker.types import LocalMessage
+from worker.types import LocalMessage, TopicPartition
 from worker.vocabulary import CircuitState
 
 __all__ = ["traced"]  # (the fixture)
@@ -84,3 +84,25 @@ def test_each_circuit_change_is_a_span_at_any_ratio(traced: Spans) -> None:
     assert states[0] == ("closed", "open")
     assert states[-1][1] == str(circuit.state)
     assert dict(spans[0].attributes or {})["worker.destination"] == "crm"
+
+
+def test_a_confirmed_commit_links_to_the_sampled_batches_it_covers(traced: Spans) -> None:
+    exporter = traced(1.0)
+    _, _, headers = traceparent(sampled=True)
+    pipe = _pipeline()
+    msgs = [LocalMessage(event(n), "t", p, n, None, headers) for n, p in ((1, 0), (2, 1))]
+    assert pipe.handle(msgs, never).completed
+    commits = pipe.tracer.commits  # type: ignore[union-attr]
+    commits.record_commit(TopicPartition("t", 0), 1)  # not past offset 1 yet
+    commits.record_commit_advance()
+    commits.record_commit(TopicPartition("t", 0), 2)
+    commits.record_commit(TopicPartition("t", 1), 3)
+    commits.record_commit_advance()
+    commits.record_commit_advance()  # nothing new: no span
+    spans = {s.name: s for s in finished(exporter)}
+    commit, batch = spans["commit t"], spans["consume t"]
+    assert [s.name for s in finished(exporter, "commit")] == ["commit t"]
+    assert batch.context is not None
+    linked = [link.context.span_id for link in commit.links]
+    assert linked[0] == batch.context.span_id and len(linked) == 3  # the batch, its 2 events
+    assert dict(commit.attributes or {})["worker.batches"] == 1

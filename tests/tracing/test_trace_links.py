@@ -4,7 +4,8 @@
 - a retried call links to the failed one; a dead letter is a `dead_letter` span linked to the
   failed call, and `dlq replay` of it makes a `replay` span linked to the dead letter, whose
   context goes into the replayed record;
-- a batch's `consume` span and its ledger calls link to the events' contexts;
+- a batch's `consume` span and its ledger calls link to the events' contexts, the offset
+  commit's span to the batch and its events;
 - at sampling ratio 0.0, with unsampled parents, nothing of a good event is recorded, but a
   failure and its dead letter are.
 """
@@ -145,6 +146,11 @@ def test_retries_dead_letters_replays_and_batches_are_linked(
     for op in ("ledger claim", "ledger mark_done", "ledger commit"):
         assert _parent(by_name[op]) == consume["spanID"], op
         assert _links(by_name[op]) == events, op
+    # ... and the Kafka offset commit that covered it links to it and to its events
+    commits = wait_for(lambda: jaeger.search(f"{name}-worker", f"commit {topic}"), 60,
+                       "the commit's span in Jaeger")
+    assert any(_links(s) == {_id(consume)} | events
+               for t in commits for s in t["spans"] if s["operationName"] == f"commit {topic}")
 
 
 def test_a_failure_in_an_unsampled_trace_is_still_recorded(

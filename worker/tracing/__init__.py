@@ -20,8 +20,9 @@ from worker.tracing.dead_letters import dead_letter_spans, replay_span
 from worker.tracing.propagation import inject_http, inject_kafka
 from worker.tracing.spans import publish_span
 
-__all__ = ["active", "batch_tracer", "configure", "dead_letter_spans", "inject_http",
-           "inject_kafka", "publish_span", "replay_span", "shutdown", "trace_circuits"]
+__all__ = ["BatchTracing", "active", "batch_tracer", "configure", "dead_letter_spans",
+           "inject_http", "inject_kafka", "publish_span", "replay_span", "shutdown",
+           "trace_circuits"]
 
 
 def batch_tracer(group: str, processors: Sequence[Processor]) -> BatchTracing | None:

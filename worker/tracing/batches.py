@@ -21,14 +21,12 @@ from worker.errors import describe
 from worker.ledger.base import ClaimState, LedgerSession
 from worker.processors.api import Processor
 from worker.tracing.calls import CallTracing
+from worker.tracing.commits import CommitTracing
 from worker.tracing.config import root_ratio, tracer
-from worker.tracing.names import KAFKA, Attr, SpanName
+from worker.tracing.names import KAFKA, MAX_LINKS, Attr, SpanName
 from worker.tracing.propagation import extract_kafka
 from worker.tracing.spans import sampled_flag
 from worker.types import Message
-
-#: Links per span at most (OpenTelemetry's default OTEL_SPAN_LINK_COUNT_LIMIT).
-MAX_LINKS = 128
 
 
 class BatchTracing:
@@ -39,6 +37,7 @@ class BatchTracing:
         from opentelemetry.trace import Link, SpanKind, get_current_span
 
         self.calls = calls = CallTracing(processors, group)
+        self.commits = CommitTracing(group)  # an observer of the engine's commits
         self.choose, self.failed = calls.choose, calls.failed
         self.group = group
         self.tracer = tracer(__name__)
@@ -68,7 +67,7 @@ class BatchTracing:
         if not span.is_recording():
             span.end()
             return None
-        return _Batch(self.tracer, span, links)
+        return _Batch(self.tracer, span, links, messages, self.commits)
 
     def _links(self, messages: Sequence[Message]) -> list[Any]:
         links = []
@@ -85,10 +84,12 @@ class BatchTracing:
 class _Batch:
     """Implements worker.processing.batch_trace.BatchSpans."""
 
-    def __init__(self, spans: Any, span: Any, links: list[Any]) -> None:
+    def __init__(self, spans: Any, span: Any, links: list[Any], messages: Sequence[Message],
+                 commits: CommitTracing) -> None:
         from opentelemetry.trace import StatusCode, set_span_in_context
 
         self._spans, self.span, self.links = spans, span, links
+        self._messages, self._commits = messages, commits
         self._parent = set_span_in_context(span)
         self._error = StatusCode.ERROR
 
@@ -112,6 +113,8 @@ class _Batch:
             self.span.set_status(self._error, describe(error))
         self.span.set_attribute("worker.batch.completed", completed)
         self.span.end()
+        if completed:  # its commit links to it
+            self._commits.batch_done(self._messages, self.span.get_span_context(), self.links)
 
 
 class _TracedSession:

@@ -13,6 +13,9 @@ TRACE_HEADERS = (TRACEPARENT, TRACESTATE)
 
 KAFKA = "kafka"
 
+#: Links per span at most (OpenTelemetry's default OTEL_SPAN_LINK_COUNT_LIMIT).
+MAX_LINKS = 128
+
 
 class SpanName(StrEnum):
     """The first word of each span's name (the rest: a topic, processor or destination)."""
@@ -24,6 +27,7 @@ class SpanName(StrEnum):
     BATCH = "consume"            # one batch through the pipeline: `consume <topic>`
     LEDGER = "ledger"            # a ledger call of a batch: `ledger claim|mark_done|commit`
     CIRCUIT = "circuit"          # a destination's circuit changing: `circuit <destination>`
+    COMMIT = "commit"            # a Kafka offset commit of sampled batches: `commit <topic>`
 
 
 class Attr(StrEnum):
