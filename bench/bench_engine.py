@@ -32,6 +32,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import traced  # noqa: E402  (bench/traced.py)
 
 TYPES = ["customer.order.paid", "customer.rewarded.loyalty_points",
          "customer.voucher.loyalty_card.points_added", "customer.loyalty.tier.upgraded",
@@ -170,6 +173,13 @@ def _pipeline(mode: str) -> tuple[Any, Any]:
 
     procs = [Processor(name="count_orders", patterns=("customer.order.*",), func=count_a),
              Processor(name="count_all", patterns=("customer.**",), func=count_b)]
+    tracer = None
+    share = traced.ratio(mode)
+    if share is not None:  # tracing on at that ratio (bench/traced.py)
+        from worker import tracing
+
+        traced.configure(share)
+        tracer = tracing.batch_tracer("bench", procs)
     if mode == "pipeline-sqlite":
         ledger = open_ledger(f"sqlite:///{tempfile.mkdtemp(prefix='bench-')}/ledger.db")
     else:
@@ -177,7 +187,7 @@ def _pipeline(mode: str) -> tuple[Any, Any]:
         # holding every key of a 1M-event run (max_keys=2000000) adds ~190 MB of keys.
         ledger = open_ledger(os.environ.get("BENCH_MEMORY_LEDGER", "memory://"))
     metrics = None if mode == "pipeline-nometrics" else WorkerMetrics()
-    return Pipeline(procs, ledger), metrics
+    return Pipeline(procs, ledger, tracer=tracer), metrics
 
 
 def run_engine(bootstrap: str, topic: str, batch: int, mode: str,
@@ -205,6 +215,8 @@ def run_engine(bootstrap: str, topic: str, batch: int, mode: str,
     t0 = time.perf_counter()
     code = engine.run()
     wall = time.perf_counter() - t0
+    if traced.ratio(mode) is not None:
+        traced.flush()  # every span of the run is encoded, in this thread
     return {"events": engine.counts.events, "seconds": handler.last - handler.first, "wall": wall,
             "exit_code": code}
 
@@ -230,7 +242,8 @@ def main() -> None:
                    default="plain,engine,pipeline,pipeline-nometrics,pipeline-sqlite",
                    help="comma-separated: plain (a bare consume loop), engine (the engine with a "
                    "counting handler), pipeline (engine + Pipeline + memory ledger + metrics), "
-                   "pipeline-nometrics, pipeline-sqlite (SQLite ledger)")
+                   "pipeline-nometrics, pipeline-sqlite (SQLite ledger), pipeline-traced-P "
+                   "(pipeline with tracing on at P%% sampling, bench/traced.py)")
     p.add_argument("--kafka-config", action="append", default=[],
                    help="librdkafka key=value for the worker's consumer (repeatable)")
     p.add_argument("--topic", help=argparse.SUPPRESS)

@@ -99,7 +99,9 @@ def run(settings: Settings) -> int:
                             max_outage=settings.max_outage,
                             park_after=settings.park_after or None,
                             unmatched="dead_letter" if settings.unmatched == "dead_letter"
-                            else "skip", outputs=outputs, emitted_marks=marks)
+                            else "skip", outputs=outputs, emitted_marks=marks,
+                            tracer=tracing.batch_tracer(settings.group, processors))
+        tracing.trace_circuits(pipeline.circuits)
         stores.callback(pipeline.close)
         transactional = outputs if isinstance(outputs, TransactionalProducer) else None
         dlq = DeadLetterProducer(  # (in exactly-once mode: in the batches' transactions)
@@ -107,6 +109,8 @@ def run(settings: Settings) -> int:
             max_bytes=min(topic_max_bytes(consumer_config, dlq_topics).values()),
             client=None if transactional is None else lambda: transactional.client)
         observers = _observers(settings, http, pipeline)
+        if isinstance(pipeline.tracer, tracing.BatchTracing):
+            observers.append(pipeline.tracer.commits)  # a span per commit of sampled batches
         if marks is not None:
             observers.append(Forget(marks))
         engine = _engine(settings, consumer_config, pipeline, dlq, observers, http.metrics,
@@ -184,7 +188,7 @@ def _processors(settings: Settings, ledger: Ledger) -> list[Processor]:
     processors = apply_overrides(load_processors(settings.processors, builtins=builtins),
                                  settings)
     run_setup(processors, ledger)
-    return tracing.traced_processors(processors, settings.group)
+    return processors
 
 
 def _observers(settings: Settings, http: _Http, pipeline: Pipeline) -> list[WorkerObserver]:

@@ -97,6 +97,9 @@ class DeadLetter:
     processor: str | None = None
     attempts: int = 1
     extra_headers: Headers = field(default_factory=list)
+    #: The dead-letter span's trace context (worker.tracing.dead_letters), replacing the
+    #: original record's `traceparent`/`tracestate` in the letter; None: tracing is off.
+    trace_headers: Headers | None = None
 
 
 @dataclass(slots=True)

@@ -84,11 +84,17 @@ def _show(args: argparse.Namespace, config: dict[str, str]) -> int:
 
 
 def _replay(args: argparse.Namespace, config: dict[str, str]) -> int:
+    from worker import tracing
     from worker.kafka.dead_letter_replay import replay
 
-    summary = replay(config, args.dlq_topic, group=args.group or f"{args.dlq_topic}.replay",
-                     to=args.to, error_classes=args.error_class, processors=args.processor,
-                     dry_run=args.dry_run)
+    tracing.configure("activity-worker-dlq")  # (OTEL_*: a `replay` span per record)
+    try:
+        summary = replay(config, args.dlq_topic,
+                         group=args.group or f"{args.dlq_topic}.replay", to=args.to,
+                         error_classes=args.error_class, processors=args.processor,
+                         dry_run=args.dry_run)
+    finally:
+        tracing.shutdown()
     verb = "would replay" if args.dry_run else "replayed"
     replayed = sum(summary.replayed.values())
     print(f"{args.dlq_topic}: read {summary.read}, {verb} {replayed}, skipped "

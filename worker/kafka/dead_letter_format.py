@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from worker.errors import cut
+from worker.tracing.propagation import with_trace
 from worker.types import DeadLetter
 
 HEADER_PREFIX = "worker."
@@ -80,12 +81,21 @@ def worker_headers(letter: DeadLetter, failed_at: str) -> HeaderList:
     ]
 
 
+def original_headers(letter: DeadLetter) -> HeaderList:
+    """The original record's headers, its trace context replaced by the dead-letter span's
+    when tracing is on (worker.tracing.dead_letters)."""
+    headers: HeaderList = list(letter.source.headers() or [])
+    if letter.trace_headers is None:
+        return headers
+    return with_trace(headers, letter.trace_headers)
+
+
 def full_letter(letter: DeadLetter, failed_at: str
                 ) -> tuple[bytes | None, bytes | None, HeaderList]:
     """(key, value, headers) of the letter as it normally is: the original record plus
     the worker's headers."""
     src = letter.source
-    return src.key(), src.value(), [*(src.headers() or []), *worker_headers(letter, failed_at)]
+    return src.key(), src.value(), [*original_headers(letter), *worker_headers(letter, failed_at)]
 
 
 def shrunk_letter(letter: DeadLetter, failed_at: str, budget: int
@@ -94,7 +104,7 @@ def shrunk_letter(letter: DeadLetter, failed_at: str, budget: int
     original headers and key if they fit in a quarter of it, and the first bytes of the
     original value, with the facts to find and check the original."""
     src = letter.source
-    key, value, original = src.key(), src.value() or b"", list(src.headers() or [])
+    key, value, original = src.key(), src.value() or b"", original_headers(letter)
     headers: HeaderList = worker_headers(letter, failed_at)
     headers += [(Header.TRUNCATED, b"true"),
                 (Header.VALUE_BYTES, str(len(value)).encode()),

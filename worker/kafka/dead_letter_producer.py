@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from worker import tracing
 from worker.engine.dead_letter_sink import DeadLetterError
 from worker.kafka.dead_letter_format import HeaderList, full_letter, record_size, shrunk_letter
 from worker.types import DeadLetter
@@ -78,6 +79,8 @@ class DeadLetterProducer:
             return
         from confluent_kafka import KafkaError
 
+        if tracing.active():  # a span per letter, its context in the letter's headers
+            tracing.dead_letter_spans(letters, self._topic_for)
         failures: list[str] = []
         too_large: list[int] = []
         acked: list[int] = []  # (lists: a shared client's reports may come on its own thread)

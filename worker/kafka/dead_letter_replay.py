@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from worker import tracing
 from worker.errors import WorkerError
 from worker.kafka.dead_letter_format import Header, HeaderList, Letter, letter_of
 
@@ -155,6 +156,8 @@ def replay(config: Mapping[str, Any], dlq_topic: str, *, group: str, to: str | N
                 key, value, original_headers = record
                 headers = [*original_headers, (Header.REPLAYED_FROM, (
                     f"{dlq_topic}:{letter.partition}:{letter.offset}").encode())]
+                if tracing.active():  # a span linked to the letter's; its context goes on
+                    headers = tracing.replay_span(letter.headers, headers, target, dlq_topic)
                 producer.produce(target, value=value, key=key, headers=headers,
                                  on_delivery=delivered)
                 producer.poll(0)

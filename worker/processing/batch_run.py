@@ -16,6 +16,7 @@ import structlog
 from worker.errors import NonRetriableError
 from worker.events import Event
 from worker.outputs import Deliveries, OutputRecord, OutputSink
+from worker.processing.batch_trace import BatchSpans
 from worker.processors.api import Processor
 from worker.types import TP, BatchStats, DeadLetter, Message
 from worker.vocabulary import Outcome
@@ -30,7 +31,7 @@ class BatchCancelled(Exception):
 
 class BatchRun:
     __slots__ = ("_planned", "_processors", "_sink", "cancelled", "dead", "deliveries", "done",
-                 "held", "held_at", "parked", "stats", "ticket", "timings", "turn")
+                 "held", "held_at", "parked", "stats", "ticket", "timings", "trace", "turn")
 
     def __init__(self, size: int, processors: int, cancelled: Callable[[], bool],
                  turn: int | None = None, sink: OutputSink | None = None) -> None:
@@ -57,6 +58,8 @@ class BatchRun:
         #: idempotency keys whose effects finished in this attempt (to mark done)
         self.done: list[str] = []
         self._planned: tuple[BatchStats, list[DeadLetter]] | None = None
+        #: the batch's spans (worker.processing.batch_trace), None: not traced
+        self.trace: BatchSpans | None = None
 
     def new_attempt(self) -> None:
         """Start phase 2 (again): planning's counts and dead letters stay, a failed attempt's

@@ -27,6 +27,7 @@ from typing import Any
 from worker.outputs import OutputRecord
 from worker.processing.adaptive_limit import AdaptiveLimit
 from worker.processing.batch_run import BatchRun
+from worker.processing.batch_trace import BatchTracer
 from worker.processing.circuit import Circuit, Circuits
 from worker.processing.parking import Parking
 from worker.processing.planning import Work
@@ -72,9 +73,11 @@ class CallTimedOut(TimeoutError):
 
 class EffectCalls:
     def __init__(self, max_in_flight: int, processors: Iterable[Processor],
-                 circuits: Circuits, parking: Parking | None = None) -> None:
+                 circuits: Circuits, parking: Parking | None = None,
+                 tracer: BatchTracer | None = None) -> None:
         procs = list(processors)
         self.parking = parking if parking is not None else Parking(circuits)
+        self._tracer = tracer  # told of each failed call; None: tracing is off
         self._slots = asyncio.Semaphore(max_in_flight)
         self._limits = {p.name: asyncio.Semaphore(p.max_concurrency) for p in procs
                         if p.max_concurrency is not None}
@@ -188,6 +191,8 @@ class EffectCalls:
                         raise
                     except BaseException as exc:  # processor code (worker.processing.retries)
                         error = exc
+                        if self._tracer is not None:
+                            self._tracer.failed(msg, event, proc, calls, exc)
                     finally:
                         timings.append(time.perf_counter() - t0)
                         del self._started[effect]

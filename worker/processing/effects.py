@@ -37,6 +37,7 @@ from typing import Any
 import structlog
 
 from worker.processing.batch_run import BatchRun
+from worker.processing.batch_trace import BatchTracer
 from worker.processing.circuit import Circuits
 from worker.processing.effect_calls import TP, EffectCalls, Ended
 from worker.processing.parking import Parking
@@ -77,16 +78,18 @@ class ConcurrentEffects:
 
     def __init__(self, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
                  processors: Iterable[Processor] = (),
-                 circuits: Circuits | None = None, park_after: float | None = None) -> None:
+                 circuits: Circuits | None = None, park_after: float | None = None,
+                 tracer: BatchTracer | None = None) -> None:
         """`park_after`: seconds a destination may be down before its waiting effects park
-        (worker.processing.parking); None: they wait."""
+        (worker.processing.parking); None: they wait. `tracer`: told of each failed call
+        (worker.processing.batch_trace), None: off."""
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         procs = list(processors)
         self.max_in_flight = max_in_flight
         self._circuits = circuits if circuits is not None else Circuits()
         self.parking = Parking(self._circuits, park_after)
-        self.calls = EffectCalls(max_in_flight, procs, self._circuits, self.parking)
+        self.calls = EffectCalls(max_in_flight, procs, self._circuits, self.parking, tracer)
         self._live: set[int] = set()  # tickets of the batches whose effects run
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

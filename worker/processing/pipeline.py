@@ -27,6 +27,7 @@ from worker.errors import LedgerKeyRejected, LedgerUnavailable
 from worker.ledger.base import ClaimState, Ledger
 from worker.outputs import EmittedMarks, OutputSink, OutputUnavailable
 from worker.processing.batch_run import BatchCancelled, BatchRun
+from worker.processing.batch_trace import BatchSpans, BatchTracer
 from worker.processing.batch_window import OverlappingBatches
 from worker.processing.circuit import Circuits
 from worker.processing.effects import DEFAULT_MAX_IN_FLIGHT, ConcurrentEffects, EffectsCancelled
@@ -66,6 +67,7 @@ class Pipeline:
         circuits: Circuits | None = None,
         outputs: OutputSink | None = None,
         emitted_marks: EmittedMarks | None = None,
+        tracer: BatchTracer | None = None,
     ) -> None:
         """`max_outage`: seconds a destination may be unavailable before the events waiting
         for it are dead-lettered (`destination_unavailable`); None waits as long as it takes.
@@ -79,7 +81,8 @@ class Pipeline:
         batches never overlap, records not acknowledged end the batch (the engine aborts its
         transaction and reads it again) instead of running it again here, and emitting
         effects are marked done in `emitted_marks`, inside the transaction, not in the ledger
-        (docs/processors.md, "Exactly-once mode")."""
+        (docs/processors.md, "Exactly-once mode"). `tracer`: spans per batch, ledger call and
+        sampled processor call (worker.processing.batch_trace; None: tracing is off)."""
         if router is None:
             from worker.processing.routing import Router
 
@@ -91,6 +94,7 @@ class Pipeline:
         self.emitted_marks = emitted_marks
         self.exactly_once = exactly_once = emitted_marks is not None
         self.unmatched = unmatched
+        self.tracer = tracer
         self._sleep = sleep or interruptible_sleep
         self._ledger = LedgerCalls(ledger, self._sleep, ledger_backoff=ledger_backoff,
                                    busy_backoff=busy_backoff, prune_every=prune_every,
@@ -115,10 +119,11 @@ class Pipeline:
                    and len(concurrent) == len(self.processors) and ledger.concurrent_sessions)
         self.effects = (ConcurrentEffects(max_in_flight,
                                           [self.processors[i] for i in concurrent],
-                                          self.circuits, park_after if overlap else None)
+                                          self.circuits, park_after if overlap else None,
+                                          tracer)
                         if concurrent else None)
         self._sync = SyncCalls(self.processors, concurrent, self.circuits, self._ledger,
-                               self._sleep)
+                               self._sleep, tracer)
         self.window: OverlappingBatches | None = None
         if overlap and self.effects is not None:
             self.window = OverlappingBatches(self._handle, self.effects)
@@ -154,8 +159,12 @@ class Pipeline:
                 turn: int | None) -> BatchResult:
         """`turn`: the batch's turn to register async effects (None without async ones)."""
         run = BatchRun(len(messages), len(self._names), cancelled, turn, self.outputs)
+        if self.tracer is not None:
+            run.trace = self.tracer.begin(messages)
         try:
-            return self._attempts(messages, run)
+            if run.trace is None:
+                return self._attempts(messages, run)
+            return _traced(self._attempts, messages, run, run.trace)
         finally:
             unused = run.take_turn()
             if unused is not None and self.effects is not None:
@@ -163,6 +172,8 @@ class Pipeline:
 
     def _attempts(self, messages: Sequence[Message], run: BatchRun) -> BatchResult:
         work = self._planner.plan(messages, run)
+        if self.tracer is not None:
+            self.tracer.choose(messages, work)
         delay, max_delay = self._ledger.backoff
         while True:
             if run.cancelled():
@@ -216,6 +227,8 @@ class Pipeline:
             return
         ledger = self._ledger
         session = ledger.timed("session", self.ledger.session)
+        if run.trace is not None:
+            session = run.trace.session(session)
         try:
             states = ledger.claim_all(session, [key for _, _, _, key, _ in work], run)
             if self.emitted_marks is not None:
@@ -259,6 +272,17 @@ class Pipeline:
             else:
                 kept.append(item)
         return kept
+
+
+def _traced(attempts: Callable[[Sequence[Message], BatchRun], BatchResult],
+            messages: Sequence[Message], run: BatchRun, spans: BatchSpans) -> BatchResult:
+    try:
+        result = attempts(messages, run)
+    except BaseException as exc:
+        spans.end(False, exc)
+        raise
+    spans.end(result.completed)
+    return result
 
 
 def _skip_emitted(marks: EmittedMarks, work: list[Work], states: list[ClaimState]) -> None:

@@ -17,6 +17,7 @@ from worker.events import Event
 from worker.ledger.base import ClaimState, LedgerSession
 from worker.outputs import OutputRecord
 from worker.processing.batch_run import BatchCancelled, BatchRun
+from worker.processing.batch_trace import BatchTracer
 from worker.processing.circuit import CLOSED, Circuit, Circuits
 from worker.processing.ledger_calls import LedgerCalls, Sleep
 from worker.processing.planning import Work
@@ -34,8 +35,11 @@ from worker.vocabulary import ErrorClass, Outcome
 
 class SyncCalls:
     def __init__(self, processors: Sequence[Processor], concurrent: frozenset[int],
-                 circuits: Circuits, ledger: LedgerCalls, sleep: Sleep) -> None:
-        """`concurrent`: the indexes of the async processors, whose work is handed back."""
+                 circuits: Circuits, ledger: LedgerCalls, sleep: Sleep,
+                 tracer: BatchTracer | None = None) -> None:
+        """`concurrent`: the indexes of the async processors, whose work is handed back;
+        `tracer`: told of each failed call (worker.processing.batch_trace), None: off."""
+        self._tracer = tracer
         self._names = [p.name for p in processors]
         self._destinations = [p.destination_name for p in processors]
         self._concurrent = concurrent
@@ -134,6 +138,9 @@ class SyncCalls:
         circuit = self._circuits[proc.destination_name]
         outcomes, timings = run.stats.outcomes, run.timings[index]
         exc: BaseException | None = first_error
+        tracer = self._tracer
+        if tracer is not None and first_error is not None:
+            tracer.failed(msg, event, proc, 1, first_error)
         attempt = 1  # the retry policy's count (an unavailable destination spends none)
         calls = 0 if first_error is None else 1
         waits = 0
@@ -177,6 +184,8 @@ class SyncCalls:
             except BaseException as again:  # processor code (see above)
                 timings.append(time.perf_counter() - t0)
                 exc = again
+                if tracer is not None:
+                    tracer.failed(msg, event, proc, calls, again)
                 continue
             timings.append(time.perf_counter() - t0)
             circuit.success()

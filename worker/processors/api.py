@@ -169,6 +169,12 @@ class Context:
         return b"" if msg is None else (msg.value() or b"")
 
     @property
+    def headers(self) -> list[tuple[str, bytes]]:
+        """The consumed record's headers (empty when the context has no message)."""
+        msg = self._msg
+        return [] if msg is None else list(msg.headers() or [])
+
+    @property
     def message_key(self) -> bytes | None:
         """The consumed record's Kafka key (producers key customer activity by customer)."""
         msg = self._msg

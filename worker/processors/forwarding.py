@@ -127,7 +127,8 @@ class Forwarder:
         if s.secret:
             headers[SIGNATURE_HEADER] = signature(s.secret, body)
         if tracing.active():
-            tracing.inject_http(headers)  # the processor's span goes on at the receiver
+            # the processor's span (or, not sampled, the record's trace) goes on at the receiver
+            tracing.inject_http(headers, ctx.headers)
         try:
             async with self._client().post(s.url, data=body, headers=headers) as answer:
                 status = answer.status

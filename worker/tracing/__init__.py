@@ -10,9 +10,23 @@ the sampler (`OTEL_TRACES_SAMPLER`, default parent-based always-on), the resourc
 SDK's own reading of the standard variables.
 """
 
-from worker.tracing.config import active, configure, shutdown
-from worker.tracing.propagation import inject_http, inject_kafka
-from worker.tracing.spans import publish_span, traced_processors
+from collections.abc import Sequence
 
-__all__ = ["active", "configure", "inject_http", "inject_kafka", "publish_span", "shutdown",
-           "traced_processors"]
+from worker.processors.api import Processor
+from worker.tracing.batches import BatchTracing
+from worker.tracing.circuits import trace_circuits
+from worker.tracing.config import active, configure, shutdown
+from worker.tracing.dead_letters import dead_letter_spans, replay_span
+from worker.tracing.propagation import inject_http, inject_kafka
+from worker.tracing.spans import publish_span
+
+__all__ = ["BatchTracing", "active", "batch_tracer", "configure", "dead_letter_spans",
+           "inject_http", "inject_kafka", "publish_span", "replay_span", "shutdown",
+           "trace_circuits"]
+
+
+def batch_tracer(group: str, processors: Sequence[Processor]) -> BatchTracing | None:
+    """The pipeline's tracer (worker.processing.batch_trace): spans per batch, ledger call and
+    processor call of `processors` (the pipeline's, in its order); None when tracing is off
+    (then nothing of it runs per event)."""
+    return BatchTracing(group, processors) if active() else None

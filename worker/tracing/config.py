@@ -14,12 +14,19 @@ log = structlog.get_logger(__name__)
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
 _provider: Any = None
+_set_globally = False
+_ratio: float | None = None  # worker.tracing.sampling.root_ratio of the provider's sampler
+
+
+def _disabled(environ: Mapping[str, str] | None) -> bool:
+    env = os.environ if environ is None else environ
+    return env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
 
 
 def wanted(environ: Mapping[str, str] | None = None) -> bool:
     """Whether the environment asks for traces."""
     env = os.environ if environ is None else environ
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+    if _disabled(env):
         return False
     exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
     if exporter == "none":
@@ -32,39 +39,52 @@ def active() -> bool:
     return _provider is not None
 
 
-def configure(service_name: str, environ: Mapping[str, str] | None = None) -> bool:
+def configure(service_name: str, environ: Mapping[str, str] | None = None, *,
+              exporter: Any = None) -> bool:
     """Turn tracing on if the environment asks for it (see the package's docstring); True if
-    it is on. `service_name` is used when OTEL_SERVICE_NAME is not set."""
-    global _provider
-    if _provider is not None or not wanted(environ):
-        return _provider is not None
+    it is on. `service_name` is used when OTEL_SERVICE_NAME is not set. `exporter`: a span
+    exporter instead of OTLP's (tests, bench/), which turns tracing on whatever the
+    environment says (but OTEL_SDK_DISABLED)."""
+    global _provider, _ratio, _set_globally
+    if _provider is not None:
+        return True
+    if not (wanted(environ) or (exporter is not None and not _disabled(environ))):
+        return False
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    from worker.tracing.sampling import from_environment, root_ratio
+
     env = os.environ if environ is None else environ
     attributes = {} if env.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
-    provider = TracerProvider(resource=Resource.create(attributes))  # sampler: OTEL_TRACES_*
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    trace.set_tracer_provider(provider)
-    _provider = provider
+    provider = TracerProvider(resource=Resource.create(attributes), sampler=from_environment())
+    provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter()))
+    if trace.get_tracer_provider() is not provider and not _set_globally:
+        trace.set_tracer_provider(provider)  # (once per process: the SDK allows no more)
+        _set_globally = True
+    _provider, _ratio = provider, root_ratio(provider.sampler)
     log.info("tracing on", service=provider.resource.attributes.get(SERVICE_NAME),
-             sampler=type(provider.sampler).__name__)
+             sampler=provider.sampler.get_description())
     return True
+
+
+def root_ratio() -> float | None:
+    """The share of root spans the configured sampler samples, None when it is not a standard
+    parent-based ratio sampler (worker.tracing.sampling.root_ratio)."""
+    return _ratio
 
 
 def shutdown() -> None:
     """Export what is buffered and stop (bounded by the SDK's export timeout)."""
-    global _provider
-    provider, _provider = _provider, None
+    global _provider, _ratio
+    provider, _provider, _ratio = _provider, None, None
     if provider is not None:
         provider.shutdown()
 
 
 def tracer(name: str) -> Any:
-    """An OpenTelemetry tracer (only when `active()`)."""
-    from opentelemetry import trace
-
-    return trace.get_tracer(name)
+    """An OpenTelemetry tracer of the configured provider (only when `active()`)."""
+    return _provider.get_tracer(name)

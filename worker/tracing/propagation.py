@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable, MutableMapping, Sequence
 from typing import Any
 
+from worker.tracing.names import TRACE_HEADERS
+
 
 class _KafkaHeaders:
     """Getter and setter over a record's headers: a list of (name, bytes) pairs."""
@@ -40,11 +42,20 @@ def extract_kafka(headers: Iterable[tuple[str, bytes]] | None) -> Any:
     return extract(list(headers or ()), getter=KAFKA_HEADERS)  # type: ignore[arg-type]
 
 
-def inject_http(headers: MutableMapping[str, str]) -> None:
-    """Add the current trace context to an outgoing HTTP request's headers."""
+def inject_http(headers: MutableMapping[str, str],
+                record_headers: Sequence[tuple[str, bytes]] | None = None) -> None:
+    """Add the current trace context to an outgoing HTTP request's headers; when no span is
+    current (the call was not sampled: worker.tracing.spans), the record's own `traceparent`
+    and `tracestate`, so the receiver continues the (unsampled) trace."""
     from opentelemetry.propagate import inject
+    from opentelemetry.trace import get_current_span
 
-    inject(headers)
+    if get_current_span().get_span_context().is_valid or not record_headers:
+        inject(headers)
+        return
+    for name, value in record_headers:
+        if name in TRACE_HEADERS and value and name not in headers:
+            headers[name] = value.decode("ascii", "replace")
 
 
 def extract_http(headers: Any) -> Any:
@@ -52,3 +63,9 @@ def extract_http(headers: Any) -> Any:
     from opentelemetry.propagate import extract
 
     return extract({k.lower(): v for k, v in headers.items()})
+
+
+def with_trace(headers: Iterable[tuple[str, Any]], trace_headers: Iterable[tuple[str, Any]]
+               ) -> list[tuple[str, Any]]:
+    """`headers` with their `traceparent`/`tracestate` replaced by `trace_headers`."""
+    return [*(h for h in headers if h[0] not in TRACE_HEADERS), *trace_headers]

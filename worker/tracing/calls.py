@@ -1,0 +1,206 @@
+"""A CONSUMER span `process <processor>` per processor call, the child of the context in the
+record's headers (so one trace runs from the delivery to the effect). Each call is its own span:
+a retried effect shows as several, the failed ones with the error, and each call after a failed
+one carries a link to the failed call's span (worker.tracing.attempts). The span is current
+while the processor runs, so the HTTP forwarder's request carries it on.
+
+Bounded cost: the pipeline asks `choose` once per batch which of its events are sampled — the
+record's `traceparent` flag, or, without one, a draw against the ratio
+(worker.tracing.sampling.root_ratio) — and only those calls go through a traced twin of their
+processor; the others call the processor itself, with no span and no wrapper. A call that
+raises is recorded all the same (`failed`, from the pipeline's failure paths): a span marked
+`worker.record` (sampled at any ratio), in the record's trace, at the moment it raised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import operator
+import random
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from worker.errors import describe
+from worker.processors.api import Context, Processor
+from worker.tracing import attempts
+from worker.tracing.config import root_ratio, tracer
+from worker.tracing.names import KAFKA, Attr, SpanName
+from worker.tracing.propagation import extract_kafka
+from worker.tracing.spans import sampled_flag
+from worker.types import Message
+
+Work = tuple[Message, Any, Processor, str, int]  # (worker.processing.planning.Work)
+
+_owner = operator.itemgetter(0)
+
+
+def _draws(n: int, share: float) -> Iterator[int]:
+    """The positions among `n` that a draw of probability `share` each picks, drawing only
+    the gaps between them (geometric)."""
+    if share <= 0.0:
+        return
+    if share >= 1.0:
+        yield from range(n)
+        return
+    scale = 1.0 / math.log1p(-share)
+    i = -1
+    while True:
+        i += 1 + int(math.log(1.0 - random.random()) * scale)
+        if i >= n:
+            return
+        yield i
+
+
+def _attributes(proc: Processor, msg: Message, event: Any, attempt: int, group: str
+                ) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        "messaging.system": KAFKA,
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.destination.name": msg.topic() or "",
+        "messaging.destination.partition.id": str(msg.partition() or 0),
+        "messaging.kafka.offset": msg.offset() or 0,
+        "messaging.consumer.group.name": group,
+        Attr.PROCESSOR: proc.name,
+        Attr.EVENT_TYPE: event.type,
+        Attr.EVENT_ID: event.id,
+        Attr.ATTEMPT: attempt,
+    }
+    key = msg.key()
+    if key:
+        attrs["messaging.kafka.message.key"] = key.decode("utf-8", "replace")
+    return attrs
+
+
+class CallTracing:
+    """The call spans of one pipeline's processors (in the pipeline's order)."""
+
+    def __init__(self, processors: Sequence[Processor], group: str) -> None:
+        from opentelemetry.trace import Link, SpanKind, StatusCode, use_span
+
+        self.group = group
+        self.tracer = tracer(__name__)
+        ratio = root_ratio()
+        #: a root event is sampled when random() < cut; None: every call asks the sampler
+        self.cut = ratio
+        self._link, self._kind, self._error, self._use = (Link, SpanKind.CONSUMER,
+                                                          StatusCode.ERROR, use_span)
+        self.twins = [self._twin(p) for p in processors]
+        self._twin_funcs = frozenset(id(t.func) for t in self.twins)
+
+    # -- per batch ----------------------------------------------------------------------------
+    def choose(self, messages: Sequence[Message], work: list[Work]) -> None:
+        """Put the traced twin in the place of the processor of each sampled event's work (in
+        place). Per message: its headers read, the `traceparent` flag looked up when it has
+        any; the draws for the messages without are made per sampled message only (the gaps
+        between them drawn from the geometric distribution), so an unsampled batch of
+        messages without headers costs one list of their headers."""
+        cut = self.cut
+        if cut is None:  # a sampler of its own: every call is a span it decides on
+            self._twin_all(work, range(len(work)))
+            return
+        heads = [m.headers() for m in messages]
+        if any(heads):
+            rand = random.random
+            chosen = [m for m, h in zip(messages, heads, strict=True)
+                      if ((flag := sampled_flag(h)) is None and rand() < cut) or flag]
+        else:
+            chosen = [messages[i] for i in _draws(len(messages), cut)]
+        if not chosen:
+            return
+        owners = list(map(_owner, work))  # (the work's items are in the messages' order)
+        position = 0
+        for msg in chosen:
+            try:
+                position = owners.index(msg, position)  # (identity first: no compare)
+            except ValueError:
+                continue  # (no work: undecodable, unmatched)
+            end = position
+            while end < len(owners) and owners[end] is msg:
+                end += 1
+            self._twin_all(work, range(position, end))
+            position = end
+
+    def _twin_all(self, work: list[Work], positions: range) -> None:
+        twins = self.twins
+        for i in positions:
+            msg, event, _, key, index = work[i]
+            work[i] = (msg, event, twins[index], key, index)
+
+    def failed(self, msg: Message, event: Any, proc: Processor, attempt: int,
+               error: BaseException) -> None:
+        """A call raised `error` (the pipeline's failure paths): record it unless its traced
+        twin did."""
+        if id(proc.func) in self._twin_funcs or not isinstance(error, Exception):
+            return
+        span = self._start(msg, event, proc, attempt, True)
+        self._failed(msg, proc, span, error)
+        span.end()
+
+    # -- one call -----------------------------------------------------------------------------
+    def _start(self, msg: Message, event: Any, proc: Processor, attempt: int,
+               force: bool) -> Any:
+        links = None
+        if attempt > 1 and (before := attempts.take(attempts.key_of(msg, proc.name))):
+            links = [self._link(before)]
+        span = self.tracer.start_span(
+            f"{SpanName.PROCESS} {proc.name}", context=extract_kafka(msg.headers()),
+            kind=self._kind, links=links, attributes={Attr.RECORD: True} if force else None)
+        if span.is_recording():
+            span.set_attributes(_attributes(proc, msg, event, attempt, self.group))
+        return span
+
+    def _failed(self, msg: Message, proc: Processor, span: Any, error: BaseException) -> None:
+        span.record_exception(error)
+        span.set_status(self._error, describe(error))
+        attempts.failed(attempts.key_of(msg, proc.name), span.get_span_context())
+
+    def _twin(self, proc: Processor) -> Processor:
+        """`proc`, each call in a span (the call was chosen: sampled)."""
+        func: Any = proc.func
+        force = self.cut is not None  # (chosen here: the sampler must not draw again)
+        start, use = self._start, self._use
+
+        def begin(ctx: Context) -> Any:
+            return start(ctx._msg, ctx.event, proc, ctx.attempt, force)
+
+        def failed(ctx: Context, span: Any, error: Exception) -> None:
+            if span.is_recording():
+                self._failed(ctx._msg, proc, span, error)
+            else:  # (a sampler of its own said no: recorded all the same)
+                self.failed(ctx._msg, ctx.event, proc, ctx.attempt, error)
+
+        def succeeded(ctx: Context) -> None:
+            if ctx.attempt > 1:  # the failed call before it is linked: forget it
+                attempts.take(attempts.key_of(ctx._msg, proc.name))
+
+        if proc.is_async:
+            async def call_async(event: Any, ctx: Context) -> None:
+                span = begin(ctx)
+                with use(span, end_on_exit=True, record_exception=False,
+                         set_status_on_exception=False):
+                    try:
+                        await func(event, ctx)
+                    except Exception as exc:
+                        failed(ctx, span, exc)
+                        raise
+                succeeded(ctx)
+
+            wrapped: Callable[..., Any] = call_async
+        else:
+            def call(event: Any, ctx: Context) -> None:
+                span = begin(ctx)
+                with use(span, end_on_exit=True, record_exception=False,
+                         set_status_on_exception=False):
+                    try:
+                        func(event, ctx)
+                    except Exception as exc:
+                        failed(ctx, span, exc)
+                        raise
+                succeeded(ctx)
+
+            wrapped = call
+        if callable(getattr(func, "aclose", None)):
+            wrapped.aclose = func.aclose  # type: ignore[attr-defined]  # closed on the loop
+        return dataclasses.replace(proc, func=wrapped)
