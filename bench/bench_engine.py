@@ -71,14 +71,13 @@ def events(n: int) -> tuple[Iterator[bytes], str]:
 
 def produce(bootstrap: str, topic: str, n: int, partitions: int) -> str:
     from worker.kafka.admin import ensure_topics
-    from worker.kafka.dead_letter_producer import DeadLetterProducer
+    from worker.kafka.clients import new_producer
 
     ensure_topics({"bootstrap.servers": bootstrap}, {topic: partitions, topic + ".dlq": 1})
     gen, source = events(n)
-    # The DLQ producer class wraps a plain idempotent producer; reuse its client for speed.
-    prod = DeadLetterProducer({"bootstrap.servers": bootstrap, "linger.ms": 20,
-                               "batch.size": 1_000_000, "compression.type": "lz4",
-                               "enable.idempotence": True})._producer
+    prod = new_producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
+                         "batch.size": 1_000_000, "compression.type": "lz4",
+                         "enable.idempotence": True}, "bench producer")
     for i, value in enumerate(gen):
         while True:
             try:
