@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from typing import TextIO
@@ -54,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
     dlq = args.dlq_topic or ([env_dlq] if env_dlq else None)
     if args.watch is not None and args.watch <= 0:
         raise ConfigError(f"--watch {args.watch:g}: give a positive number of seconds")
+    if args.watch is not None:
+        # --watch ends with Ctrl-C (SIGINT), even when started from a shell that ignores it
+        # for its background jobs (Python then installs no KeyboardInterrupt of its own)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     inspector = GroupInspector(client_config(args.bootstrap_servers, args.kafka_config))
     code: StatusExit | None = None
     try:
