@@ -130,3 +130,122 @@ def test_the_effects_wait_for_room_first_come_first_in_and_a_cancelled_one_passe
         assert second.cancelled() and gate.in_flight == 1 and not waiters
 
     asyncio.run(scenario())
+
+
+
+def answer(limit: AdaptiveLimit, clock: Clock, per_second: int, seconds: float,
+           latency: float) -> None:
+    for _ in range(int(per_second * seconds)):
+        clock.now += 1.0 / per_second
+        limit.success(latency)
+
+
+def test_rising_latency_cuts_the_concurrency_down_to_its_floor_and_it_grows_back() -> None:
+    clock = Clock()
+    limit = AdaptiveLimit(64, clock=clock)
+    answer(limit, clock, 200, 5.0, 0.005)  # the normal: 5 ms
+    assert limit.concurrency == 64 and limit.latency_cuts == 0
+    answer(limit, clock, 200, 0.26, 0.100)  # it queues: 20x the normal
+    assert limit.concurrency == 32  # at most halved a window
+    answer(limit, clock, 200, 0.5, 0.100)
+    assert limit.concurrency == 8 and limit.latency_cuts == 3  # its floor: 1/8 of the cap
+    answer(limit, clock, 200, 2.0, 0.100)  # no growth while the latency stays that high
+    assert limit.concurrency == 8 and limit.latency_cuts == 3
+    # latency that stays high becomes the normal (in about 25 s): the limit grows back
+    answer(limit, clock, 200, 60.0, 0.100)
+    assert limit.long_latency is not None and limit.long_latency > 0.05
+    assert limit.concurrency == 64
+
+
+def test_the_long_term_latency_follows_a_faster_destination_at_once() -> None:
+    clock = Clock()
+    limit = AdaptiveLimit(64, clock=clock)
+    answer(limit, clock, 200, 5.0, 0.100)
+    answer(limit, clock, 200, 2.0, 0.010)
+    assert limit.long_latency == pytest.approx(0.010, rel=0.1)
+    assert limit.latency_cuts == 0
+
+
+def test_latency_within_the_tolerance_cuts_nothing() -> None:
+    clock = Clock()
+    limit = AdaptiveLimit(64, clock=clock)
+    answer(limit, clock, 200, 5.0, 0.010)
+    answer(limit, clock, 200, 5.0, 0.019)  # less than twice the normal
+    assert limit.concurrency == 64 and limit.latency_cuts == 0
+
+
+def test_a_window_needs_enough_calls_and_latency_of_failed_calls_is_not_counted() -> None:
+    clock = Clock()
+    limit = AdaptiveLimit(64, clock=clock)
+    for _ in range(100):  # answers without a comparable latency (errors) count nothing
+        clock.now += 0.1
+        limit.success()
+    answer(limit, clock, 5, 1.9, 0.010)  # 9 calls: not yet a window
+    assert limit.long_latency is None
+    answer(limit, clock, 5, 0.2, 0.010)
+    assert limit.long_latency == pytest.approx(0.010)
+
+
+class Lateness:
+    """A loop late by `seconds` at each of its timers (20 a second of the fake clock)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock, self.seconds = clock, 0.0
+        self.total, self.ticks, self.at = 0.0, 0, clock.now
+
+    def __call__(self) -> tuple[float, int]:
+        while self.at + 0.05 <= self.clock.now:
+            self.at += 0.05
+            self.total += self.seconds
+            self.ticks += 1
+        return self.total, self.ticks
+
+
+def test_the_loops_own_lateness_is_not_the_destinations_latency() -> None:
+    clock = Clock()
+    lag = Lateness(clock)
+    limit = AdaptiveLimit(64, clock=clock, lateness=lag)
+    answer(limit, clock, 200, 5.0, 0.010)
+    lag.seconds = 0.2  # the worker's loop runs 200 ms late: its calls "take" 210 ms
+    answer(limit, clock, 200, 5.0, 0.210)
+    assert limit.concurrency == 64 and limit.latency_cuts == 0
+    assert limit.long_latency == pytest.approx(0.010, rel=0.05)  # the lag taken off
+    lag.seconds = 0.02  # late by less than a tenth of a risen latency: that rise is the
+    answer(limit, clock, 200, 0.26, 0.250)  # destination's
+    assert limit.latency_cuts == 1 and limit.concurrency == 32
+
+
+def test_a_window_without_one_timer_of_the_loop_decides_nothing() -> None:
+    clock = Clock()
+    limit = AdaptiveLimit(64, clock=clock, lateness=lambda: (0.0, 0))  # the loop never ran one
+    answer(limit, clock, 200, 5.0, 0.010)
+    answer(limit, clock, 200, 5.0, 0.500)
+    assert limit.latency_cuts == 0 and limit.concurrency == 64
+
+
+def test_the_loop_lateness_is_timed_on_the_loop() -> None:
+    import threading
+    import time
+
+    from worker.processing.loop_lateness import LoopLateness
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    lateness = LoopLateness()
+    try:
+        lateness.start(loop)
+        deadline = time.monotonic() + 5
+        while lateness()[1] < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        idle_total, idle_ticks = lateness()
+        assert idle_ticks >= 4 and idle_total / idle_ticks < 0.02
+        loop.call_soon_threadsafe(time.sleep, 0.5)  # the loop blocked for half a second
+        while lateness()[1] < idle_ticks + 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        total, ticks = lateness()
+        assert ticks > idle_ticks and total - idle_total >= 0.3  # a timer ran >= 0.3 s late
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()

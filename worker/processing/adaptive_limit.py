@@ -14,6 +14,18 @@ decrease) in the manner of TCP and Netflix's concurrency-limits:
   back are one signal, not many.
 - a `Retry-After` longer than the window pauses every call of the destination that long; a
   shorter one only delays the refused call (worker.processing.retries.outage_wait).
+- rising latency (a gradient, in the manner of Netflix's Gradient2 and TCP Vegas): each
+  `latency_window` the average latency of its successful calls is compared with the long-term
+  one. More than `latency_tolerance` times it, and the concurrency is cut by their ratio (at most
+  halved), down to `latency_floor` of the cap, and it does not grow while the latency stays that
+  high: a destination that starts queueing gets fewer calls at once. The long-term latency
+  follows a faster destination at once (`latency_down`) and a slower one slowly
+  (`latency_up`) while the latency stays within the tolerance; over it, only once the limit is
+  at its floor (`latency_adopt`, a few seconds): a destination that is as slow with the fewest
+  calls is slower, not queueing, and its latency becomes the new normal.
+  The loop's own lateness over the window (worker.processing.loop_lateness) is taken off the
+  latency, and while it is more than `lag_share` of it the window counts for nothing: then the
+  worker, not the destination, is what is slow.
 
 The state is plain numbers read at scrape time (worker.observability.collectors). Used from one
 thread at a time: the effects' event loop (worker.processing.effect_calls). Pure apart from the
@@ -40,14 +52,26 @@ class LimitPolicy:
     rate_step: float = 0.03      # the pace grows by this share of the rate it was cut from, /s
     window: float = 1.0          # seconds: at most one decrease per window; rates measured over it
     burst: float = 0.05          # seconds' worth of pace that may go at once
+    latency_window: float = 0.25    # seconds: one latency decision per window ...
+    latency_samples: int = 10       # ... of at least this many calls
+    latency_tolerance: float = 2.0  # a window's latency over this x the long-term one: a cut
+    latency_down: float = 0.5       # a window's weight in the long-term latency: when lower,
+    latency_up: float = 0.01        # ... higher within the tolerance,
+    latency_adopt: float = 0.05     # ... over it with the limit at its floor
+    latency_floor: float = 0.125    # latency cuts stop at this share of the cap
+    lag_share: float = 0.5          # the loop's lateness over this share of the latency: no say
 
 
 class AdaptiveLimit:
     def __init__(self, cap: int, policy: LimitPolicy | None = None, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 lateness: Callable[[], tuple[float, int]] | None = None) -> None:
         self.cap = max(1, cap)
         self.policy = policy or LimitPolicy()
         self._clock = clock
+        # the loop's own lateness (summed, timers) so far (loop_lateness); None: not measured
+        self._lateness = lateness
+        self._lateness_at = lateness() if lateness is not None else (0.0, 0)
         self.limit = float(self.cap)   # calls in flight at once (its floor is the bound)
         self.in_flight = 0
         self.rate: float | None = None  # calls per second; None: not paced
@@ -56,6 +80,12 @@ class AdaptiveLimit:
         self._cut_at = -math.inf        # the last decrease
         self._paced_at = -math.inf      # the last time the pace held a call back
         self._accepted: deque[float] = deque()  # success times within the last window
+        self.long_latency: float | None = None  # the long-term latency, seconds (less the lag)
+        self.latency_cuts = 0           # cuts for rising latency (a counter)
+        self._queueing = False          # the last window's latency was over the tolerance
+        self._window_at = clock()       # the latency window: since when, the sum, the count
+        self._latency_sum = 0.0
+        self._latency_n = 0
 
     @property
     def concurrency(self) -> int:
@@ -79,8 +109,9 @@ class AdaptiveLimit:
         return self.in_flight < int(self.limit)
 
     # -- after a call -------------------------------------------------------------------------
-    def success(self) -> None:
-        if self.limit < self.cap:
+    def success(self, latency: float | None = None) -> None:
+        """A call succeeded; `latency`: how long it took, seconds (None: not comparable)."""
+        if self.limit < self.cap and not self._queueing:
             self.limit = min(float(self.cap), self.limit + 1.0 / self.limit)
         now = self._clock()
         accepted = self._accepted
@@ -90,6 +121,50 @@ class AdaptiveLimit:
         rate = self.rate
         if rate is not None and now - self._paced_at < self.policy.window:
             self.rate = rate + self._step / rate  # grows only while the pace binds
+        if latency is not None:
+            self._latency_sum += latency
+            self._latency_n += 1
+            if (now - self._window_at >= self.policy.latency_window
+                    and self._latency_n >= self.policy.latency_samples):
+                self._latency_window(now)
+
+    def _latency_window(self, now: float) -> None:
+        """A window of latencies is complete: cut the limit if it rose (the module's doc)."""
+        p = self.policy
+        short = self._latency_sum / self._latency_n
+        self._latency_sum, self._latency_n, self._window_at = 0.0, 0, now
+        lag = self._lag()
+        if lag > p.lag_share * short:
+            self._queueing = False  # the worker is what is slow: this says nothing of the
+            return                  # destination, and the limit grows with the successes
+        own = max(short - lag, 1e-4)  # the destination's part of it
+        long = self.long_latency
+        if long is None:
+            self.long_latency = own
+            return
+        floor = max(1.0, self.cap * p.latency_floor)
+        self._queueing = own > p.latency_tolerance * long
+        if own < long:
+            self.long_latency = long + (own - long) * p.latency_down
+        elif not self._queueing:
+            self.long_latency = long + (own - long) * p.latency_up
+        elif self.limit <= floor:  # as slow with the fewest calls: slower, not queueing
+            self.long_latency = long + (own - long) * p.latency_adopt
+        if not self._queueing:
+            return  # as fast as it was: the limit grows with the successes
+        if self.limit <= floor or now - self._cut_at < p.latency_window:
+            return
+        self._cut_at = now
+        self.latency_cuts += 1
+        self.limit = max(floor, self.limit * max(p.decrease, p.latency_tolerance * long / own))
+
+    def _lag(self) -> float:
+        """The loop's average lateness since the last window (inf: not one timer ran)."""
+        if self._lateness is None:
+            return 0.0
+        (total, ticks), (total0, ticks0) = self._lateness(), self._lateness_at
+        self._lateness_at = (total, ticks)
+        return (total - total0) / (ticks - ticks0) if ticks > ticks0 else math.inf
 
     def failure(self, retry_after: float = 0.0) -> None:
         """A call found the destination unavailable (refused, 5xx, timed out)."""

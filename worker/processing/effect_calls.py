@@ -29,6 +29,7 @@ from worker.processing.adaptive_limit import AdaptiveLimit
 from worker.processing.batch_run import BatchRun
 from worker.processing.batch_trace import BatchTracer
 from worker.processing.circuit import Circuit, Circuits
+from worker.processing.loop_lateness import LoopLateness
 from worker.processing.parking import Parking
 from worker.processing.planning import Work
 from worker.processing.retries import (
@@ -89,12 +90,13 @@ class EffectCalls:
         self._circuits = circuits
         for p in procs:
             circuits.add(p.destination_name, p.max_concurrency or max_in_flight)
+        self.lateness = LoopLateness()  # the effects' loop's own (started with the loop)
         # destination -> its adaptive limit (concurrency and pace) and the calls waiting for room
         self._gates: dict[str, tuple[AdaptiveLimit, deque[asyncio.Future[None]]]] = {}
         for name in dict.fromkeys(p.destination_name for p in procs):
             circuit = circuits[name]
-            gate = circuit.adaptive = AdaptiveLimit(min(max_in_flight,
-                                                        circuit.concurrency_limit))
+            gate = circuit.adaptive = AdaptiveLimit(
+                min(max_in_flight, circuit.concurrency_limit), lateness=self.lateness)
             self._gates[name] = (gate, deque())
         self._wake: dict[str, asyncio.Event] = {}  # destination -> wakes its waiting effects
         self.loop: asyncio.AbstractEventLoop | None = None  # the effects' loop, once it runs
@@ -166,6 +168,7 @@ class EffectCalls:
             await self._enter(gate, waiters)  # its destination has room (holds no slot)
             error: BaseException | None = None
             emitted: list[OutputRecord] | None = None
+            took = 0.0
             try:
                 async with slots:
                     if limit is not None:
@@ -194,7 +197,8 @@ class EffectCalls:
                         if self._tracer is not None:
                             self._tracer.failed(msg, event, proc, calls, exc)
                     finally:
-                        timings.append(time.perf_counter() - t0)
+                        took = time.perf_counter() - t0
+                        timings.append(took)
                         del self._started[effect]
                         self._per_processor[proc.name] -= 1
                         if limit is not None:
@@ -203,7 +207,7 @@ class EffectCalls:
                 self._leave(gate, waiters)
             if error is None:
                 circuit.success()
-                gate.success()
+                gate.success(took)
                 outcomes[(proc.name, Outcome.OK)] += 1
                 if emitted is None:
                     return Ended.DONE

@@ -186,6 +186,7 @@ class ConcurrentEffects:
                 self._thread = threading.Thread(target=loop.run_forever, name="async-effects",
                                                 daemon=True)
                 self._thread.start()
+                self.calls.lateness.start(loop)
             return self._loop
 
     async def _wait_turn(self, ticket: int | None) -> None:
