@@ -190,15 +190,16 @@ class Lateness:
     """A loop late by `seconds` at each of its timers (20 a second of the fake clock)."""
 
     def __init__(self, clock: Clock) -> None:
-        self.clock, self.seconds = clock, 0.0
-        self.total, self.ticks, self.at = 0.0, 0, clock.now
+        self.clock, self.seconds, self.busy = clock, 0.0, 0.1
+        self.total, self.ticks, self.cpu, self.at = 0.0, 0, 0.0, clock.now
 
-    def __call__(self) -> tuple[float, int]:
+    def __call__(self) -> tuple[float, int, float]:
         while self.at + 0.05 <= self.clock.now:
             self.at += 0.05
             self.total += self.seconds
             self.ticks += 1
-        return self.total, self.ticks
+            self.cpu += 0.05 * self.busy
+        return self.total, self.ticks, self.cpu
 
 
 def test_the_loops_own_lateness_is_not_the_destinations_latency() -> None:
@@ -215,9 +216,22 @@ def test_the_loops_own_lateness_is_not_the_destinations_latency() -> None:
     assert limit.latency_cuts == 1 and limit.concurrency == 32
 
 
+def test_a_busy_loop_says_nothing_of_the_destination() -> None:
+    clock = Clock()
+    lag = Lateness(clock)
+    limit = AdaptiveLimit(64, clock=clock, lateness=lag)
+    answer(limit, clock, 200, 5.0, 0.100)
+    lag.busy = 0.7  # the process uses 70% of a core: the loop resumes calls late, by more
+    answer(limit, clock, 200, 5.0, 0.300)  # than its timers show
+    assert limit.latency_cuts == 0 and limit.concurrency == 64
+    lag.busy = 0.3
+    answer(limit, clock, 200, 0.26, 0.300)
+    assert limit.latency_cuts == 1
+
+
 def test_a_window_without_one_timer_of_the_loop_decides_nothing() -> None:
     clock = Clock()
-    limit = AdaptiveLimit(64, clock=clock, lateness=lambda: (0.0, 0))  # the loop never ran one
+    limit = AdaptiveLimit(64, clock=clock, lateness=lambda: (0.0, 0, 0.0))  # none ran
     answer(limit, clock, 200, 5.0, 0.010)
     answer(limit, clock, 200, 5.0, 0.500)
     assert limit.latency_cuts == 0 and limit.concurrency == 64
@@ -238,13 +252,19 @@ def test_the_loop_lateness_is_timed_on_the_loop() -> None:
         deadline = time.monotonic() + 5
         while lateness()[1] < 4 and time.monotonic() < deadline:
             time.sleep(0.05)
-        idle_total, idle_ticks = lateness()
+        idle_total, idle_ticks, idle_cpu = lateness()
         assert idle_ticks >= 4 and idle_total / idle_ticks < 0.02
-        loop.call_soon_threadsafe(time.sleep, 0.5)  # the loop blocked for half a second
+        def spin() -> None:  # the loop's thread busy for half a second
+            end = time.thread_time() + 0.5
+            while time.thread_time() < end:
+                pass
+
+        loop.call_soon_threadsafe(spin)
         while lateness()[1] < idle_ticks + 3 and time.monotonic() < deadline:
             time.sleep(0.05)
-        total, ticks = lateness()
+        total, ticks, cpu = lateness()
         assert ticks > idle_ticks and total - idle_total >= 0.3  # a timer ran >= 0.3 s late
+        assert cpu - idle_cpu >= 0.4  # the process's CPU time
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
