@@ -269,8 +269,10 @@ class Release:
             self.kube.ready(self.pod(i)) for i in range(replicas))
 
     def describe(self) -> Any:
-        """The group as the broker describes it (None before a KIP-848 group exists: its
-        broker answers GROUP_ID_NOT_FOUND where a classic group is described as Dead)."""
+        """The group as the broker describes it; None when the broker answers
+        GROUP_ID_NOT_FOUND (the consumer-group describe API's answer for a group it does not
+        know, which worker.kafka.group_view allows for too; the broker here described an
+        unknown group as a Dead classic one)."""
         admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
         try:
             return admin.describe_consumer_groups([self.group], request_timeout=10)[
