@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from worker.kafka.config import CLASSIC_ONLY
 from worker.settings import OPTIONS, add_arguments, from_args
 
 REPO = Path(__file__).resolve().parents[2]
@@ -163,6 +164,18 @@ def test_the_chart_refuses_unsafe_values(values: list[str], says: str) -> None:
     out = render(*values)
     assert out.returncode != 0, out.stdout[:2000]
     assert says in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("prop", CLASSIC_ONLY)
+def test_the_consumer_protocol_refuses_the_worker_side_group_settings(prop: str) -> None:
+    """The properties a KIP-848 worker refuses (exit 2) are refused at install instead."""
+    env = "KAFKA_" + prop.upper().replace(".", "_")
+    values = ["ledger.url=postgresql://db/aw", f"config.{env}=1"]
+    out = render(*values, "kafka.groupProtocol=consumer")
+    assert out.returncode != 0, out.stdout[:2000]
+    assert f"config.{env} cannot be set with kafka.groupProtocol=consumer" in out.stderr, \
+        out.stderr
+    assert resources(*values)["ConfigMap"]["data"][env] == "1"  # classic: the worker's own
 
 
 def _settings_env(docs: dict[str, dict[str, Any]]) -> dict[str, str]:

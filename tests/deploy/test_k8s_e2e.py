@@ -14,6 +14,11 @@ and committed offsets never went backwards.
 Two small releases apart: `idle` (2 replicas on 1 partition: the one without a partition is
 Ready and its eviction is allowed) and `bad` (a topic without a dead-letter topic: exit 2, the
 sentence as the termination message).
+
+K8S_E2E_GROUP_PROTOCOL (classic, or consumer: KIP-848) is the chart's kafka.groupProtocol for
+every release. The 15 s session timeout is the worker's KAFKA_SESSION_TIMEOUT_MS under classic;
+under KIP-848 the worker refuses it, and it is the group's consumer.session.timeout.ms, set on
+the broker before the release is installed.
 """
 
 from __future__ import annotations
@@ -33,11 +38,19 @@ from typing import Any
 
 import psycopg
 import pytest
-from confluent_kafka import ConsumerGroupState
+from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from devtools.generate import EventGenerator
-from tests.cluster.scenario import OffsetWatch, Stream, create_topics, lag, unique
+from tests.cluster.scenario import (
+    KIP848_HEARTBEAT_MS,
+    OffsetWatch,
+    Stream,
+    create_topics,
+    lag,
+    set_group_session,
+    unique,
+)
 from tests.engine.helpers import committed, create_topic, wait_for
 from worker.events.envelope import decode_event
 
@@ -60,6 +73,9 @@ KEDA = os.environ.get("K8S_E2E_KEDA", "0") == "1"  # deploy/k8s/e2e started KEDA
 SUMMARY = Path(os.environ.get("K8S_E2E_SUMMARY", REPO / ".local" / "k8s-e2e-summary.txt"))
 PARTITIONS = 6
 SESSION_TIMEOUT_MS = 15000  # a deleted pod is back well within it (static membership)
+PROTOCOL = os.environ.get("K8S_E2E_GROUP_PROTOCOL", "classic")  # the chart's kafka.groupProtocol
+assert PROTOCOL in ("classic", "consumer"), f"K8S_E2E_GROUP_PROTOCOL={PROTOCOL}: classic|consumer"
+KIP848 = PROTOCOL == "consumer"
 SHUTDOWN_TIMEOUT, GRACE_MARGIN = 10, 5  # terminationGracePeriodSeconds = 15
 RATE = 150.0  # events per second while a scenario breaks things
 
@@ -80,7 +96,11 @@ def effects(event, ctx):
     ctx.transaction.execute(INSERT, (event.id, WORKER, ctx.partition, ctx.offset))
 '''
 
-_summary: list[str] = []
+_summary: list[str] = [
+    f"group protocol: {PROTOCOL} (kafka.groupProtocol); session timeout "
+    f"{SESSION_TIMEOUT_MS // 1000}s as "
+    + (f"the group's consumer.session.timeout.ms on the broker (heartbeat "
+       f"{KIP848_HEARTBEAT_MS} ms)" if KIP848 else "the worker's KAFKA_SESSION_TIMEOUT_MS")]
 
 
 def note(line: str) -> None:
@@ -207,16 +227,18 @@ class Release:
         return f"{self.name}-activity-worker-{i}"
 
     def helm(self, action: str, replicas: int, *extra: str) -> None:
+        if action == "install" and KIP848:  # the group's own session timeout, on the broker
+            set_group_session(BOOTSTRAP, self.group, SESSION_TIMEOUT_MS)
         values = {
             "image.repository": IMAGE.rsplit(":", 1)[0], "image.tag": IMAGE.rsplit(":", 1)[1],
             "image.pullPolicy": "Never", "hostNetwork": "true", "metrics.portPerPod": "true",
             "metrics.port": str(self.port_base), "replicaCount": str(replicas),
             "kafka.bootstrapServers": BOOTSTRAP, "kafka.topics": f"{{{self.topic}}}",
             "kafka.group": self.group, "kafka.partitions": str(self.partitions),
+            "kafka.groupProtocol": PROTOCOL,
             "ledger.url": POSTGRES_URL, "shutdownTimeout": str(SHUTDOWN_TIMEOUT),
             "graceMargin": str(GRACE_MARGIN),
             "config.WORKER_PROCESSORS": "e2e_effects", "config.WORKER_BUILTIN_PROCESSORS": "false",
-            "config.KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
             "extraEnv[0].name": "PYTHONPATH", "extraEnv[0].value": "/plugins",
             "extraEnv[1].name": "E2E_EFFECTS_TABLE", "extraEnv[1].value": self.effects.table,
             "extraVolumes[0].name": "plugins",
@@ -227,6 +249,8 @@ class Release:
             "resources.requests.cpu": "50m", "resources.requests.memory": "96Mi",
             "probes.startup.periodSeconds": "2", "probes.readiness.periodSeconds": "5",
         }
+        if not KIP848:  # (a KIP-848 worker refuses it: exit 2)
+            values["config.KAFKA_SESSION_TIMEOUT_MS"] = str(SESSION_TIMEOUT_MS)
         args = [*HELM, action, self.name, str(CHART), "--kubeconfig", KUBECONFIG,
                 "-n", self.kube.namespace]
         for k, v in values.items():
@@ -244,12 +268,25 @@ class Release:
         return bool(sts) and sts["status"].get("readyReplicas", 0) == replicas and all(
             self.kube.ready(self.pod(i)) for i in range(replicas))
 
-    def members(self) -> dict[str, list[int]] | None:
-        """group.instance.id -> partitions, once the group is Stable."""
+    def describe(self) -> Any:
+        """The group as the broker describes it; None when the broker answers
+        GROUP_ID_NOT_FOUND (the consumer-group describe API's answer for a group it does not
+        know, which worker.kafka.group_view allows for too; the broker here described an
+        unknown group as a Dead classic one)."""
         admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
-        desc = admin.describe_consumer_groups([self.group], request_timeout=10)[
-            self.group].result(timeout=15)
-        if desc.state != ConsumerGroupState.STABLE:
+        try:
+            return admin.describe_consumer_groups([self.group], request_timeout=10)[
+                self.group].result(timeout=15)
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() == KafkaError.GROUP_ID_NOT_FOUND:
+                return None
+            raise
+
+    def members(self) -> dict[str, list[int]] | None:
+        """group.instance.id -> partitions, once the group is Stable (under KIP-848: every
+        member holds its target assignment)."""
+        desc = self.describe()
+        if desc is None or desc.state != ConsumerGroupState.STABLE:
             return None
         return {m.group_instance_id: sorted(tp.partition for tp in m.assignment.topic_partitions)
                 for m in desc.members}
@@ -353,8 +390,10 @@ def test_install_3_replicas_on_6_partitions_reaches_lag_0(aw: Release) -> None:
     took = aw.settle(stream, "install")
     members = aw.owned_by(3)
     assert members and all(len(p) == 2 for p in members.values()), members
+    kind = aw.describe().type.name.lower()  # the protocol the pods' group really runs
+    assert kind == PROTOCOL, f"kafka.groupProtocol={PROTOCOL}, but the group is a {kind} group"
     note(f"install: helm install -> 3 pods Ready in {ready:.1f}s; lag 0 {took:.1f}s after the "
-         f"last of 1500 events; assignment {members}")
+         f"last of 1500 events; a {kind} group; assignment {members}")
     note(aw.check_line("install"))
 
 
@@ -393,6 +432,12 @@ def test_a_deleted_pod_comes_back_with_its_partitions_and_commits_on_sigterm(
 
     # Static membership: the same partitions, and no revocation anywhere.
     assert aw.owned_by(3) == members, (aw.owned_by(3), members)
+    # The new process was given its predecessor's partitions and nothing else (incremental
+    # assignments: a KIP-848 member may be sent them in more than one step, an empty one first).
+    new_uid = str(kube.uid(victim))
+    given = [sorted(int(n.rsplit("[", 1)[1].rstrip("]")) for n in r["partitions"])
+             for r in json_lines(kube.pod_log(victim, new_uid), "partitions assigned")]
+    assert sorted(p for g in given for p in g) == members[victim], (given, members[victim])
     revoked_after = {p: len(json_lines(kube.pod_log(p, str(uids[p])), "partitions revoked"))
                      for p in others}
     assert revoked_after == revoked_before, "another pod saw a revocation"
@@ -411,8 +456,8 @@ def test_a_deleted_pod_comes_back_with_its_partitions_and_commits_on_sigterm(
          f"{stop_s:.1f}s (grace {SHUTDOWN_TIMEOUT + GRACE_MARGIN}s; committed "
          f"{[at_stop[p] for p in mine]} > its last effects' offsets {list(last_old.values())}, "
          f"the new process began at {list(first_new.values())}); back under the same name and "
-         f"Ready {back:.1f}s after the delete, same partitions, revocations seen by the "
-         f"others: 0; lag 0 {took:.1f}s after the stream")
+         f"Ready {back:.1f}s after the delete, same partitions (its assignments: {given}), "
+         f"revocations seen by the others: 0; lag 0 {took:.1f}s after the stream")
     note(aw.check_line("pod delete"))
 
 

@@ -17,7 +17,7 @@ from worker.errors import ConfigError
 
 # Properties the KIP-848 protocol takes from the broker; librdkafka refuses them with
 # group.protocol=consumer.
-_CLASSIC_ONLY = ("partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms",
+CLASSIC_ONLY = ("partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms",
                  "group.protocol.type")
 
 # Properties that only make sense on a consumer; they are left out of the DLQ producer's config.
@@ -59,7 +59,7 @@ def build_consumer_config(
                 f"(events could be lost on a crash); remove {key} — the worker stores and commits "
                 "offsets itself (see --commit-interval / --commit-every).")
     if protocol == "consumer":
-        bad = [k for k in _CLASSIC_ONLY if k in props]
+        bad = [k for k in CLASSIC_ONLY if k in props]
         if bad:
             raise ConfigError(
                 f"{', '.join(bad)} cannot be set with group.protocol=consumer (KIP-848 takes "

@@ -137,6 +137,13 @@ import os, urllib.request as u; u.urlopen("http://127.0.0.1:%d{{ . }}" % (int(os
 {{- fail (printf "config.%s: keys are WORKER_<FLAG> or KAFKA_<PROPERTY> environment variables" $k) -}}
 {{- end -}}
 {{- end -}}
+{{- if eq .Values.kafka.groupProtocol "consumer" -}}
+{{- range $k := list "KAFKA_SESSION_TIMEOUT_MS" "KAFKA_HEARTBEAT_INTERVAL_MS" "KAFKA_PARTITION_ASSIGNMENT_STRATEGY" "KAFKA_GROUP_PROTOCOL_TYPE" -}}
+{{- if hasKey $.Values.config $k -}}
+{{- fail (printf "config.%s cannot be set with kafka.groupProtocol=consumer (the worker would exit 2): under KIP-848 the session timeout, heartbeat interval and assignor are the group's configs on the broker (kafka-configs --entity-type groups --entity-name %s --alter --add-config consumer.session.timeout.ms=...); remove it, or use kafka.groupProtocol=classic" $k $.Values.kafka.group) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if lt (int .Values.shutdownTimeout) 1 -}}
 {{- fail "shutdownTimeout must be at least 1 second" -}}
 {{- end -}}
