@@ -51,17 +51,17 @@ def configure(service_name: str, environ: Mapping[str, str] | None = None, *,
     if not (wanted(environ) or (exporter is not None and not _disabled(environ))):
         return False
     from opentelemetry import trace
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    from worker.tracing.encoding import OTLPExporter
     from worker.tracing.sampling import from_environment, root_ratio
 
     env = os.environ if environ is None else environ
     attributes = {} if env.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
     provider = TracerProvider(resource=Resource.create(attributes), sampler=from_environment())
-    provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter()))
+    provider.add_span_processor(BatchSpanProcessor(exporter or OTLPExporter()))
     if trace.get_tracer_provider() is not provider and not _set_globally:
         trace.set_tracer_provider(provider)  # (once per process: the SDK allows no more)
         _set_globally = True
