@@ -32,12 +32,12 @@ _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
 
 def _value(target: Any, value: Any) -> None:
     """Set an AnyValue as the SDK's encoder does (None: left empty)."""
-    if value is None:
-        return
-    if isinstance(value, bool):
-        target.bool_value = value
-    elif isinstance(value, str):
+    if isinstance(value, str):  # (most are)
         target.string_value = value
+    elif value is None:
+        return
+    elif isinstance(value, bool):
+        target.bool_value = value
     elif isinstance(value, int):
         target.int_value = value
     elif isinstance(value, float):
@@ -57,7 +57,9 @@ def _value(target: Any, value: Any) -> None:
 def _attributes(repeated: Any, attributes: Mapping[str, Any] | None) -> None:
     if attributes:
         for key, value in attributes.items():
-            _value(repeated.add(key=key).value, value)
+            added = repeated.add()
+            added.key = key
+            _value(added.value, value)
 
 
 def _scope_spans(request: Any, span: ReadableSpan, resources: dict[int, Any]) -> Any:
