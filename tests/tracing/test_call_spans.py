@@ -61,4 +61,4 @@ def test_a_sampled_call_is_the_current_span_a_child_of_the_records_context(
     assert failed.context is not None
     assert [link.context.span_id for link in ok.links] == [failed.context.span_id]
     assert get_current_span().get_span_context().is_valid is False  # (detached after)
-    assert encode(spans) == encode_spans(spans)
+    assert encode(spans) == encode_spans(spans).SerializeToString()

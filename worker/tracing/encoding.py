@@ -5,143 +5,198 @@ builds each attribute, span, scope and resource as a separate protobuf message a
 to their parents' constructors, which copy them (upb serialises and parses each copy): a span
 is copied about four times, an attribute five, and the span's resource is hashed (a JSON dump)
 per span to group them. That is ~370,000 instructions per span of 12 attributes, more than the
-SDK spends making the span. `encode` builds the same request in place (each message added to
-its parent, nothing copied; spans grouped by their resource and scope objects), ~2.6 times
-cheaper; a test compares its bytes with `encode_spans`'s. `OTLPExporter` is the SDK's OTLP/HTTP
-exporter (endpoint, headers, retries, compression, all from the standard variables) using it.
+SDK spends making the span. `encode` writes the same bytes directly (protobuf's wire format:
+each field a tag, a length when it is a message or string, its value; spans grouped by their
+resource and scope objects), and keeps the encoded attributes that repeat from span to span
+(system, topic, partition, group, processor, event type, attempt): ~86,000 instructions for that
+span (building the messages in place with upb instead: ~112,000). A test compares its bytes with
+`encode_spans`'s. `OTLPExporter` is the SDK's OTLP/HTTP exporter (endpoint, headers, retries,
+compression, all from the standard variables) sending them.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.http._common import _is_request_too_large
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind
 
-#: OTLP's span kinds (opentelemetry.proto.trace.v1.Span.SpanKind) by the API's.
-_KIND = {SpanKind.INTERNAL: 1, SpanKind.SERVER: 2, SpanKind.CLIENT: 3, SpanKind.PRODUCER: 4,
-         SpanKind.CONSUMER: 5}
+#: OTLP's span kinds (opentelemetry.proto.trace.v1.Span.SpanKind) by the API's, encoded.
+_KIND = {SpanKind.INTERNAL: b"\x30\x01", SpanKind.SERVER: b"\x30\x02",
+         SpanKind.CLIENT: b"\x30\x03", SpanKind.PRODUCER: b"\x30\x04",
+         SpanKind.CONSUMER: b"\x30\x05"}  # (field 6, varint)
 #: OTLP's SpanFlags: the flags say whether the parent (a link's context) is remote.
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
+_U64 = (1 << 64) - 1
+_fixed64, _fixed32, _double = (struct.Struct("<Q").pack, struct.Struct("<I").pack,
+                               struct.Struct("<d").pack)
+_SMALL = [bytes([n]) for n in range(128)]
+#: Encoded attributes (a KeyValue with its field tag) by (tag, key, type, value): most of a
+#: call span's attributes repeat from span to span (the system, topic, partition, group,
+#: processor, event type, attempt). Emptied when it reaches `_CACHED` entries.
+_cache: dict[tuple[bytes, str, type, Any], bytes] = {}
+_CACHED = 4096
 
 
-def _value(target: Any, value: Any) -> None:
-    """Set an AnyValue as the SDK's encoder does (None: left empty)."""
+def _varint(n: int) -> bytes:
+    if n < 128:
+        return _SMALL[n]
+    out = bytearray()
+    while n >= 128:
+        out.append((n & 127) | 128)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field."""
+    n = len(payload)
+    return tag + (_SMALL[n] if n < 128 else _varint(n)) + payload
+
+
+def _value(value: Any) -> bytes:
+    """An AnyValue as the SDK's encoder makes it (None: empty)."""
     if isinstance(value, str):  # (most are)
-        target.string_value = value
-    elif value is None:
-        return
-    elif isinstance(value, bool):
-        target.bool_value = value
-    elif isinstance(value, int):
-        target.int_value = value
-    elif isinstance(value, float):
-        target.double_value = value
-    elif isinstance(value, bytes):
-        target.bytes_value = value
-    elif isinstance(value, Sequence):
-        values = target.array_value.values
-        for item in value:
-            _value(values.add(), item)
-    elif isinstance(value, Mapping):
-        _attributes(target.kvlist_value.values, {str(k): v for k, v in value.items()})
-    else:
-        raise TypeError(f"Invalid type {type(value)} of value {value}")
+        return _field(b"\x0a", value.encode())
+    if value is None:
+        return b""
+    if isinstance(value, bool):
+        return b"\x10\x01" if value else b"\x10\x00"
+    if isinstance(value, int):
+        return b"\x18" + _varint(value & _U64)
+    if isinstance(value, float):
+        return b"\x21" + _double(value)
+    if isinstance(value, bytes):
+        return _field(b"\x3a", value)
+    if isinstance(value, Sequence):
+        return _field(b"\x2a", b"".join([_field(b"\x0a", _value(v)) for v in value]))
+    if isinstance(value, Mapping):
+        return _field(b"\x32", _attributes(b"\x0a", {str(k): v for k, v in value.items()}))
+    raise TypeError(f"Invalid type {type(value)} of value {value}")
 
 
-def _attributes(repeated: Any, attributes: Mapping[str, Any] | None) -> None:
-    if attributes:
-        for key, value in attributes.items():
-            added = repeated.add()
-            added.key = key
-            _value(added.value, value)
+def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
+    """Each attribute a KeyValue in field `tag`."""
+    if not attributes:
+        return b""
+    out = []
+    cache = _cache
+    for key, value in attributes.items():
+        kind = type(value)
+        if kind is str or kind is int or kind is bool:  # (hashable, and == means the same)
+            cached = (tag, key, kind, value)
+            encoded = cache.get(cached)
+            if encoded is None:
+                encoded = _field(tag, _field(b"\x0a", key.encode()) + _field(b"\x12",
+                                                                            _value(value)))
+                if len(cache) >= _CACHED:
+                    cache.clear()
+                cache[cached] = encoded
+        else:
+            encoded = _field(tag, _field(b"\x0a", key.encode()) + _field(b"\x12",
+                                                                        _value(value)))
+        out.append(encoded)
+    return b"".join(out)
 
 
-def _scope_spans(request: Any, span: ReadableSpan, resources: dict[int, Any]) -> Any:
-    """A new ScopeSpans for `span`'s scope, under its resource's ResourceSpans."""
-    resource, scope = span.resource, span.instrumentation_scope
-    resource_spans = resources.get(id(resource))
-    if resource_spans is None:
-        resource_spans = resources[id(resource)] = request.resource_spans.add()
-        resource_spans.resource.SetInParent()
-        _attributes(resource_spans.resource.attributes, resource.attributes)
-        if resource.schema_url:
-            resource_spans.schema_url = resource.schema_url
-    scope_spans = resource_spans.scope_spans.add()
-    scope_spans.scope.SetInParent()
-    if scope is not None:
-        scope_spans.scope.name = scope.name
-        if scope.version:
-            scope_spans.scope.version = scope.version
-        _attributes(scope_spans.scope.attributes, scope.attributes)
-        if scope.schema_url:
-            scope_spans.schema_url = scope.schema_url
-    return scope_spans.spans
+def _scope(scope: InstrumentationScope | None) -> bytes:
+    """A ScopeSpans' scope field (the spans and the schema URL follow)."""
+    if scope is None:
+        return b"\x0a\x00"
+    body = _field(b"\x0a", scope.name.encode()) if scope.name else b""
+    if scope.version:
+        body += _field(b"\x12", scope.version.encode())
+    return _field(b"\x0a", body + _attributes(b"\x1a", scope.attributes))
 
 
-def _span(target: Any, span: ReadableSpan) -> None:
+def _span(span: ReadableSpan) -> bytes:
+    """A Span, in field 2 of its ScopeSpans."""
     context = span.get_span_context()
     assert context is not None
-    target.trace_id = context.trace_id.to_bytes(16, "big")
-    target.span_id = context.span_id.to_bytes(8, "big")
+    out = [b"\x0a\x10", context.trace_id.to_bytes(16, "big"),
+           b"\x12\x08", context.span_id.to_bytes(8, "big")]
     if context.trace_state:
-        target.trace_state = ",".join([f"{k}={v}" for k, v in context.trace_state.items()])
+        out.append(_field(b"\x1a", ",".join(
+            [f"{k}={v}" for k, v in context.trace_state.items()]).encode()))
     parent, flags = span.parent, _HAS_IS_REMOTE
     if parent:
-        target.parent_span_id = parent.span_id.to_bytes(8, "big")
+        out += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
         if parent.is_remote:
             flags |= _IS_REMOTE
-    target.flags = flags
-    target.name = span.name
-    target.kind = _KIND[span.kind]
-    target.start_time_unix_nano = span.start_time or 0
-    target.end_time_unix_nano = span.end_time or 0
-    _attributes(target.attributes, span.attributes)
+    if span.name:
+        out.append(_field(b"\x2a", span.name.encode()))
+    out.append(_KIND[span.kind])
+    if span.start_time:
+        out += (b"\x39", _fixed64(span.start_time))
+    if span.end_time:
+        out += (b"\x41", _fixed64(span.end_time))
+    out.append(_attributes(b"\x4a", span.attributes))
+    if span.dropped_attributes:
+        out += (b"\x50", _varint(span.dropped_attributes))
     for event in span.events:
-        encoded = target.events.add(name=event.name, time_unix_nano=event.timestamp)
-        _attributes(encoded.attributes, event.attributes)
+        body = b"\x09" + _fixed64(event.timestamp) if event.timestamp else b""
+        if event.name:
+            body += _field(b"\x12", event.name.encode())
+        body += _attributes(b"\x1a", event.attributes)
         if event.dropped_attributes:
-            encoded.dropped_attributes_count = event.dropped_attributes
+            body += b"\x20" + _varint(event.dropped_attributes)
+        out.append(_field(b"\x5a", body))
+    if span.dropped_events:
+        out += (b"\x60", _varint(span.dropped_events))
     for link in span.links:
-        encoded = target.links.add()
         linked = link.context
-        encoded.trace_id = linked.trace_id.to_bytes(16, "big")
-        encoded.span_id = linked.span_id.to_bytes(8, "big")
-        _attributes(encoded.attributes, link.attributes)
+        body = (b"\x0a\x10" + linked.trace_id.to_bytes(16, "big") + b"\x12\x08"
+                + linked.span_id.to_bytes(8, "big") + _attributes(b"\x22", link.attributes))
         if link.dropped_attributes:
-            encoded.dropped_attributes_count = link.dropped_attributes
-        encoded.flags = _HAS_IS_REMOTE | (_IS_REMOTE if linked.is_remote else 0)
+            body += b"\x28" + _varint(link.dropped_attributes)
+        link_flags = _HAS_IS_REMOTE | (_IS_REMOTE if linked.is_remote else 0)
+        out.append(_field(b"\x6a", body + b"\x35" + _fixed32(link_flags)))
+    if span.dropped_links:
+        out += (b"\x70", _varint(span.dropped_links))
     status = span.status
     if status is not None:
-        target.status.SetInParent()
-        target.status.code = status.status_code.value
-        if status.description:
-            target.status.message = status.description
-    if span.dropped_attributes:
-        target.dropped_attributes_count = span.dropped_attributes
-    if span.dropped_events:
-        target.dropped_events_count = span.dropped_events
-    if span.dropped_links:
-        target.dropped_links_count = span.dropped_links
+        body = _field(b"\x12", status.description.encode()) if status.description else b""
+        if status.status_code.value:
+            body += b"\x18" + _varint(status.status_code.value)
+        out.append(_field(b"\x7a", body))
+    out += (b"\x85\x01", _fixed32(flags))  # (field 16, fixed32)
+    return _field(b"\x12", b"".join(out))
 
 
-def encode(spans: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
-    """The OTLP request of `spans`: the same message as the SDK's `encode_spans`."""
-    request = ExportTraceServiceRequest()
-    resources: dict[int, Any] = {}  # id(resource) -> its ResourceSpans
-    scopes: dict[tuple[int, int], Any] = {}  # (id(resource), id(scope)) -> its spans
+def encode(spans: Sequence[ReadableSpan]) -> bytes:
+    """The serialised OTLP request of `spans`: the bytes of the SDK's
+    `encode_spans(spans).SerializeToString()` (spans grouped by their resource and scope
+    objects, in the order they come)."""
+    resources: dict[int, tuple[Resource, dict[int, tuple[Any, list[bytes]]]]] = {}
     for span in spans:
-        key = (id(span.resource), id(span.instrumentation_scope))
-        target = scopes.get(key)
-        if target is None:
-            target = scopes[key] = _scope_spans(request, span, resources)
-        _span(target.add(), span)
-    return request
+        resource, scope = span.resource, span.instrumentation_scope
+        entry = resources.get(id(resource))
+        if entry is None:
+            entry = resources[id(resource)] = (resource, {})
+        group = entry[1].get(id(scope))
+        if group is None:
+            group = entry[1][id(scope)] = (scope, [])
+        group[1].append(_span(span))
+    out = []
+    for resource, scopes in resources.values():
+        body = [_field(b"\x0a", _attributes(b"\x0a", resource.attributes))]
+        for scope, encoded in scopes.values():
+            scope_spans = _scope(scope) + b"".join(encoded)
+            if scope is not None and scope.schema_url:
+                scope_spans += _field(b"\x1a", scope.schema_url.encode())
+            body.append(_field(b"\x12", scope_spans))
+        if resource.schema_url:
+            body.append(_field(b"\x1a", resource.schema_url.encode()))
+        out.append(_field(b"\x0a", b"".join(body)))
+    return b"".join(out)
 
 
 class OTLPExporter(OTLPSpanExporter):
@@ -151,7 +206,7 @@ class OTLPExporter(OTLPSpanExporter):
         if self._shutdown:
             return super().export(spans)  # (it logs and fails)
         try:
-            data = encode(spans).SerializePartialToString()
+            data = encode(spans)
         except Exception:
             return super().export(spans)  # (the SDK's encoder says what went wrong)
         if _is_request_too_large(data, self._max_request_size):
