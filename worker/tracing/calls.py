@@ -117,15 +117,18 @@ class CallTracing:
             chosen = [messages[i] for i in _draws(len(messages), cut)]
         if not chosen:
             return
-        owners = list(map(_owner, work))  # (the work's items are in the messages' order)
+        # the ids of the work's messages (in the messages' order): searched as ints, as a
+        # message's own == may be Python code (LocalMessage's, a dataclass's: ~1,000
+        # instructions a compare, against every message before the sampled one)
+        owners = list(map(id, map(_owner, work)))
         position = 0
         for msg in chosen:
             try:
-                position = owners.index(msg, position)  # (identity first: no compare)
+                position = owners.index(id(msg), position)
             except ValueError:
                 continue  # (no work: undecodable, unmatched)
             end = position
-            while end < len(owners) and owners[end] is msg:
+            while end < len(owners) and owners[end] == id(msg):
                 end += 1
             self._twin_all(work, range(position, end))
             position = end

@@ -5,8 +5,9 @@ while the processor runs (a NonRecordingSpan: what the forwarder and any instrum
 carry on), and when the call returns or raises the finished span — a ReadableSpan, as the SDK's
 own Span hands over — goes to the provider's batch span processor (`on_end`), which exports it
 as any other. The SDK's Span costs ~120,000 instructions with no attribute and ~10,000 more per
-attribute (validated and copied under a lock, a context manager, a copy at the end); this costs
-a tenth. The spans' attributes are the worker's own (not cut by OTEL_ATTRIBUTE_* limits).
+attribute (validated and copied under a lock, a context manager, a copy at the end): ~264,000
+for a call span of 12; this ~54,000. The spans' attributes are the worker's own (not cut by
+OTEL_ATTRIBUTE_* limits).
 """
 
 from __future__ import annotations
