@@ -8,7 +8,7 @@ Bounded cost: the pipeline asks `choose` once per batch which of its events are 
 record's `traceparent` flag, or, without one, a draw against the ratio
 (worker.tracing.sampling.root_ratio) — and only those calls go through a traced twin of their
 processor; the others call the processor itself, with no span and no wrapper. The twin's span
-is decided already, so it is made without the SDK's Span (worker.tracing.records, a tenth of the
+is decided already, so it is made without the SDK's Span (worker.tracing.records, a fifth of the
 cost); with a sampler of its own every call is an SDK span that sampler decides on. A call that
 raises unsampled is recorded all the same (`failed`, from the pipeline's failure paths): a span
 marked `worker.record` (sampled at any ratio), in the record's trace, at the moment it raised.
