@@ -4,6 +4,7 @@ through it too)."""
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
@@ -75,3 +76,13 @@ def test_dropped_counts_are_carried() -> None:
 
 def test_no_spans_no_resource() -> None:
     assert encode([]) == encode_spans([]).SerializeToString() == b""
+
+
+def test_an_integer_out_of_int64s_range_is_left_to_the_sdks_encoder() -> None:
+    span = ReadableSpan("x", SpanContext(1, 2, is_remote=False), attributes={"huge": 1 << 64})
+    with pytest.raises(ValueError):
+        encode([span])  # (OTLPExporter.export then hands the batch to the SDK's own)
+    assert encode([ReadableSpan("x", SpanContext(1, 2, is_remote=False),
+                                attributes={"big": -(1 << 63)})]) == encode_spans(
+        [ReadableSpan("x", SpanContext(1, 2, is_remote=False),
+                      attributes={"big": -(1 << 63)})]).SerializeToString()

@@ -71,6 +71,8 @@ def _value(value: Any) -> bytes:
     if isinstance(value, bool):
         return b"\x10\x01" if value else b"\x10\x00"
     if isinstance(value, int):
+        if not -(1 << 63) <= value < 1 << 63:  # (the SDK's encoder drops it, logged: the
+            raise ValueError(f"{value} is out of int64's range")  # exporter falls back to it)
         return b"\x18" + _varint(value & _U64)
     if isinstance(value, float):
         return b"\x21" + _double(value)
