@@ -30,16 +30,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 
-def instructions(mode: str, topic: str, events: int, bootstrap: str, batch: int) -> int:
-    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-           sys.executable, str(ROOT / "bench" / "bench_engine.py"),
-           "--child", mode, "--topic", topic, "--events", str(events), "--batch-size",
-           str(batch), "--bootstrap", bootstrap]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+def callgrind(args: list[str], what: str, env: dict[str, str] | None = None) -> int:
+    """The instructions of `python ARGS` (which prints a `RESULT ` line when it went well)."""
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+           *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     found = re.search(r"Collected : (\d+)", proc.stderr)
     if proc.returncode != 0 or found is None or "RESULT " not in proc.stdout:
-        raise SystemExit(f"{mode} on {topic} failed:\n{proc.stderr[-800:]}{proc.stdout[-400:]}")
+        raise SystemExit(f"{what} failed:\n{proc.stderr[-800:]}{proc.stdout[-400:]}")
     return int(found.group(1))
+
+
+def instructions(mode: str, topic: str, events: int, bootstrap: str, batch: int) -> int:
+    return callgrind([str(ROOT / "bench" / "bench_engine.py"), "--child", mode, "--topic", topic,
+                      "--events", str(events), "--batch-size", str(batch), "--bootstrap",
+                      bootstrap], f"{mode} on {topic}")
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """The traced modes of bench/bench_engine.py: `pipeline-traced-P` is the `pipeline` mode with
 tracing on at P% parent-based sampling (P: 1, 100, ...), each call span, batch span and ledger
-span made as in the worker and encoded to OTLP protobuf as the OTLP exporter would send it, but
+span made as in the worker and encoded to OTLP protobuf as the worker's OTLP exporter would send
+it (worker.tracing.encoding; in the worker that runs in the batch span processor's thread), but
 not sent (no collector in the count). The events carry no `traceparent`: each call is a root,
 sampled at the ratio."""
 
@@ -20,16 +21,16 @@ def ratio(mode: str) -> float | None:
 
 
 def configure(share: float) -> None:
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
     from worker import tracing
+    from worker.tracing.encoding import encode
 
     class Encoding(SpanExporter):
-        """Encodes each batch of spans as the OTLP exporter does, and drops it."""
+        """Encodes each batch of spans as the worker's OTLP exporter does, and drops it."""
 
         def export(self, spans: Sequence[Any]) -> SpanExportResult:
-            encode_spans(spans).SerializeToString()
+            encode(spans)
             return SpanExportResult.SUCCESS
 
         def shutdown(self) -> None:

@@ -7,9 +7,11 @@ while the processor runs, so the HTTP forwarder's request carries it on.
 Bounded cost: the pipeline asks `choose` once per batch which of its events are sampled — the
 record's `traceparent` flag, or, without one, a draw against the ratio
 (worker.tracing.sampling.root_ratio) — and only those calls go through a traced twin of their
-processor; the others call the processor itself, with no span and no wrapper. A call that
-raises is recorded all the same (`failed`, from the pipeline's failure paths): a span marked
-`worker.record` (sampled at any ratio), in the record's trace, at the moment it raised.
+processor; the others call the processor itself, with no span and no wrapper. The twin's span
+is decided already, so it is made without the SDK's Span (worker.tracing.records, a fifth of the
+cost); with a sampler of its own every call is an SDK span that sampler decides on. A call that
+raises unsampled is recorded all the same (`failed`, from the pipeline's failure paths): a span
+marked `worker.record` (sampled at any ratio), in the record's trace, at the moment it raised.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import math
 import operator
 import random
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worker.errors import describe
 from worker.processors.api import Context, Processor
@@ -29,6 +31,9 @@ from worker.tracing.names import KAFKA, Attr, SpanName
 from worker.tracing.propagation import extract_kafka
 from worker.tracing.spans import sampled_flag
 from worker.types import Message
+
+if TYPE_CHECKING:
+    from worker.tracing.records import Started
 
 Work = tuple[Message, Any, Processor, str, int]  # (worker.processing.planning.Work)
 
@@ -79,6 +84,8 @@ class CallTracing:
     def __init__(self, processors: Sequence[Processor], group: str) -> None:
         from opentelemetry.trace import Link, SpanKind, StatusCode, use_span
 
+        from worker.tracing.records import CallSpans
+
         self.group = group
         self.tracer = tracer(__name__)
         ratio = root_ratio()
@@ -86,6 +93,7 @@ class CallTracing:
         self.cut = ratio
         self._link, self._kind, self._error, self._use = (Link, SpanKind.CONSUMER,
                                                           StatusCode.ERROR, use_span)
+        self._spans = CallSpans(__name__)
         self.twins = [self._twin(p) for p in processors]
         self._twin_funcs = frozenset(id(t.func) for t in self.twins)
 
@@ -109,15 +117,18 @@ class CallTracing:
             chosen = [messages[i] for i in _draws(len(messages), cut)]
         if not chosen:
             return
-        owners = list(map(_owner, work))  # (the work's items are in the messages' order)
+        # the ids of the work's messages (in the messages' order): searched as ints, as a
+        # message's own == may be Python code (LocalMessage's, a dataclass's: ~1,000
+        # instructions a compare, against every message before the sampled one)
+        owners = list(map(id, map(_owner, work)))
         position = 0
         for msg in chosen:
             try:
-                position = owners.index(msg, position)  # (identity first: no compare)
+                position = owners.index(id(msg), position)
             except ValueError:
                 continue  # (no work: undecodable, unmatched)
             end = position
-            while end < len(owners) and owners[end] is msg:
+            while end < len(owners) and owners[end] == id(msg):
                 end += 1
             self._twin_all(work, range(position, end))
             position = end
@@ -158,17 +169,74 @@ class CallTracing:
 
     def _twin(self, proc: Processor) -> Processor:
         """`proc`, each call in a span (the call was chosen: sampled)."""
+        wrapped = self._sdk_twin(proc) if self.cut is None else self._light_twin(proc)
         func: Any = proc.func
-        force = self.cut is not None  # (chosen here: the sampler must not draw again)
+        if callable(getattr(func, "aclose", None)):
+            wrapped.aclose = func.aclose  # type: ignore[attr-defined]  # closed on the loop
+        return dataclasses.replace(proc, func=wrapped)
+
+    def _light_twin(self, proc: Processor) -> Callable[..., Any]:
+        """Each call a span of worker.tracing.records (chosen here: no sampler runs)."""
+        func: Any = proc.func
+        spans, name, group, link = self._spans, f"{SpanName.PROCESS} {proc.name}", self.group, \
+            self._link
+
+        def begin(ctx: Context) -> tuple[Started, Sequence[Any]]:
+            msg = ctx._msg
+            links: Sequence[Any] = ()
+            if ctx.attempt > 1 and (before := attempts.take(attempts.key_of(msg, proc.name))):
+                links = (link(before),)
+            return spans.start(msg.headers()), links
+
+        def end(ctx: Context, event: Any, started: Started, links: Sequence[Any],
+                error: Exception | None = None) -> None:
+            msg = ctx._msg
+            spans.end(started, name, _attributes(proc, msg, event, ctx.attempt, group), links,
+                      error)
+            if error is not None:
+                attempts.failed(attempts.key_of(msg, proc.name), started[0])
+
+        if proc.is_async:
+            async def call_async(event: Any, ctx: Context) -> None:
+                started, links = begin(ctx)
+                try:
+                    await func(event, ctx)
+                except Exception as exc:
+                    end(ctx, event, started, links, exc)
+                    raise
+                except BaseException:  # (cancelled: ended, no error)
+                    end(ctx, event, started, links)
+                    raise
+                end(ctx, event, started, links)
+
+            return call_async
+
+        def call(event: Any, ctx: Context) -> None:
+            started, links = begin(ctx)
+            try:
+                func(event, ctx)
+            except Exception as exc:
+                end(ctx, event, started, links, exc)
+                raise
+            except BaseException:
+                end(ctx, event, started, links)
+                raise
+            end(ctx, event, started, links)
+
+        return call
+
+    def _sdk_twin(self, proc: Processor) -> Callable[..., Any]:
+        """Each call an SDK span the configured sampler decides on (a sampler of its own)."""
+        func: Any = proc.func
         start, use = self._start, self._use
 
         def begin(ctx: Context) -> Any:
-            return start(ctx._msg, ctx.event, proc, ctx.attempt, force)
+            return start(ctx._msg, ctx.event, proc, ctx.attempt, False)
 
         def failed(ctx: Context, span: Any, error: Exception) -> None:
             if span.is_recording():
                 self._failed(ctx._msg, proc, span, error)
-            else:  # (a sampler of its own said no: recorded all the same)
+            else:  # (the sampler said no: recorded all the same)
                 self.failed(ctx._msg, ctx.event, proc, ctx.attempt, error)
 
         def succeeded(ctx: Context) -> None:
@@ -187,20 +255,17 @@ class CallTracing:
                         raise
                 succeeded(ctx)
 
-            wrapped: Callable[..., Any] = call_async
-        else:
-            def call(event: Any, ctx: Context) -> None:
-                span = begin(ctx)
-                with use(span, end_on_exit=True, record_exception=False,
-                         set_status_on_exception=False):
-                    try:
-                        func(event, ctx)
-                    except Exception as exc:
-                        failed(ctx, span, exc)
-                        raise
-                succeeded(ctx)
+            return call_async
 
-            wrapped = call
-        if callable(getattr(func, "aclose", None)):
-            wrapped.aclose = func.aclose  # type: ignore[attr-defined]  # closed on the loop
-        return dataclasses.replace(proc, func=wrapped)
+        def call(event: Any, ctx: Context) -> None:
+            span = begin(ctx)
+            with use(span, end_on_exit=True, record_exception=False,
+                     set_status_on_exception=False):
+                try:
+                    func(event, ctx)
+                except Exception as exc:
+                    failed(ctx, span, exc)
+                    raise
+            succeeded(ctx)
+
+        return call

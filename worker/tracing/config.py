@@ -14,6 +14,7 @@ log = structlog.get_logger(__name__)
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
 _provider: Any = None
+_processor: Any = None  # the provider's batch span processor (the only one the worker adds)
 _set_globally = False
 _ratio: float | None = None  # worker.tracing.sampling.root_ratio of the provider's sampler
 
@@ -45,27 +46,28 @@ def configure(service_name: str, environ: Mapping[str, str] | None = None, *,
     it is on. `service_name` is used when OTEL_SERVICE_NAME is not set. `exporter`: a span
     exporter instead of OTLP's (tests, bench/), which turns tracing on whatever the
     environment says (but OTEL_SDK_DISABLED)."""
-    global _provider, _ratio, _set_globally
+    global _processor, _provider, _ratio, _set_globally
     if _provider is not None:
         return True
     if not (wanted(environ) or (exporter is not None and not _disabled(environ))):
         return False
     from opentelemetry import trace
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    from worker.tracing.encoding import OTLPExporter
     from worker.tracing.sampling import from_environment, root_ratio
 
     env = os.environ if environ is None else environ
     attributes = {} if env.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
     provider = TracerProvider(resource=Resource.create(attributes), sampler=from_environment())
-    provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter()))
+    processor = BatchSpanProcessor(exporter or OTLPExporter())
+    provider.add_span_processor(processor)
     if trace.get_tracer_provider() is not provider and not _set_globally:
         trace.set_tracer_provider(provider)  # (once per process: the SDK allows no more)
         _set_globally = True
-    _provider, _ratio = provider, root_ratio(provider.sampler)
+    _provider, _processor, _ratio = provider, processor, root_ratio(provider.sampler)
     log.info("tracing on", service=provider.resource.attributes.get(SERVICE_NAME),
              sampler=provider.sampler.get_description())
     return True
@@ -79,8 +81,8 @@ def root_ratio() -> float | None:
 
 def shutdown() -> None:
     """Export what is buffered and stop (bounded by the SDK's export timeout)."""
-    global _provider, _ratio
-    provider, _provider, _ratio = _provider, None, None
+    global _processor, _provider, _ratio
+    provider, _provider, _processor, _ratio = _provider, None, None, None
     if provider is not None:
         provider.shutdown()
 
@@ -88,3 +90,14 @@ def shutdown() -> None:
 def tracer(name: str) -> Any:
     """An OpenTelemetry tracer of the configured provider (only when `active()`)."""
     return _provider.get_tracer(name)
+
+
+def provider() -> Any:
+    """The configured SDK tracer provider (only when `active()`)."""
+    return _provider
+
+
+def finished() -> Any:
+    """The span processor that exports the provider's spans (its `on_end` takes a finished
+    ReadableSpan: worker.tracing.records); only when `active()`."""
+    return _processor

@@ -1,0 +1,221 @@
+"""OTLP/HTTP export of the worker's spans with a cheaper protobuf encoding than the SDK's.
+
+The OTLP exporter's own encoder (opentelemetry-exporter-otlp-proto-common, `encode_spans`)
+builds each attribute, span, scope and resource as a separate protobuf message and passes them
+to their parents' constructors, which copy them (upb serialises and parses each copy): a span
+is copied about four times, an attribute five, and the span's resource is hashed (a JSON dump)
+per span to group them. That is ~370,000 instructions per span of 12 attributes, more than the
+SDK spends making the span. `encode` writes the same bytes directly (protobuf's wire format:
+each field a tag, a length when it is a message or string, its value; spans grouped by their
+resource and scope objects), and keeps the encoded attributes that repeat from span to span
+(system, topic, partition, group, processor, event type, attempt): ~86,000 instructions for that
+span (building the messages in place with upb instead: ~112,000). A test compares its bytes with
+`encode_spans`'s. `OTLPExporter` is the SDK's OTLP/HTTP exporter (endpoint, headers, retries,
+compression, all from the standard variables) sending them.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.exporter.otlp.proto.http._common import _is_request_too_large
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanKind
+
+#: OTLP's span kinds (opentelemetry.proto.trace.v1.Span.SpanKind) by the API's, encoded.
+_KIND = {SpanKind.INTERNAL: b"\x30\x01", SpanKind.SERVER: b"\x30\x02",
+         SpanKind.CLIENT: b"\x30\x03", SpanKind.PRODUCER: b"\x30\x04",
+         SpanKind.CONSUMER: b"\x30\x05"}  # (field 6, varint)
+#: OTLP's SpanFlags: the flags say whether the parent (a link's context) is remote.
+_HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
+_U64 = (1 << 64) - 1
+_fixed64, _fixed32, _double = (struct.Struct("<Q").pack, struct.Struct("<I").pack,
+                               struct.Struct("<d").pack)
+_SMALL = [bytes([n]) for n in range(128)]
+#: Encoded attributes (a KeyValue with its field tag) by (tag, key, type, value): most of a
+#: call span's attributes repeat from span to span (the system, topic, partition, group,
+#: processor, event type, attempt). Emptied when it reaches `_CACHED` entries.
+_cache: dict[tuple[bytes, str, type, Any], bytes] = {}
+_CACHED = 4096
+
+
+def _varint(n: int) -> bytes:
+    if n < 128:
+        return _SMALL[n]
+    out = bytearray()
+    while n >= 128:
+        out.append((n & 127) | 128)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field."""
+    n = len(payload)
+    return tag + (_SMALL[n] if n < 128 else _varint(n)) + payload
+
+
+def _value(value: Any) -> bytes:
+    """An AnyValue as the SDK's encoder makes it (None: empty)."""
+    if isinstance(value, str):  # (most are)
+        return _field(b"\x0a", value.encode())
+    if value is None:
+        return b""
+    if isinstance(value, bool):
+        return b"\x10\x01" if value else b"\x10\x00"
+    if isinstance(value, int):
+        if not -(1 << 63) <= value < 1 << 63:  # (the SDK's encoder drops it, logged: the
+            raise ValueError(f"{value} is out of int64's range")  # exporter falls back to it)
+        return b"\x18" + _varint(value & _U64)
+    if isinstance(value, float):
+        return b"\x21" + _double(value)
+    if isinstance(value, bytes):
+        return _field(b"\x3a", value)
+    if isinstance(value, Sequence):
+        return _field(b"\x2a", b"".join([_field(b"\x0a", _value(v)) for v in value]))
+    if isinstance(value, Mapping):
+        return _field(b"\x32", _attributes(b"\x0a", {str(k): v for k, v in value.items()}))
+    raise TypeError(f"Invalid type {type(value)} of value {value}")
+
+
+def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
+    """Each attribute a KeyValue in field `tag`."""
+    if not attributes:
+        return b""
+    out = []
+    cache = _cache
+    for key, value in attributes.items():
+        kind = type(value)
+        if kind is str or kind is int or kind is bool:  # (hashable, and == means the same)
+            cached = (tag, key, kind, value)
+            encoded = cache.get(cached)
+            if encoded is None:
+                encoded = _field(tag, _field(b"\x0a", key.encode()) + _field(b"\x12",
+                                                                            _value(value)))
+                if len(cache) >= _CACHED:
+                    cache.clear()
+                cache[cached] = encoded
+        else:
+            encoded = _field(tag, _field(b"\x0a", key.encode()) + _field(b"\x12",
+                                                                        _value(value)))
+        out.append(encoded)
+    return b"".join(out)
+
+
+def _scope(scope: InstrumentationScope | None) -> bytes:
+    """A ScopeSpans' scope field (the spans and the schema URL follow)."""
+    if scope is None:
+        return b"\x0a\x00"
+    body = _field(b"\x0a", scope.name.encode()) if scope.name else b""
+    if scope.version:
+        body += _field(b"\x12", scope.version.encode())
+    return _field(b"\x0a", body + _attributes(b"\x1a", scope.attributes))
+
+
+def _span(span: ReadableSpan) -> bytes:
+    """A Span, in field 2 of its ScopeSpans."""
+    context = span.get_span_context()
+    assert context is not None
+    out = [b"\x0a\x10", context.trace_id.to_bytes(16, "big"),
+           b"\x12\x08", context.span_id.to_bytes(8, "big")]
+    if context.trace_state:
+        out.append(_field(b"\x1a", ",".join(
+            [f"{k}={v}" for k, v in context.trace_state.items()]).encode()))
+    parent, flags = span.parent, _HAS_IS_REMOTE
+    if parent:
+        out += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
+        if parent.is_remote:
+            flags |= _IS_REMOTE
+    if span.name:
+        out.append(_field(b"\x2a", span.name.encode()))
+    out.append(_KIND[span.kind])
+    if span.start_time:
+        out += (b"\x39", _fixed64(span.start_time))
+    if span.end_time:
+        out += (b"\x41", _fixed64(span.end_time))
+    out.append(_attributes(b"\x4a", span.attributes))
+    if span.dropped_attributes:
+        out += (b"\x50", _varint(span.dropped_attributes))
+    for event in span.events:
+        body = b"\x09" + _fixed64(event.timestamp) if event.timestamp else b""
+        if event.name:
+            body += _field(b"\x12", event.name.encode())
+        body += _attributes(b"\x1a", event.attributes)
+        if event.dropped_attributes:
+            body += b"\x20" + _varint(event.dropped_attributes)
+        out.append(_field(b"\x5a", body))
+    if span.dropped_events:
+        out += (b"\x60", _varint(span.dropped_events))
+    for link in span.links:
+        linked = link.context
+        body = (b"\x0a\x10" + linked.trace_id.to_bytes(16, "big") + b"\x12\x08"
+                + linked.span_id.to_bytes(8, "big") + _attributes(b"\x22", link.attributes))
+        if link.dropped_attributes:
+            body += b"\x28" + _varint(link.dropped_attributes)
+        link_flags = _HAS_IS_REMOTE | (_IS_REMOTE if linked.is_remote else 0)
+        out.append(_field(b"\x6a", body + b"\x35" + _fixed32(link_flags)))
+    if span.dropped_links:
+        out += (b"\x70", _varint(span.dropped_links))
+    status = span.status
+    if status is not None:
+        body = _field(b"\x12", status.description.encode()) if status.description else b""
+        if status.status_code.value:
+            body += b"\x18" + _varint(status.status_code.value)
+        out.append(_field(b"\x7a", body))
+    out += (b"\x85\x01", _fixed32(flags))  # (field 16, fixed32)
+    return _field(b"\x12", b"".join(out))
+
+
+def encode(spans: Sequence[ReadableSpan]) -> bytes:
+    """The serialised OTLP request of `spans`: the bytes of the SDK's
+    `encode_spans(spans).SerializeToString()` (spans grouped by their resource and scope
+    objects, in the order they come)."""
+    resources: dict[int, tuple[Resource, dict[int, tuple[Any, list[bytes]]]]] = {}
+    for span in spans:
+        resource, scope = span.resource, span.instrumentation_scope
+        entry = resources.get(id(resource))
+        if entry is None:
+            entry = resources[id(resource)] = (resource, {})
+        group = entry[1].get(id(scope))
+        if group is None:
+            group = entry[1][id(scope)] = (scope, [])
+        group[1].append(_span(span))
+    out = []
+    for resource, scopes in resources.values():
+        body = [_field(b"\x0a", _attributes(b"\x0a", resource.attributes))]
+        for scope, encoded in scopes.values():
+            scope_spans = _scope(scope) + b"".join(encoded)
+            if scope is not None and scope.schema_url:
+                scope_spans += _field(b"\x1a", scope.schema_url.encode())
+            body.append(_field(b"\x12", scope_spans))
+        if resource.schema_url:
+            body.append(_field(b"\x1a", resource.schema_url.encode()))
+        out.append(_field(b"\x0a", b"".join(body)))
+    return b"".join(out)
+
+
+class OTLPExporter(OTLPSpanExporter):
+    """The SDK's OTLP/HTTP span exporter, encoding with `encode`."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._shutdown:
+            return super().export(spans)  # (it logs and fails)
+        try:
+            data = encode(spans)
+        except Exception:
+            return super().export(spans)  # (the SDK's encoder says what went wrong)
+        if _is_request_too_large(data, self._max_request_size):
+            return super().export(spans)  # (it logs and drops the batch)
+        with self._metrics.export_operation(len(spans)) as result:
+            sent = self._client.export(data)
+            if not sent.success:
+                result.error = sent.error
+                return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
