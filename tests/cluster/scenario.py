@@ -680,6 +680,33 @@ def leaders(bootstrap: str, topic: str) -> Counter[int]:
     return Counter(partition_leaders(bootstrap, topic).values())
 
 
+#: The partitions of Kafka's internal topics (offsets.topic.num.partitions and
+#: transaction.state.log.num.partitions, both at their default in the project's launcher).
+INTERNAL_TOPIC_PARTITIONS = 50
+
+
+def _java_hash(text: str) -> int:
+    """Java's String.hashCode, as a signed 32-bit int (ASCII names)."""
+    h = 0
+    for ch in text:
+        h = (31 * h + ord(ch)) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def internal_partition(key: str) -> int:
+    """The partition of `__consumer_offsets` (a group id) or `__transaction_state` (a
+    transactional.id) that holds `key`: its leader is the key's coordinator (Kafka's
+    `Utils.abs(key.hashCode()) % partitions`)."""
+    h = _java_hash(key)
+    return (0 if h == -(1 << 31) else abs(h)) % INTERNAL_TOPIC_PARTITIONS
+
+
+def coordinator_by_hash(bootstrap: str, internal_topic: str, key: str) -> int:
+    """The broker that leads `key`'s partition of an internal topic (its coordinator), read
+    from the metadata; the topic must exist."""
+    return partition_leaders(bootstrap, internal_topic)[internal_partition(key)]
+
+
 def coordinator(bootstrap: str, group: str) -> int:
     """The broker id of the group's coordinator."""
     from confluent_kafka.admin import AdminClient

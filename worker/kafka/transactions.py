@@ -14,11 +14,23 @@ transactional.id, so ids need not follow partitions.
 Errors: a retriable one (a timeout) is retried within the operation bound; one that requires
 an abort aborts; a fatal one (this producer fenced by another with the same transactional.id)
 drops the producer, and the next `begin` makes a new one (init_transactions again).
+
+A call that ignores its timeout: librdkafka's send_offsets_to_transaction can block for as long as
+the group's coordinator is down (librdkafka issues #5456 and #5511, open in 2.16: a coordinator
+request's timeout is never checked, and a killed broker that left the metadata stays cached as
+the coordinator). Each blocking transactional call therefore runs on a thread of its producer's
+(`_CallThread`); one that has not returned WEDGED_GRACE_S after its own timeout gets the
+producer abandoned on that thread (it is dropped whenever the call returns) and the batch's
+transaction fails like any other. The next `begin` makes a new producer with the same
+transactional.id, whose init_transactions fences the old one and aborts its open transaction.
 """
 
 from __future__ import annotations
 
+import functools
+import queue
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -40,6 +52,54 @@ TRANSACTION_OP_TIMEOUT_S = 30.0
 #: transaction.timeout.ms: the broker aborts a transaction open longer (a batch that long is
 #: aborted and read again; a killed worker's open transaction ends after it at the latest).
 DEFAULT_TRANSACTION_TIMEOUT_S = 60.0
+#: How long past its own timeout a transactional call may block before its producer is
+#: abandoned (see the module's docstring).
+WEDGED_GRACE_S = 5.0
+
+
+class CallWedged(Exception):
+    """A transactional call did not return within its timeout and the grace after it."""
+
+
+class _CallThread:
+    """Runs one producer's blocking transactional calls, one at a time, on a daemon thread of
+    their own, so that a call which ignores its timeout blocks that thread and not the worker.
+    Once `retired` (its call wedged), the thread drops the producer when the call returns."""
+
+    def __init__(self, producer: Any, name: str) -> None:
+        self.producer = producer
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], queue.SimpleQueue[Any]] | None] \
+            = queue.SimpleQueue()
+        self._retired = False
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def run(self, call: Callable[[], Any], wait: float) -> Any:
+        """`call`'s result (or its exception), or CallWedged after `wait` seconds."""
+        answer: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._calls.put((call, answer))
+        try:
+            ok, value = answer.get(timeout=wait)
+        except queue.Empty:
+            raise CallWedged from None
+        if ok:
+            return value
+        raise value
+
+    def retire(self) -> None:
+        """Drop the producer once the call in progress returns, and end the thread."""
+        self._retired = True
+        self._calls.put(None)
+
+    def _serve(self) -> None:
+        while (item := self._calls.get()) is not None and not self._retired:
+            call, answer = item
+            try:
+                answer.put((True, call()))
+            except BaseException as exc:  # handed to the caller, raised there
+                answer.put((False, exc))
+        producer, self.producer = self.producer, None
+        if self._retired:
+            _drop(producer)
 
 
 def transactional_id(group: str, group_instance_id: str | None) -> str:
@@ -67,14 +127,23 @@ class TransactionalProducer(OutputProducer):
         self._marks = marks
         self._op_timeout = op_timeout
         self._in_transaction = False
+        self._calls: _CallThread | None = None
 
     def _make(self) -> Any:
         producer = new_producer(self._config, self._what)
+        calls = _CallThread(producer, "transactional-calls")
         try:
-            producer.init_transactions(self._op_timeout)
+            calls.run(lambda: producer.init_transactions(self._op_timeout),
+                      self._op_timeout + WEDGED_GRACE_S)
         except KafkaException as exc:
+            calls.retire()
             raise TransactionFailed(f"init_transactions: {_text(exc)}",
                                     fenced=_fatal(exc)) from None
+        except CallWedged:
+            calls.retire()
+            raise TransactionFailed(f"init_transactions did not return within "
+                                    f"{self._op_timeout + WEDGED_GRACE_S:.0f}s") from None
+        self._calls = calls
         log.info("transactional producer ready", transactional_id=self.transactional_id)
         if self._marks is not None:
             self._marks.producer = producer
@@ -101,6 +170,10 @@ class TransactionalProducer(OutputProducer):
             fenced = _fatal(exc)
             self.abort()
             raise TransactionFailed(_text(exc), fenced=fenced) from None
+        except CallWedged:
+            self._abandon("commit")
+            raise TransactionFailed("a transactional call blocked past its timeout; the "
+                                    "producer was replaced") from None
         self._in_transaction = False
         if self._marks is not None:
             self._marks.committed()
@@ -118,13 +191,20 @@ class TransactionalProducer(OutputProducer):
                 self._after_error(exc)  # (its one log line)
             else:
                 log.warning("abort_transaction failed", error=_text(exc))
+        except CallWedged:
+            self._abandon("abort")
 
     # -- errors --------------------------------------------------------------------------------
     def _retrying(self, call: Callable[[float], Any]) -> None:
+        """`call(timeout)` on the producer's call thread, retried while its error is retriable,
+        within the operation bound; CallWedged when one call blocks past its timeout."""
         deadline = time.monotonic() + self._op_timeout
+        calls = self._calls
+        assert calls is not None  # made with the producer
         while True:
+            timeout = max(0.1, min(10.0, deadline - time.monotonic()))
             try:
-                call(max(0.1, min(10.0, deadline - time.monotonic())))
+                calls.run(functools.partial(call, timeout), timeout + WEDGED_GRACE_S)
                 return
             except KafkaException as exc:
                 err = exc.args[0] if exc.args else None
@@ -141,17 +221,49 @@ class TransactionalProducer(OutputProducer):
             self._in_transaction = False
             self._reset()
 
+    def _abandon(self, what: str) -> None:
+        """A call of this producer blocked past its timeout (see the module's docstring): leave
+        the producer to its call thread and make a new one at the next begin."""
+        log.error("a transactional call blocked past its timeout (librdkafka while a "
+                  "coordinator moves); the transaction is given up and the producer replaced",
+                  during=what, transactional_id=self.transactional_id,
+                  timeout_s=self._op_timeout)
+        self._in_transaction = False
+        calls, self._calls = self._calls, None
+        if self._marks is not None:
+            self._marks.aborted()
+            self._marks.producer = None
+        self._producer = None
+        if calls is not None:
+            calls.retire()
+
     def _reset(self) -> None:
         old, self._producer = self._producer, None
         if self._marks is not None:
             self._marks.aborted()
             self._marks.producer = None
-        if old is not None:
-            try:
-                old.purge()
-                old.flush(0)
-            except Exception as exc:  # a fatal client may refuse; it is dropped all the same
-                log.debug("dropping the failed producer", error=str(exc))
+        calls, self._calls = self._calls, None
+        if calls is not None:
+            calls.retire()  # (idle: it drops the producer at once)
+        elif old is not None:
+            _drop(old)
+
+    def close(self, timeout: float = 10.0) -> None:
+        super().close(timeout)
+        if self._calls is not None:
+            self._calls.retire()
+            self._calls = None
+
+
+def _drop(producer: Any) -> None:
+    """Purge and drop a producer that failed or was abandoned."""
+    if producer is None:
+        return
+    try:
+        producer.purge()
+        producer.flush(0)
+    except Exception as exc:  # a fatal client may refuse; it is dropped all the same
+        log.debug("dropping the failed producer", error=str(exc))
 
 
 def _fatal(exc: KafkaException) -> bool:
