@@ -1,9 +1,17 @@
 """The partitions this worker holds, which of them are paused, and the messages fetched for
-them that wait for the next batch (fetched while a long batch ran, before the pause took
-effect). A partition's pause flag and its waiting messages go with it when it is let go."""
+them that wait for the next batch (fetched while a long batch ran). A partition's pause flag and
+its waiting messages go with it when it is let go.
+
+While a long batch runs the engine keeps polling and keeps what it gets (`keep`); a partition is
+paused once it has its share of the next batch waiting, not before. Pausing every partition at
+once would lose what librdkafka had prefetched for them (a pause purges a partition's fetch
+queue: rd_kafka_toppar_pause_resume), and with every batch long, as in a catch-up, a partition
+whose fetches answer later than the others' (its leader a broker just restarted) would lose its
+records to every pause and stand still for as long as the backlog lasts."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection
 from typing import Any
 
@@ -20,6 +28,9 @@ class Assignment:
         # not resumed with the others
         self.held_back: set[TP] = set()
         self.pending: list[Any] = []
+        self._pending_of: Counter[TP] = Counter()
+        #: every partition paused (dead letters cannot be written): new ones start paused
+        self.halted = False
 
     def add(self, partitions: Collection[TP], *, paused: bool) -> None:
         """Partitions assigned; `paused` while a batch runs, so nothing piles up in memory."""
@@ -45,12 +56,27 @@ class Assignment:
         self.held_back -= gone
 
     def pause_all(self) -> None:
+        self.halted = True
         todo = self.assigned - self.paused
         if todo:
             self._consumer.pause(todo)
             self.paused |= todo
 
+    def keep(self, m: Any, tp: TP, share: int) -> None:
+        """A message fetched while a batch runs waits for the next batch; its partition is
+        paused once `share` of its messages wait."""
+        self.pending.append(m)
+        n = self._pending_of[tp] = self._pending_of[tp] + 1
+        if n >= share and tp not in self.paused:
+            self._consumer.pause([tp])
+            self.paused.add(tp)
+
+    def share(self, batch_size: int) -> int:
+        """Each partition's share of the next batch: what may wait of it before it is paused."""
+        return max(1, -(-batch_size // max(1, len(self.assigned))))
+
     def resume_all(self) -> None:
+        self.halted = False
         todo = self.paused & self.assigned
         if self.held_back:
             todo -= self.held_back
@@ -82,9 +108,16 @@ class Assignment:
     def take_pending(self, n: int) -> list[Any]:
         msgs = self.pending[:n]
         del self.pending[:n]
+        if not self.pending:
+            self._pending_of.clear()
+        else:
+            counts = self._pending_of
+            for m in msgs:
+                counts[(m.topic(), m.partition())] -= 1
         return msgs
 
     def drop_pending(self, partitions: Collection[TP]) -> None:
         if self.pending:
             self.pending = [m for m in self.pending
                             if (m.topic(), m.partition()) not in partitions]
+            self._pending_of = Counter((m.topic(), m.partition()) for m in self.pending)

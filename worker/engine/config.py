@@ -24,9 +24,10 @@ class EngineConfig:
     guardrail_min_events: int = 100
     lag_interval: float = 5.0
     progress_interval: float = 30.0  # seconds between "progress" log lines
-    # A batch running longer than this pauses the assigned partitions and polls while it runs.
-    # Not shorter: librdkafka drops prefetched data on pause, so pausing every batch would
-    # cost a fetch round trip per batch.
+    # A batch running longer than this makes the loop poll while it runs, keeping what it gets
+    # for the next batch and pausing each partition once its share waits. Not shorter:
+    # librdkafka drops prefetched data on pause, so pausing every batch would cost a fetch
+    # round trip per batch.
     pause_after: float = 0.5
     install_signals: bool = True
     # Exactly-once mode: how long a transaction stays open for more batches (seconds; 0: one

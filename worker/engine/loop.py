@@ -12,9 +12,10 @@ Guarantees:
 - Commits: asynchronously every `commit_interval` seconds or `commit_every` events, one in
   flight at a time (worker.engine.commits); synchronously for revoked partitions inside the
   revoke callback (worker.engine.rebalance), and at shutdown. Never for lost partitions.
-- While a batch runs longer than `pause_after` (0.5 s), every assigned partition is paused and
-  the main thread keeps polling (rebalance callbacks are served, `max.poll.interval.ms` cannot
-  expire).
+- While a batch runs longer than `pause_after` (0.5 s), the main thread keeps polling (rebalance
+  callbacks are served, `max.poll.interval.ms` cannot expire) and keeps what it gets for the
+  next batch; each partition is paused once its share of that batch waits
+  (worker.engine.assignment says why not all at once).
 - Records a client never hands over (transaction markers; aborted transactions' records under
   read_committed) are stepped over: once every record handed over on a partition finished, its
   stored offset moves to the client's position (worker.engine.offsets), so a transactional
@@ -259,16 +260,13 @@ class Engine:
         inflight.submit(batch)
         if inflight.serial:
             if not batch.done.wait(self.config.pause_after):
-                self._parts.pause_all()
                 while not batch.done.wait(0.02):
                     self._serve_while_busy()
         else:
             since = time.monotonic()
             while inflight.full():
-                if not inflight.head.done.wait(0.002) and not self._parts.paused and (
+                if not inflight.head.done.wait(0.002) and (
                         time.monotonic() - since > self.config.pause_after):
-                    self._parts.pause_all()
-                if self._parts.paused:
                     self._serve_while_busy()
                 self._finishing.ready()
         self._finishing.ready()
@@ -279,13 +277,16 @@ class Engine:
         """Keep the consumer alive while the handler works: callbacks, pending messages, the
         shutdown bound."""
         consumer = self._consumer
+        parts = self._parts
+        share = parts.share(self.config.batch_size)
         for _ in range(1000):
             m = consumer.poll()
             if m is None:
                 break
             if self._keep(m):
-                # Fetched before the pause took effect: keep it for the next batch, in order.
-                self._parts.pending.append(m)
+                # kept for the next batch, in order; its partition paused once it has its share
+                # waiting (worker.engine.assignment)
+                parts.keep(m, (m.topic(), m.partition()), share)
         self._observer.heartbeat()
         if self._stop.is_set() and self._inflight and self._stop_deadline:
             # Leave a reserve of the shutdown bound for commit and close.

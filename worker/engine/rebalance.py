@@ -50,7 +50,7 @@ class RebalanceListener:
         self._connection.on_error(error)
 
     def on_assign(self, partitions: list[TP]) -> None:
-        self._parts.add(partitions, paused=bool(self._inflight) and bool(self._parts.paused))
+        self._parts.add(partitions, paused=self._parts.halted)
         self._connection.assigned()
         log.info("partitions assigned", partitions=[f"{t}[{p}]" for t, p in partitions])
         self._observer.partitions_assigned([TopicPartition(t, p) for t, p in partitions])
