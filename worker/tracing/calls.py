@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 from worker.errors import describe
 from worker.processors.api import Context, Processor
 from worker.tracing import attempts
+from worker.tracing.call_attributes import CallAttributes
 from worker.tracing.config import root_ratio, tracer
-from worker.tracing.names import KAFKA, Attr, SpanName
+from worker.tracing.names import Attr, SpanName
 from worker.tracing.propagation import extract_kafka
 from worker.tracing.spans import sampled_flag
 from worker.types import Message
@@ -55,27 +56,6 @@ def _draws(n: int, share: float) -> Iterator[int]:
         yield i
 
 
-def _attributes(proc: Processor, msg: Message, event: Any, attempt: int, group: str
-                ) -> dict[str, Any]:
-    attrs: dict[str, Any] = {
-        "messaging.system": KAFKA,
-        "messaging.operation.type": "process",
-        "messaging.operation.name": "process",
-        "messaging.destination.name": msg.topic() or "",
-        "messaging.destination.partition.id": str(msg.partition() or 0),
-        "messaging.kafka.offset": msg.offset() or 0,
-        "messaging.consumer.group.name": group,
-        Attr.PROCESSOR: proc.name,
-        Attr.EVENT_TYPE: event.type,
-        Attr.EVENT_ID: event.id,
-        Attr.ATTEMPT: attempt,
-    }
-    key = msg.key()
-    if key:
-        attrs["messaging.kafka.message.key"] = key.decode("utf-8", "replace")
-    return attrs
-
-
 class CallTracing:
     """The call spans of one pipeline's processors (in the pipeline's order)."""
 
@@ -92,6 +72,7 @@ class CallTracing:
         self._link, self._kind, self._error, self._use = (Link, SpanKind.CONSUMER,
                                                           StatusCode.ERROR, use_span)
         self._spans = CallSpans(__name__)
+        self._attributes = {p.name: CallAttributes(p, group) for p in processors}
         self.twins = [self._twin(p) for p in processors]
         self._twin_funcs = frozenset(id(t.func) for t in self.twins)
 
@@ -140,7 +121,7 @@ class CallTracing:
             f"{SpanName.PROCESS} {proc.name}", context=extract_kafka(msg.headers()),
             kind=self._kind, links=links, attributes={Attr.RECORD: True} if force else None)
         if span.is_recording():
-            span.set_attributes(_attributes(proc, msg, event, attempt, self.group))
+            span.set_attributes(self._attributes[proc.name].attributes(msg, event, attempt))
         return span
 
     def _failed(self, msg: Message, proc: Processor, span: Any, error: BaseException) -> None:
@@ -159,8 +140,8 @@ class CallTracing:
     def _light_twin(self, proc: Processor) -> Callable[..., Any]:
         """Each call a span of worker.tracing.records (chosen here: no sampler runs)."""
         func: Any = proc.func
-        spans, name, group, link = self._spans, f"{SpanName.PROCESS} {proc.name}", self.group, \
-            self._link
+        spans, name, link = self._spans, f"{SpanName.PROCESS} {proc.name}", self._link
+        made = self._attributes[proc.name].make
 
         def begin(ctx: Context) -> tuple[Started, Sequence[Any]]:
             msg = ctx._msg
@@ -172,8 +153,8 @@ class CallTracing:
         def end(ctx: Context, event: Any, started: Started, links: Sequence[Any],
                 error: Exception | None = None) -> None:
             msg = ctx._msg
-            spans.end(started, name, _attributes(proc, msg, event, ctx.attempt, group), links,
-                      error)
+            attrs, encoded = made(msg, event, ctx.attempt)
+            spans.end(started, name, attrs, encoded, links, error)
             if error is not None:
                 attempts.failed(attempts.key_of(msg, proc.name), started[0])
 
