@@ -44,11 +44,15 @@ _U64 = (1 << 64) - 1
 _fixed64, _fixed32, _double = (struct.Struct("<Q").pack, struct.Struct("<I").pack,
                                struct.Struct("<d").pack)
 _SMALL = [bytes([n]) for n in range(128)]
+#: A Status without a description (field 15), by the id of its code.
+_STATUS = {code: b"\x7a" + _SMALL[len(field)] + field for code, field in _STATUS_CODE.items()}
 #: Encoded attributes (a KeyValue with its field tag) by (tag, key, type, value): most of a
 #: call span's attributes repeat from span to span (the system, topic, partition, group,
 #: processor, event type, attempt). Emptied when it reaches `_CACHED` entries.
 _cache: dict[tuple[bytes, str, type, Any], bytes] = {}
 _CACHED = 4096
+#: Encoded span names (field 5), emptied at `_CACHED`.
+_names: dict[str, bytes] = {}
 
 
 def _varint(n: int) -> bytes:
@@ -183,8 +187,15 @@ def _span(span: ReadableSpan) -> bytes:
         out += (b"\x22\x08", parent[1].to_bytes(8, "big"))
         if parent[2]:
             flags |= _IS_REMOTE
-    if span._name:
-        out.append(_field(b"\x2a", span._name.encode()))
+    name = span._name
+    if name:
+        encoded = _names.get(name)
+        if encoded is None:
+            encoded = _field(b"\x2a", name.encode())
+            if len(_names) >= _CACHED:
+                _names.clear()
+            _names[name] = encoded
+        out.append(encoded)
     out.append(_KIND[id(span._kind)])
     if span._start_time:
         out += (b"\x39", _fixed64(span._start_time))
@@ -222,8 +233,11 @@ def _span(span: ReadableSpan) -> bytes:
     status = span._status
     if status is not None:
         description = status._description
-        body = _field(b"\x12", description.encode()) if description else b""
-        out.append(_field(b"\x7a", body + _STATUS_CODE[id(status._status_code)]))
+        if description:
+            out.append(_field(b"\x7a", _field(b"\x12", description.encode())
+                              + _STATUS_CODE[id(status._status_code)]))
+        else:
+            out.append(_STATUS[id(status._status_code)])
     out += (b"\x85\x01", _fixed32(flags))  # (field 16, fixed32)
     return _field(b"\x12", b"".join(out))
 
@@ -233,15 +247,18 @@ def encode(spans: Sequence[ReadableSpan]) -> bytes:
     `encode_spans(spans).SerializeToString()` (spans grouped by their resource and scope
     objects, in the order they come)."""
     resources: dict[int, tuple[Resource, dict[int, tuple[Any, list[bytes]]]]] = {}
+    last: tuple[Any, Any, list[bytes]] = (None, None, [])  # (most spans: the last one's)
     for span in spans:
-        resource, scope = span.resource, span.instrumentation_scope
-        entry = resources.get(id(resource))
-        if entry is None:
-            entry = resources[id(resource)] = (resource, {})
-        group = entry[1].get(id(scope))
-        if group is None:
-            group = entry[1][id(scope)] = (scope, [])
-        group[1].append(_span(span))
+        resource, scope = span._resource, span._instrumentation_scope
+        if resource is not last[0] or scope is not last[1]:
+            entry = resources.get(id(resource))
+            if entry is None:
+                entry = resources[id(resource)] = (resource, {})
+            group = entry[1].get(id(scope))
+            if group is None:
+                group = entry[1][id(scope)] = (scope, [])
+            last = (resource, scope, group[1])
+        last[2].append(_span(span))
     out = []
     for resource, scopes in resources.values():
         body = [_field(b"\x0a", _attributes(b"\x0a", resource.attributes))]
