@@ -62,3 +62,45 @@ def test_a_sampled_call_is_the_current_span_a_child_of_the_records_context(
     assert [link.context.span_id for link in ok.links] == [failed.context.span_id]
     assert get_current_span().get_span_context().is_valid is False  # (detached after)
     assert encode(spans) == encode_spans(spans).SerializeToString()
+
+
+def test_with_real_confluent_messages_each_sampled_events_calls_are_traced(
+        traced: Spans) -> None:
+    """confluent-kafka's own Message objects (made in memory), as the worker reads them: the
+    sampled flag of each record decides, and the calls traced are exactly those of the records
+    flagged sampled, among records that make no work (undecodable, unmatched) and records of
+    one and two processors."""
+    from confluent_kafka import Message
+
+    exporter = traced(0.0)
+    values = [event(0), b"{not json", event(2, "customer.created"), event(3),
+              event(4, "voucher.created"), event(5), event(6, "customer.created"), event(7)]
+    flags = [True, True, False, None, True, True, False, True]
+    parents: dict[int, str] = {}
+    messages = []
+    for offset, (value, flag) in enumerate(zip(values, flags, strict=True)):
+        headers = None
+        if flag is not None:
+            _, parents[offset], headers = traceparent(sampled=flag)
+        messages.append(Message(topic="t", partition=0, offset=offset, key=b"k", value=value,
+                                headers=headers))
+    calls: list[tuple[str, int]] = []
+
+    def func(name: str) -> Any:
+        def call(e: Event, ctx: Context) -> None:
+            calls.append((name, int(e.id[-3:])))
+        return call
+
+    pipe, _ = traced_pipeline([proc("orders", "customer.order.*", func("orders")),
+                               proc("all", "customer.**", func("all"))])
+    assert pipe.handle(messages, never).completed
+    spans = finished(exporter, "process")
+    traced_calls = sorted((s.name, dict(s.attributes or {})["messaging.kafka.offset"])
+                          for s in spans)
+    assert traced_calls == [("process all", 0), ("process all", 5), ("process all", 7),
+                            ("process orders", 0), ("process orders", 5),
+                            ("process orders", 7)]
+    assert len(calls) == 10  # (every call made, traced or not)
+    for span in spans:
+        offset = dict(span.attributes or {})["messaging.kafka.offset"]
+        assert span.parent is not None and f"{span.parent.span_id:016x}" == parents[offset]

@@ -86,3 +86,30 @@ def test_an_integer_out_of_int64s_range_is_left_to_the_sdks_encoder() -> None:
                                 attributes={"big": -(1 << 63)})]) == encode_spans(
         [ReadableSpan("x", SpanContext(1, 2, is_remote=False),
                       attributes={"big": -(1 << 63)})]).SerializeToString()
+
+
+@pytest.mark.parametrize(("key", "offset", "attempt", "event_id"), [
+    (b"cust", 7, 1, "evcus_1"),
+    (None, 0, 2, "evcus_2"),
+    (b"\xff\xfe not utf-8 " * 4, 200, 3, "e"),  # (a two-byte offset)
+    (b"k" * 300, 1 << 14, 1, "x" * 200),  # (long strings, a three-byte offset)
+    (b"k", 1 << 40, 12, ""),
+])
+def test_a_call_spans_attributes_are_encoded_as_the_sdk_encodes_them(
+        key: bytes | None, offset: int, attempt: int, event_id: str) -> None:
+    from worker.events import Event
+    from worker.processors.api import Processor
+    from worker.tracing.call_attributes import CallAttributes
+    from worker.tracing.encoding import EncodedSpan
+    from worker.types import LocalMessage
+
+    calls = CallAttributes(Processor(name="p", patterns=("**",), func=lambda e, c: None), "g")
+    msg = LocalMessage(b"{}", "topic", 3, offset, key)
+    event = Event(id=event_id, type="customer.created", created_at="x")
+    for _ in range(2):  # (the second time from what was kept)
+        attrs, encoded = calls.make(msg, event, attempt)
+        assert attrs == calls.attributes(msg, event, attempt)
+        span = EncodedSpan("process p", SpanContext(1, 2, is_remote=False), attributes=attrs,
+                           kind=SpanKind.CONSUMER)
+        span.encoded_attributes = encoded
+        assert encode([span]) == encode_spans([span]).SerializeToString()

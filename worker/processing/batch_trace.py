@@ -1,13 +1,14 @@
 """The pipeline's tracing port, implemented by worker.tracing.batches: spans for one batch and
 its ledger calls (claim, mark done, release, commit); which events' processor calls are traced
-(`choose`: their work gets a traced twin of the processor); and the failed calls of the others
+(`choose`, before planning: their work gets a traced twin of the processor, `trace`, found
+by planning without a pass over the work); and the failed calls of the others
 (`failed`, recorded at any sampling ratio). The pipeline holds none when tracing is off (one
 `is None` test per batch and per failure, nothing per event); `begin` answers None for a batch
 the sampler leaves out."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from worker.ledger.base import LedgerSession
@@ -36,9 +37,14 @@ class BatchTracer(Protocol):
         """The batch's spans, or None when it is not sampled."""
         ...
 
-    def choose(self, messages: Sequence[Message], work: list[Work]) -> None:
-        """Give the sampled events' work (planned from `messages`, in their order) a traced
-        twin of its processor, in place."""
+    def choose(self, messages: Sequence[Message]) -> Sequence[int]:
+        """The positions (ascending) of the sampled events among `messages`: their work gets a
+        traced twin of its processor (`trace`)."""
+        ...
+
+    def trace(self, work: list[Work], positions: Iterable[int]) -> None:
+        """Give the work at `positions` (the sampled events') a traced twin of its processor,
+        in place."""
         ...
 
     def failed(self, msg: Message, event: Any, proc: Processor, attempt: int,

@@ -171,9 +171,11 @@ class Pipeline:
                 self.effects.skip(unused)
 
     def _attempts(self, messages: Sequence[Message], run: BatchRun) -> BatchResult:
-        work = self._planner.plan(messages, run)
-        if self.tracer is not None:
-            self.tracer.choose(messages, work)
+        tracer = self.tracer
+        if tracer is None:
+            work = self._planner.plan(messages, run)
+        else:
+            work = _plan_traced(self._planner, tracer, messages, run)
         delay, max_delay = self._ledger.backoff
         while True:
             if run.cancelled():
@@ -283,6 +285,23 @@ def _traced(attempts: Callable[[Sequence[Message], BatchRun], BatchResult],
         raise
     spans.end(result.completed)
     return result
+
+
+def _plan_traced(planner: WorkPlanner, tracer: BatchTracer, messages: Sequence[Message],
+                 run: BatchRun) -> list[Work]:
+    """The batch's work, the sampled events' with a traced twin of their processor: all of
+    it when every event is sampled, else the work planning found for them."""
+    chosen = tracer.choose(messages)
+    if not chosen:
+        return planner.plan(messages, run)
+    if len(chosen) == len(messages):
+        work = planner.plan(messages, run)
+        tracer.trace(work, range(len(work)))
+        return work
+    found: list[int] = []
+    work = planner.plan(messages, run, chosen, found)
+    tracer.trace(work, found)
+    return work
 
 
 def _skip_emitted(marks: EmittedMarks, work: list[Work], states: list[ClaimState]) -> None:

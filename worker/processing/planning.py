@@ -61,9 +61,16 @@ class WorkPlanner:
                 self._route_cache[event_type] = hit
         return hit
 
-    def plan(self, messages: Sequence[Message], run: BatchRun) -> list[Work]:
-        """The batch's work; its dead letters and counts go to `run`."""
+    def plan(self, messages: Sequence[Message], run: BatchRun, wanted: Sequence[int] = (),
+             found: list[int] | None = None) -> list[Work]:
+        """The batch's work; its dead letters and counts go to `run`. `wanted`: positions
+        (ascending) of messages whose work the caller wants to find (the sampled events,
+        worker.processing.batch_trace): the positions of their work in the list go to `found`
+        (without a pass over the work; one int compare per message)."""
         stats, dead = run.stats, run.dead
+        points = _bounds(wanted, len(messages)) if wanted else []
+        starts: list[int] = []  # len(work) at each of `points`
+        nxt = points[0] if points else -1
         work: list[Work] = []
         add = work.append
         consumed: dict[str, int] = {}
@@ -75,6 +82,9 @@ class WorkPlanner:
         topic: str | None = None
         run_start = 0
         for i, msg in enumerate(messages):
+            if i == nxt:
+                starts.append(len(work))
+                nxt = points[len(starts)] if len(starts) < len(points) else -1
             t = msg.topic() or ""
             if t != topic:  # count per run of one topic, not per message
                 if topic is not None:
@@ -115,6 +125,10 @@ class WorkPlanner:
                                                proc.name))
                         continue
                 add((msg, event, proc, key, index))
+        if points:
+            if nxt == len(messages):
+                starts.append(len(work))
+            _found(wanted, dict(zip(points, starts, strict=True)), found)
         if topic is not None:
             consumed[topic] = consumed.get(topic, 0) + len(messages) - run_start
         stats.consumed.update(consumed)
@@ -124,6 +138,23 @@ class WorkPlanner:
             stats.latency_seconds.extend([(now_ms - t) * 0.001 if t < now_ms else 0.0
                                           for t in timestamps])
         return work
+
+
+def _bounds(wanted: Sequence[int], n: int) -> list[int]:
+    """Each wanted position and the one after it (where its work ends), ascending, at most
+    `n` (the end of the batch)."""
+    return sorted({p for i in wanted for p in (i, i + 1) if p <= n})
+
+
+def _found(wanted: Sequence[int], starts: Mapping[int, int], found: list[int] | None) -> None:
+    """The work positions of each wanted message: from where its work starts to where the next
+    message's starts."""
+    if found is None:
+        return
+    for i in wanted:
+        start, end = starts.get(i), starts.get(i + 1)
+        if start is not None and end is not None:
+            found.extend(range(start, end))
 
 
 def _key_mode(proc: Processor) -> int:

@@ -38,7 +38,7 @@ class BatchTracing:
 
         self.calls = calls = CallTracing(processors, group)
         self.commits = CommitTracing(group)  # an observer of the engine's commits
-        self.choose, self.failed = calls.choose, calls.failed
+        self.choose, self.trace, self.failed = calls.choose, calls.trace, calls.failed
         self.group = group
         self.tracer = tracer(__name__)
         self.ratio = root_ratio()

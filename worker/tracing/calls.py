@@ -4,10 +4,11 @@ a retried effect shows as several, the failed ones with the error, and each call
 one carries a link to the failed call's span (worker.tracing.attempts). The span is current
 while the processor runs, so the HTTP forwarder's request carries it on.
 
-Bounded cost: the pipeline asks `choose` once per batch which of its events are sampled — the
-record's `traceparent` flag, or, without one, a draw against the ratio
-(worker.tracing.sampling.root_ratio) — and only those calls go through a traced twin of their
-processor; the others call the processor itself, with no span and no wrapper. The twin's span
+Bounded cost: the pipeline asks `choose` once per batch, before planning, which of its events
+are sampled — the record's `traceparent` flag, or, without one, a draw against the ratio
+(worker.tracing.sampling.root_ratio) — planning finds their work (a compare per message, no
+pass over the work), and only those calls go through a traced twin of their processor (`trace`);
+the others call the processor itself, with no span and no wrapper. The twin's span
 is decided already, so it is made without the SDK's Span (worker.tracing.records, a fifth of the
 cost); with a sampler of its own every call is an SDK span that sampler decides on. A call that
 raises unsampled is recorded all the same (`failed`, from the pipeline's failure paths): a span
@@ -18,16 +19,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import operator
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from worker.errors import describe
 from worker.processors.api import Context, Processor
 from worker.tracing import attempts
+from worker.tracing.call_attributes import CallAttributes
 from worker.tracing.config import root_ratio, tracer
-from worker.tracing.names import KAFKA, Attr, SpanName
+from worker.tracing.names import Attr, SpanName
 from worker.tracing.propagation import extract_kafka
 from worker.tracing.spans import sampled_flag
 from worker.types import Message
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
     from worker.tracing.records import Started
 
 Work = tuple[Message, Any, Processor, str, int]  # (worker.processing.planning.Work)
-
-_owner = operator.itemgetter(0)
 
 
 def _draws(n: int, share: float) -> Iterator[int]:
@@ -57,27 +56,6 @@ def _draws(n: int, share: float) -> Iterator[int]:
         yield i
 
 
-def _attributes(proc: Processor, msg: Message, event: Any, attempt: int, group: str
-                ) -> dict[str, Any]:
-    attrs: dict[str, Any] = {
-        "messaging.system": KAFKA,
-        "messaging.operation.type": "process",
-        "messaging.operation.name": "process",
-        "messaging.destination.name": msg.topic() or "",
-        "messaging.destination.partition.id": str(msg.partition() or 0),
-        "messaging.kafka.offset": msg.offset() or 0,
-        "messaging.consumer.group.name": group,
-        Attr.PROCESSOR: proc.name,
-        Attr.EVENT_TYPE: event.type,
-        Attr.EVENT_ID: event.id,
-        Attr.ATTEMPT: attempt,
-    }
-    key = msg.key()
-    if key:
-        attrs["messaging.kafka.message.key"] = key.decode("utf-8", "replace")
-    return attrs
-
-
 class CallTracing:
     """The call spans of one pipeline's processors (in the pipeline's order)."""
 
@@ -94,46 +72,30 @@ class CallTracing:
         self._link, self._kind, self._error, self._use = (Link, SpanKind.CONSUMER,
                                                           StatusCode.ERROR, use_span)
         self._spans = CallSpans(__name__)
+        self._attributes = {p.name: CallAttributes(p, group) for p in processors}
         self.twins = [self._twin(p) for p in processors]
         self._twin_funcs = frozenset(id(t.func) for t in self.twins)
 
     # -- per batch ----------------------------------------------------------------------------
-    def choose(self, messages: Sequence[Message], work: list[Work]) -> None:
-        """Put the traced twin in the place of the processor of each sampled event's work (in
-        place). Per message: its headers read, the `traceparent` flag looked up when it has
-        any; the draws for the messages without are made per sampled message only (the gaps
-        between them drawn from the geometric distribution), so an unsampled batch of
-        messages without headers costs one list of their headers."""
+    def choose(self, messages: Sequence[Message]) -> Sequence[int]:
+        """The positions of the sampled events among `messages`, ascending. Per message: its
+        headers read, the `traceparent` flag looked up when it has any; the draws for the
+        messages without are made per sampled message only (the gaps between them drawn from
+        the geometric distribution), so an unsampled batch of messages without headers costs
+        one list of their headers. Their work is found by planning (worker.processing.planning:
+        no pass over the work here)."""
         cut = self.cut
         if cut is None:  # a sampler of its own: every call is a span it decides on
-            self._twin_all(work, range(len(work)))
-            return
+            return range(len(messages))
         heads = [m.headers() for m in messages]
         if any(heads):
             rand = random.random
-            chosen = [m for m, h in zip(messages, heads, strict=True)
-                      if ((flag := sampled_flag(h)) is None and rand() < cut) or flag]
-        else:
-            chosen = [messages[i] for i in _draws(len(messages), cut)]
-        if not chosen:
-            return
-        # the ids of the work's messages (in the messages' order): searched as ints, as a
-        # message's own == may be Python code (LocalMessage's, a dataclass's: ~1,000
-        # instructions a compare, against every message before the sampled one)
-        owners = list(map(id, map(_owner, work)))
-        position = 0
-        for msg in chosen:
-            try:
-                position = owners.index(id(msg), position)
-            except ValueError:
-                continue  # (no work: undecodable, unmatched)
-            end = position
-            while end < len(owners) and owners[end] == id(msg):
-                end += 1
-            self._twin_all(work, range(position, end))
-            position = end
+            return [i for i, h in enumerate(heads)
+                    if ((flag := sampled_flag(h)) is None and rand() < cut) or flag]
+        return list(_draws(len(messages), cut))
 
-    def _twin_all(self, work: list[Work], positions: range) -> None:
+    def trace(self, work: list[Work], positions: Iterable[int]) -> None:
+        """Put the traced twin in the place of the processor of the work at `positions`."""
         twins = self.twins
         for i in positions:
             msg, event, _, key, index = work[i]
@@ -159,7 +121,7 @@ class CallTracing:
             f"{SpanName.PROCESS} {proc.name}", context=extract_kafka(msg.headers()),
             kind=self._kind, links=links, attributes={Attr.RECORD: True} if force else None)
         if span.is_recording():
-            span.set_attributes(_attributes(proc, msg, event, attempt, self.group))
+            span.set_attributes(self._attributes[proc.name].attributes(msg, event, attempt))
         return span
 
     def _failed(self, msg: Message, proc: Processor, span: Any, error: BaseException) -> None:
@@ -178,8 +140,8 @@ class CallTracing:
     def _light_twin(self, proc: Processor) -> Callable[..., Any]:
         """Each call a span of worker.tracing.records (chosen here: no sampler runs)."""
         func: Any = proc.func
-        spans, name, group, link = self._spans, f"{SpanName.PROCESS} {proc.name}", self.group, \
-            self._link
+        spans, name, link = self._spans, f"{SpanName.PROCESS} {proc.name}", self._link
+        made = self._attributes[proc.name].make
 
         def begin(ctx: Context) -> tuple[Started, Sequence[Any]]:
             msg = ctx._msg
@@ -191,8 +153,8 @@ class CallTracing:
         def end(ctx: Context, event: Any, started: Started, links: Sequence[Any],
                 error: Exception | None = None) -> None:
             msg = ctx._msg
-            spans.end(started, name, _attributes(proc, msg, event, ctx.attempt, group), links,
-                      error)
+            attrs, encoded = made(msg, event, ctx.attempt)
+            spans.end(started, name, attrs, encoded, links, error)
             if error is not None:
                 attempts.failed(attempts.key_of(msg, proc.name), started[0])
 

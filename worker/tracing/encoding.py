@@ -20,29 +20,39 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.exporter.otlp.proto.http._common import _is_request_too_large
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
-#: OTLP's span kinds (opentelemetry.proto.trace.v1.Span.SpanKind) by the API's, encoded.
-_KIND = {SpanKind.INTERNAL: b"\x30\x01", SpanKind.SERVER: b"\x30\x02",
-         SpanKind.CLIENT: b"\x30\x03", SpanKind.PRODUCER: b"\x30\x04",
-         SpanKind.CONSUMER: b"\x30\x05"}  # (field 6, varint)
+#: OTLP's span kinds (opentelemetry.proto.trace.v1.Span.SpanKind) by the id of the API's,
+#: encoded (by id: an Enum's hash is a Python call).
+_KIND = {id(SpanKind.INTERNAL): b"\x30\x01", id(SpanKind.SERVER): b"\x30\x02",
+         id(SpanKind.CLIENT): b"\x30\x03", id(SpanKind.PRODUCER): b"\x30\x04",
+         id(SpanKind.CONSUMER): b"\x30\x05"}  # (field 6, varint)
+#: A Status's code by the id of the API's, encoded (field 3, varint; UNSET: none).
+_STATUS_CODE = {id(StatusCode.UNSET): b"", id(StatusCode.OK): b"\x18\x01",
+                id(StatusCode.ERROR): b"\x18\x02"}
 #: OTLP's SpanFlags: the flags say whether the parent (a link's context) is remote.
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
 _U64 = (1 << 64) - 1
 _fixed64, _fixed32, _double = (struct.Struct("<Q").pack, struct.Struct("<I").pack,
                                struct.Struct("<d").pack)
 _SMALL = [bytes([n]) for n in range(128)]
+#: A Status without a description (field 15), by the id of its code.
+_STATUS = {code: b"\x7a" + _SMALL[len(field)] + field for code, field in _STATUS_CODE.items()}
 #: Encoded attributes (a KeyValue with its field tag) by (tag, key, type, value): most of a
 #: call span's attributes repeat from span to span (the system, topic, partition, group,
 #: processor, event type, attempt). Emptied when it reaches `_CACHED` entries.
 _cache: dict[tuple[bytes, str, type, Any], bytes] = {}
 _CACHED = 4096
+#: Encoded span names (field 5), emptied at `_CACHED`.
+_names: dict[str, bytes] = {}
 
 
 def _varint(n: int) -> bytes:
@@ -109,6 +119,47 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     return b"".join(out)
 
 
+def span_attributes(attributes: Mapping[str, Any]) -> bytes:
+    """Span attributes as `encode` writes them (each KeyValue kept for the next span: for
+    values that repeat)."""
+    return _attributes(b"\x4a", attributes)
+
+
+def attribute_key(key: str) -> bytes:
+    """The key of a KeyValue, for `span_attribute`."""
+    return _field(b"\x0a", key.encode())
+
+
+def span_attribute(key: bytes, value: Any) -> bytes:
+    """One span attribute (`key` from `attribute_key`) as `encode` writes it, not kept (a
+    value that does not repeat: an offset, an event id, a message key). A short string or a
+    small non-negative int is written here in one go (each call of `_field` costs ~1,000
+    instructions)."""
+    kind = type(value)
+    if kind is str:
+        text = value.encode()
+        n = len(text)
+        if n < 126:  # (the AnyValue's length, n + 2, and n fit one byte each)
+            pair = b"".join((key, b"\x12", _SMALL[n + 2], b"\x0a", _SMALL[n], text))
+            if len(pair) < 128:
+                return b"\x4a" + _SMALL[len(pair)] + pair
+    elif kind is int and 0 <= value < 1 << 14:  # (a varint of one or two bytes)
+        number = (b"\x12\x02\x18" + _SMALL[value] if value < 128
+                  else b"\x12\x03\x18" + bytes(((value & 127) | 128, value >> 7)))
+        pair = key + number
+        if len(pair) < 128:
+            return b"\x4a" + _SMALL[len(pair)] + pair
+    return _field(b"\x4a", key + _field(b"\x12", _value(value)))
+
+
+class EncodedSpan(ReadableSpan):
+    """A finished span whose attributes the worker encoded as it made them
+    (worker.tracing.call_attributes): `encoded_attributes`, the bytes `encode` would write for
+    `attributes`, in their order."""
+
+    encoded_attributes = b""
+
+
 def _scope(scope: InstrumentationScope | None) -> bytes:
     """A ScopeSpans' scope field (the spans and the schema URL follow)."""
     if scope is None:
@@ -120,30 +171,45 @@ def _scope(scope: InstrumentationScope | None) -> bytes:
 
 
 def _span(span: ReadableSpan) -> bytes:
-    """A Span, in field 2 of its ScopeSpans."""
-    context = span.get_span_context()
+    """A Span, in field 2 of its ScopeSpans. Read from the span's own fields (the locked SDK's
+    ReadableSpan, which its Span extends), not its properties: each of those is a Python call,
+    and `attributes`, `events` and `links` make a copy."""
+    context = span._context
     assert context is not None
-    out = [b"\x0a\x10", context.trace_id.to_bytes(16, "big"),
-           b"\x12\x08", context.span_id.to_bytes(8, "big")]
-    if context.trace_state:
+    # (a SpanContext is a tuple: trace id, span id, is remote, flags, trace state, is valid)
+    out = [b"\x0a\x10", context[0].to_bytes(16, "big"), b"\x12\x08", context[1].to_bytes(8, "big")]
+    trace_state = context[4]
+    if trace_state:
         out.append(_field(b"\x1a", ",".join(
-            [f"{k}={v}" for k, v in context.trace_state.items()]).encode()))
-    parent, flags = span.parent, _HAS_IS_REMOTE
+            [f"{k}={v}" for k, v in trace_state.items()]).encode()))
+    parent, flags = span._parent, _HAS_IS_REMOTE
     if parent:
-        out += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
-        if parent.is_remote:
+        out += (b"\x22\x08", parent[1].to_bytes(8, "big"))
+        if parent[2]:
             flags |= _IS_REMOTE
-    if span.name:
-        out.append(_field(b"\x2a", span.name.encode()))
-    out.append(_KIND[span.kind])
-    if span.start_time:
-        out += (b"\x39", _fixed64(span.start_time))
-    if span.end_time:
-        out += (b"\x41", _fixed64(span.end_time))
-    out.append(_attributes(b"\x4a", span.attributes))
-    if span.dropped_attributes:
-        out += (b"\x50", _varint(span.dropped_attributes))
-    for event in span.events:
+    name = span._name
+    if name:
+        encoded = _names.get(name)
+        if encoded is None:
+            encoded = _field(b"\x2a", name.encode())
+            if len(_names) >= _CACHED:
+                _names.clear()
+            _names[name] = encoded
+        out.append(encoded)
+    out.append(_KIND[id(span._kind)])
+    if span._start_time:
+        out += (b"\x39", _fixed64(span._start_time))
+    if span._end_time:
+        out += (b"\x41", _fixed64(span._end_time))
+    attributes = span._attributes
+    if type(span) is EncodedSpan:
+        out.append(span.encoded_attributes)
+    elif attributes:
+        out.append(_attributes(b"\x4a", attributes))
+    if isinstance(attributes, BoundedAttributes) and attributes.dropped:
+        out += (b"\x50", _varint(attributes.dropped))
+    events = span._events
+    for event in events:
         body = b"\x09" + _fixed64(event.timestamp) if event.timestamp else b""
         if event.name:
             body += _field(b"\x12", event.name.encode())
@@ -151,9 +217,10 @@ def _span(span: ReadableSpan) -> bytes:
         if event.dropped_attributes:
             body += b"\x20" + _varint(event.dropped_attributes)
         out.append(_field(b"\x5a", body))
-    if span.dropped_events:
-        out += (b"\x60", _varint(span.dropped_events))
-    for link in span.links:
+    if isinstance(events, BoundedList) and events.dropped:
+        out += (b"\x60", _varint(events.dropped))
+    links = span._links
+    for link in links:
         linked = link.context
         body = (b"\x0a\x10" + linked.trace_id.to_bytes(16, "big") + b"\x12\x08"
                 + linked.span_id.to_bytes(8, "big") + _attributes(b"\x22", link.attributes))
@@ -161,14 +228,16 @@ def _span(span: ReadableSpan) -> bytes:
             body += b"\x28" + _varint(link.dropped_attributes)
         link_flags = _HAS_IS_REMOTE | (_IS_REMOTE if linked.is_remote else 0)
         out.append(_field(b"\x6a", body + b"\x35" + _fixed32(link_flags)))
-    if span.dropped_links:
-        out += (b"\x70", _varint(span.dropped_links))
-    status = span.status
+    if isinstance(links, BoundedList) and links.dropped:
+        out += (b"\x70", _varint(links.dropped))
+    status = span._status
     if status is not None:
-        body = _field(b"\x12", status.description.encode()) if status.description else b""
-        if status.status_code.value:
-            body += b"\x18" + _varint(status.status_code.value)
-        out.append(_field(b"\x7a", body))
+        description = status._description
+        if description:
+            out.append(_field(b"\x7a", _field(b"\x12", description.encode())
+                              + _STATUS_CODE[id(status._status_code)]))
+        else:
+            out.append(_STATUS[id(status._status_code)])
     out += (b"\x85\x01", _fixed32(flags))  # (field 16, fixed32)
     return _field(b"\x12", b"".join(out))
 
@@ -178,15 +247,18 @@ def encode(spans: Sequence[ReadableSpan]) -> bytes:
     `encode_spans(spans).SerializeToString()` (spans grouped by their resource and scope
     objects, in the order they come)."""
     resources: dict[int, tuple[Resource, dict[int, tuple[Any, list[bytes]]]]] = {}
+    last: tuple[Any, Any, list[bytes]] = (None, None, [])  # (most spans: the last one's)
     for span in spans:
-        resource, scope = span.resource, span.instrumentation_scope
-        entry = resources.get(id(resource))
-        if entry is None:
-            entry = resources[id(resource)] = (resource, {})
-        group = entry[1].get(id(scope))
-        if group is None:
-            group = entry[1][id(scope)] = (scope, [])
-        group[1].append(_span(span))
+        resource, scope = span._resource, span._instrumentation_scope
+        if resource is not last[0] or scope is not last[1]:
+            entry = resources.get(id(resource))
+            if entry is None:
+                entry = resources[id(resource)] = (resource, {})
+            group = entry[1].get(id(scope))
+            if group is None:
+                group = entry[1][id(scope)] = (scope, [])
+            last = (resource, scope, group[1])
+        last[2].append(_span(span))
     out = []
     for resource, scopes in resources.values():
         body = [_field(b"\x0a", _attributes(b"\x0a", resource.attributes))]

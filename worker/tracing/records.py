@@ -19,7 +19,7 @@ from contextvars import Token
 from typing import Any
 
 from opentelemetry.context import Context, attach, detach
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import Event
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
     NonRecordingSpan,
@@ -34,6 +34,7 @@ from opentelemetry.trace import (
 
 from worker.errors import describe
 from worker.tracing.config import finished, provider
+from worker.tracing.encoding import EncodedSpan
 from worker.tracing.propagation import extract_kafka
 
 #: (span context, parent span context or None, context token, start time in ns)
@@ -83,10 +84,11 @@ class CallSpans:
         token = attach(set_span_in_context(NonRecordingSpan(context)))
         return context, parent, token, time.time_ns()
 
-    def end(self, started: Started, name: str, attributes: dict[str, Any],
+    def end(self, started: Started, name: str, attributes: dict[str, Any], encoded: bytes,
             links: Sequence[Any] = (), error: BaseException | None = None) -> None:
         """The span `started` ends (with `error`: ERROR, its exception event) and is handed
-        to the exporting processor."""
+        to the exporting processor; `encoded`: its attributes as OTLP encodes them
+        (worker.tracing.call_attributes)."""
         end = time.time_ns()
         context, parent, token, start = started
         detach(token)
@@ -95,5 +97,7 @@ class CallSpans:
             status = _UNSET
         else:
             events, status = (_exception(error),), Status(StatusCode.ERROR, describe(error))
-        self._end(ReadableSpan(name, context, parent, self._resource, attributes, events, links,
-                               SpanKind.CONSUMER, None, status, start, end, self._scope))
+        span = EncodedSpan(name, context, parent, self._resource, attributes, events, links,
+                           SpanKind.CONSUMER, None, status, start, end, self._scope)
+        span.encoded_attributes = encoded
+        self._end(span)
