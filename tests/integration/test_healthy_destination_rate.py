@@ -34,7 +34,7 @@ from tests.integration.test_destination_outage import (
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 
-EVENTS = 160_000
+EVENTS = 200_000
 SETTLE_S = 0.5     # after the first calls, before measuring the normal rate
 NORMAL_S = 5.0     # the normal rate, over this long
 OUTAGE_S = 36.0    # the other destination answers 503 this long
