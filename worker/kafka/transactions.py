@@ -98,8 +98,7 @@ class _CallThread:
             except BaseException as exc:  # handed to the caller, raised there
                 answer.put((False, exc))
         producer, self.producer = self.producer, None
-        if self._retired:
-            _drop(producer)
+        _drop(producer)  # (only retire ends the loop)
 
 
 def transactional_id(group: str, group_instance_id: str | None) -> str:
@@ -229,13 +228,7 @@ class TransactionalProducer(OutputProducer):
                   during=what, transactional_id=self.transactional_id,
                   timeout_s=self._op_timeout)
         self._in_transaction = False
-        calls, self._calls = self._calls, None
-        if self._marks is not None:
-            self._marks.aborted()
-            self._marks.producer = None
-        self._producer = None
-        if calls is not None:
-            calls.retire()
+        self._reset()  # (its call thread drops the producer once the call returns)
 
     def _reset(self) -> None:
         old, self._producer = self._producer, None
