@@ -69,6 +69,16 @@ class CircuitState(StrEnum):
 NOT_THE_EVENTS_FAULT = frozenset({ErrorClass.DESTINATION_UNAVAILABLE})
 
 
+class EffectWait(StrEnum):
+    """What an async effect that has not started its call waits for (the `reason` of
+    `effects_waiting`): which one holds the effects back says what would help."""
+
+    KEY_ORDER = "key_order"      # an earlier effect of its ordering key: more distinct keys
+    SLOT = "slot"                # a slot of --max-in-flight: more in flight (or replicas)
+    DESTINATION = "destination"  # its destination's circuit, pace or adaptive limit: the
+    #                              destination is the limit; more workers would not help
+
+
 class ProcessingGuarantee(StrEnum):
     """`--processing-guarantee`: what a crash may do to emitted records and offsets."""
 

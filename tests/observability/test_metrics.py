@@ -375,6 +375,10 @@ def test_a_worker_without_async_processors_exports_the_effects_series_at_0() -> 
     assert value(wm, "activity_worker_effects_queued", topic="", partition="") == 0
     assert value(wm, "activity_worker_effect_oldest_age_seconds") == 0
     assert value(wm, "activity_worker_effects_max_in_flight") == 256
+    for reason in ("key_order", "slot", "destination"):
+        assert value(wm, "activity_worker_effects_waiting", reason=reason) == 0
+    assert value(wm, "activity_worker_effects_keys_active") == 0
+    assert value(wm, "activity_worker_effects_slots_free") == 256
 
 
 def test_each_destinations_circuit_is_shown() -> None:

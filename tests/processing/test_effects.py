@@ -278,3 +278,37 @@ def test_an_async_call_that_never_returns_is_cancelled_at_its_timeout(ledger: Le
     # offset 4 waited behind offset 0 in its key's chain and was never called
     assert hung[0] == 5
     assert len(calls.calls) == 6  # the other keys were not held up
+
+
+def test_what_holds_effects_back_is_shown_by_reason() -> None:
+    """3 keys x 3 events, 2 slots, calls held open: 2 in flight, the third key's first effect
+    waiting for a slot, 6 behind an earlier effect of their key; then, released, nothing."""
+    from worker.vocabulary import EffectWait
+
+    release = threading.Event()
+
+    async def held(event: Event, ctx: Context) -> None:
+        while not release.is_set():
+            await asyncio.sleep(0.005)
+
+    pipeline = Pipeline([proc("held", held)], open_ledger("memory://"), max_in_flight=2)
+    effects = pipeline.effects
+    assert effects is not None
+    msgs = [LocalMessage(event(i, f"c{i % 3}"), "t", 0, i, f"c{i % 3}".encode())
+            for i in range(9)]
+    done = threading.Thread(target=pipeline.handle, args=(msgs, never))
+    done.start()
+    try:
+        deadline = time.monotonic() + 10
+        while effects.in_flight() < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert effects.waiting_by_reason() == {EffectWait.KEY_ORDER: 6, EffectWait.SLOT: 1,
+                                               EffectWait.DESTINATION: 0}
+        assert effects.keys_active() == 3 and effects.free_slots() == 0
+    finally:
+        release.set()
+        done.join(10)
+    assert effects.waiting_by_reason() == {EffectWait.KEY_ORDER: 0, EffectWait.SLOT: 0,
+                                           EffectWait.DESTINATION: 0}
+    assert effects.keys_active() == 0 and effects.free_slots() == 2
+    pipeline.close()

@@ -36,11 +36,15 @@ from worker.observability.metric_names import (
     DESTINATION_STATE,
     EFFECT_OLDEST_AGE_SECONDS,
     EFFECTS_IN_FLIGHT,
+    EFFECTS_KEYS_ACTIVE,
     EFFECTS_MAX_IN_FLIGHT,
     EFFECTS_QUEUED,
+    EFFECTS_SLOTS_FREE,
+    EFFECTS_WAITING,
     OPEN_TRANSACTION_SECONDS,
 )
 from worker.types import TopicPartition
+from worker.vocabulary import EffectWait
 
 
 class ScrapeTimeCollector:
@@ -124,6 +128,9 @@ class Effects(Protocol):
     def in_flight_by_processor(self) -> dict[str, int]: ...
     def queued_by_partition(self) -> dict[tuple[str, int], int]: ...
     def oldest_age(self) -> float: ...
+    def keys_active(self) -> int: ...
+    def waiting_by_reason(self) -> dict[EffectWait, int]: ...
+    def free_slots(self) -> int: ...
 
 
 class NoEffects:
@@ -141,6 +148,15 @@ class NoEffects:
 
     def oldest_age(self) -> float:
         return 0.0
+
+    def keys_active(self) -> int:
+        return 0
+
+    def waiting_by_reason(self) -> dict[EffectWait, int]:
+        return {}
+
+    def free_slots(self) -> int:
+        return self.max_in_flight
 
 
 class EffectsCollector(ScrapeTimeCollector):
@@ -162,10 +178,24 @@ class EffectsCollector(ScrapeTimeCollector):
                               "flight has been running (0 when none is)."),
             GaugeMetricFamily(EFFECTS_MAX_IN_FLIGHT, "The bound on async calls in flight "
                               "(--max-in-flight)."),
+            GaugeMetricFamily(EFFECTS_WAITING, "Async effects not started, by what holds them "
+                              "back: key_order (an earlier effect of their key), slot (every "
+                              "slot of --max-in-flight is taken: more in flight would help), "
+                              "destination (its circuit, pace or adaptive limit: the "
+                              "destination is the limit).", labels=["reason"]),
+            GaugeMetricFamily(EFFECTS_KEYS_ACTIVE, "Ordering keys with an async effect running "
+                              "or waiting."),
+            GaugeMetricFamily(EFFECTS_SLOTS_FREE, "Slots of --max-in-flight no effect holds "
+                              "(idle capacity)."),
         ]
 
     def collect(self) -> list[Metric]:
-        in_flight, queued, oldest, bound = self._families()
+        in_flight, queued, oldest, bound, waiting, keys, free = self._families()
+        by_reason = self.effects.waiting_by_reason()
+        for reason in EffectWait:
+            waiting.add_metric([reason.value], by_reason.get(reason, 0))
+        keys.add_metric([], self.effects.keys_active())
+        free.add_metric([], self.effects.free_slots())
         for proc, n in sorted(self.effects.in_flight_by_processor().items()) or [("", 0)]:
             in_flight.add_metric([proc], n)
         queued_now = [([t, str(p)], n) for (t, p), n in
@@ -174,7 +204,7 @@ class EffectsCollector(ScrapeTimeCollector):
             queued.add_metric(labels, n)
         oldest.add_metric([], self.effects.oldest_age())
         bound.add_metric([], self.effects.max_in_flight)
-        return [in_flight, queued, oldest, bound]
+        return [in_flight, queued, oldest, bound, waiting, keys, free]
 
 
 class Destination(Protocol):

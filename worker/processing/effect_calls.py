@@ -21,13 +21,15 @@ import enum
 import itertools
 import time
 from collections import Counter, deque
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from worker.outputs import OutputRecord
 from worker.processing.adaptive_limit import AdaptiveLimit
 from worker.processing.batch_run import BatchRun
 from worker.processing.batch_trace import BatchTracer
+from worker.processing.call_deadlines import CallDeadlines
+from worker.processing.call_slots import CallSlots
 from worker.processing.circuit import Circuit, Circuits
 from worker.processing.loop_lateness import LoopLateness
 from worker.processing.parking import Parking
@@ -66,12 +68,6 @@ class Admission(enum.Enum):
     PARK = "park"        # down longer than --park-after: park
 
 
-class CallTimedOut(TimeoutError):
-    """An async processor call ran past its timeout and was cancelled: the destination counts
-    as unavailable (worker.processing.retries.unavailable), so the effect waits on its
-    circuit."""
-
-
 class EffectCalls:
     def __init__(self, max_in_flight: int, processors: Iterable[Processor],
                  circuits: Circuits, parking: Parking | None = None,
@@ -79,9 +75,12 @@ class EffectCalls:
         procs = list(processors)
         self.parking = parking if parking is not None else Parking(circuits)
         self._tracer = tracer  # told of each failed call; None: tracing is off
-        self._slots = asyncio.Semaphore(max_in_flight)
-        self._limits = {p.name: asyncio.Semaphore(p.max_concurrency) for p in procs
+        self._slots = CallSlots(max_in_flight)
+        self._limits = {p.name: CallSlots(p.max_concurrency) for p in procs
                         if p.max_concurrency is not None}
+        # Timeouts of the calls (CallTimedOut: the destination counts as unavailable,
+        # worker.processing.retries.unavailable, so the effect waits on its circuit)
+        self._deadlines = CallDeadlines()
         self._ids = itertools.count()
         self._started: dict[int, float] = {}   # effect in flight -> perf_counter() at start
         # processor -> its calls in flight (every async processor shown, at 0 too)
@@ -99,6 +98,13 @@ class EffectCalls:
                 min(max_in_flight, circuit.concurrency_limit), lateness=self.lateness)
             self._gates[name] = (gate, deque())
         self._wake: dict[str, asyncio.Event] = {}  # destination -> wakes its waiting effects
+        # effects waiting on their destination: its circuit, its pace or its adaptive limit
+        # cut below its cap; and those waiting on an adaptive limit at its cap
+        self.waiting_for_destination = 0
+        self._waiting_at_cap = 0
+        # calls waiting for anything but a slot of --max-in-flight (_block), and who to tell
+        self.blocked = 0
+        self.on_blocked: Callable[[], None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None  # the effects' loop, once it runs
         circuits.listen(self._circuit_changed)
 
@@ -118,6 +124,15 @@ class EffectCalls:
         """Seconds the oldest effect in flight has been running; 0.0 when none is."""
         started = list(self._started.values())
         return max(0.0, time.perf_counter() - min(started)) if started else 0.0
+
+    def waiting_for_slot(self) -> int:
+        """Effects ready to call that wait for a slot of --max-in-flight (or of their
+        processor's max_concurrency): more in flight would help."""
+        return (self._slots.waiting + sum(s.waiting for s in self._limits.values())
+                + self._waiting_at_cap)
+
+    def free_slots(self) -> int:
+        return self._slots.free
 
     # -- one effect ----------------------------------------------------------------------------
     def queue(self, msg: Message) -> None:
@@ -148,7 +163,13 @@ class EffectCalls:
                 self._left_queue(msg, started)
                 return Ended.PARKED
             if circuit.state is not CLOSED and not granted:
-                admission = await self._admitted(circuit)
+                self.waiting_for_destination += 1
+                self._block()
+                try:
+                    admission = await self._admitted(circuit)
+                finally:
+                    self.waiting_for_destination -= 1
+                    self.blocked -= 1
                 if admission is Admission.GIVE_UP:
                     self._left_queue(msg, started)
                     run.dead_letter(msg, proc, ErrorClass.DESTINATION_UNAVAILABLE,
@@ -165,14 +186,41 @@ class EffectCalls:
                     self._left_queue(msg, started)
                     return Ended.PARKED
                 granted = True
-            await self._enter(gate, waiters)  # its destination has room (holds no slot)
+            if (pace := gate.pace()) > 0.0 or not gate.may_enter():
+                # Its destination's adaptive limit at its cap (--max-in-flight, or the
+                # processor's max_concurrency) is the worker's own bound, not the destination's
+                at_cap = pace <= 0.0 and gate.limit >= gate.cap
+                if at_cap:
+                    self._waiting_at_cap += 1
+                else:
+                    self.waiting_for_destination += 1
+                self._block()
+                try:
+                    await self._enter(gate, waiters, pace)  # its destination has room (holds
+                    #                                          no slot)
+                finally:
+                    if at_cap:
+                        self._waiting_at_cap -= 1
+                    else:
+                        self.waiting_for_destination -= 1
+                    self.blocked -= 1
+            else:
+                gate.in_flight += 1
             error: BaseException | None = None
             emitted: list[OutputRecord] | None = None
             took = 0.0
             try:
-                async with slots:
+                await slots.acquire()
+                try:
                     if limit is not None:
-                        await limit.acquire()
+                        if limit.free > 0:
+                            await limit.acquire()
+                        else:
+                            self._block()
+                            try:
+                                await limit.acquire()
+                            finally:
+                                self.blocked -= 1
                     if circuit.state is not CLOSED and not granted:
                         # It opened while this call waited for a slot: wait on the circuit
                         if limit is not None:
@@ -203,6 +251,8 @@ class EffectCalls:
                         self._per_processor[proc.name] -= 1
                         if limit is not None:
                             limit.release()
+                finally:
+                    slots.release()
             finally:
                 self._leave(gate, waiters)
             if error is None:
@@ -221,19 +271,34 @@ class EffectCalls:
                 last = error
                 waits += 1
                 if circuit.state is CLOSED:
-                    await asyncio.sleep(outage_wait(proc, waits, after))
+                    await self._sleep(outage_wait(proc, waits, after))
                 continue
             circuit.success()  # it answered: the destination is up
             gate.success()
             decision = after_failure(proc, event, msg, error, attempt)
             if isinstance(decision, Retry):
                 outcomes[(proc.name, Outcome.RETRIED)] += 1
-                await asyncio.sleep(decision.delay)  # this chain waits; the others flow
+                await self._sleep(decision.delay)  # this chain waits; the others flow
                 attempt += 1
                 continue
             assert isinstance(decision, GiveUp)
             run.gave_up(msg, event, proc, decision.error_class, decision.reason, error, calls)
             return Ended.GAVE_UP
+
+    def _block(self) -> None:
+        """A call is about to wait for something other than a slot of --max-in-flight: its
+        destination (circuit, pace, adaptive limit), its processor's max_concurrency, or a
+        retry's backoff. The effects' scheduler may start another key meanwhile."""
+        self.blocked += 1
+        if self.on_blocked is not None:
+            self.on_blocked()
+
+    async def _sleep(self, seconds: float) -> None:
+        self._block()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self.blocked -= 1
 
     def _park_at_once(self, msg: Message, proc: Processor, run: BatchRun) -> bool:
         """The order rule (worker.processing.parking): an earlier event of the partition is
@@ -252,28 +317,25 @@ class EffectCalls:
             self.unqueue(msg)
             started[0] = True
 
-    @staticmethod
-    async def _call_once(proc: Processor, event: Any, msg: Message, calls: int
+    async def _call_once(self, proc: Processor, event: Any, msg: Message, calls: int
                          ) -> list[OutputRecord] | None:
         """One call; returns the records it emitted (None: none)."""
         ctx = Context.of_message(proc, event, msg, None, calls)
         call: Coroutine[Any, Any, None] = proc.func(event, ctx)  # type: ignore[assignment]
         if proc.timeout is None:
             await call
-            return ctx._emitted
-        try:
-            await asyncio.wait_for(call, proc.timeout)
-        except TimeoutError:
-            raise CallTimedOut(f"processor {proc.name!r} did not return within "
-                               f"{proc.timeout:g} s; cancelled") from None
+        else:
+            await self._deadlines.call_within(call, proc.timeout, proc.name)
         return ctx._emitted
 
     @staticmethod
-    async def _enter(gate: AdaptiveLimit, waiters: deque[asyncio.Future[None]]) -> None:
-        """Wait for the call's turn at its destination's pace, then for room under its
-        adaptive concurrency limit (worker.processing.adaptive_limit), first come first in."""
-        if (wait := gate.pace()) > 0.0:
-            await asyncio.sleep(wait)
+    async def _enter(gate: AdaptiveLimit, waiters: deque[asyncio.Future[None]],
+                     pace: float = 0.0) -> None:
+        """Wait `pace` seconds (the call's turn at its destination's pace, reserved), then for
+        room under its adaptive concurrency limit (worker.processing.adaptive_limit), first
+        come first in."""
+        if pace > 0.0:
+            await asyncio.sleep(pace)
         while not gate.may_enter():
             room = asyncio.get_running_loop().create_future()
             waiters.append(room)

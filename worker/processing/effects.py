@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import itertools
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine, Hashable, Iterable
 from typing import Any
 
@@ -44,6 +44,7 @@ from worker.processing.parking import Parking
 from worker.processing.planning import Work
 from worker.processors.api import Processor
 from worker.types import Message
+from worker.vocabulary import EffectWait
 
 log = structlog.get_logger(__name__)
 
@@ -97,7 +98,12 @@ class ConcurrentEffects:
         self._tickets = itertools.count()
         self._turn = 0                                    # the next ticket to register
         self._turn_waiters: dict[int, asyncio.Future[None]] = {}
-        self._tails: dict[Hashable, asyncio.Future[None]] = {}  # key -> its last effect
+        # ordering key -> its effects registered and not started, run by a drain of its own
+        self._chains: dict[Hashable, deque[tuple[_Batch, int]]] = {}
+        self._drains: set[asyncio.Task[None]] = set()
+        self._ready: deque[tuple[Hashable, deque[tuple[_Batch, int]]]] = deque()  # no drain yet
+        self._draining = 0  # drains running
+        self.calls.on_blocked = self._start_drains
         # An async processor that is an object with `async aclose()` (e.g. the HTTP forwarder,
         # closing its client session) is closed on this loop when the effects stop.
         self._closers: list[Callable[[], Coroutine[Any, Any, None]]] = [
@@ -125,6 +131,24 @@ class ConcurrentEffects:
     def oldest_age(self) -> float:
         """Seconds the oldest effect in flight has been running; 0.0 when none is."""
         return self.calls.oldest_age()
+
+    def keys_active(self) -> int:
+        """Ordering keys with an effect running or waiting."""
+        return len(self._chains)
+
+    def waiting_by_reason(self) -> dict[EffectWait, int]:
+        """Effects registered and not started, by what holds them back (worker.vocabulary.
+        EffectWait): behind an earlier effect of their key, for a slot, or for their
+        destination."""
+        calls, ready = self.calls, len(self._ready)  # (a ready key's first effect is in
+        queued = sum(len(chain) for chain in list(self._chains.values()))  # its chain still)
+        return {EffectWait.KEY_ORDER: max(0, queued - ready),
+                EffectWait.SLOT: ready + calls.waiting_for_slot(),
+                EffectWait.DESTINATION: calls.waiting_for_destination}
+
+    def free_slots(self) -> int:
+        """Slots of --max-in-flight no effect holds: idle capacity."""
+        return self.calls.free_slots()
 
     # -- batches ---------------------------------------------------------------------------------
     def ticket(self, messages: int = 0) -> int:
@@ -214,29 +238,32 @@ class ConcurrentEffects:
         live = run.ticket
         if live is not None:
             self._live.add(live)
-        done: list[str] = []
-        released: list[str] = []
-        tails, queue = self._tails, self.calls.queue
-        tasks = []
-        by = self._unfinished_by
-        for item in work:
+        batch = _Batch(run, work, loop.create_future())
+        chains, queue, by, ready = self._chains, self.calls.queue, self._unfinished_by, self._ready
+        for i, item in enumerate(work):
             msg, event, proc, _, _ = item
             by[proc.destination_name] += 1
             key = ordering_key(msg, proc, event)
-            mine: asyncio.Future[None] = loop.create_future()
-            tasks.append(loop.create_task(self._after(tails.get(key), mine, key, item, run,
-                                                      done, released)))
-            tails[key] = mine
+            chain = chains.get(key)
+            if chain is None:  # the key's first effect in flight: it waits for a drain
+                chain = chains[key] = deque(((batch, i),))
+                ready.append((key, chain))
+            else:
+                chain.append((batch, i))
             queue(msg)
         self._unfinished += len(work)
-        every = asyncio.gather(*tasks)
+        self._start_drains()
+        if not work:
+            batch.over.set_result(None)
+        done = batch.done
         marked = 0
         try:
             while True:
-                finished, _ = await asyncio.wait([every], timeout=CANCEL_CHECK_S)
+                finished, _ = await asyncio.wait([batch.over], timeout=CANCEL_CHECK_S)
                 if finished:
-                    every.result()  # a FatalProcessingError stops the batch here
-                    return released
+                    if batch.error is not None:
+                        raise batch.error  # a FatalProcessingError stops the batch here
+                    return batch.released
                 if len(done) > marked:
                     mark(done[marked:])
                     marked = len(done)
@@ -247,37 +274,132 @@ class ConcurrentEffects:
                 self._live.discard(live)
             if parking.fences:
                 parking.drop_fences(min(self._live, default=None))
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            every.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await every  # (retrieved, so asyncio does not log it as unhandled)
+            if batch.left:
+                await self._cancel(batch)
             if len(done) > marked:
                 mark(done[marked:])
 
-    async def _after(self, previous: asyncio.Future[None] | None, mine: asyncio.Future[None],
-                     key: Hashable, item: Work, run: BatchRun, done: list[str],
-                     released: list[str]) -> None:
-        """One effect, once the previous effect of its key is over."""
-        started = [False]
-        msg, _, proc, idempotency_key, _ = item
+    def _start_drains(self) -> None:
+        """Start a drain for each key waiting for one, while fewer drains than --max-in-flight
+        are free to call (a drain blocked on its destination or a retry's backoff does not
+        count, so a destination that is down holds no other's keys back)."""
+        ready, calls, bound = self._ready, self.calls, self.max_in_flight
+        while ready and self._draining - calls.blocked < bound:
+            key, chain = ready.popleft()
+            self._draining += 1
+            drain = asyncio.get_running_loop().create_task(self._drain(key, chain))
+            self._drains.add(drain)
+            drain.add_done_callback(self._drains.discard)
+
+    async def _drain(self, key: Hashable, chain: deque[tuple[_Batch, int]]) -> None:
+        """Run one ordering key's effects, one at a time in the order they were registered,
+        until none is left; then the next key waiting for a drain, if there is room. One
+        task per key in flight at most (not one per effect), and no more tasks than that:
+        with 10,000 keys ready and --max-in-flight 1,000, 1,000 drains go from key to key
+        instead of 10,000 tasks waiting for a slot."""
+        ready, calls = self._ready, self.calls
         try:
-            if previous is not None and not previous.done():
-                await asyncio.wait([previous])  # (cancelling us does not cancel it)
-            if run.cancelled():
-                raise EffectsCancelled
-            ended = await self.calls.call(item, run, started)
-            if ended is Ended.DONE:
-                done.append(idempotency_key)
-            elif ended is Ended.GAVE_UP or ended is Ended.PARKED:
-                released.append(idempotency_key)
+            while True:
+                await self._drain_key(key, chain)
+                if not ready or self._draining - calls.blocked > self.max_in_flight:
+                    return
+                key, chain = ready.popleft()
         finally:
-            self._unfinished -= 1
-            self._unfinished_by[proc.destination_name] -= 1
-            if not started[0]:
-                self.calls.unqueue(msg)
-            if not mine.done():
-                mine.set_result(None)
-            if self._tails.get(key) is mine:
-                del self._tails[key]
+            self._draining -= 1
+
+    async def _drain_key(self, key: Hashable, chain: deque[tuple[_Batch, int]]) -> None:
+        calls, task = self.calls, asyncio.current_task()
+        try:
+            while chain:
+                batch, i = chain.popleft()
+                state = batch.state
+                if state[i] != _QUEUED:
+                    continue  # its batch was cancelled meanwhile (and counted it over)
+                item, run = batch.work[i], batch.run
+                state[i] = _RUNNING
+                started = [False]
+                ended: Ended | None = None
+                if batch.cancelled or run.cancelled():
+                    if batch.error is None:  # not done: the batch must not count as finished
+                        batch.error = EffectsCancelled()
+                else:
+                    batch.running[i] = task
+                    try:
+                        ended = await calls.call(item, run, started)
+                    except asyncio.CancelledError:
+                        # Its batch was cancelled (_cancel): the key goes on with the next.
+                        # Any other cancellation fails the batch, so it is read again.
+                        if not batch.cancelled and batch.error is None:
+                            batch.error = EffectsCancelled()
+                    except BaseException as exc:  # FatalProcessingError, or a bug
+                        if batch.error is None:
+                            batch.error = exc
+                    finally:
+                        batch.running.pop(i, None)
+                        # (a cancellation the call swallowed must not hit a later effect)
+                        while task is not None and task.cancelling():
+                            task.uncancel()
+                self._over(batch, i, ended, started[0])
+        finally:
+            if self._chains.get(key) is chain:
+                del self._chains[key]
+
+    def _over(self, batch: _Batch, i: int, ended: Ended | None, started: bool) -> None:
+        """Effect `i` of `batch` will not run (again): count it out."""
+        msg, _, proc, idempotency_key, _ = batch.work[i]
+        batch.state[i] = _OVER
+        if ended is Ended.DONE:
+            batch.done.append(idempotency_key)
+        elif ended is Ended.GAVE_UP or ended is Ended.PARKED:
+            batch.released.append(idempotency_key)
+        self._unfinished -= 1
+        self._unfinished_by[proc.destination_name] -= 1
+        if not started:
+            self.calls.unqueue(msg)
+        batch.left -= 1
+        if batch.left == 0:
+            if batch.emptied is not None and not batch.emptied.done():
+                batch.emptied.set_result(None)
+        elif batch.error is None:
+            return
+        if not batch.over.done():
+            batch.over.set_result(None)
+
+    async def _cancel(self, batch: _Batch) -> None:
+        """Cancel the effects of `batch` not over yet (the batch ended early: cancelled,
+        or an effect raised) and wait until they are: those queued are dropped from their
+        chains, those running are cancelled in their drains."""
+        batch.cancelled = True
+        for i, state in enumerate(batch.state):
+            if state == _QUEUED:
+                self._over(batch, i, None, False)
+        for drain in list(batch.running.values()):
+            if drain is not None:
+                drain.cancel()
+        while batch.left:
+            batch.emptied = asyncio.get_running_loop().create_future()
+            await batch.emptied
+
+
+_QUEUED, _RUNNING, _OVER = 0, 1, 2
+
+
+class _Batch:
+    """One batch's async effects while they run: where each is (`state`, by index in
+    `work`), the drains running them, and what they ended in."""
+
+    __slots__ = ("cancelled", "done", "emptied", "error", "left", "over", "released",
+                 "run", "running", "state", "work")
+
+    def __init__(self, run: BatchRun, work: list[Work], over: asyncio.Future[None]) -> None:
+        self.run = run
+        self.work = work
+        self.state = bytearray(len(work))  # _QUEUED, _RUNNING or _OVER per effect
+        self.left = len(work)
+        self.over = over  # set when every effect is over, or one raised
+        self.emptied: asyncio.Future[None] | None = None  # set when every effect is over
+        self.error: BaseException | None = None
+        self.cancelled = False
+        self.running: dict[int, asyncio.Task[Any] | None] = {}
+        self.done: list[str] = []      # idempotency keys of the effects that finished
+        self.released: list[str] = []  # ... that were dead-lettered or parked
