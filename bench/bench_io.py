@@ -107,9 +107,12 @@ class Record:
     def result(self, extra: dict[str, Any]) -> dict[str, Any]:
         ordered = all(offs == sorted(offs) for offs in self.order.values())
         t = self.times
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         return {"effects": len(t), "seconds": (t[-1] - t[0]) if len(t) > 1 else 0.0,
-                "ordered": ordered,
-                "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **extra}
+                "ordered": ordered, "rss_mb": usage.ru_maxrss / 1024,
+                # CPU of the whole process (every thread, startup included) per effect: what
+                # limits short effects, and less moved by other load than the rate
+                "cpu_us": (usage.ru_utime + usage.ru_stime) / max(1, len(t)) * 1e6, **extra}
 
 
 def run_worker(a: argparse.Namespace) -> dict[str, Any]:
@@ -242,7 +245,8 @@ def report(name: str, r: dict[str, Any], bound: float, goal: float | None) -> No
                                        f"  goal {goal:,.0f}/s NOT met")
     print(f"  {name:9s} {r['effects']:>8,} effects  {rate:>9,.0f}/s  {rate / bound:6.1%} of "
           f"bound {bound:,.0f}/s  order {'kept' if r['ordered'] else 'BROKEN'}  "
-          f"peak RSS {r['rss_mb']:.0f} MB{verdict}", flush=True)
+          f"peak RSS {r['rss_mb']:.0f} MB  CPU {r.get('cpu_us', 0):.0f} µs/event{verdict}",
+          flush=True)
 
 
 def main() -> None:
