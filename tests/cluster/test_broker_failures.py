@@ -35,7 +35,12 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.timeout(900)]
 
 @pytest.mark.parametrize(("events", "rate", "kills"), [
     (100_000, 2_000.0, 1),
+    # Above the group's capacity on a 2-core machine that also runs the three brokers and
+    # PostgreSQL: the group falls 70-210 s behind, and the stalls include that backlog's batches.
     pytest.param(1_000_000, 3_000.0, 5, marks=pytest.mark.soak),
+    # A rate the group keeps up with there (`behind_before_kill_s` near 0): the stalls are the
+    # failover's own.
+    pytest.param(400_000, 1_000.0, 5, marks=pytest.mark.soak),
 ])
 def test_broker_kill_and_rolling_restart_lose_and_repeat_nothing(
         cluster: LocalCluster, postgres_url: str, tmp_path: Path,
