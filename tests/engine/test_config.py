@@ -31,6 +31,16 @@ def test_defaults_are_safe() -> None:
     assert "group.protocol" not in c
 
 
+def test_a_dead_broker_is_tried_again_within_a_second_by_every_client() -> None:
+    """So a killed leader's partitions learn their new leader soon (librdkafka re-queries only
+    while the old leader's connection is down, not while it waits out a 10 s backoff)."""
+    c = build_consumer_config("b:9092", "g")
+    assert c["reconnect.backoff.max.ms"] == 1000
+    assert producer_config(c)["reconnect.backoff.max.ms"] == 1000
+    mine = build_consumer_config("b:9092", "g", {"reconnect.backoff.max.ms": "5000"})
+    assert mine["reconnect.backoff.max.ms"] == "5000"
+
+
 @pytest.mark.parametrize("key", ["enable.auto.offset.store", "enable.auto.commit"])
 def test_refuses_auto_offset_store_and_auto_commit(key: str) -> None:
     with pytest.raises(ConfigError, match=f"{key}=true would let offsets be committed"):

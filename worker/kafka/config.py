@@ -80,6 +80,12 @@ def build_consumer_config(
         # would starve the loop (measured: 7x slower), so back off 20 ms instead.
         "queued.max.messages.kbytes": 16384,
         "fetch.queue.backoff.ms": 20,
+        # A broker that went away is tried again at most 1 s apart (the Java clients' default;
+        # librdkafka's is 10 s). librdkafka asks who leads a partition again only while the old
+        # leader's connection is DOWN, not while it waits out its reconnect backoff: with 10 s,
+        # the partitions of a killed broker learned their new leader up to ~10 s after the
+        # cluster had elected it (docs/cluster.md). The producers inherit it.
+        "reconnect.backoff.max.ms": 1000,
     }
     if protocol == "classic":
         config["partition.assignment.strategy"] = "cooperative-sticky"
