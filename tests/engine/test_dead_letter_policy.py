@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.engine.dead_letter_policy import DeadLetterPolicy, Guardrail
+from worker.engine.dead_letter_policy import DeadLetterPolicy, Guardrail, Settled
 from worker.engine.dead_letter_sink import DeadLetterError
+from worker.engine.lifecycle import EXIT_GUARDRAIL
 from worker.observer import WorkerObserver
 from worker.types import DeadLetter, LocalMessage
 
@@ -24,6 +25,34 @@ class FlakyProducer:
             raise DeadLetterError("DLQ topic refuses (test)")
         self.sent.append(len(letters))
         self.shrunk += 1
+
+    def submit(self, letters: Any) -> Any:
+        try:
+            self.send(letters)
+        except DeadLetterError as exc:
+            return Refused(exc)
+        return Acknowledged()
+
+
+class Acknowledged:
+    def done(self) -> bool:
+        return True
+
+    def wait(self, timeout: float) -> bool:
+        return True
+
+
+class Refused:
+    """Letters produced and then not acknowledged (their delivery reports said so)."""
+
+    def __init__(self, error: DeadLetterError) -> None:
+        self.error = error
+
+    def done(self) -> bool:
+        raise self.error
+
+    def wait(self, timeout: float) -> bool:
+        raise self.error
 
 
 class Seen(WorkerObserver):
@@ -70,3 +99,27 @@ def test_the_guardrail_trips_with_a_sentence() -> None:
     tripped = policy.check(10, 9)
     assert tripped is not None and "55% of the last 20 events" in tripped
     assert seen.trips == 1 and not policy.can_write
+
+
+def test_letters_sent_ahead_and_refused_are_written_again() -> None:
+    """The engine sends a batch's letters without waiting (worker.engine.finishing); when
+    their delivery fails, `written` writes them again with `write`'s retries."""
+    seen, producer, waits = Seen(), FlakyProducer(failures=2), []
+    policy = DeadLetterPolicy(producer, Guardrail(1.0, 10, 1), seen)  # type: ignore[arg-type]
+    sending = policy.start(1, LETTERS)
+    assert not isinstance(sending, Settled)
+    assert policy.written(sending, lambda d: waits.append(d) or True) == Settled(True)
+    assert waits == [0.5]  # the first write again failed, the second went through
+    assert producer.sent == [1]
+    assert seen.writes == [(False, 0), (False, 0), (True, 1)]
+    assert policy.counts.dead_letters == 1 and policy.counts.dead_lettered_events == 1
+
+
+def test_a_tripped_guardrail_sends_nothing_ahead() -> None:
+    producer = FlakyProducer(failures=0)
+    policy = DeadLetterPolicy(producer, Guardrail(0.5, 4, 2))  # type: ignore[arg-type]
+    settled = policy.start(2, [DeadLetter(LocalMessage(b"y"), "schema", "$: bad"),
+                               DeadLetter(LocalMessage(b"z"), "schema", "$: bad")])
+    assert isinstance(settled, Settled) and not settled.stored
+    assert settled.failure is not None and settled.failure[0] == EXIT_GUARDRAIL
+    assert producer.sent == []

@@ -33,6 +33,7 @@ from tests.engine.helpers import (
     produce_transactions,
     wait_for,
 )
+from worker.engine.finishing import LETTERS_AHEAD_BATCHES
 from worker.engine.inmemory import InMemoryBroker, InMemoryConsumer
 from worker.engine.lifecycle import EXIT_GUARDRAIL, EXIT_OK
 from worker.engine.loop import Engine, EngineConfig
@@ -441,6 +442,93 @@ def test_the_guardrail_stops_before_anything_is_committed(backend: Backend, grou
                             dlq_max_share=0.5, dlq_window=20, guardrail_min_events=10)
     assert Running(engine).join() == EXIT_GUARDRAIL
     assert backend.committed(group, topic, 1) == {0: NONE}
+
+
+class GatedSink:
+    """A dead-letter sink whose letters are acknowledged only once `gate` is open; `waiting`
+    is set when the engine waits for them."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.waiting = threading.Event()
+        self.submitted: list[tuple[int, int]] = []
+        self.acked: list[tuple[int, int]] = []
+        self.shrunk = 0
+
+    def submit(self, letters: Sequence[DeadLetter]) -> GatedDelivery:
+        self.submitted += [(m.source.partition() or 0, m.source.offset() or 0) for m in letters]
+        return GatedDelivery(self, letters)
+
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        self.submit(letters).wait(30)
+
+    def serve(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class GatedDelivery:
+    def __init__(self, sink: GatedSink, letters: Sequence[DeadLetter]) -> None:
+        self.sink, self.letters, self.acked = sink, letters, False
+
+    def done(self) -> bool:
+        if self.sink.gate.is_set() and not self.acked:
+            self.acked = True
+            self.sink.acked += [(m.source.partition() or 0, m.source.offset() or 0)
+                                for m in self.letters]
+        return self.acked
+
+    def wait(self, timeout: float) -> bool:
+        self.sink.waiting.set()
+        self.sink.gate.wait(timeout)
+        return self.done()
+
+
+def gated_engine(backend: Backend, group: str, topic: str, handler: Handler, sink: GatedSink,
+                 **cfg: Any) -> Engine:
+    return Engine(backend.consumer(group, {}), handler,
+                  EngineConfig(topics=[topic], poll_timeout=0.05, commit_interval=0.2,
+                               install_signals=False, batch_size=10, dlq_max_share=1.0,
+                               **cfg),
+                  dlq=sink)
+
+
+def test_dead_letters_on_their_way_hold_back_offsets_not_consumption(
+        backend: Backend, group: str, make: Callable[..., Handler]) -> None:
+    """A DLQ partition whose leader moves keeps a batch's letters unacknowledged for seconds:
+    the engine reads and runs the next batches meanwhile, stores no offset past the batch, reads
+    at most LETTERS_AHEAD_BATCHES batches ahead, and stores them all once the letters are
+    acknowledged."""
+    topic = backend.topic(1)
+    backend.produce(topic, events(1, 300))
+    handler, sink = make(dead=True), GatedSink()
+    run = Running(gated_engine(backend, group, topic, handler, sink))
+    read_on = LETTERS_AHEAD_BATCHES * 10 if handler.window is None else 40  # (its window)
+    wait_for(sink.waiting.is_set, 30, "the engine waiting for the letters, past its bound")
+    assert read_on <= len(handler.done()) <= read_on + 20  # (the bound, and a batch or two)
+    assert sink.submitted == [(0, o) for o in range(10)]  # the oldest batch's, in order
+    assert backend.committed(group, topic, 1) == {0: NONE}
+    sink.gate.set()
+    wait_for(lambda: backend.committed(group, topic, 1) == {0: 300}, 30, "all committed")
+    assert sink.acked == [(0, o) for o in range(300)]
+    assert run.stop() == EXIT_OK
+
+
+def test_shutdown_waits_for_dead_letters_on_their_way(backend: Backend, group: str,
+                                                      make: Callable[..., Handler]) -> None:
+    topic = backend.topic(1)
+    backend.produce(topic, events(1, 30))
+    handler, sink = make(dead=True), GatedSink()
+    run = Running(gated_engine(backend, group, topic, handler, sink))
+    wait_for(lambda: len(handler.done()) == 30, 30, "every event handled")
+    assert backend.committed(group, topic, 1) == {0: NONE}
+    threading.Thread(target=lambda: sink.waiting.wait(30) and sink.gate.set(),
+                     daemon=True).start()
+    assert run.stop() == EXIT_OK
+    assert sink.acked == [(0, o) for o in range(30)]
+    assert backend.committed(group, topic, 1) == {0: 30}
 
 
 def test_shutdown_finishes_the_batch_and_commits_it(backend: Backend, group: str,

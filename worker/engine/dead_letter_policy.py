@@ -7,13 +7,19 @@ that is `worker.kafka.dead_letter_producer`, writing the format of
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
 
-from worker.engine.dead_letter_sink import DeadLetterError, DeadLetterSink
+from worker.engine.dead_letter_sink import (
+    DeadLetterDelivery,
+    DeadLetterError,
+    DeadLetterSink,
+)
 from worker.engine.lifecycle import EXIT_ERROR, EXIT_GUARDRAIL, RunCounts
 from worker.observer import WorkerObserver
 from worker.types import DeadLetter
@@ -66,6 +72,29 @@ class Settled:
     failure: tuple[int, str] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Sending:
+    """A finished batch's dead letters on their way (`DeadLetterPolicy.start`)."""
+
+    letters: Sequence[DeadLetter]
+    dead_events: int
+    delivery: DeadLetterDelivery
+    shrunk_before: int
+
+
+class _Failed:
+    """A delivery that failed before a letter was produced."""
+
+    def __init__(self, error: DeadLetterError) -> None:
+        self._error = error
+
+    def done(self) -> bool:
+        raise self._error
+
+    def wait(self, timeout: float) -> bool:
+        raise self._error
+
+
 class DeadLetterPolicy:
     """The guardrail and the dead-letter writes of one engine."""
 
@@ -80,25 +109,59 @@ class DeadLetterPolicy:
     def settle(self, events: int, letters: Sequence[DeadLetter],
                wait: Callable[[float], bool]) -> Settled:
         """A batch of `events` finished with `letters`: count it in the guardrail, then write
-        and confirm the letters (see `write` for `wait`). The guardrail counts bad events only:
-        a `destination_unavailable` letter (an outage past --max-outage) is not the event's
-        fault, and an outage must not stop the worker."""
+        and confirm the letters (see `write` for `wait`)."""
+        started = self.start(events, letters)
+        if isinstance(started, Settled):
+            return started
+        # (the sink's own timeout bounds the wait; a failure: `written` writes them again)
+        with contextlib.suppress(DeadLetterError):
+            started.delivery.wait(math.inf)
+        return self.written(started, wait)
+
+    def start(self, events: int, letters: Sequence[DeadLetter]) -> Settled | Sending:
+        """A batch of `events` finished with `letters`: count it in the guardrail, then start
+        writing the letters without waiting; `written` says what became of them. The guardrail
+        counts bad events only: a `destination_unavailable` letter (an outage past
+        --max-outage) is not the event's fault, and an outage must not stop the worker."""
         dead_events = len({id(d.source) for d in letters}) if letters else 0
         bad_events = dead_events if not letters else len(
             {id(d.source) for d in letters if d.error_class not in NOT_THE_EVENTS_FAULT})
         tripped = self.check(events, bad_events)
         if tripped is not None:
             return Settled(False, (EXIT_GUARDRAIL, tripped))
-        if letters:
-            if not self.can_write:
-                return Settled(False, (EXIT_ERROR, "events must be dead-lettered but no DLQ "
-                                                   "producer is configured; set --dlq-topic"))
-            if not self.write(letters, wait):
-                log.warning("dead letters not written; their batch is not committed and "
-                            "comes back", letters=len(letters))
-                return Settled(False)  # stopping, or its partitions are gone
-            self.counts.dead_letters += len(letters)
-            self.counts.dead_lettered_events += dead_events
+        if not letters:
+            return Settled(True)
+        producer = self._producer
+        if producer is None:
+            return Settled(False, (EXIT_ERROR, "events must be dead-lettered but no DLQ "
+                                               "producer is configured; set --dlq-topic"))
+        shrunk_before = producer.shrunk
+        try:
+            delivery: DeadLetterDelivery = producer.submit(letters)
+        except DeadLetterError as exc:
+            delivery = _Failed(exc)
+        return Sending(letters, dead_events, delivery, shrunk_before)
+
+    def written(self, sending: Sending, wait: Callable[[float], bool]) -> Settled:
+        """The outcome of letters `start` sent, once their delivery is done (or failed): stored;
+        or, when it failed, written again with `write`'s retries (see there for `wait`)."""
+        producer, observer = self._producer, self._observer
+        assert producer is not None
+        try:
+            ok = sending.delivery.done()
+        except DeadLetterError as exc:
+            ok = False
+            observer.dlq_write(False)
+            log.warning("dead letters not acknowledged; writing them again", error=str(exc),
+                        letters=len(sending.letters))
+        if ok:
+            observer.dlq_write(True, producer.shrunk - sending.shrunk_before)
+        elif not self.write(sending.letters, wait):
+            log.warning("dead letters not written; their batch is not committed and "
+                        "comes back", letters=len(sending.letters))
+            return Settled(False)  # stopping, or its partitions are gone
+        self.counts.dead_letters += len(sending.letters)
+        self.counts.dead_lettered_events += sending.dead_events
         return Settled(True)
 
     @property

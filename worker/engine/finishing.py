@@ -2,7 +2,13 @@
 (worker.engine.dead_letter_policy), then store its offsets (decided by worker.engine.offsets) —
 or, for a batch that was cancelled or failed, store nothing, cancel every batch behind it and
 seek its partitions back to its first offsets, so that no offset passes an event that did not
-finish."""
+finish.
+
+The engine does not wait for a batch's dead letters to be acknowledged: it reads and runs the
+next batches meanwhile, and they wait behind it to be finished. A DLQ partition whose leader
+moves (a broker killed: ~10-15 s) then holds back the offsets of what was read since, not the
+consumption of every partition. Past `LETTERS_AHEAD_BATCHES` batches of events in flight (a
+handler with a window: its own bound), on a revoke and at shutdown, it waits for the letters."""
 
 from __future__ import annotations
 
@@ -15,7 +21,8 @@ import structlog
 
 from worker.engine.assignment import Assignment
 from worker.engine.consumer_port import ConsumerPort
-from worker.engine.dead_letter_policy import DeadLetterPolicy
+from worker.engine.dead_letter_policy import DeadLetterPolicy, Sending, Settled
+from worker.engine.dead_letter_sink import DeadLetterError
 from worker.engine.inflight import Batch, InFlight
 from worker.engine.lifecycle import EXIT_ERROR, EXIT_FATAL_PROCESSING, RunCounts, hard_exit
 from worker.engine.offsets import OffsetTracker
@@ -26,11 +33,17 @@ from worker.types import TP, TopicPartition
 
 log = structlog.get_logger(__name__)
 
+#: How far the engine reads on while the oldest finished batch's dead letters are on their way:
+#: this many batches (of --batch-size) in flight; a handler with a window, its own in-flight
+#: bound (worker.engine.inflight).
+LETTERS_AHEAD_BATCHES = 20
+
 
 class Finishing:
     def __init__(self, consumer: ConsumerPort, parts: Assignment, offsets: OffsetTracker,
                  inflight: InFlight, dead_letters: DeadLetterPolicy, observer: WorkerObserver,
-                 counts: RunCounts, *, revoke_timeout: float, stop: threading.Event,
+                 counts: RunCounts, *, revoke_timeout: float, batch_size: int,
+                 stop: threading.Event,
                  serve: Callable[[], None], fail: Callable[[int, str], None],
                  transactions: BatchTransactions | None = None) -> None:
         """`serve`: the engine keeping its consumer served while it waits; `fail`: stop the
@@ -49,13 +62,49 @@ class Finishing:
         self._fail = fail
         self._txn = transactions
         self.rewinding = False  # a batch was cancelled: the rest in flight is too
+        self._read_on = LETTERS_AHEAD_BATCHES * batch_size if inflight.serial else inflight.limit
+        # the oldest finished batch and its dead letters on their way
+        self._sending: tuple[Batch, Settled | Sending] | None = None
 
-    def ready(self) -> None:
-        """Finish every batch the handler is done with, in the order they were read."""
-        for batch in self._inflight.ready():
-            self._finish(batch)
-        if not self._inflight:
+    def ready(self, *, wait: bool = False) -> None:
+        """Finish every batch the handler is done with, in the order they were read. While the
+        oldest one's dead letters are on their way, the rest wait behind it and this returns
+        (the engine reads on), unless `wait` (a revoke, shutdown) or too much is in flight:
+        then it waits for them, serving the consumer."""
+        inflight = self._inflight
+        while inflight and inflight.head.done.is_set():
+            batch = inflight.head
+            if self._letters_on_their_way(batch, wait or inflight.events > self._read_on):
+                break
+            self._finish(inflight.pop())
+        if not inflight:
             self.rewinding = False
+
+    def _letters_on_their_way(self, batch: Batch, wait: bool) -> bool:
+        """Start writing the finished `batch`'s dead letters (once); True while they are on
+        their way and `wait` is False. Exactly-once mode writes them in the batch's
+        transaction, one batch at a time (`_store`)."""
+        sending = self._sending
+        if sending is None or sending[0] is not batch:
+            result = batch.result
+            if (self._txn is not None or result is None or not result.dead_letters
+                    or not result.completed or self.rewinding):
+                return False
+            sending = self._sending = (batch, self._dead_letters.start(len(batch.messages),
+                                                                      result.dead_letters))
+        started = sending[1]
+        if isinstance(started, Settled):
+            return False
+        try:
+            if started.delivery.done():
+                return False
+            if not wait:
+                return True
+            while not started.delivery.wait(0.05):
+                self._serve()  # (what it reads waits for the next batch, its partitions paused)
+        except DeadLetterError:
+            pass  # `_store` writes them again
+        return False
 
     def seek_back(self) -> set[TP]:
         """Rewind the partitions of cancelled batches to their first unfinished offsets;
@@ -142,9 +191,15 @@ class Finishing:
             self._parts.drop_pending(self._offsets.cancelled(batch.first,
                                                              self._parts.assigned))
             return False
-        settled = self._dead_letters.settle(
-            len(batch.messages), result.dead_letters,
-            lambda delay: self._wait_for_dlq(batch, delay))
+        sending, self._sending = self._sending, None
+        if sending is not None and sending[0] is batch:  # (started by `_letters_on_their_way`)
+            started = sending[1]
+            settled = started if isinstance(started, Settled) else self._dead_letters.written(
+                started, lambda delay: self._wait_for_dlq(batch, delay))
+        else:
+            settled = self._dead_letters.settle(
+                len(batch.messages), result.dead_letters,
+                lambda delay: self._wait_for_dlq(batch, delay))
         if settled.failure is not None:
             self._fail(*settled.failure)
         if not settled.stored:

@@ -157,12 +157,15 @@ class InFlight:
             self.events > self.limit
             or (self._window is not None and self._window.pending() > self._max_pending))
 
-    def ready(self) -> Iterator[Batch]:
-        """The oldest batches whose handler is done, in order (each leaves the queue)."""
-        while self._batches and self._batches[0].done.is_set():
-            batch = self._batches.popleft()
-            self.events -= len(batch.messages)
-            yield batch
+    def running(self) -> Batch | None:
+        """The oldest batch the handler is not done with."""
+        return next((b for b in self._batches if not b.done.is_set()), None)
+
+    def pop(self) -> Batch:
+        """The oldest batch leaves the queue (the engine finished it)."""
+        batch = self._batches.popleft()
+        self.events -= len(batch.messages)
+        return batch
 
     def rereads(self) -> Collection[TP]:
         """The partitions whose parked events the handler would have read again now

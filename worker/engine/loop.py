@@ -111,14 +111,15 @@ class Engine:
                            config.guardrail_min_events), self._observer, self.counts)
         self._finishing = Finishing(consumer, self._parts, self._offsets, self._inflight,
                                     self._dead_letters, self._observer, self.counts,
-                                    revoke_timeout=config.revoke_timeout, stop=self._stop,
+                                    revoke_timeout=config.revoke_timeout,
+                                    batch_size=config.batch_size, stop=self._stop,
                                     serve=self._serve_while_busy, fail=self._fail,
                                     transactions=self._txn)
         if self._txn is not None:
             self._commits.transactional = self._finishing.commit_transaction
         self._listener = RebalanceListener(config, self._parts, self._offsets, self._inflight,
                                            self._commits, self._connection, self._observer,
-                                           self._finishing.ready)
+                                           lambda: self._finishing.ready(wait=True))
         self._drain: DrainTarget | None = None
         self._next_lag = 0.0
         self._lag = LagRecorder()
@@ -265,7 +266,11 @@ class Engine:
         else:
             since = time.monotonic()
             while inflight.full():
-                if not inflight.head.done.wait(0.002) and (
+                running = inflight.running()
+                if running is None:  # all done: the oldest one's dead letters are on their way
+                    self._finishing.ready(wait=True)
+                    continue
+                if not running.done.wait(0.002) and (
                         time.monotonic() - since > self.config.pause_after):
                     self._serve_while_busy()
                 self._finishing.ready()
@@ -309,10 +314,10 @@ class Engine:
         while inflight and self._stop_reason != "error" and not inflight.head.done.wait(0.02):
             self._serve_while_busy()  # a graceful stop finishes what is in flight, bounded
             self._finishing.ready()
-        self._finishing.ready()
+        self._finishing.ready(wait=True)  # (dead letters on their way, too)
         inflight.cancel_all()
         inflight.wait_all(5.0)
-        self._finishing.ready()
+        self._finishing.ready(wait=True)
         inflight.stop()
         try:
             self._commits.sync_after_pending(self._serve_while_busy)

@@ -5,7 +5,7 @@ dead letter before that)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +32,9 @@ class DeadLetterProducer:
     """The engine's dead-letter sink (worker.engine.dead_letter_sink) over Kafka.
 
     `send(letters)` produces every letter and blocks until all are acknowledged, raising
-    DeadLetterError if any failed or the timeout passed. Idempotent producer, acks=all.
+    DeadLetterError if any failed or the timeout passed; `submit(letters)` produces them and
+    returns at once (the engine goes on with later batches while a DLQ partition's leader
+    moves, worker.engine.finishing). Idempotent producer, acks=all.
 
     A letter that would not fit (`max_bytes`: the DLQ topic's `max.message.bytes`, which also
     becomes the producer's `message.max.bytes`) is written shrunk instead (see
@@ -75,58 +77,14 @@ class DeadLetterProducer:
         return self._topic_for(source_topic)
 
     def send(self, letters: Sequence[DeadLetter]) -> None:
-        if not letters:
-            return
-        from confluent_kafka import KafkaError
+        if letters:
+            self.submit(letters).wait(self._timeout + 1.0)
 
+    def submit(self, letters: Sequence[DeadLetter]) -> Delivery:
+        """Produce every letter now; the returned delivery says when all are acknowledged."""
         if tracing.active():  # a span per letter, its context in the letter's headers
             tracing.dead_letter_spans(letters, self._topic_for)
-        failures: list[str] = []
-        too_large: list[int] = []
-        acked: list[int] = []  # (lists: a shared client's reports may come on its own thread)
-        produced = 0
-
-        def on_delivery(i: int) -> Callable[[Any, Any], None]:
-            def report(err: Any, msg: Any) -> None:
-                if err is None:
-                    acked.append(i)
-                elif err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-                    too_large.append(i)  # the broker's limit is lower than we knew: shrink
-                else:
-                    failures.append(f"{msg.topic()}: {err}")
-            return report
-
-        failed_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        deadline = time.monotonic() + self._timeout
-        budget = self.max_bytes
-        todo = list(range(len(letters)))
-        producer = self._client()
-        for _round in range(4):  # full or shrunk; then shrunk to 1/4, 1/16 of the limit
-            for i in todo:
-                self._produce(producer, letters[i], failed_at, budget, on_delivery(i),
-                              deadline)
-            produced += len(todo)
-            remaining = producer.flush(max(0.0, deadline - time.monotonic()))
-            # A shared client's reports may be served by its own delivery thread: flush()
-            # returns once they are taken, maybe before they ran.
-            while (len(acked) + len(failures) + len(too_large) < produced and not remaining
-                   and time.monotonic() < deadline):
-                time.sleep(0.001)
-            if not too_large or remaining:
-                break
-            produced -= len(too_large)  # (reported, and produced again smaller)
-            todo, too_large[:] = list(too_large), []
-            budget //= 4
-        if failures or too_large:
-            first = failures[0] if failures else "still too large after shrinking"
-            raise DeadLetterError(
-                f"{len(failures) + len(too_large)} dead letter(s) were not written ({first}); "
-                "create the DLQ topic or fix the producer settings")
-        if len(acked) != len(letters):
-            raise DeadLetterError(
-                f"{len(letters) - len(acked)} dead letter(s) were not acknowledged within "
-                f"{self._timeout:.0f}s; check the broker")
-        self.sent += len(acked)
+        return Delivery(self, letters)
 
     def _produce(self, producer: Any, letter: DeadLetter, failed_at: str, budget: int,
                  on_delivery: Callable[[Any, Any], None], deadline: float) -> None:
@@ -166,3 +124,86 @@ class DeadLetterProducer:
     def close(self, timeout: float = 5.0) -> None:
         if self._own:  # (a shared client is flushed and closed by its owner)
             self._client().flush(timeout)
+
+
+class Delivery:
+    """A DeadLetterProducer's letters on their way (worker.engine.dead_letter_sink's
+    DeadLetterDelivery). A letter the broker refuses as too large is produced again shrunk, to
+    1/4 and then 1/16 of the limit; each letter is acknowledged once."""
+
+    def __init__(self, sink: DeadLetterProducer, letters: Sequence[DeadLetter]) -> None:
+        self._sink = sink
+        self._letters = letters
+        self._producer = sink._client()
+        self._failed_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace(
+            "+00:00", "Z")
+        self._deadline = time.monotonic() + sink._timeout
+        self._budget = sink.max_bytes
+        self._rounds = 0
+        # (lists: a shared client's reports may come on its own thread)
+        self._acked: list[int] = []
+        self._failures: list[str] = []
+        self._too_large: list[int] = []
+        self._produced = 0
+        self._result: bool | None = None
+        self._produce(range(len(letters)))
+
+    def _produce(self, todo: Iterable[int]) -> None:
+        for i in todo:
+            self._sink._produce(self._producer, self._letters[i], self._failed_at, self._budget,
+                                self._report(i), self._deadline)
+            self._produced += 1
+
+    def _report(self, i: int) -> Callable[[Any, Any], None]:
+        from confluent_kafka import KafkaError
+
+        def report(err: Any, msg: Any) -> None:
+            if err is None:
+                self._acked.append(i)
+            elif err.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                self._too_large.append(i)  # the broker's limit is lower than we knew: shrink
+            else:
+                self._failures.append(f"{msg.topic()}: {err}")
+        return report
+
+    def done(self) -> bool:
+        if self._result is None:
+            self._sink.serve()
+            self._result = self._outcome()
+        return self._result is True
+
+    def wait(self, timeout: float) -> bool:
+        until = time.monotonic() + timeout
+        while not self.done():
+            left = min(until, self._deadline) - time.monotonic()
+            if left <= 0:
+                return self.done()
+            # A shared client's reports may be served by its own delivery thread: flush()
+            # returns once they are taken, maybe before they ran.
+            if self._producer.flush(min(left, 0.1)) == 0:
+                time.sleep(0.001)
+        return True
+
+    def _outcome(self) -> bool | None:
+        """None while letters are on their way; True once all are acknowledged."""
+        reported = len(self._acked) + len(self._failures) + len(self._too_large)
+        if reported < self._produced:
+            if time.monotonic() < self._deadline:
+                return None
+            raise DeadLetterError(
+                f"{len(self._letters) - len(self._acked)} dead letter(s) were not acknowledged "
+                f"within {self._sink._timeout:.0f}s; check the broker")
+        if self._too_large and not self._failures and self._rounds < 3:
+            todo, self._too_large = self._too_large, []
+            self._produced -= len(todo)  # (reported, and produced again smaller)
+            self._budget //= 4
+            self._rounds += 1
+            self._produce(todo)
+            return None
+        if self._failures or self._too_large:
+            first = self._failures[0] if self._failures else "still too large after shrinking"
+            raise DeadLetterError(
+                f"{len(self._failures) + len(self._too_large)} dead letter(s) were not written "
+                f"({first}); create the DLQ topic or fix the producer settings")
+        self._sink.sent += len(self._acked)
+        return True
