@@ -451,6 +451,7 @@ class GatedSink:
     def __init__(self) -> None:
         self.gate = threading.Event()
         self.waiting = threading.Event()
+        self.waits = 0  # the engine's waits for letters (each up to the timeout it gives)
         self.submitted: list[tuple[int, int]] = []
         self.acked: list[tuple[int, int]] = []
         self.shrunk = 0
@@ -481,14 +482,15 @@ class GatedDelivery:
         return self.acked
 
     def wait(self, timeout: float) -> bool:
+        self.sink.waits += 1
         self.sink.waiting.set()
         self.sink.gate.wait(timeout)
         return self.done()
 
 
 def gated_engine(backend: Backend, group: str, topic: str, handler: Handler, sink: GatedSink,
-                 **cfg: Any) -> Engine:
-    return Engine(backend.consumer(group, {}), handler,
+                 overrides: dict[str, str] | None = None, **cfg: Any) -> Engine:
+    return Engine(backend.consumer(group, overrides or {}), handler,
                   EngineConfig(topics=[topic], poll_timeout=0.05, commit_interval=0.2,
                                install_signals=False, batch_size=10, dlq_max_share=1.0,
                                **cfg),
@@ -514,6 +516,30 @@ def test_dead_letters_on_their_way_hold_back_offsets_not_consumption(
     wait_for(lambda: backend.committed(group, topic, 1) == {0: 300}, 30, "all committed")
     assert sink.acked == [(0, o) for o in range(300)]
     assert run.stop() == EXIT_OK
+
+
+def test_a_revoke_waits_for_dead_letters_on_their_way_then_lets_go(
+        backend: Backend, group: str, make: Callable[..., Handler]) -> None:
+    """B joins while A's letters wait for their acknowledgement: A waits for them inside its
+    revoke callback without polling its consumer there (a poll nested in the consumer's own
+    callback aborted the process: "CallState_get: Assertion `cs != NULL' failed"), stores and
+    commits, then lets go; every event's letter written once (by A, or by B for what A had not
+    finished), every event committed."""
+    topic = backend.topic(2)
+    backend.produce(topic, events(2, 30))
+    eager = {"partition.assignment.strategy": "range"}  # (the revoke covers every partition)
+    handler_a, sink_a = make(dead=True), GatedSink()
+    a = Running(gated_engine(backend, group, topic, handler_a, sink_a, eager))
+    wait_for(lambda: len(sink_a.submitted) >= 10, 30, "A's first letters on their way")
+    handler_b, sink_b = make(dead=True), GatedSink()
+    sink_b.gate.set()
+    b = Running(gated_engine(backend, group, topic, handler_b, sink_b, eager))
+    # (several rounds of its wait: each one without a poll of the consumer)
+    wait_for(lambda: sink_a.waits >= 3, 30, "A's revoke waiting for its letters")
+    sink_a.gate.set()
+    wait_for(lambda: backend.committed(group, topic, 2) == {0: 30, 1: 30}, 30, "all committed")
+    assert a.stop() == EXIT_OK and b.stop() == EXIT_OK
+    assert sink_a.acked and sorted(sink_a.acked + sink_b.acked) == sorted(every(2, 30))
 
 
 def test_shutdown_waits_for_dead_letters_on_their_way(backend: Backend, group: str,

@@ -65,6 +65,10 @@ class Finishing:
         self._read_on = LETTERS_AHEAD_BATCHES * batch_size if inflight.serial else inflight.limit
         # the oldest finished batch and its dead letters on their way
         self._sending: tuple[Batch, Settled | Sending] | None = None
+        # False inside a rebalance callback: the consumer is in its own poll there, and a
+        # nested poll would break the client's callback state (confluent-kafka aborts the
+        # process: "CallState_get: Assertion `cs != NULL' failed")
+        self._may_serve = True
 
     def ready(self, *, wait: bool = False) -> None:
         """Finish every batch the handler is done with, in the order they were read. While the
@@ -76,9 +80,19 @@ class Finishing:
             batch = inflight.head
             if self._letters_on_their_way(batch, wait or inflight.events > self._read_on):
                 break
-            self._finish(inflight.pop())
+            if inflight and inflight.head is batch:  # (else a revoke in the wait finished it)
+                self._finish(inflight.pop())
         if not inflight:
             self.rewinding = False
+
+    def for_rebalance(self) -> None:
+        """`ready(wait=True)` inside a rebalance callback: it waits without serving the
+        consumer."""
+        self._may_serve = False
+        try:
+            self.ready(wait=True)
+        finally:
+            self._may_serve = True
 
     def _letters_on_their_way(self, batch: Batch, wait: bool) -> bool:
         """Start writing the finished `batch`'s dead letters (once); True while they are on
@@ -101,7 +115,8 @@ class Finishing:
             if not wait:
                 return True
             while not started.delivery.wait(0.05):
-                self._serve()  # (what it reads waits for the next batch, its partitions paused)
+                if self._may_serve:  # (what it reads waits for the next batch)
+                    self._serve()
         except DeadLetterError:
             pass  # `_store` writes them again
         return False
@@ -244,6 +259,7 @@ class Finishing:
         self._parts.pause_all()
         until = time.monotonic() + delay
         while time.monotonic() < until and not self._stop.is_set():
-            self._serve()
+            if self._may_serve:
+                self._serve()
             time.sleep(0.05)
         return not self._stop.is_set() and bool(batch.last.keys() & self._parts.assigned)

@@ -131,6 +131,7 @@ class InMemoryConsumer:
         self._broker = broker
         self.group = group
         self._listener: ConsumerListener | None = None
+        self._in_callback = False
         self.interleaved = False  # what the engine asked of open()
         self._topics: set[str] = set()
         self._member_id = ""
@@ -218,10 +219,21 @@ class InMemoryConsumer:
 
     def _call(self, hook: str, arg: Any, **kwargs: Any) -> None:
         if self._listener is not None:
-            getattr(self._listener, hook)(arg, **kwargs)
+            self._in_callback = True
+            try:
+                getattr(self._listener, hook)(arg, **kwargs)
+            finally:
+                self._in_callback = False
+
+    def _not_nested(self) -> None:
+        """Like confluent-kafka, which aborts the process on the next callback once a poll ran
+        inside a callback ("CallState_get: Assertion `cs != NULL' failed"): refuse it."""
+        if self._in_callback:
+            raise RuntimeError("the consumer was polled inside its own rebalance callback")
 
     # -- reading ---------------------------------------------------------------------------
     def consume(self, n: int, timeout: float) -> list[Any]:
+        self._not_nested()
         deadline = time.monotonic() + timeout
         while True:
             self._serve()
@@ -233,6 +245,7 @@ class InMemoryConsumer:
                 self._broker._cond.wait(min(left, 0.05))
 
     def poll(self) -> Any | None:
+        self._not_nested()
         self._serve()
         with self._broker._cond:
             got = self._take(1)

@@ -119,7 +119,7 @@ class Engine:
             self._commits.transactional = self._finishing.commit_transaction
         self._listener = RebalanceListener(config, self._parts, self._offsets, self._inflight,
                                            self._commits, self._connection, self._observer,
-                                           lambda: self._finishing.ready(wait=True))
+                                           self._finishing.for_rebalance)
         self._drain: DrainTarget | None = None
         self._next_lag = 0.0
         self._lag = LagRecorder()
